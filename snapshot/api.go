@@ -3,6 +3,14 @@ package snapshot
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	cfs "github.com/containerd/continuity/fs"
 )
 
 // Snapshotter keeps one directory per layer under its root and stacks them with
@@ -12,56 +20,204 @@ import (
 // a digest); an Active snapshot is a fresh writable layer on top of committed parents,
 // with a mounted merged view at Root. Committing renames its upper dir into a new
 // committed snapshot; nothing is copied.
+//
+// Example: a RUN step on top of base layers b1 (bottom) and b2:
+//
+//	a, _ := s.Prepare(ctx, []string{"sha256-b1", "sha256-b2"})
+//	// run the step with a.Root as its rootfs, then
+//	a.Unmount(ctx)                 // a.Upper now holds the step's diff
+//	layers.WriteUpperDiff(a.Upper) // (package layers) makes the layer blob
+//	a.Commit(ctx, "sha256-new")    // a.Upper becomes committed/sha256-new
+//
+// Layout under the root dir:
+//
+//	committed/<id>/                 a layer's files in overlay format
+//	active/<pid>-<rand>/{upper,work,merged}   Prepare and View
+//	tmp/<pid>-<rand>/               Ingest, Remove and the overlay probe
+//	empty/                          an always-empty lower for scratch
 type Snapshotter struct {
-	root string
+	root      string
+	overlay   bool // overlay mounts work here; otherwise the copy fallback is used
+	newAPI    bool // fsopen + "lowerdir+" works (else mount(2))
+	classicMt bool // forced mount(2) for tests
 }
 
+// Option configures New.
+type Option func(*Snapshotter)
+
+// WithoutOverlay forces the copy-based fallback, as if overlay could not mount.
+func WithoutOverlay() Option { return func(s *Snapshotter) { s.overlay = false } }
+
+// withClassicMount forces mount(2) instead of the new mount API (tests).
+func withClassicMount() Option { return func(s *Snapshotter) { s.classicMt = true } }
+
 // New opens (creating) a snapshotter rooted at dir and probes whether overlay mounts work.
-func New(ctx context.Context, dir string) (*Snapshotter, error) {
-	return nil, errors.New("snapshot: New not implemented")
+// It removes what killed runs left in active/ and tmp/ (unmounting first), never the
+// work of another live process sharing dir.
+func New(ctx context.Context, dir string, opts ...Option) (*Snapshotter, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot root %s: %w", dir, err)
+	}
+	s := &Snapshotter{root: abs, overlay: true}
+	for _, d := range []string{s.root, s.dir("committed"), s.dir("active"), s.dir("tmp"), s.dir("empty")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("snapshot root: %w", err)
+		}
+	}
+	for _, d := range []string{s.dir("active"), s.dir("tmp")} {
+		if err := cleanStale(d); err != nil {
+			return nil, fmt.Errorf("clean leftovers in %s: %w", d, err)
+		}
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.overlay {
+		ok, newAPI, err := probeOverlay(s.dir("tmp"))
+		if err != nil {
+			return nil, fmt.Errorf("probe overlay: %w", err)
+		}
+		s.overlay, s.newAPI = ok, newAPI && !s.classicMt
+	}
+	return s, nil
+}
+
+func (s *Snapshotter) dir(name string) string { return filepath.Join(s.root, name) }
+
+// Overlay reports whether s stacks layers with overlayfs (false: copy fallback).
+func (s *Snapshotter) Overlay() bool { return s.overlay }
+
+// ValidateID checks that id can name a committed dir and appear in mount options: not
+// empty, at most 255 bytes, not "." or "..", and free of '/', NUL, ':' and ','.
+func ValidateID(id string) error {
+	if id == "" || id == "." || id == ".." || len(id) > 255 || strings.ContainsAny(id, "/\x00:,") {
+		return fmt.Errorf("invalid snapshot id %q", id)
+	}
+	return nil
 }
 
 // Exists reports whether committed snapshot id is present.
-func (s *Snapshotter) Exists(id string) bool { return false }
+func (s *Snapshotter) Exists(id string) bool {
+	if ValidateID(id) != nil {
+		return false
+	}
+	fi, err := os.Stat(s.Path(id))
+	return err == nil && fi.IsDir()
+}
 
-// Path is the directory holding the committed snapshot id's files.
-func (s *Snapshotter) Path(id string) string { return "" }
+// Path is the directory holding the committed snapshot id's files ("" for an invalid id).
+func (s *Snapshotter) Path(id string) string {
+	if ValidateID(id) != nil {
+		return ""
+	}
+	return filepath.Join(s.root, "committed", id)
+}
 
 // Ingest creates committed snapshot id by calling fill on an empty temp dir and renaming
 // it into place when fill succeeds. If id already exists it does nothing.
+//
+// Files are not fsynced: the rename makes the name appear atomically, which is what
+// survives kill -9 (a kill mid-fill leaves only a tmp dir, which New removes). Power
+// loss may leave a committed dir with truncated files; that is not defended against.
 func (s *Snapshotter) Ingest(ctx context.Context, id string, fill func(dir string) error) error {
-	return errors.New("snapshot: Ingest not implemented")
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if s.Exists(id) {
+		return nil
+	}
+	w, err := newWorkDir(s.dir("tmp"))
+	if err != nil {
+		return fmt.Errorf("ingest %s: %w", id, err)
+	}
+	defer w.remove()
+	data := w.sub("data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		return fmt.Errorf("ingest %s: %w", id, err)
+	}
+	if err := fill(data); err != nil {
+		return fmt.Errorf("ingest %s: %w", id, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ingest %s: %w", id, err)
+	}
+	return s.publish(data, id)
 }
 
-// Active is a writable layer over committed parents, mounted at Root.
-type Active struct {
-	// Root is the merged view: reads see parents + changes, writes land in the layer.
-	Root string
-	// Upper is the overlay-format diff (whiteouts as 0/0 char devices, opaque xattrs)
-	// valid after Unmount; layers.WriteUpperDiff reads it.
-	Upper string
+// publish renames dir to committed/id. When id exists already, another build
+// committed the same content first: dir is left for its owner to remove.
+func (s *Snapshotter) publish(dir, id string) error {
+	err := os.Rename(dir, s.Path(id))
+	if err != nil && s.Exists(id) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("commit snapshot %s: %w", id, err)
+	}
+	return nil
 }
 
-// Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
-func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, error) {
-	return nil, errors.New("snapshot: Prepare not implemented")
-}
-
-// Unmount detaches the merged view; Upper stays valid. Safe to call twice.
-func (a *Active) Unmount(ctx context.Context) error { return errors.New("not implemented") }
-
-// Commit unmounts if needed and renames the upper dir into committed snapshot id.
-func (a *Active) Commit(ctx context.Context, id string) error { return errors.New("not implemented") }
-
-// Discard unmounts and removes everything the Active made. Safe after Commit (no-op).
-func (a *Active) Discard(ctx context.Context) error { return errors.New("not implemented") }
-
-// View mounts a read-only merged view of parents and returns its root and a release func.
-func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, release func() error, err error) {
-	return "", nil, errors.New("snapshot: View not implemented")
-}
-
-// Remove deletes committed snapshot id.
+// Remove deletes committed snapshot id. It first renames the dir out of committed/,
+// so a kill during deletion never leaves a half-deleted dir under the id.
 func (s *Snapshotter) Remove(ctx context.Context, id string) error {
-	return errors.New("snapshot: Remove not implemented")
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	w, err := newWorkDir(s.dir("tmp"))
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	defer w.remove()
+	if err := os.Rename(s.Path(id), w.sub("data")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	return w.remove()
+}
+
+// List returns the ids of the committed snapshots, sorted.
+func (s *Snapshotter) List() ([]string, error) {
+	entries, err := os.ReadDir(s.dir("committed"))
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots: %w", err)
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.IsDir() && ValidateID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Usage returns the bytes committed snapshot id occupies on disk (hard links once).
+func (s *Snapshotter) Usage(ctx context.Context, id string) (int64, error) {
+	if !s.Exists(id) {
+		return 0, fmt.Errorf("snapshot %s: %w", id, fs.ErrNotExist)
+	}
+	u, err := cfs.DiskUsage(ctx, s.Path(id))
+	if err != nil {
+		return 0, fmt.Errorf("usage of snapshot %s: %w", id, err)
+	}
+	return u.Size, nil
+}
+
+// parentPaths validates parents (bottom first) and returns their dirs top first, the
+// order overlay's lowerdir wants.
+func (s *Snapshotter) parentPaths(parents []string) ([]string, error) {
+	out := make([]string, len(parents))
+	for i, id := range parents {
+		if err := ValidateID(id); err != nil {
+			return nil, err
+		}
+		if !s.Exists(id) {
+			return nil, fmt.Errorf("parent snapshot %s: %w", id, fs.ErrNotExist)
+		}
+		out[len(parents)-1-i] = s.Path(id)
+	}
+	return out, nil
 }

@@ -1,0 +1,187 @@
+package snapshot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+// Active is a writable layer over committed parents, mounted at Root.
+type Active struct {
+	// Root is the merged view: reads see parents + changes, writes land in the layer.
+	Root string
+	// Upper is the overlay-format diff (whiteouts as 0/0 char devices, opaque xattrs)
+	// valid after Unmount; layers.WriteUpperDiff reads it.
+	Upper string
+
+	mu      sync.Mutex
+	w       *workDir
+	mounted bool       // overlay mounted at Root
+	copy    *copyState // non-nil in copy-fallback mode until the diff is written
+	s       *Snapshotter
+	done    bool // committed or discarded
+}
+
+// Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
+func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, error) {
+	lowers, err := s.parentPaths(parents)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	w, err := newWorkDir(s.dir("active"))
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	a := &Active{Root: w.sub("merged"), Upper: w.sub("upper"), w: w, s: s}
+	fail := func(err error) (*Active, error) {
+		a.Discard(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	// The upper root is the merged root's inode attributes: 0755 like any rootfs root.
+	for _, d := range []string{a.Upper, w.sub("work"), a.Root} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil { // umask
+			return fail(err)
+		}
+	}
+	if !s.overlay {
+		cs, err := prepareCopy(ctx, lowers, w, a.Root)
+		if err != nil {
+			return fail(err)
+		}
+		a.copy = cs
+		return a, nil
+	}
+	if len(lowers) == 0 {
+		// Overlay needs at least one lower; scratch gets the shared empty dir.
+		lowers = []string{s.dir("empty")}
+	}
+	spec := mountSpec{lowers: lowers, upper: a.Upper, work: w.sub("work"), target: a.Root, classicMount: !s.newAPI}
+	if err := mountOverlay(spec); err != nil {
+		return fail(err)
+	}
+	a.mounted = true
+	return a, nil
+}
+
+// Unmount detaches the merged view; Upper stays valid. Safe to call twice. In copy
+// mode it writes the diff between the parents and Root into Upper.
+func (a *Active) Unmount(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.unmountLocked(ctx)
+}
+
+func (a *Active) unmountLocked(ctx context.Context) error {
+	if a.mounted {
+		if err := unmount(a.Root); err != nil {
+			return err
+		}
+		a.mounted = false
+	}
+	if a.copy != nil {
+		if err := a.copy.writeDiff(ctx, a.Root, a.Upper); err != nil {
+			return fmt.Errorf("copy-mode diff: %w", err)
+		}
+		a.copy = nil
+	}
+	return nil
+}
+
+// Commit unmounts if needed and renames the upper dir into committed snapshot id. If
+// id exists already (another build committed the same content), the layer is discarded.
+func (a *Active) Commit(ctx context.Context, id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return errors.New("commit: snapshot already committed or discarded")
+	}
+	if err := a.unmountLocked(ctx); err != nil {
+		return fmt.Errorf("commit %s: %w", id, err)
+	}
+	if err := a.s.publish(a.Upper, id); err != nil {
+		return err
+	}
+	a.done = true
+	return a.w.remove()
+}
+
+// Discard unmounts and removes everything the Active made. Safe after Commit (no-op).
+func (a *Active) Discard(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return nil
+	}
+	if a.mounted {
+		// Lazy detach: discarding must succeed even if something still holds the view.
+		if err := unmount(a.Root); err != nil {
+			return fmt.Errorf("discard: %w", err)
+		}
+		a.mounted = false
+	}
+	a.copy = nil
+	a.done = true
+	return a.w.remove()
+}
+
+// View mounts a read-only merged view of parents and returns its root and a release func.
+// Overlay needs two lowers without an upper, so a single parent is stacked on an empty
+// dir rather than bind-mounted: a committed dir holds whiteout devices that only
+// overlay hides. In copy mode the view is a private copy; writes to it are not
+// prevented but are thrown away by release.
+func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, release func() error, err error) {
+	lowers, err := s.parentPaths(parents)
+	if err != nil {
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	w, err := newWorkDir(s.dir("active"))
+	if err != nil {
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	merged := w.sub("merged")
+	if err := os.Mkdir(merged, 0o755); err != nil {
+		w.remove()
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	if !s.overlay {
+		if err := materialise(ctx, lowers, merged); err != nil {
+			w.remove()
+			return "", nil, fmt.Errorf("view: %w", err)
+		}
+		var once sync.Once
+		var rerr error
+		return merged, func() error { once.Do(func() { rerr = w.remove() }); return rerr }, nil
+	}
+	for i := 0; len(lowers) < 2; i++ {
+		// Distinct empty dirs: overlay refuses the same dir twice in one stack.
+		e := w.sub(fmt.Sprintf("empty%d", i))
+		if err := os.Mkdir(e, 0o755); err != nil {
+			w.remove()
+			return "", nil, fmt.Errorf("view: %w", err)
+		}
+		lowers = append(lowers, e)
+	}
+	if err := mountOverlay(mountSpec{lowers: lowers, target: merged, classicMount: !s.newAPI}); err != nil {
+		w.remove()
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	var once sync.Once
+	var rerr error
+	release = func() error {
+		once.Do(func() {
+			if rerr = unmount(merged); rerr == nil {
+				rerr = w.remove()
+			}
+		})
+		return rerr
+	}
+	return merged, release, nil
+}

@@ -1,0 +1,18 @@
+// Package snapshot keeps kiln's layer directories and stacks them with overlayfs.
+//
+// A committed snapshot is an immutable dir under committed/<id> in overlay's on-disk
+// format (whiteouts are 0/0 character devices, opaque dirs carry
+// trusted.overlay.opaque=y). Prepare mounts a writable overlay over committed parents;
+// Commit renames its upper dir into a new committed snapshot, so a RUN step's layer is
+// never copied. Long parent chains are mounted with the new mount API ("lowerdir+",
+// Linux 6.8), with a mount(2) fallback through short symlink names. Where overlay
+// cannot mount (probed once in New), a copy-based fallback materialises the stack and
+// computes the overlay-format diff itself, at the cost of two rootfs copies per step.
+// Every work dir is owned by a flock so several processes can share one root and New
+// only clears what dead processes left.
+//
+// Not supported: rootless overlay (user.overlay xattrs / userxattr), redirect_dir and
+// metacopy (refused on purpose: the layer differ needs plain upper dirs), fsync of
+// layer contents (committing survives kill -9, not power loss), and anything about
+// Dockerfiles or tar layers, which belong to the solver and package layers.
+package snapshot
