@@ -1,9 +1,6 @@
 package parser
 
 import (
-	"errors"
-	"io"
-
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
@@ -33,6 +30,14 @@ type Graph struct {
 	// UnusedBuildArgs are --build-arg keys no ARG consumed (BuildKit warns about them).
 	UnusedBuildArgs []string
 	Warnings        []string
+	// EscapeToken is the escape character from the escape directive ('\\' or '`');
+	// the solver's shell.NewLex needs it to expand instructions the same way.
+	EscapeToken rune
+	// Syntax is the frontend named by the syntax directive (or BUILDKIT_SYNTAX),
+	// "" if none. Only docker/dockerfile 1.x frontends get this far.
+	Syntax string
+	// CheckDirective is the value of the "# check=" directive, "" if absent.
+	CheckDirective string
 }
 
 // Arg is one declared ARG.
@@ -67,19 +72,3 @@ type Command struct {
 	Original string // the instruction's text as written, for history and errors
 }
 
-// Error is a Dockerfile error that names the file and line.
-// Error() reads like "Dockerfile:7: unknown instruction: COPPY".
-type Error struct {
-	File string
-	Line int
-	Msg  string
-	Src  string // the offending line's text, shown under the message when non-empty
-}
-
-func (e *Error) Error() string { return e.File + ": " + e.Msg }
-
-// Parse reads a Dockerfile and builds its Graph. It honours the escape and syntax
-// directives (docker/dockerfile 1.x frontends are built natively; others refused).
-func Parse(r io.Reader, opts Options) (*Graph, error) {
-	return nil, errors.New("parser: Parse not implemented")
-}

@@ -1,0 +1,223 @@
+package parser
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// graphBuilder resolves collected stages into a Graph: expanded bases and
+// platforms, names, dependencies, the target and what it needs.
+type graphBuilder struct {
+	src    *source
+	opts   Options
+	g      *Graph
+	escape rune
+	lex    *shell.Lex
+	raw    []*rawStage
+	byName map[string]int // lower-cased stage name → index
+}
+
+func (b *graphBuilder) build(raw []*rawStage, metaArgs []*instructions.ArgCommand) error {
+	b.lex = shell.NewLex(b.escape)
+	b.raw = raw
+	env, err := b.globalEnv(metaArgs)
+	if err != nil {
+		return err
+	}
+	b.g.BuildArgs = b.buildArgs()
+
+	b.byName = map[string]int{}
+	for i, rs := range raw {
+		name := rs.from.Name // buildkit lower-cases and validates it
+		if name == "" {
+			continue
+		}
+		if j, dup := b.byName[name]; dup {
+			return b.src.errorf(rs.line, "duplicate stage name %q: the stage on line %d already uses it", name, raw[j].line)
+		}
+		b.byName[name] = i
+	}
+
+	for i, rs := range raw {
+		st, err := b.stage(i, rs, env)
+		if err != nil {
+			return err
+		}
+		b.g.Stages = append(b.g.Stages, st)
+	}
+	for i, st := range b.g.Stages {
+		for _, c := range st.Commands {
+			if err := b.commandDeps(st, c.Command, c.Line); err != nil {
+				return err
+			}
+		}
+		if err := b.onbuildDeps(i); err != nil {
+			return err
+		}
+	}
+
+	if err := b.selectTarget(); err != nil {
+		return err
+	}
+	b.g.UnusedBuildArgs = b.unusedBuildArgs(raw)
+	return nil
+}
+
+// stage expands a FROM line with the global args and finds the stage it builds on.
+func (b *graphBuilder) stage(i int, rs *rawStage, env argEnv) (*Stage, error) {
+	from := rs.from
+	st := &Stage{Index: i, Name: from.Name, BaseStage: -1, Line: rs.line, Commands: rs.commands}
+
+	res, err := b.lex.ProcessWordWithMatches(from.BaseName, env)
+	if err != nil {
+		return nil, b.src.wrap(err, rs.line)
+	}
+	if res.Result == "" {
+		return nil, b.src.errorf(rs.line, "base name (%s) should not be blank: declare its ARGs before the first FROM or pass them with --build-arg", from.BaseName)
+	}
+	st.Base = res.Result
+
+	// Like BuildKit, only an earlier stage's exact name counts: `FROM alpine AS
+	// alpine` builds on the image, and so does a name only a later stage has.
+	if j, ok := b.byName[st.Base]; ok {
+		switch {
+		case j < i:
+			st.BaseStage = j
+		case j > i:
+			b.g.Warnings = append(b.g.Warnings, fmt.Sprintf(
+				"%s:%d: FROM %s names the stage defined on line %d, after this one; it is pulled as an image instead (stages can only build on earlier stages)",
+				b.src.file, rs.line, st.Base, b.raw[j].line))
+		}
+	} else if n, ok := stageIndex(st.Base); ok {
+		if n >= i {
+			return nil, b.src.errorf(rs.line, "FROM %s: stage index %d is not an earlier stage (this is stage %d)", st.Base, n, i)
+		}
+		st.BaseStage = n
+	}
+	if st.BaseStage >= 0 {
+		st.Deps = append(st.Deps, st.BaseStage)
+	}
+
+	if from.Platform != "" {
+		res, err := b.lex.ProcessWordWithMatches(from.Platform, env)
+		if err != nil {
+			return nil, b.src.wrap(fmt.Errorf("failed to process arguments for platform %s: %w", from.Platform, err), rs.line)
+		}
+		if res.Result == "" {
+			return nil, b.src.errorf(rs.line, "empty platform value from expression %s", from.Platform)
+		}
+		p, err := ParsePlatform(res.Result)
+		if err != nil {
+			return nil, b.src.wrap(fmt.Errorf("failed to parse platform %s: %w", from.Platform, err), rs.line)
+		}
+		st.Platform = p.String()
+	}
+	return st, nil
+}
+
+// stageIndex reports whether s is a plain decimal stage index.
+func stageIndex(s string) (int, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
+// commandDeps adds the stages cmd reads from to st.Deps: COPY --from (a name or
+// an index) and RUN --mount from= (a name). A value naming no stage is an image,
+// which the solver pulls.
+func (b *graphBuilder) commandDeps(st *Stage, cmd instructions.Command, line int) error {
+	switch c := cmd.(type) {
+	case *instructions.CopyCommand:
+		if c.From == "" {
+			return nil
+		}
+		// BuildKit resolves --from before any ARG is known, so it refuses variables.
+		res, err := b.lex.ProcessWordWithMatches(c.From, argEnv{})
+		if err != nil || res.Result != c.From {
+			return b.src.errorf(line, "COPY --from=%s: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround", c.From)
+		}
+		if n, ok := stageIndex(c.From); ok {
+			if n >= len(b.raw) {
+				return b.src.errorf(line, "COPY --from=%s: invalid stage index %d (the Dockerfile has %d stages)", c.From, n, len(b.raw))
+			}
+			return b.addDep(st, n, "COPY --from="+c.From, line)
+		}
+		if j, ok := b.byName[strings.ToLower(c.From)]; ok {
+			return b.addDep(st, j, "COPY --from="+c.From, line)
+		}
+	case *instructions.RunCommand:
+		for _, m := range instructions.GetMounts(c) {
+			if m.From == "" {
+				continue
+			}
+			if j, ok := b.byName[strings.ToLower(m.From)]; ok {
+				if err := b.addDep(st, j, "RUN --mount from="+m.From, line); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// addDep records that st reads stage j, which must come before it: stages build
+// in file order, so a later stage (or st itself) cannot be read yet.
+func (b *graphBuilder) addDep(st *Stage, j int, what string, line int) error {
+	if j >= st.Index {
+		rel := "is defined after it"
+		if j == st.Index {
+			rel = "is the current stage"
+		}
+		return b.src.errorf(line, "%s: cannot read stage %s, it %s; a stage can only read stages defined before it", what, stageLabel(b.raw, j), rel)
+	}
+	if !slices.Contains(st.Deps, j) {
+		st.Deps = append(st.Deps, j)
+	}
+	return nil
+}
+
+func stageLabel(raw []*rawStage, j int) string {
+	if n := raw[j].from.Name; n != "" {
+		return strconv.Quote(n)
+	}
+	return strconv.Itoa(j)
+}
+
+// onbuildDeps adds the dependencies of the ONBUILD triggers a stage inherits from
+// its base stage: BuildKit runs those triggers in the child, so an
+// `ONBUILD COPY --from=x` makes the child read x. Only the direct base's own
+// triggers fire, as in BuildKit.
+func (b *graphBuilder) onbuildDeps(i int) error {
+	st := b.g.Stages[i]
+	if st.BaseStage < 0 {
+		return nil
+	}
+	for _, c := range b.g.Stages[st.BaseStage].Commands {
+		ob, ok := c.Command.(*instructions.OnbuildCommand)
+		if !ok {
+			continue
+		}
+		res, err := bkparser.Parse(strings.NewReader(ob.Expression))
+		if err != nil {
+			return b.src.wrap(fmt.Errorf("ONBUILD trigger from line %d: %w", c.Line, err), st.Line)
+		}
+		for _, node := range res.AST.Children {
+			cmd, err := instructions.ParseCommand(node)
+			if err != nil {
+				return b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err))
+			}
+			if err := b.commandDeps(st, cmd, st.Line); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
