@@ -1,0 +1,197 @@
+package image
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Annotation keys of index.json, as BuildKit's (containerd's) exporters write them.
+const (
+	annotationImageName = "io.containerd.image.name"
+	annotationRefName   = "org.opencontainers.image.ref.name"
+)
+
+// WriteOCIArchive writes img as an OCI image-layout tar to w; each tag is recorded as
+// org.opencontainers.image.ref.name (and io.containerd.image.name) in index.json.
+//
+// As in BuildKit's oci exporter, each tag gets its own index.json entry (the same
+// manifest), with the full name (docker.io/library/app:v1) and the tag part (v1).
+// The tar is deterministic: entries sorted by name, mtime 0, owner 0:0.
+func WriteOCIArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer) error {
+	return writeArchive(ctx, img, tags, w, false)
+}
+
+// WriteDockerArchive writes the hybrid tarball of BuildKit's docker exporter: an OCI
+// layout plus a docker manifest.json with RepoTags, accepted by docker/podman load and
+// skopeo docker-archive:.
+func WriteDockerArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer) error {
+	return writeArchive(ctx, img, tags, w, true)
+}
+
+// dockerManifestEntry is one element of docker save's manifest.json.
+type dockerManifestEntry struct {
+	Config   string
+	RepoTags []string
+	Layers   []string
+}
+
+func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer, docker bool) error {
+	names := make([]dockerName, 0, len(tags))
+	for _, t := range tags {
+		n, err := normaliseTag(t)
+		if err != nil {
+			return err
+		}
+		names = append(names, n)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return fmt.Errorf("write archive: manifest: %w", err)
+	}
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return fmt.Errorf("write archive: manifest: %w", err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return fmt.Errorf("write archive: manifest: %w", err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return fmt.Errorf("write archive: manifest: %w", err)
+	}
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return fmt.Errorf("write archive: config: %w", err)
+	}
+
+	small := map[string][]byte{
+		"oci-layout":              []byte(`{"imageLayoutVersion":"1.0.0"}`),
+		blobName(digest):          rawManifest,
+		blobName(m.Config.Digest): rawCfg,
+	}
+	if small["index.json"], err = indexJSON(digest, int64(len(rawManifest)), mt, names); err != nil {
+		return err
+	}
+	layerByName := map[string]v1.Descriptor{}
+	for _, d := range m.Layers {
+		layerByName[blobName(d.Digest)] = d
+	}
+	if docker {
+		entry := dockerManifestEntry{Config: blobName(m.Config.Digest), RepoTags: []string{}, Layers: []string{}}
+		for _, n := range names {
+			entry.RepoTags = append(entry.RepoTags, n.Familiar)
+		}
+		for _, d := range m.Layers {
+			entry.Layers = append(entry.Layers, blobName(d.Digest))
+		}
+		if small["manifest.json"], err = json.Marshal([]dockerManifestEntry{entry}); err != nil {
+			return err
+		}
+	}
+
+	files := make([]string, 0, len(small)+len(layerByName))
+	for n := range small {
+		files = append(files, n)
+	}
+	for n := range layerByName {
+		if _, dup := small[n]; !dup {
+			files = append(files, n)
+		}
+	}
+	sort.Strings(files)
+
+	tw := tar.NewWriter(w)
+	for _, dir := range []string{"blobs/", "blobs/sha256/"} {
+		if err := tw.WriteHeader(tarHeader(dir, tar.TypeDir, 0o755, 0)); err != nil {
+			return fmt.Errorf("write archive: %w", err)
+		}
+	}
+	for _, n := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if b, ok := small[n]; ok {
+			if err := tw.WriteHeader(tarHeader(n, tar.TypeReg, 0o644, int64(len(b)))); err != nil {
+				return fmt.Errorf("write archive: %w", err)
+			}
+			if _, err := tw.Write(b); err != nil {
+				return fmt.Errorf("write archive: %w", err)
+			}
+			continue
+		}
+		if err := writeLayer(ctx, tw, img, n, layerByName[n]); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	return nil
+}
+
+// writeLayer streams one layer blob into the tar, never holding it in memory, and
+// refuses a blob whose length is not the manifest's.
+func writeLayer(ctx context.Context, tw *tar.Writer, img v1.Image, path string, d v1.Descriptor) error {
+	l, err := img.LayerByDigest(d.Digest)
+	if err != nil {
+		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
+	}
+	defer rc.Close()
+	if err := tw.WriteHeader(tarHeader(path, tar.TypeReg, 0o644, d.Size)); err != nil {
+		return fmt.Errorf("write archive: %w", err)
+	}
+	n, err := io.Copy(tw, ctxReader{ctx: ctx, r: io.LimitReader(rc, d.Size)})
+	if err != nil {
+		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
+	}
+	if n != d.Size {
+		return fmt.Errorf("write archive: layer %s: %d bytes, manifest says %d", d.Digest, n, d.Size)
+	}
+	return nil
+}
+
+// indexJSON is the layout's index.json: one descriptor of the manifest per tag (one
+// without annotations when there is no tag).
+func indexJSON(digest v1.Hash, size int64, mt types.MediaType, names []dockerName) ([]byte, error) {
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	desc := v1.Descriptor{MediaType: mt, Size: size, Digest: digest}
+	if len(names) == 0 {
+		idx.Manifests = []v1.Descriptor{desc}
+	}
+	for _, n := range names {
+		d := desc
+		d.Annotations = map[string]string{annotationImageName: n.Full, annotationRefName: n.Tag}
+		idx.Manifests = append(idx.Manifests, d)
+	}
+	b, err := json.Marshal(&idx)
+	if err != nil {
+		return nil, fmt.Errorf("write archive: index.json: %w", err)
+	}
+	return b, nil
+}
+
+func blobName(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+
+func tarHeader(name string, typ byte, mode, size int64) *tar.Header {
+	return &tar.Header{
+		Typeflag: typ,
+		Name:     name,
+		Mode:     mode,
+		Size:     size,
+		ModTime:  time.Unix(0, 0),
+		Format:   tar.FormatUSTAR,
+	}
+}

@@ -1,0 +1,105 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// layerJobs bounds concurrent layer downloads: a few streams saturate most links and
+// more would only contend for the disk and the shared CPUs hashing them.
+const layerJobs = 3
+
+// layerTries is how often one layer download is attempted: a stream that breaks after
+// the response started is not retried by ggcr's transport.
+const layerTries = 3
+
+// copyToStore writes img's layers, config and, last, manifest into store, verifying
+// each against its digest; blobs already present are skipped. The manifest goes last so
+// that a manifest in the store implies its blobs are too. It returns the manifest
+// digest.
+func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(string)) (v1.Hash, error) {
+	rawManifest, err := img.RawManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if mt := m.MediaType; mt != "" && !mt.IsImage() {
+		return v1.Hash{}, fmt.Errorf("unsupported manifest media type %s", mt)
+	}
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := writeSmallBlob(store, m.Config.Digest, rawCfg); err != nil {
+		return v1.Hash{}, fmt.Errorf("config: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(layerJobs)
+	seen := map[v1.Hash]bool{}
+	for _, d := range m.Layers {
+		if seen[d.Digest] || store.HasBlob(d.Digest) {
+			continue
+		}
+		seen[d.Digest] = true
+		l, err := img.LayerByDigest(d.Digest)
+		if err != nil {
+			return v1.Hash{}, fmt.Errorf("layer %s: %w", d.Digest, err)
+		}
+		g.Go(func() error {
+			progress(prog, "pulling layer %s (%d bytes)", d.Digest, d.Size)
+			return fetchLayer(gctx, store, l, d)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return v1.Hash{}, err
+	}
+	if err := writeSmallBlob(store, digest, rawManifest); err != nil {
+		return v1.Hash{}, fmt.Errorf("manifest: %w", err)
+	}
+	return digest, nil
+}
+
+// fetchLayer downloads one layer blob into the store, retrying a broken stream.
+func fetchLayer(ctx context.Context, store BlobStore, l v1.Layer, d v1.Descriptor) error {
+	var err error
+	for try := 1; try <= layerTries; try++ {
+		if try > 1 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try-1) * 500 * time.Millisecond):
+			}
+		}
+		if err = fetchLayerOnce(ctx, store, l, d); err == nil || ctx.Err() != nil {
+			break
+		}
+		if classify(err) != nil { // not found, denied or unreachable: retrying will not help
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", d.Digest, err)
+	}
+	return nil
+}
+
+func fetchLayerOnce(ctx context.Context, store BlobStore, l v1.Layer, d v1.Descriptor) error {
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return writeBlobStream(ctx, store, d.Digest, d.Size, rc)
+}

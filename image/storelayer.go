@@ -1,0 +1,128 @@
+package image
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// StoreLayer is a layer whose compressed blob is in the store. It implements v1.Layer
+// without re-reading the blob for Digest/DiffID/Size.
+func StoreLayer(store BlobStore, digest, diffID v1.Hash, size int64, mt types.MediaType) v1.Layer {
+	return &storeLayer{store: store, digest: digest, diffID: diffID, size: size, mediaType: mt}
+}
+
+// MountableFrom marks l as also present in the registry repository source (for example
+// "127.0.0.1:5000/busybox"), so that Push to another repository of the same registry
+// asks the registry to mount the blob instead of uploading it. An empty or unparsable
+// source returns l unchanged: mounting is an optimisation, never a requirement.
+func MountableFrom(l v1.Layer, source string) v1.Layer {
+	if source == "" {
+		return l
+	}
+	ref, err := name.ParseReference(source)
+	if err != nil {
+		return l
+	}
+	if ml, ok := l.(*remote.MountableLayer); ok {
+		l = ml.Layer
+	}
+	return &remote.MountableLayer{Layer: l, Reference: ref}
+}
+
+// storeLayer answers metadata from its fields; only Compressed and Uncompressed open
+// the blob, so listing a cached image's layers costs no I/O.
+type storeLayer struct {
+	store     BlobStore
+	digest    v1.Hash
+	diffID    v1.Hash
+	size      int64
+	mediaType types.MediaType
+}
+
+var _ v1.Layer = (*storeLayer)(nil)
+
+func (l *storeLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l *storeLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
+func (l *storeLayer) Size() (int64, error)                { return l.size, nil }
+func (l *storeLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
+
+// Compressed opens the stored blob as is.
+func (l *storeLayer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.store.BlobPath(l.digest))
+	if err != nil {
+		return nil, fmt.Errorf("open layer %s: %w", l.digest, err)
+	}
+	return f, nil
+}
+
+// Uncompressed decompresses the stored blob (gzip, zstd or plain). The magic bytes
+// decide rather than the media type, as containerd does, because registries hold
+// images whose media type says gzip over a plain tar and the other way round.
+func (l *storeLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	r, err := decompress(rc)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("decompress layer %s: %w", l.digest, err)
+	}
+	return r, nil
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// decompress sniffs rc's first bytes and returns a reader of the plain bytes that
+// closes rc too.
+func decompress(rc io.ReadCloser) (io.ReadCloser, error) {
+	br := bufio.NewReader(rc)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return &multiCloser{Reader: zr, closers: []io.Closer{zr, rc}}, nil
+	case bytes.HasPrefix(head, zstdMagic):
+		zr, err := zstd.NewReader(br)
+		if err != nil {
+			return nil, err
+		}
+		return &multiCloser{Reader: zr, closers: []io.Closer{zr.IOReadCloser(), rc}}, nil
+	default:
+		return &multiCloser{Reader: br, closers: []io.Closer{rc}}, nil
+	}
+}
+
+type multiCloser struct {
+	io.Reader
+	closers []io.Closer
+}
+
+func (m *multiCloser) Close() error {
+	var first error
+	for _, c := range m.closers {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
