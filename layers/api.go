@@ -2,7 +2,6 @@ package layers
 
 import (
 	"context"
-	"errors"
 	"io"
 	"time"
 
@@ -42,13 +41,18 @@ type WriteOptions struct {
 // sorted, deterministic order. empty is true when the dir holds nothing, in which
 // case the caller should discard what was written to w.
 func WriteUpperDiff(ctx context.Context, upperDir string, w io.Writer, opts WriteOptions) (b Blob, empty bool, err error) {
-	return Blob{}, false, errors.New("layers: WriteUpperDiff not implemented")
+	return writeLayer(ctx, upperDir, w, opts, true)
 }
 
 // WriteTree writes the plain tree at dir (no whiteout translation) as an uncompressed
 // tar to w: used for the rootfs tar output.
+//
+// opts.Compression and opts.Level are ignored (the output is always a plain tar);
+// opts.SourceDateEpoch clamps mtimes as for layers.
 func WriteTree(ctx context.Context, dir string, w io.Writer, opts WriteOptions) error {
-	return errors.New("layers: WriteTree not implemented")
+	opts.Compression = Uncompressed
+	_, _, err := writeLayer(ctx, dir, w, opts, false)
+	return err
 }
 
 // WhiteoutMode says what Unpack does with ".wh." entries.
@@ -76,18 +80,25 @@ type UnpackOptions struct {
 // bytes) and writes it under dest, safely: no entry, symlink or hard link can make it
 // write outside dest; absolute symlink targets are resolved inside dest. Device nodes
 // are kept. Directory mtimes are set last.
+//
+// Entries are applied in archive order; an entry replaces an existing path of another
+// type (a directory over a directory merges). trusted.overlay.* xattrs in the archive
+// are dropped: only Unpack itself may mark a directory opaque.
 func Unpack(ctx context.Context, r io.Reader, dest string, opts UnpackOptions) error {
-	return errors.New("layers: Unpack not implemented")
+	return unpack(ctx, r, dest, opts)
 }
 
 // Decompress returns a reader of the uncompressed bytes of r, detecting gzip, zstd,
 // bzip2 and xz from the magic bytes; any other input is returned as is.
+// Closing the result releases the decoder; it does not close r.
 func Decompress(r io.Reader) (io.ReadCloser, error) {
-	return nil, errors.New("layers: Decompress not implemented")
+	return decompress(r)
 }
 
-// IsArchive reports whether the first bytes of r are those of a tar stream, possibly
-// compressed with one of the codecs Decompress knows (Docker's rule for ADD).
+// IsArchive reports whether the file at path holds a tar stream, possibly compressed
+// with one of the codecs Decompress knows (Docker's rule for ADD): the first tar
+// header of the decompressed content must parse. A gzip of something that is not a
+// tar is not an archive. Only an error opening the file is returned as an error.
 func IsArchive(path string) (bool, error) {
-	return false, errors.New("layers: IsArchive not implemented")
+	return isArchive(path)
 }

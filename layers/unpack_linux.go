@@ -1,0 +1,314 @@
+package layers
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/rootpath"
+	"golang.org/x/sys/unix"
+)
+
+// errInvalidArchive marks entries that no honest archive contains.
+var errInvalidArchive = errors.New("invalid archive entry")
+
+// unpacker applies one tar stream to a directory. Every host path it touches is
+// rootpath.Resolve(root, parent) joined with one clean name component that is never
+// followed, so nothing in the archive can reach outside root.
+type unpacker struct {
+	ctx  context.Context
+	root string
+	opts UnpackOptions
+	// created holds the host paths this archive wrote (true) and their parents
+	// (false), so that an opaque whiteout in ApplyWhiteouts mode removes only what
+	// came from lower layers.
+	created map[string]bool
+	dirs    []dirTime
+	buf     []byte
+}
+
+// dirTime is a directory mtime to set once all entries are in: writing a child
+// changes its parent's mtime.
+type dirTime struct {
+	rel          string
+	atime, mtime time.Time
+}
+
+func unpack(ctx context.Context, r io.Reader, dest string, opts UnpackOptions) error {
+	root, err := filepath.Abs(dest)
+	if err != nil {
+		return fmt.Errorf("unpack into %s: %w", dest, err)
+	}
+	rc, err := decompress(r)
+	if err != nil {
+		return fmt.Errorf("unpack into %s: %w", dest, err)
+	}
+	defer rc.Close()
+	u := &unpacker{ctx: ctx, root: root, opts: opts, created: map[string]bool{}, buf: make([]byte, 128<<10)}
+	tr := tar.NewReader(rc)
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("unpack into %s: %w", dest, err)
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("unpack into %s: read tar: %w", dest, err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			return fmt.Errorf("unpack %s: %w", hdr.Name, err)
+		}
+	}
+	return u.setDirTimes()
+}
+
+// cleanName makes a tar name relative to the root: "../../x", "/x" and "./x" all
+// become "x"; the root itself becomes "".
+func cleanName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// parentDir returns the host path of dir inside root, creating it (0755, like
+// containerd and Docker for implied parents) when create is set. exists is false when
+// it does not exist and create is not set.
+func (u *unpacker) parentDir(dir string, create bool) (p string, exists bool, err error) {
+	if dir == "" {
+		return u.root, true, nil
+	}
+	p, err = rootpath.Resolve(u.root, dir)
+	if err != nil {
+		return "", false, err
+	}
+	fi, err := os.Lstat(p)
+	switch {
+	case err == nil && fi.IsDir():
+		return p, true, nil
+	case err == nil:
+		return "", false, fmt.Errorf("parent %s is not a directory", dir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", false, err
+	case !create:
+		return "", false, nil
+	}
+	p, err = rootpath.MkdirAll(u.root, dir, 0o755)
+	if err != nil {
+		return "", false, err
+	}
+	u.markCreated(p, false)
+	return p, true, nil
+}
+
+// markCreated records p, and its parents up to the root as implicitly created.
+func (u *unpacker) markCreated(p string, explicit bool) {
+	if u.opts.Whiteouts != ApplyWhiteouts {
+		return
+	}
+	u.created[p] = u.created[p] || explicit
+	for d := filepath.Dir(p); d != u.root && strings.HasPrefix(d, u.root); d = filepath.Dir(d) {
+		if _, ok := u.created[d]; ok {
+			return
+		}
+		u.created[d] = false
+	}
+}
+
+func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
+	rel := cleanName(hdr.Name)
+	if rel == "" {
+		// The root's own entry ("./"): dest's metadata belongs to the caller.
+		return nil
+	}
+	dir, base := path.Split(rel)
+	if u.opts.Whiteouts != NoWhiteouts && strings.HasPrefix(base, whiteoutPrefix) {
+		return u.whiteout(dir, base)
+	}
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	parent, _, err := u.parentDir(dir, true)
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(parent, base)
+
+	var linkSrc string
+	if hdr.Typeflag == tar.TypeLink {
+		if linkSrc, err = u.hardlinkSource(hdr.Linkname); err != nil {
+			return err
+		}
+		if linkSrc == target {
+			return nil // a link to itself: the file is already there
+		}
+	}
+	fi, err := os.Lstat(target)
+	switch {
+	case err == nil && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir):
+		if err := os.RemoveAll(target); err != nil {
+			return err
+		}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		u.dirs = append(u.dirs, dirTime{rel: rel, atime: hdr.AccessTime, mtime: hdr.ModTime})
+	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives still use '\x00'
+		if err := u.writeFile(target, r); err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		// The target is written as is, absolute or not: kiln only ever follows it
+		// through rootpath, inside the rootfs.
+		if err := os.Symlink(hdr.Linkname, target); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		if err := os.Link(linkSrc, target); err != nil {
+			return err
+		}
+		// The inode's metadata came with the entry that created it.
+		u.markCreated(target, true)
+		return nil
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if err := unix.Mknod(target, mode|0o600, int(dev)); err != nil {
+			return fmt.Errorf("mknod: %w", err)
+		}
+	default:
+		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+	u.markCreated(target, true)
+	return u.setMetadata(target, hdr)
+}
+
+// hardlinkSource resolves a hard link's target inside root. Its parent is resolved
+// like any path; its last component is not followed, so a hard link to a symlink
+// links the symlink, as link(2) does.
+func (u *unpacker) hardlinkSource(linkname string) (string, error) {
+	rel := cleanName(linkname)
+	if rel == "" {
+		return "", fmt.Errorf("hard link to the root: %w", errInvalidArchive)
+	}
+	dir, base := path.Split(rel)
+	parent, ok, err := u.parentDir(dir, false)
+	if err != nil {
+		return "", fmt.Errorf("hard link target %s: %w", linkname, err)
+	}
+	if !ok {
+		return "", fmt.Errorf("hard link target %s: %w", linkname, fs.ErrNotExist)
+	}
+	return filepath.Join(parent, base), nil
+}
+
+// writeFile creates target exclusively, without following a symlink, and streams the
+// entry's content into it.
+func (u *unpacker) writeFile(target string, r io.Reader) error {
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := u.ctx.Err(); err != nil {
+			f.Close()
+			return err
+		}
+		n, err := io.CopyBuffer(f, io.LimitReader(r, int64(len(u.buf))), u.buf)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("write content: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return f.Close()
+}
+
+// setMetadata applies owner, mode, xattrs and times in the order the kernel needs:
+// chown clears setuid bits and security.capability, so mode and xattrs come after.
+func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
+	if u.opts.KeepOwners {
+		if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+	}
+	if hdr.Typeflag != tar.TypeSymlink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, target, uint32(hdr.Mode&0o7777), 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err := setXattrs(target, hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		return nil // set last, in setDirTimes
+	}
+	return setTimes(target, hdr.AccessTime, hdr.ModTime)
+}
+
+// setXattrs applies the archive's SCHILY.xattr records. trusted.overlay.* records are
+// dropped: they would let an archive steer overlayfs (opaque, redirect). A filesystem
+// without support for a namespace is tolerated except for security.*, whose loss
+// (file capabilities) would silently change what a program may do.
+func setXattrs(target string, hdr *tar.Header) error {
+	for k, v := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(k, paxXattr)
+		if !ok || strings.HasPrefix(name, overlayXattrPrefix) {
+			continue
+		}
+		err := unix.Lsetxattr(target, name, []byte(v), 0)
+		if errors.Is(err, unix.ENOTSUP) && !strings.HasPrefix(name, "security.") {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("set xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func setTimes(target string, atime, mtime time.Time) error {
+	if atime.IsZero() {
+		atime = mtime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// setDirTimes dates the directories once nothing more will be written into them.
+// Each path is resolved again because a later entry may have replaced a parent with
+// a symlink; one that a later entry removed is skipped.
+func (u *unpacker) setDirTimes() error {
+	for _, d := range u.dirs {
+		p, err := rootpath.Resolve(u.root, d.rel)
+		if err != nil {
+			return fmt.Errorf("unpack %s: %w", d.rel, err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := setTimes(p, d.atime, d.mtime); err != nil {
+			return fmt.Errorf("unpack %s: %w", d.rel, err)
+		}
+	}
+	return nil
+}
