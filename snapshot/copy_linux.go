@@ -30,10 +30,30 @@ const (
 // copyState is what Unmount needs to diff a copy-mode Active.
 type copyState struct {
 	lower string
-	// dirIno maps each dir of lower (by path relative to Root, "/"-rooted) to the
-	// inode of its copy in Root. A dir found in Root under another inode was removed
-	// and recreated, which overlay records as an opaque dir: so do we.
-	dirIno map[string]uint64
+	// dirIDs maps each dir of lower (by path relative to Root, "/"-rooted) to the
+	// identity of its copy in Root. A dir found in Root with another identity was
+	// removed and recreated, which overlay records as an opaque dir: so do we.
+	dirIDs map[string]dirID
+}
+
+// dirID identifies a dir across the step. The inode number alone is not enough:
+// filesystems reuse a freed inode number at once (rm -rf d; mkdir d on ext4), so the
+// birth time is part of it where the filesystem reports one.
+type dirID struct {
+	ino   uint64
+	btime unix.StatxTimestamp
+}
+
+func identify(p string) (dirID, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_BTIME, &stx); err != nil {
+		return dirID{}, fmt.Errorf("statx %s: %w", p, err)
+	}
+	id := dirID{ino: stx.Ino}
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		id.btime = stx.Btime
+	}
+	return id, nil
 }
 
 func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string) (*copyState, error) {
@@ -47,16 +67,16 @@ func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string
 	if err := cfs.CopyDir(merged, lower); err != nil {
 		return nil, fmt.Errorf("copy parents to %s: %w", merged, err)
 	}
-	cs := &copyState{lower: lower, dirIno: map[string]uint64{}}
+	cs := &copyState{lower: lower, dirIDs: map[string]dirID{}}
 	err := filepath.WalkDir(merged, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
+		id, err := identify(p)
+		if err != nil {
 			return err
 		}
-		cs.dirIno["/"+strings.TrimPrefix(strings.TrimPrefix(p, merged), "/")] = st.Ino
+		cs.dirIDs["/"+strings.TrimPrefix(strings.TrimPrefix(p, merged), "/")] = id
 		return nil
 	})
 	if err != nil {
@@ -159,6 +179,16 @@ func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error 
 		}
 		return nil
 	}
+	checked := map[string]bool{}
+	copyOpaque := func(rel string) error {
+		dst := filepath.Join(upper, rel)
+		if err := cfs.CopyDir(dst, filepath.Join(merged, rel)); err != nil {
+			return err
+		}
+		opaque = append(opaque, rel)
+		created[rel] = true
+		return unix.Lsetxattr(dst, opaqueXattr, []byte("y"), 0)
+	}
 	err := cfs.Changes(ctx, cs.lower, merged, func(k cfs.ChangeKind, rel string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -170,6 +200,28 @@ func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error 
 		}
 		if k == cfs.ChangeKindUnmodified {
 			return nil
+		}
+		// Changes does not report a recreated dir whose metadata is unchanged, only
+		// its children: check the ancestors of every change.
+		for _, anc := range ancestors(rel) {
+			if checked[anc] {
+				continue
+			}
+			checked[anc] = true
+			orig, ok := cs.dirIDs[anc]
+			if !ok {
+				continue
+			}
+			cur, err := identify(filepath.Join(merged, anc))
+			if err != nil {
+				return err
+			}
+			if cur != orig {
+				if err := ensureParents(anc); err != nil {
+					return err
+				}
+				return copyOpaque(anc)
+			}
 		}
 		if err := ensureParents(rel); err != nil {
 			return err
@@ -185,14 +237,19 @@ func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error 
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return copyNode(src, dst, &st, links)
 		}
-		if ino, ok := cs.dirIno[rel]; ok && ino != st.Ino {
-			// Removed and recreated: an opaque dir holding all of its new content.
-			if err := cfs.CopyDir(dst, src); err != nil {
+		// A dir that replaced a lower dir (removed and recreated) or a lower non-dir is
+		// opaque, as overlay makes any dir created over a whiteout, and holds all of its
+		// content.
+		replaced := k == cfs.ChangeKindModify
+		if orig, ok := cs.dirIDs[rel]; ok {
+			cur, err := identify(src)
+			if err != nil {
 				return err
 			}
-			opaque = append(opaque, rel)
-			created[rel] = true
-			return unix.Lsetxattr(dst, opaqueXattr, []byte("y"), 0)
+			replaced = cur != orig
+		}
+		if replaced {
+			return copyOpaque(rel)
 		}
 		if err := mkdirLike(src, dst); err != nil {
 			return err
@@ -212,6 +269,15 @@ func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error 
 		return err
 	}
 	return setDirTimes(merged, upper, append(dirs, "/"))
+}
+
+// ancestors lists the dirs above "/"-rooted rel, outermost first, without "/".
+func ancestors(rel string) []string {
+	var out []string
+	for d := filepath.Dir(rel); d != "/" && d != "."; d = filepath.Dir(d) {
+		out = append([]string{d}, out...)
+	}
+	return out
 }
 
 func mkdirLike(src, dst string) error {

@@ -1,0 +1,347 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for overlay mounts")
+	}
+}
+
+// newTestSnapshotter returns a snapshotter in a temp dir and checks, after every other
+// cleanup, that no mount is left under it (detaching any so the dir can be removed).
+func newTestSnapshotter(t *testing.T, opts ...Option) *Snapshotter {
+	t.Helper()
+	requireRoot(t)
+	dir := t.TempDir()
+	t.Cleanup(func() {
+		mps, err := mountsUnder(dir)
+		if err != nil {
+			t.Errorf("read mounts: %v", err)
+		}
+		if len(mps) > 0 {
+			t.Errorf("mounts left behind: %v", mps)
+			unmountUnder(dir)
+		}
+	})
+	s, err := New(context.Background(), dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type mode struct {
+	name string
+	opts []Option
+}
+
+var modes = []mode{{"overlay", nil}, {"copy", []Option{WithoutOverlay()}}}
+
+func ingest(t *testing.T, s *Snapshotter, id string, files map[string]string) {
+	t.Helper()
+	err := s.Ingest(context.Background(), id, func(dir string) error {
+		for name, content := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// describe lists a tree as "path kind [content] [opaque]" lines for comparison.
+func describe(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s %o", rel, st.Mode)
+		switch {
+		case isWhiteout(&st):
+			line += " whiteout"
+		case d.IsDir():
+			if isOpaque(p) {
+				line += " opaque"
+			}
+		case d.Type().IsRegular():
+			b, _ := os.ReadFile(p)
+			line += " " + string(b)
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func mustWrite(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// step does a typical RUN: add, modify, delete, and replace a dir.
+func step(t *testing.T, root string) {
+	t.Helper()
+	mustWrite(t, filepath.Join(root, "new"), "n")
+	mustWrite(t, filepath.Join(root, "a"), "a2")
+	if err := os.Remove(filepath.Join(root, "keep", "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(root, "d", "z"), "z")
+	if err := os.Remove(filepath.Join(root, "f2d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "f2d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var baseFiles = map[string]string{"a": "a1", "d/x": "x", "d/y": "y", "keep/gone": "g", "keep/stay": "s", "f2d": "f"}
+
+func TestPrepareCommitView(t *testing.T) {
+	uppers := map[string]string{}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newTestSnapshotter(t, m.opts...)
+			if s.Overlay() != (m.name == "overlay") {
+				t.Fatalf("Overlay() = %v", s.Overlay())
+			}
+			ingest(t, s, "sha256-base", baseFiles)
+			a, err := s.Prepare(ctx, []string{"sha256-base"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { a.Discard(ctx) })
+			fi, err := os.Stat(a.Root)
+			if err != nil || fi.Mode().Perm() != 0o755 {
+				t.Fatalf("merged root: %v %v", fi.Mode(), err)
+			}
+			step(t, a.Root)
+			if err := a.Unmount(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Unmount(ctx); err != nil {
+				t.Fatalf("second Unmount: %v", err)
+			}
+			upper := describe(t, a.Upper)
+			uppers[m.name] = upper
+			if err := a.Commit(ctx, "sha256-l1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Discard(ctx); err != nil {
+				t.Fatalf("Discard after Commit: %v", err)
+			}
+			l1 := s.Path("sha256-l1")
+			if !isWhiteoutPath(filepath.Join(l1, "keep", "gone")) {
+				t.Error("keep/gone is not a whiteout in the committed layer")
+			}
+			if !isOpaque(filepath.Join(l1, "d")) {
+				t.Error("d is not opaque in the committed layer")
+			}
+			if got := describe(t, l1); got != upper {
+				t.Errorf("committed dir differs from upper:\n%s\nvs\n%s", got, upper)
+			}
+
+			root, release, err := s.View(ctx, []string{"sha256-base", "sha256-l1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			want := strings.Join([]string{
+				". 40755", "a 100644 a2", "d 40755", "d/z 100644 z", "f2d 40755",
+				"keep 40755", "keep/stay 100644 s", "new 100644 n",
+			}, "\n")
+			if got := describe(t, root); got != want {
+				t.Errorf("view:\n%s\nwant:\n%s", got, want)
+			}
+			if err := release(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if uppers["overlay"] != "" && uppers["overlay"] != uppers["copy"] {
+		t.Errorf("copy fallback upper differs from overlay:\noverlay:\n%s\ncopy:\n%s", uppers["overlay"], uppers["copy"])
+	}
+}
+
+func TestScratchAndSingleParentView(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newTestSnapshotter(t, m.opts...)
+			a, err := s.Prepare(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustWrite(t, filepath.Join(a.Root, "only"), "1")
+			if err := a.Commit(ctx, "sha256-s"); err != nil {
+				t.Fatal(err)
+			}
+			// A layer with a whiteout viewed alone must not show the device.
+			b, err := s.Prepare(ctx, []string{"sha256-s"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(b.Root, "only"))
+			if err := b.Commit(ctx, "sha256-w"); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				parents []string
+				want    string
+			}{
+				{nil, ". 40755"},
+				{[]string{"sha256-s"}, ". 40755\nonly 100644 1"},
+				{[]string{"sha256-w"}, ". 40755"},
+			} {
+				root, release, err := s.View(ctx, tc.parents)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := describe(t, root); got != tc.want {
+					t.Errorf("View(%v) = %q, want %q", tc.parents, got, tc.want)
+				}
+				if err := release(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ids, err := s.List()
+			if err != nil || strings.Join(ids, ",") != "sha256-s,sha256-w" {
+				t.Errorf("List = %v, %v", ids, err)
+			}
+			if err := s.Remove(ctx, "sha256-w"); err != nil || s.Exists("sha256-w") {
+				t.Errorf("Remove: %v, exists %v", err, s.Exists("sha256-w"))
+			}
+		})
+	}
+}
+
+func TestManyParents(t *testing.T) {
+	cases := []struct {
+		name string
+		opts []Option
+	}{{"fsconfig", nil}, {"mount2", []Option{withClassicMount()}}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := newTestSnapshotter(t, tc.opts...)
+			var parents []string
+			for i := range 200 {
+				id := fmt.Sprintf("sha256-%064d", i)
+				ingest(t, s, id, map[string]string{fmt.Sprintf("f%d", i): "x", "top": fmt.Sprint(i)})
+				parents = append(parents, id)
+			}
+			a, err := s.Prepare(ctx, parents)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Discard(ctx)
+			if b, err := os.ReadFile(filepath.Join(a.Root, "top")); err != nil || string(b) != "199" {
+				t.Errorf("top = %q, %v; want the last parent's", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(a.Root, "f0")); err != nil {
+				t.Error(err)
+			}
+			if err := a.Discard(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestNewCleansLeftovers(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t)
+	ingest(t, s, "sha256-base", map[string]string{"f": "precious"})
+	live, err := s.Prepare(ctx, []string{"sha256-base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Discard(ctx)
+	// A dead process's Active: an unlocked lock file and a mount still in place.
+	dead := filepath.Join(s.root, "active", "1-dead")
+	merged := filepath.Join(dead, "merged")
+	if err := os.MkdirAll(merged, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(dead, lockName), "")
+	if err := unix.Mount(s.Path("sha256-base"), merged, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	// A dir being set up by a process that is gone.
+	if err := os.Mkdir(filepath.Join(s.root, "tmp", ".999999999-x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, s.root); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dead, filepath.Join(s.root, "tmp", ".999999999-x")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s not cleaned", p)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(s.Path("sha256-base"), "f")); err != nil || string(b) != "precious" {
+		t.Errorf("base layer damaged: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(live.Root, "f")); err != nil {
+		t.Errorf("live Active was cleaned: %v", err)
+	}
+}
+
+func TestInvalidIDs(t *testing.T) {
+	for _, id := range []string{"", ".", "..", "a/b", "a:b", "a,b", "a\x00"} {
+		if ValidateID(id) == nil {
+			t.Errorf("ValidateID(%q) accepted", id)
+		}
+	}
+	s := newTestSnapshotter(t)
+	if _, err := s.Prepare(context.Background(), []string{"../x"}); err == nil {
+		t.Error("Prepare accepted ../x")
+	}
+	if _, err := s.Prepare(context.Background(), []string{"missing"}); err == nil {
+		t.Error("Prepare accepted a missing parent")
+	}
+	if !bytes.Equal(nil, nil) || s.Path("a/b") != "" {
+		t.Error("Path of an invalid id")
+	}
+}
