@@ -35,7 +35,7 @@ func (b *graphBuilder) globalEnv(metaArgs []*instructions.ArgCommand) (argEnv, e
 			if v, ok := b.opts.BuildArgs[kv.Key]; ok {
 				arg.Value = &v
 			} else if kv.Value != nil {
-				res, err := b.lex.ProcessWordWithMatches(*kv.Value, env)
+				res, err := b.expand(*kv.Value, env)
 				if err != nil {
 					return nil, b.src.wrap(err, lineOf(cmd.Location()))
 				}

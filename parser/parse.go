@@ -42,6 +42,13 @@ func parse(dt []byte, src *source, opts Options) (*Graph, error) {
 		}
 	}
 
+	// A NUL byte means a binary file, not a Dockerfile; refusing it here also keeps
+	// buildkit's lexer from printing scanner errors to stderr.
+	if i := bytes.IndexByte(dt, 0); i >= 0 {
+		n := bytes.Count(dt[:i], []byte("\n")) + 1
+		return nil, src.errorf(n, "invalid character NUL: is this a binary file rather than a Dockerfile?")
+	}
+
 	dirs := readDirectives(dt, opts.BuildArgs)
 	if dirs.syntax != "" {
 		if err := checkSyntax(dirs.syntax); err != nil {

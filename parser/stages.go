@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -74,7 +75,7 @@ func (b *graphBuilder) stage(i int, rs *rawStage, env argEnv) (*Stage, error) {
 	from := rs.from
 	st := &Stage{Index: i, Name: from.Name, BaseStage: -1, Line: rs.line, Commands: rs.commands}
 
-	res, err := b.lex.ProcessWordWithMatches(from.BaseName, env)
+	res, err := b.expand(from.BaseName, env)
 	if err != nil {
 		return nil, b.src.wrap(err, rs.line)
 	}
@@ -105,7 +106,7 @@ func (b *graphBuilder) stage(i int, rs *rawStage, env argEnv) (*Stage, error) {
 	}
 
 	if from.Platform != "" {
-		res, err := b.lex.ProcessWordWithMatches(from.Platform, env)
+		res, err := b.expand(from.Platform, env)
 		if err != nil {
 			return nil, b.src.wrap(fmt.Errorf("failed to process arguments for platform %s: %w", from.Platform, err), rs.line)
 		}
@@ -119,6 +120,15 @@ func (b *graphBuilder) stage(i int, rs *rawStage, env argEnv) (*Stage, error) {
 		st.Platform = p.String()
 	}
 	return st, nil
+}
+
+// expand expands word with buildkit's lexer. Invalid UTF-8 is refused first:
+// the lexer's text/scanner would print a complaint to stderr and carry on.
+func (b *graphBuilder) expand(word string, env argEnv) (shell.ProcessWordResult, error) {
+	if !utf8.ValidString(word) {
+		return shell.ProcessWordResult{}, fmt.Errorf("invalid UTF-8 in %q", word)
+	}
+	return b.lex.ProcessWordWithMatches(word, env)
 }
 
 // stageIndex reports whether s is a plain decimal stage index.
@@ -140,7 +150,7 @@ func (b *graphBuilder) commandDeps(st *Stage, cmd instructions.Command, line int
 			return nil
 		}
 		// BuildKit resolves --from before any ARG is known, so it refuses variables.
-		res, err := b.lex.ProcessWordWithMatches(c.From, argEnv{})
+		res, err := b.expand(c.From, argEnv{})
 		if err != nil || res.Result != c.From {
 			return b.src.errorf(line, "COPY --from=%s: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround", c.From)
 		}
