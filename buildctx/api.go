@@ -1,21 +1,8 @@
 package buildctx
 
 import (
-	"context"
-	"errors"
 	"io/fs"
 )
-
-// Context is a build context directory with its ignore rules loaded.
-type Context struct {
-	Dir string
-}
-
-// Open loads dir as a build context. dockerfile is the path of the Dockerfile (may be
-// outside dir); "<dockerfile name>.dockerignore" beside it wins over dir/.dockerignore.
-func Open(dir, dockerfile string) (*Context, error) {
-	return nil, errors.New("buildctx: Open not implemented")
-}
 
 // Source is where a COPY/ADD reads from: the context (ignore rules apply) or another
 // stage's or image's rootfs (no ignore rules, symlinks resolved inside Root).
@@ -38,13 +25,9 @@ type CopyOptions struct {
 	Line     int          // Dockerfile line, for errors
 }
 
-// Copy performs a COPY/ADD from src into the rootfs at destRoot (an Active snapshot's
-// Root), by Docker's rules, with every path resolved inside destRoot.
-func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) error {
-	return errors.New("buildctx: Copy not implemented")
-}
-
 // HashCache remembers file digests by file metadata so unchanged files are not re-read.
+// Implementations must be safe for concurrent use: Digest calls them from several
+// goroutines.
 type HashCache interface {
 	Get(key string) (digest string, ok bool)
 	Put(key, digest string)
@@ -61,10 +44,4 @@ type Sum struct {
 type FileSum struct {
 	Path   string
 	Digest string
-}
-
-// Digest is the content digest of exactly what Copy would copy for opts (paths, types,
-// modes, owners, xattrs, link targets, contents; never mtimes). hc may be nil.
-func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*Sum, error) {
-	return nil, errors.New("buildctx: Digest not implemented")
 }

@@ -1,0 +1,17 @@
+// Package buildctx reads the sources of COPY and ADD: the build context directory (with
+// its .dockerignore or <Dockerfile>.dockerignore rules) or another stage's or image's
+// rootfs. It selects sources by Docker's rules (wildcards per path component, a leading
+// "/" meaning the source root, a top-level symlink followed inside the root), copies them
+// into a destination rootfs by BuildKit's destination rules (a directory's contents, a
+// trailing "/" meaning a directory, missing parents created, every destination path
+// resolved inside the rootfs), extracts local archives for ADD through package layers,
+// and computes the content digest of exactly what a copy would read, with a metadata
+// cache (dev, inode, size, mtime, ctime) so unchanged files are never re-read.
+//
+// Not supported: remote sources (URLs and git refs for ADD are the solver's to refuse),
+// COPY --parents and --link (the solver handles --link as a plain copy), hard links
+// inside a copied tree (each link is copied as a separate file), sockets (skipped), and
+// user or group names for --chown (the solver resolves them to numbers first). Paths
+// are resolved with filepath-securejoin; a concurrent writer renaming directories inside
+// the destination rootfs while a copy runs is out of scope, since kiln owns that tree.
+package buildctx
