@@ -200,3 +200,19 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+func hdrs(hs ...*tar.Header) []*tar.Header { return hs }
+
+func hdrDir(name string) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}
+}
+
+func hdrReg(name string) *tar.Header { return &tar.Header{Typeflag: tar.TypeReg, Name: name} }
+
+func hdrSym(name, target string) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}
+}
+
+func hdrLink(name, target string) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target}
+}
