@@ -38,7 +38,17 @@ func (e *RegistryError) Error() string {
 		}
 		return fmt.Sprintf("pull access denied for %s: repository does not exist or may require authorization; run docker login %s", e.Ref, e.Host)
 	case ErrUnreachable:
-		return fmt.Sprintf("%s %s: cannot reach registry %s: %v", e.Op, e.Ref, e.Host, e.Err)
+		// ggcr tries https then http and joins both failures; the first network error
+		// says it all.
+		cause := e.Err
+		var opErr *net.OpError
+		var dnsErr *net.DNSError
+		if errors.As(e.Err, &dnsErr) {
+			cause = dnsErr
+		} else if errors.As(e.Err, &opErr) {
+			cause = opErr
+		}
+		return fmt.Sprintf("%s %s: cannot reach registry %s: %v", e.Op, e.Ref, e.Host, cause)
 	}
 	if strings.Contains(e.Err.Error(), "server gave HTTP response to HTTPS client") {
 		return fmt.Sprintf("%s %s: registry %s speaks plain HTTP; pass --insecure-registry %s", e.Op, e.Ref, e.Host, e.Host)
