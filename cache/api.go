@@ -2,8 +2,10 @@ package cache
 
 import (
 	"context"
-	"errors"
-	"io"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,54 +15,81 @@ import (
 //
 //	blobs/sha256/<hex>   content-addressed blobs (layers, configs, manifests)
 //	snapshots/           layer dirs (owned by package snapshot; the store only names the dir)
-//	mounts/              RUN --mount=type=cache dirs
+//	mounts/<sha256(id)>  RUN --mount=type=cache dirs
 //	meta.db              bbolt: step cache, ref → digest, file hash cache
+//	tmp/                 blobs being written (blob-<pid>-<random>)
+//	gc.lock              flock: shared while a Store is open, exclusive during Prune
 //
 // Several kiln processes may share one Store; every write is temp + fsync + rename, so
 // a kill -9 at any instant leaves it usable.
 type Store struct {
 	root string
+	db   *db
+	gc   *os.File // gc.lock, shared-locked from Open to Close
+
+	hashes *hashCache
+
+	usedMu sync.Mutex
+	used   map[string]time.Time // step keys hit since the last flush
 }
 
-// Open opens (creating) the store at root.
+// Open opens (creating) the store at root. It takes a shared lock on root/gc.lock,
+// held until Close, so a Prune in another process waits for this build to finish.
 func Open(ctx context.Context, root string) (*Store, error) {
-	return nil, errors.New("cache: Open not implemented")
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	s := &Store{root: abs, used: map[string]time.Time{}}
+	for _, d := range []string{abs, s.path("blobs", "sha256"), s.SnapshotsDir(), s.path("mounts"), s.path("tmp")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	if s.gc, err = lockShared(ctx, s.path("gc.lock")); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := cleanTemp(s.path("tmp")); err != nil {
+		s.gc.Close()
+		return nil, fmt.Errorf("open store: clean tmp: %w", err)
+	}
+	if s.db, err = openDB(ctx, s.path("meta.db")); err != nil {
+		s.gc.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.hashes = &hashCache{db: s.db}
+	return s, nil
 }
 
-// Close releases the store.
-func (s *Store) Close() error { return nil }
+// Close flushes pending hash-cache entries and use times, and releases the store.
+func (s *Store) Close() error {
+	err := s.Flush(context.Background())
+	if s.gc != nil {
+		s.gc.Close() // releases the shared gc lock
+		s.gc = nil
+	}
+	return err
+}
+
+// Flush writes buffered hash-cache entries and step use times to meta.db.
+func (s *Store) Flush(ctx context.Context) error {
+	if err := s.hashes.Flush(ctx); err != nil {
+		return err
+	}
+	return s.flushUsed(ctx)
+}
+
+// FlushHashes writes buffered hash-cache entries to meta.db.
+func (s *Store) FlushHashes(ctx context.Context) error { return s.hashes.Flush(ctx) }
 
 // Root is the store's directory.
 func (s *Store) Root() string { return s.root }
 
 // SnapshotsDir is where package snapshot keeps its layer dirs.
-func (s *Store) SnapshotsDir() string { return "" }
+func (s *Store) SnapshotsDir() string { return s.path("snapshots") }
 
-// BlobPath is the path of blob h (which may not exist).
-func (s *Store) BlobPath(h v1.Hash) string { return "" }
-
-// HasBlob reports whether blob h is present.
-func (s *Store) HasBlob(h v1.Hash) bool { return false }
-
-// BlobWriter writes a new blob to a temp file; Commit names it by its digest.
-type BlobWriter interface {
-	io.Writer
-	// Commit fsyncs and renames the temp file to blobs/sha256/<d>; if the blob exists
-	// already it is kept and the temp file removed. If verify is true, the bytes'
-	// sha256 must equal d.
-	Commit(d v1.Hash, verify bool) error
-	// Abort removes the temp file. Safe after Commit.
-	Abort() error
-}
-
-// NewBlobWriter starts a new blob.
-func (s *Store) NewBlobWriter() (BlobWriter, error) {
-	return nil, errors.New("cache: NewBlobWriter not implemented")
-}
-
-// WriteBlob stores b under its sha256 and returns the digest.
-func (s *Store) WriteBlob(b []byte) (v1.Hash, error) {
-	return v1.Hash{}, errors.New("cache: WriteBlob not implemented")
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.root}, elem...)...)
 }
 
 // Layer is one layer a step produced.
@@ -82,59 +111,16 @@ type Entry struct {
 	// KeepBlobs and KeepSnapshots are further blobs (digests) and snapshot ids this
 	// entry keeps alive in GC: a FROM entry keeps its base image's manifest, config
 	// and layers.
-	KeepBlobs     []string `json:"keepBlobs,omitempty"`
-	KeepSnapshots []string `json:"keepSnapshots,omitempty"`
-	Created time.Time  `json:"created"`
-	Used    time.Time  `json:"used"`
-}
-
-// GetStep returns the entry for key; ok is false when absent or when its blob or
-// snapshot is missing or corrupt (such an entry is dropped, not an error).
-func (s *Store) GetStep(ctx context.Context, key string) (e *Entry, ok bool, err error) {
-	return nil, false, errors.New("cache: GetStep not implemented")
-}
-
-// PutStep records e (its blob and snapshot must already be committed).
-func (s *Store) PutStep(ctx context.Context, e *Entry) error {
-	return errors.New("cache: PutStep not implemented")
-}
-
-// LastInputs returns the Inputs of the most recent entry recorded under scope (the
-// solver uses "stage/step position"), to explain a miss.
-func (s *Store) LastInputs(ctx context.Context, scope string) ([]byte, bool) { return nil, false }
-
-// SetLastInputs records inputs under scope.
-func (s *Store) SetLastInputs(ctx context.Context, scope string, inputs []byte) error { return nil }
-
-// GetRef returns the manifest digest a ref (e.g. "127.0.0.1:5000/busybox:latest@linux/amd64")
-// resolved to when last pulled.
-func (s *Store) GetRef(ctx context.Context, ref string) (string, bool) { return "", false }
-
-// PutRef records ref → digest.
-func (s *Store) PutRef(ctx context.Context, ref, digest string) error { return nil }
-
-// HashCache is the file-digest cache buildctx uses (key: dev/inode/size/mtime/ctime).
-func (s *Store) HashCache() interface {
-	Get(key string) (string, bool)
-	Put(key, digest string)
-} {
-	return nil
-}
-
-// CacheMountDir returns the dir behind RUN --mount=type=cache,id=id, creating it.
-func (s *Store) CacheMountDir(ctx context.Context, id string) (string, error) {
-	return "", errors.New("cache: CacheMountDir not implemented")
+	KeepBlobs     []string  `json:"keepBlobs,omitempty"`
+	KeepSnapshots []string  `json:"keepSnapshots,omitempty"`
+	Created       time.Time `json:"created"`
+	Used          time.Time `json:"used"`
 }
 
 // Usage is what kiln du reports.
 type Usage struct {
 	Blobs, Snapshots, CacheMounts int64 // bytes
 	Entries                       int
-}
-
-// DiskUsage measures the store.
-func (s *Store) DiskUsage(ctx context.Context) (Usage, error) {
-	return Usage{}, errors.New("cache: DiskUsage not implemented")
 }
 
 // PruneOptions select what Prune removes.
@@ -146,9 +132,4 @@ type PruneOptions struct {
 	RemoveSnapshot func(ctx context.Context, id string) error
 	// ListSnapshots lists the committed snapshot ids on disk.
 	ListSnapshots func() ([]string, error)
-}
-
-// Prune removes step entries, blobs and snapshots nothing references any more.
-func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err error) {
-	return 0, errors.New("cache: Prune not implemented")
 }

@@ -1,0 +1,185 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// validHash reports whether h is a sha256 digest safe to use as a file name.
+func validHash(h v1.Hash) error {
+	if h.Algorithm != "sha256" || len(h.Hex) != 64 {
+		return fmt.Errorf("unsupported digest %q: want sha256", h.String())
+	}
+	if _, err := hex.DecodeString(h.Hex); err != nil {
+		return fmt.Errorf("invalid digest %q", h.String())
+	}
+	return nil
+}
+
+// BlobPath is the path of blob h (which may not exist); "" for a malformed digest.
+func (s *Store) BlobPath(h v1.Hash) string {
+	if validHash(h) != nil {
+		return ""
+	}
+	return s.path("blobs", "sha256", h.Hex)
+}
+
+// HasBlob reports whether blob h is present.
+func (s *Store) HasBlob(h v1.Hash) bool {
+	p := s.BlobPath(h)
+	if p == "" {
+		return false
+	}
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// VerifyBlob re-reads blob h and checks its sha256. A corrupt blob is removed, so
+// the next lookup misses instead of serving it.
+func (s *Store) VerifyBlob(h v1.Hash) error {
+	p := s.BlobPath(h)
+	if p == "" {
+		return validHash(h)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("verify blob %s: %w", h, err)
+	}
+	defer f.Close()
+	d := sha256.New()
+	if _, err := io.Copy(d, f); err != nil {
+		return fmt.Errorf("verify blob %s: %w", h, err)
+	}
+	if got := hex.EncodeToString(d.Sum(nil)); got != h.Hex {
+		os.Remove(p)
+		return fmt.Errorf("blob %s is corrupt (content hashes to sha256:%s); removed", h, got)
+	}
+	return nil
+}
+
+// BlobWriter writes a new blob to a temp file; Commit names it by its digest.
+type BlobWriter interface {
+	io.Writer
+	// Commit fsyncs and renames the temp file to blobs/sha256/<d>; if the blob exists
+	// already it is kept and the temp file removed. If verify is true, the bytes'
+	// sha256 must equal d.
+	Commit(d v1.Hash, verify bool) error
+	// Abort removes the temp file. Safe after Commit.
+	Abort() error
+}
+
+// NewBlobWriter starts a new blob in tmp/ (same filesystem, so Commit is a rename).
+func (s *Store) NewBlobWriter() (BlobWriter, error) {
+	f, err := os.CreateTemp(s.path("tmp"), tempPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("new blob: %w", err)
+	}
+	return &blobWriter{s: s, f: f, h: sha256.New()}, nil
+}
+
+type blobWriter struct {
+	s    *Store
+	f    *os.File
+	h    hash.Hash
+	done bool
+}
+
+func (w *blobWriter) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errors.New("write to a committed or aborted blob")
+	}
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	return n, err
+}
+
+// Digest is the sha256 of what was written so far.
+func (w *blobWriter) Digest() v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
+}
+
+func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
+	if w.done {
+		return errors.New("blob already committed or aborted")
+	}
+	defer w.Abort()
+	if err := validHash(d); err != nil {
+		return err
+	}
+	if got := w.Digest(); verify && got != d {
+		return fmt.Errorf("blob digest mismatch: content is %s, expected %s", got, d)
+	}
+	// fsync before rename: after a crash the name must never point at missing data.
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync blob %s: %w", d, err)
+	}
+	if err := w.f.Chmod(0o644); err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("close blob %s: %w", d, err)
+	}
+	dst := w.s.BlobPath(d)
+	if w.s.HasBlob(d) {
+		return nil // keep the existing blob; Abort removes ours
+	}
+	if err := os.Rename(w.f.Name(), dst); err != nil {
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	w.done = true
+	return syncDir(filepath.Dir(dst))
+}
+
+func (w *blobWriter) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("abort blob: %w", err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteBlob stores b under its sha256 and returns the digest.
+func (s *Store) WriteBlob(b []byte) (v1.Hash, error) {
+	sum := sha256.Sum256(b)
+	h := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+	if s.HasBlob(h) {
+		return h, nil
+	}
+	w, err := s.NewBlobWriter()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if _, err := w.Write(b); err != nil {
+		w.Abort()
+		return v1.Hash{}, fmt.Errorf("write blob: %w", err)
+	}
+	if err := w.Commit(h, true); err != nil {
+		return v1.Hash{}, err
+	}
+	return h, nil
+}
