@@ -172,7 +172,7 @@ func buildTar(t testing.TB, entries []*tar.Header, bodies map[string]string) []b
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
-		if body != "" {
+		if body != "" && h.Typeflag == tar.TypeReg {
 			if _, err := io.WriteString(tw, body); err != nil {
 				t.Fatal(err)
 			}

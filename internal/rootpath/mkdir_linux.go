@@ -3,17 +3,30 @@ package rootpath
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 )
 
 // MkdirAll creates unsafePath and its missing parents inside root with mode (only the
 // permission bits are used) and returns the resolved host path. Symlinks met on the
-// way are followed inside root only, using openat2(RESOLVE_IN_ROOT) where the kernel
-// has it, so a planted symlink cannot make it create a directory outside root.
+// way are followed inside root only, even dangling ones: "a -> /x/y" then MkdirAll
+// "a/b" creates root/x/y/b, as Resolve would name it.
 func MkdirAll(root, unsafePath string, mode os.FileMode) (string, error) {
-	if err := pathrs.MkdirAll(root, unsafePath, mode.Perm()); err != nil {
+	p, err := Resolve(root, unsafePath)
+	if err != nil {
+		return "", err
+	}
+	// The resolved path has no symlink left in it, so pathrs-lite (which refuses to
+	// create through dangling symlinks) can create it; it still walks with
+	// openat2(RESOLVE_IN_ROOT) where the kernel has it, so a symlink swapped in
+	// meanwhile cannot take it outside root either.
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
 		return "", fmt.Errorf("mkdir %q in %s: %w", unsafePath, root, err)
 	}
-	return Resolve(root, unsafePath)
+	if err := pathrs.MkdirAll(root, rel, mode.Perm()); err != nil {
+		return "", fmt.Errorf("mkdir %q in %s: %w", unsafePath, root, err)
+	}
+	return p, nil
 }

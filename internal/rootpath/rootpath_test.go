@@ -48,10 +48,16 @@ func TestMkdirAllThroughSymlinks(t *testing.T) {
 	if err := os.Symlink("../..", filepath.Join(root, "up")); err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range []string{"abs/made1/x", "up/made2/y", "../made3"} {
+	if err := os.Symlink("/made4/deeper", filepath.Join(root, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"abs/made1/x", "up/made2/y", "../made3", "dangling/z"} {
 		got, err := MkdirAll(root, in, 0o755)
 		if err != nil {
 			t.Fatalf("MkdirAll(%q): %v", in, err)
+		}
+		if in == "dangling/z" && got != filepath.Join(root, "made4/deeper/z") {
+			t.Errorf("MkdirAll(%q) = %q, want it through the dangling link", in, got)
 		}
 		if !strings.HasPrefix(got, root+"/") {
 			t.Errorf("MkdirAll(%q) = %q, outside %s", in, got, root)
@@ -60,7 +66,7 @@ func TestMkdirAllThroughSymlinks(t *testing.T) {
 			t.Errorf("MkdirAll(%q): %q not a dir (%v)", in, got, err)
 		}
 	}
-	for _, name := range []string{"made1", "made2", "made3"} {
+	for _, name := range []string{"made1", "made2", "made3", "made4"} {
 		if _, err := os.Lstat(filepath.Join(parent, name)); err == nil {
 			t.Errorf("%s created outside root", name)
 		}
