@@ -2,7 +2,6 @@ package exec
 
 import (
 	"context"
-	"errors"
 	"io"
 	"syscall"
 )
@@ -47,27 +46,42 @@ type Spec struct {
 }
 
 // ExitError is returned by Run when the command did not exit 0.
+// When the command could not be started at all (executable not found: Code 127, not
+// executable: 126), Run returns an error whose message says why and which wraps an
+// *ExitError with that code, so errors.As finds it.
 type ExitError struct {
 	Code        int            // exit code, or 128+signal
 	Signal      syscall.Signal // non-zero when killed by a signal
-	OOMKilled   bool           // the cgroup's memory limit killed it
-	MemoryLimit int64
-	PidsLimited bool // the pids limit was hit at least once
+	OOMKilled   bool           // the cgroup's memory limit killed a process of the step
+	MemoryLimit int64          // the limit in bytes, when OOMKilled
+	PidsLimited bool           // the pids limit was hit at least once
 }
-
-func (e *ExitError) Error() string { return "exit status" }
 
 // Run executes spec in a new sandbox (mount, pid, uts, ipc, cgroup namespaces, and net
 // for NetworkNone) and waits for it. When it returns no process, mount or cgroup of the
 // step is left. Cancelling ctx kills the step.
-func Run(ctx context.Context, spec Spec) error {
-	return errors.New("exec: Run not implemented")
-}
+//
+// The command runs as pid 1 of its pid namespace, so when it exits the kernel kills
+// every process it left behind. Stdin is /dev/null.
+func Run(ctx context.Context, spec Spec) error { return run(ctx, spec) }
 
 // MaybeInit must be the first call in main. In a process started by Run as the
 // sandbox's init, it sets the sandbox up and execs the command, never returning.
 // Otherwise it returns at once.
-func MaybeInit() {}
+func MaybeInit() { maybeInit() }
+
+// Isolate puts the kiln process in a private mount namespace, so that every mount it
+// makes (the overlay of each step) disappears with it even on kill -9. Call it at the
+// start of a command that mounts, as root. The first call re-executes /proc/self/exe
+// with the same arguments and environment in a new mount namespace, forwards SIGINT,
+// SIGTERM and SIGHUP to it, and exits with its exit code: it never returns, except
+// with an error when the child could not be started. In the re-executed child,
+// Isolate makes "/" recursively private (so no mount propagates back to the host) and
+// returns nil.
+//
+// A re-exec is needed because unshare(CLONE_NEWNS) only moves the calling thread of
+// a multi-threaded Go process.
+func Isolate() error { return isolate() }
 
 // User is a resolved identity.
 type User struct {
@@ -77,8 +91,11 @@ type User struct {
 }
 
 // ResolveUser resolves a USER value against rootfs's /etc/passwd and /etc/group
-// (read through a path-safe join), as Docker does: a numeric uid not in passwd gets
-// gid = uid... (see the Dockerfile reference), HOME "/" when unknown.
-func ResolveUser(rootfs, user string) (User, error) {
-	return User{}, errors.New("exec: ResolveUser not implemented")
-}
+// (read through os.Root, so no symlink leads out of rootfs), with the rules of
+// runc's and BuildKit's user lookup (github.com/moby/sys/user GetExecUser): a name
+// must be in passwd; a numeric uid not in passwd is used as is with gid 0; a group
+// part overrides the gid (a name must be in group, a number need not be); without a
+// group part the user's supplementary groups are the groups of /etc/group that list
+// its name. Home is the passwd entry's, "/" when unknown. Missing files are fine for
+// numeric ids.
+func ResolveUser(rootfs, user string) (User, error) { return resolveUser(rootfs, user) }

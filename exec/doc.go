@@ -1,0 +1,25 @@
+// Package exec runs one RUN step in a sandbox that kiln builds itself, with no runc
+// and no daemon, as safe and as faithful as runc under BuildKit.
+//
+// Run re-executes /proc/self/exe as the sandbox init (MaybeInit, first in main,
+// recognises it) in new mount, pid, uts and ipc namespaces (and net for
+// NetworkNone); once the parent has put it in a fresh cgroup (kiln/<random>, v2
+// when the host is unified, else every v1 hierarchy, with memory, CPU, pids and
+// Docker's device rules), the init unshares its cgroup namespace, mounts /proc
+// (with Docker's masked and read-only paths), a minimal /dev (null, zero, full,
+// random, urandom, tty, devpts, shm, mqueue), a read-only /sys, the host's
+// /etc/hosts and /etc/resolv.conf read-only and the step's bind and tmpfs mounts,
+// pivots into the rootfs, keeps Docker's default capabilities, switches to the
+// resolved user and execs the command as pid 1, so the kernel kills whatever the
+// step leaves running when it exits. Mount points the image lacked are created
+// before the step and removed after it when still empty, so they never reach the
+// layer. After the step every process left in the cgroup is killed and the cgroup
+// removed, on every path including cancellation. Isolate puts kiln itself in a
+// private mount namespace so its overlay mounts die with it.
+//
+// Not supported: seccomp and AppArmor/SELinux profiles (runc applies Docker's
+// default seccomp profile; kiln relies on capabilities, device rules and masked
+// paths only), user namespaces (rootless builds), the cgroup filesystem inside the
+// step, and RUN --mount types other than bind and tmpfs (the solver turns cache,
+// secret and ssh mounts into binds).
+package exec

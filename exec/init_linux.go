@@ -1,0 +1,167 @@
+package exec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	osexec "os/exec"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sandbox init is kiln itself, re-executed by Run in new namespaces. It waits
+// for its config (sent once the parent has put it in the step's cgroup), builds the
+// filesystem, switches to the step's user and execs the command as pid 1 of the
+// new pid namespace. It never returns: on failure it reports to the parent over the
+// socket and exits with 127 (not found) or 126 (cannot execute, or setup failed).
+
+func maybeInit() {
+	if len(os.Args) == 0 || os.Args[0] != initArg0 || os.Getenv(initEnv) != "1" {
+		return
+	}
+	// Capabilities, the cgroup namespace and the credentials set below belong to
+	// the calling thread; the same thread must exec.
+	runtime.LockOSThread()
+	sock := os.NewFile(initFD, "kiln-sandbox")
+	code, err := sandboxInit(sock)
+	b, _ := json.Marshal(initFailure{Msg: err.Error(), Code: code})
+	_, _ = sock.Write(b)
+	os.Exit(code)
+}
+
+// sandboxInit returns only on failure, with the exit code and the reason.
+func sandboxInit(sock *os.File) (int, error) {
+	var cfg initConfig
+	if err := json.NewDecoder(sock).Decode(&cfg); err != nil {
+		return 126, fmt.Errorf("sandbox init: read config: %w", err)
+	}
+	if err := setupSandbox(&cfg); err != nil {
+		return 126, fmt.Errorf("sandbox init: %w", err)
+	}
+	path, err := lookPath(cfg.Args[0], cfg.Env)
+	if err != nil {
+		code := 126
+		if errors.Is(err, osexec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = 127
+		}
+		return code, err
+	}
+	// Every descriptor but stdio closes on exec, the socket included: the
+	// parent's EOF on it is the sign that the command started.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return 126, fmt.Errorf("sandbox init: close descriptors: %w", err)
+	}
+	err = syscall.Exec(path, cfg.Args, cfg.Env)
+	code := 126
+	if errors.Is(err, fs.ErrNotExist) {
+		code = 127
+	}
+	return code, fmt.Errorf("exec %q: %w", cfg.Args[0], err)
+}
+
+// setupSandbox does everything between the config and the exec.
+func setupSandbox(cfg *initConfig) error {
+	// The step's cgroup (the parent has moved us into it) becomes the root of
+	// the cgroup namespace: the step cannot see or name anything above it.
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare cgroup namespace: %w", err)
+	}
+	old := unix.Umask(0)
+	if err := setupRootfs(cfg); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return fmt.Errorf("set hostname: %w", err)
+	}
+	if cfg.NewNet {
+		if err := loopbackUp(); err != nil {
+			return err
+		}
+	}
+	last, err := lastCap()
+	if err != nil {
+		return err
+	}
+	if err := pivotRoot(cfg.Rootfs); err != nil {
+		return err
+	}
+	// runc creates a missing working directory as root with mode 0755; after
+	// pivot_root every path resolves inside the rootfs.
+	if err := os.MkdirAll(cfg.Cwd, 0o755); err != nil {
+		return fmt.Errorf("create working directory %s: %w", cfg.Cwd, err)
+	}
+	if err := unix.Chdir(cfg.Cwd); err != nil {
+		return fmt.Errorf("chdir to %s: %w", cfg.Cwd, err)
+	}
+	unix.Umask(old)
+	if err := dropCaps(last); err != nil {
+		return err
+	}
+	return setUser(cfg)
+}
+
+// setUser switches to the step's user. The raw syscalls act on this thread only,
+// which is the one that execs; leaving root clears the effective and permitted
+// capabilities, as for a non-root user in Docker.
+func setUser(cfg *initConfig) error {
+	groups := make([]int, len(cfg.Groups))
+	for i, g := range cfg.Groups {
+		groups[i] = int(g)
+	}
+	if err := unix.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(cfg.GID), uintptr(cfg.GID), uintptr(cfg.GID)); e != 0 {
+		return fmt.Errorf("setgid %d: %w", cfg.GID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(cfg.UID), uintptr(cfg.UID), uintptr(cfg.UID)); e != 0 {
+		return fmt.Errorf("setuid %d: %w", cfg.UID, e)
+	}
+	return nil
+}
+
+// lookPath finds argv0 in env's PATH inside the new root, with exec.LookPath's
+// rules and messages ("exec: \"foo\": executable file not found in $PATH").
+func lookPath(argv0 string, env []string) (string, error) {
+	path := ""
+	for _, kv := range env {
+		if len(kv) > 5 && kv[:5] == "PATH=" {
+			path = kv[5:]
+		}
+	}
+	if err := os.Setenv("PATH", path); err != nil {
+		return "", err
+	}
+	p, err := osexec.LookPath(argv0)
+	if errors.Is(err, osexec.ErrDot) {
+		// A relative PATH entry: Docker runs it, relative to the working directory.
+		return p, nil
+	}
+	return p, err
+}
+
+// loopbackUp brings lo up in a new network namespace, as runc does for a step
+// without network.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	defer unix.Close(fd)
+	req, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, req); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	req.SetUint16(req.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, req); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,304 @@
+package exec
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// How the parent recognises its sandbox init: argv[0] and an environment variable,
+// both needed so that neither a user's argv nor an inherited variable triggers it.
+const (
+	initArg0 = "kiln-sandbox-init"
+	initEnv  = "_KILN_SANDBOX_INIT"
+	initFD   = 3 // the socket to the parent, ExtraFiles[0]
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// initConfig is what the parent sends the sandbox init, as JSON over the socket.
+type initConfig struct {
+	Rootfs   string
+	Args     []string
+	Env      []string // final: PATH and HOME filled in
+	Cwd      string
+	UID      uint32
+	GID      uint32
+	Groups   []uint32
+	Hostname string
+	NewNet   bool
+	Mounts   []Mount
+}
+
+// initFailure is what the init sends back when it cannot exec the command.
+type initFailure struct {
+	Msg  string
+	Code int
+}
+
+func run(ctx context.Context, spec Spec) (retErr error) {
+	cfg, err := prepareConfig(spec)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	st, err := createStubs(cfg.Rootfs, mountTargets(spec))
+	defer func() {
+		if err := st.remove(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("clean mount points: %w", err))
+		}
+	}()
+	if err != nil {
+		return err
+	}
+
+	cg, err := newStepCgroup(spec.Limits)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := cg.killAll(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+		if err := cg.delete(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	parentSock := os.NewFile(uintptr(fds[0]), "kiln-sandbox-parent")
+	childSock := os.NewFile(uintptr(fds[1]), "kiln-sandbox-child")
+	defer parentSock.Close()
+
+	cmd := &osexec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArg0},
+		Env:        []string{initEnv + "=1"},
+		Stdout:     spec.Stdout,
+		Stderr:     spec.Stderr,
+		ExtraFiles: []*os.File{childSock},
+		SysProcAttr: &syscall.SysProcAttr{
+			// The cgroup namespace is unshared by the init once it is in its
+			// cgroup, so that the step sees that cgroup as its root.
+			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	if cfg.NewNet {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	err = cmd.Start()
+	childSock.Close()
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	// Killing the init, pid 1 of the namespace, makes the kernel kill the rest.
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
+	defer stop()
+
+	failure, startErr := startInit(parentSock, cg, cmd.Process.Pid, cfg)
+	if startErr != nil {
+		_ = cmd.Process.Kill()
+	}
+	waitErr := cmd.Wait()
+	if startErr != nil {
+		return startErr
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("run %s: %w", cfg.Args[0], context.Cause(ctx))
+	}
+	if failure != nil {
+		return fmt.Errorf("%s: %w", failure.Msg, &ExitError{Code: failure.Code})
+	}
+	return exitError(cmd, waitErr, cg, spec.Limits)
+}
+
+// startInit puts the init in its cgroup, then sends it its config (which is its
+// signal to go on), then reads its report: EOF alone means the command was exec'd,
+// since the socket is close-on-exec in the init.
+func startInit(sock *os.File, cg stepCgroup, pid int, cfg initConfig) (*initFailure, error) {
+	if err := cg.add(pid); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode sandbox config: %w", err)
+	}
+	if _, err := sock.Write(b); err != nil {
+		return nil, fmt.Errorf("send sandbox config: %w", err)
+	}
+	report, err := io.ReadAll(sock)
+	if err != nil {
+		return nil, fmt.Errorf("read sandbox init report: %w", err)
+	}
+	if len(report) == 0 {
+		return nil, nil
+	}
+	var f initFailure
+	if err := json.Unmarshal(report, &f); err != nil {
+		return &initFailure{Msg: "sandbox init: " + string(report), Code: 126}, nil
+	}
+	return &f, nil
+}
+
+// exitError turns the command's end into nil or an *ExitError with the cgroup's
+// account of it.
+func exitError(cmd *osexec.Cmd, waitErr error, cg stepCgroup, lim Limits) error {
+	if cmd.ProcessState == nil {
+		return fmt.Errorf("wait for sandbox: %w", waitErr)
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return fmt.Errorf("wait for sandbox: %w", waitErr)
+	}
+	if ws.Exited() && ws.ExitStatus() == 0 {
+		if waitErr != nil { // copying the output failed
+			return fmt.Errorf("copy output: %w", waitErr)
+		}
+		return nil
+	}
+	e := &ExitError{Code: ws.ExitStatus()}
+	if ws.Signaled() {
+		e.Signal = ws.Signal()
+		e.Code = 128 + int(e.Signal)
+	}
+	e.OOMKilled, e.PidsLimited = cg.events()
+	if e.OOMKilled {
+		e.MemoryLimit = lim.MemoryBytes
+	}
+	return e
+}
+
+// prepareConfig checks spec and resolves what can be resolved before the sandbox
+// starts: the user, the environment, the hostname.
+func prepareConfig(spec Spec) (initConfig, error) {
+	if len(spec.Args) == 0 || spec.Args[0] == "" {
+		return initConfig{}, errors.New("run: no command")
+	}
+	if spec.Rootfs == "" {
+		return initConfig{}, errors.New("run: no rootfs")
+	}
+	rootfs, err := filepath.Abs(spec.Rootfs)
+	if err != nil {
+		return initConfig{}, fmt.Errorf("run: %w", err)
+	}
+	switch spec.Network {
+	case "", NetworkHost, NetworkNone:
+	default:
+		return initConfig{}, fmt.Errorf("run: unknown network mode %q", spec.Network)
+	}
+	u, err := ResolveUser(rootfs, spec.User)
+	if err != nil {
+		return initConfig{}, fmt.Errorf("run: %w", err)
+	}
+	for _, m := range spec.Mounts {
+		if err := checkMount(m); err != nil {
+			return initConfig{}, fmt.Errorf("run: %w", err)
+		}
+	}
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !path.IsAbs(cwd) {
+		return initConfig{}, fmt.Errorf("run: working directory %q is not absolute", cwd)
+	}
+	host := spec.Hostname
+	if host == "" {
+		var b [6]byte
+		rand.Read(b[:])
+		host = hex.EncodeToString(b[:])
+	}
+	return initConfig{
+		Rootfs:   rootfs,
+		Args:     spec.Args,
+		Env:      stepEnv(spec.Env, u),
+		Cwd:      path.Clean(cwd),
+		UID:      u.UID,
+		GID:      u.GID,
+		Groups:   u.AdditionalGIDs,
+		Hostname: host,
+		NewNet:   spec.Network == NetworkNone,
+		Mounts:   spec.Mounts,
+	}, nil
+}
+
+// stepEnv is env with PATH and HOME added when missing, as runc does under
+// BuildKit (which sets neither HOSTNAME nor anything else).
+func stepEnv(env []string, u User) []string {
+	out := make([]string, 0, len(env)+2)
+	hasPath, hasHome := false, false
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "PATH":
+			hasPath = true
+		case "HOME":
+			hasHome = true
+		}
+		out = append(out, kv)
+	}
+	if !hasPath {
+		out = append(out, "PATH="+defaultPath)
+	}
+	if !hasHome {
+		out = append(out, "HOME="+u.Home)
+	}
+	return out
+}
+
+func checkMount(m Mount) error {
+	if !path.IsAbs(m.Target) {
+		return fmt.Errorf("mount target %q is not absolute", m.Target)
+	}
+	switch m.Type {
+	case "bind":
+		if _, err := os.Stat(m.Source); err != nil {
+			return fmt.Errorf("bind mount source: %w", err)
+		}
+	case "tmpfs":
+	default:
+		return fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)
+	}
+	_, _, err := mountFlags(m)
+	return err
+}
+
+// mountTargets lists every path the sandbox mounts over, for createStubs.
+func mountTargets(spec Spec) []stubTarget {
+	t := []stubTarget{
+		{path: "/proc", dir: true},
+		{path: "/dev", dir: true},
+		{path: "/sys", dir: true},
+		{path: "/etc/hosts"},
+		{path: "/etc/resolv.conf"},
+	}
+	for _, m := range spec.Mounts {
+		dir := true
+		if m.Type == "bind" {
+			if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
+				dir = false
+			}
+		}
+		t = append(t, stubTarget{path: m.Target, dir: dir})
+	}
+	return t
+}

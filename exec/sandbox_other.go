@@ -1,0 +1,16 @@
+//go:build !linux
+
+package exec
+
+import (
+	"context"
+	"errors"
+)
+
+var errNotLinux = errors.New("exec: RUN steps need Linux namespaces")
+
+func run(context.Context, Spec) error { return errNotLinux }
+
+func maybeInit() {}
+
+func isolate() error { return errNotLinux }

@@ -1,0 +1,210 @@
+package exec
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// passwdEntry and groupEntry are the fields of /etc/passwd and /etc/group a RUN
+// step's identity needs.
+type passwdEntry struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+type groupEntry struct {
+	name    string
+	gid     int
+	members []string
+}
+
+// idArg is one side of a USER value: a name, or a number that is never looked up
+// as a name (runc's rule: USER 1000 means uid 1000 even if a user is named "1000").
+type idArg struct {
+	name    string
+	id      int
+	numeric bool
+}
+
+func parseIDArg(s string) (*idArg, error) {
+	if s == "" {
+		return nil, nil
+	}
+	id, err := strconv.Atoi(s)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return nil, fmt.Errorf("%s: uids and gids must be in range 0-%d", s, math.MaxInt32)
+		}
+		return &idArg{name: s}, nil
+	}
+	if id < 0 || id > math.MaxInt32 {
+		return nil, fmt.Errorf("%s: uids and gids must be in range 0-%d", s, math.MaxInt32)
+	}
+	return &idArg{name: s, id: id, numeric: true}, nil
+}
+
+func resolveUser(rootfs, spec string) (User, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
+	}
+	defer root.Close()
+	passwd, err := readPasswd(root)
+	if err != nil {
+		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
+	}
+	group, err := readGroup(root)
+	if err != nil {
+		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
+	}
+	return lookupUser(spec, passwd, group)
+}
+
+// lookupUser follows github.com/moby/sys/user GetExecUser with runc's defaults
+// (uid 0, gid 0, home "/"). passwd or group is nil when the file does not exist.
+func lookupUser(spec string, passwd []passwdEntry, group []groupEntry) (User, error) {
+	u := User{Home: "/"}
+	usr, grp, _ := strings.Cut(spec, ":")
+	userArg, err := parseIDArg(usr)
+	if err != nil {
+		return User{}, err
+	}
+	groupArg, err := parseIDArg(grp)
+	if err != nil {
+		return User{}, err
+	}
+
+	matched := ""
+	found := false
+	for _, p := range passwd {
+		ok := false
+		switch {
+		case userArg == nil:
+			ok = p.uid == 0
+		case userArg.numeric:
+			ok = p.uid == userArg.id
+		default:
+			ok = p.name == userArg.name
+		}
+		if ok {
+			found = true
+			matched = p.name
+			u.UID, u.GID, u.Home = uint32(p.uid), uint32(p.gid), p.home
+			break
+		}
+	}
+	if !found && userArg != nil {
+		if !userArg.numeric {
+			return User{}, fmt.Errorf("unable to find user %s: no matching entries in passwd file", userArg.name)
+		}
+		u.UID = uint32(userArg.id)
+	}
+
+	if groupArg != nil {
+		for _, g := range group {
+			if (groupArg.numeric && g.gid == groupArg.id) || (!groupArg.numeric && g.name == groupArg.name) {
+				u.GID = uint32(g.gid)
+				return u, nil
+			}
+		}
+		if !groupArg.numeric {
+			return User{}, fmt.Errorf("unable to find group %s: no matching entries in group file", groupArg.name)
+		}
+		u.GID = uint32(groupArg.id)
+		return u, nil
+	}
+	// Supplementary groups only exist in the implicit form, for a user found by name
+	// or uid in passwd.
+	if matched != "" {
+		for _, g := range group {
+			for _, m := range g.members {
+				if m == matched {
+					u.AdditionalGIDs = append(u.AdditionalGIDs, uint32(g.gid))
+					break
+				}
+			}
+		}
+	}
+	return u, nil
+}
+
+// readUserFile reads rootfs's etc/NAME through root; a missing file is nil, not an
+// error, as GetExecUserPath ignores files it cannot open.
+func readUserFile(root *os.Root, name string) ([]byte, error) {
+	b, err := root.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func readPasswd(root *os.Root) ([]passwdEntry, error) {
+	b, err := readUserFile(root, "etc/passwd")
+	if b == nil || err != nil {
+		return nil, err
+	}
+	var out []passwdEntry
+	err = eachLine(bytes.NewReader(b), func(f []string) {
+		// name:password:uid:gid:gecos:home:shell
+		e := passwdEntry{name: field(f, 0), uid: atoi(field(f, 2)), gid: atoi(field(f, 3)), home: field(f, 5)}
+		out = append(out, e)
+	})
+	return out, err
+}
+
+func readGroup(root *os.Root) ([]groupEntry, error) {
+	b, err := readUserFile(root, "etc/group")
+	if b == nil || err != nil {
+		return nil, err
+	}
+	var out []groupEntry
+	err = eachLine(bytes.NewReader(b), func(f []string) {
+		// name:password:gid:member,member
+		e := groupEntry{name: field(f, 0), gid: atoi(field(f, 2))}
+		if m := field(f, 3); m != "" {
+			e.members = strings.Split(m, ",")
+		}
+		out = append(out, e)
+	})
+	return out, err
+}
+
+// eachLine calls fn with the colon-separated fields of each line, skipping blank
+// lines and comments as glibc does.
+func eachLine(r io.Reader, fn func([]string)) error {
+	s := bufio.NewScanner(r)
+	s.Buffer(nil, 1<<20) // a group's member list may be long
+	for s.Scan() {
+		line := bytes.TrimSpace(s.Bytes())
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		fn(strings.Split(string(line), ":"))
+	}
+	return s.Err()
+}
+
+func field(f []string, i int) string {
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
+}
+
+// atoi is lenient like the passwd parsers: a malformed id reads as 0.
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
