@@ -20,7 +20,11 @@ import (
 // layer (with a Docker media type, to see it renamed).
 func assembleOnBusybox(t *testing.T) (*testStore, *Pulled, v1.Image) {
 	t.Helper()
-	host := testenv.Registry(t)
+	return assembleOnBusyboxAt(t, testenv.Registry(t))
+}
+
+func assembleOnBusyboxAt(t *testing.T, host string) (*testStore, *Pulled, v1.Image) {
+	t.Helper()
 	testenv.PushImage(t, testenv.BusyboxImage(t), host+"/busybox:latest")
 	store := newTestStore(t)
 	base, err := Pull(context.Background(), store, host+"/busybox", PullOptions{})
