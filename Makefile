@@ -1,0 +1,57 @@
+# kiln: see README.md. `make demo` and `make test` work on a fresh machine.
+GO      ?= go
+BIN     := bin/kiln
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DEMO    := .demo
+SHARED  ?= ../shared
+
+.PHONY: build test test-unit test-race deps demo lint bench conformance fuzz clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
+
+# Everything: unit tests, the race detector on the concurrent packages, and the
+# end-to-end builds (which run bin/kiln as root against real registries and tools).
+test: deps build lint
+	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -race -timeout 8m ./solver/... ./cache/... ./exec/...
+
+deps:
+	@scripts/install-deps.sh
+
+# Builds examples/demo on a busybox base made from Debian's busybox-static and bundled
+# as an OCI layout: no registry, no network.
+demo: deps build
+	@mkdir -p $(DEMO)
+	$(GO) run ./internal/cmd/mkbase $(DEMO)/busybox
+	$(BIN) build --root $(DEMO)/root --progress plain \
+		--build-context busybox=oci-layout://$(CURDIR)/$(DEMO)/busybox \
+		-t kiln-demo:latest -o type=oci,dest=$(DEMO)/demo.tar examples/demo
+	skopeo inspect oci-archive:$(DEMO)/demo.tar
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The shared Dockerfile conformance suite (needs the anchor registry on 127.0.0.1:5000).
+conformance: build
+	$(SHARED)/bench/setup-anchors.sh
+	KILN=$(CURDIR)/$(BIN) python3 $(SHARED)/conformance/run.py --builder kiln --compare
+
+# kiln beside buildah on the shared workloads; results in $(BENCH_OUT).
+BENCH_WORK ?= /var/tmp/kiln-bench
+BENCH_OUT  ?= /var/tmp/kiln-bench-results
+bench: build
+	$(SHARED)/bench/setup-anchors.sh
+	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK)
+	KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
+	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci,dest={out} {nocache} {context}" \
+		python3 $(SHARED)/bench/run.py --builders kiln,buildah --work $(BENCH_WORK) --runs 3 --out $(BENCH_OUT)
+
+FUZZTIME ?= 10m
+fuzz:
+	$(GO) test ./parser/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	$(GO) test ./layers/ -run '^$$' -fuzz FuzzUnpack -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin $(DEMO)

@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/snapshot"
+	"github.com/kiln-build/kiln/solver"
+)
+
+// buildOptions are the flags of kiln build.
+type buildOptions struct {
+	file          string
+	tags          []string
+	buildArgs     []string
+	target        string
+	outputs       []string
+	labels        []string
+	iidFile       string
+	metadataFile  string
+	progress      string
+	noCache       bool
+	noCacheFilter []string
+	root          string
+	platform      string
+	pull          bool
+	push          bool
+	insecure      []string
+	memory        string
+	cpus          float64
+	pidsLimit     int64
+	network       string
+	jobs          int
+	buildContexts []string
+}
+
+func newBuildCmd() *cobra.Command {
+	var o buildOptions
+	cmd := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Long: `Build an image from a Dockerfile and a context directory.
+
+Examples:
+  kiln build -t app:v1 -o type=oci,dest=app.tar .
+  kiln build -f docker/Dockerfile --target test -o type=local,dest=out .
+  kiln build -t registry.example.com/app:v1 --push .`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("kiln build needs exactly one CONTEXT argument (a directory), got %d", len(args))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.InOrStdin())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads stdin)`)
+	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and tag of the image, e.g. app:v1 (repeatable)")
+	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE, or KEY to take it from the environment (repeatable)")
+	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
+	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|tar,dest=FILE|-; type=local,dest=DIR; type=registry (repeatable)")
+	f.StringArrayVar(&o.labels, "label", nil, "set a label on the image, KEY=VALUE (repeatable)")
+	f.StringVar(&o.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
+	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache for any step")
+	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
+	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
+	f.StringVar(&o.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
+	f.BoolVar(&o.pull, "pull", false, "always re-resolve base image tags with the registry")
+	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t tag (same as -o type=registry)")
+	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "talk plain HTTP to this registry host (localhost and 127.0.0.1 always are)")
+	f.StringVar(&o.memory, "memory", "", "memory limit of each RUN step, e.g. 512m or 2g")
+	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit of each RUN step, e.g. 1.5")
+	f.Int64Var(&o.pidsLimit, "pids-limit", 4096, "process limit of each RUN step")
+	f.StringVar(&o.network, "network", "default", "network of RUN steps: default (the host's) or none")
+	f.StringArrayVar(&o.buildContexts, "build-context", nil, "named context NAME=DIR, NAME=oci-layout:///path[:tag], NAME=docker-image://REF (repeatable)")
+	f.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "how many steps may run at once")
+	return cmd
+}
+
+func defaultRoot() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/kiln"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "kiln")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "kiln")
+}
+
+func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("kiln build needs root (it mounts overlayfs and creates namespaces); run it with sudo")
+	}
+	// Every mount kiln makes lives in a private mount namespace, so none survives the
+	// process, even on kill -9.
+	exec.Isolate()
+
+	outputs, err := o.parseOutputs()
+	if err != nil {
+		return err
+	}
+	buildArgs, err := parseBuildArgs(o.buildArgs)
+	if err != nil {
+		return err
+	}
+	labels, err := parseKeyValues("--label", o.labels)
+	if err != nil {
+		return err
+	}
+	limits, err := o.limits()
+	if err != nil {
+		return err
+	}
+	named := map[string]solver.NamedContext{}
+	for _, bc := range o.buildContexts {
+		k, v, ok := strings.Cut(bc, "=")
+		if !ok || k == "" || v == "" {
+			return fmt.Errorf("invalid --build-context %q: want NAME=VALUE", bc)
+		}
+		nc, err := solver.ParseNamedContext(v)
+		if err != nil {
+			return err
+		}
+		named[k] = nc
+	}
+	network := exec.NetworkHost
+	switch o.network {
+	case "default", "host", "":
+	case "none":
+		network = exec.NetworkNone
+	default:
+		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
+	}
+	for _, out := range outputs {
+		if out.Dest == "-" && o.progressMode(stderr) == "tty" && isTerminal(stdout) {
+			return fmt.Errorf("refusing to write an image tarball to a terminal; redirect stdout or use dest=FILE")
+		}
+	}
+
+	ctxInfo, err := os.Stat(contextDir)
+	if err != nil {
+		return fmt.Errorf("build context %s: %w", contextDir, err)
+	}
+	if !ctxInfo.IsDir() {
+		return fmt.Errorf("build context %s is not a directory", contextDir)
+	}
+	dfPath, dfName, dfData, err := readDockerfile(o.file, contextDir, stdin)
+	if err != nil {
+		return err
+	}
+	platform, err := o.targetPlatform()
+	if err != nil {
+		return err
+	}
+	graph, err := parser.Parse(bytes.NewReader(dfData), parser.Options{
+		Filename: dfName, BuildArgs: buildArgs, Target: o.target, TargetPlatform: platform.String(),
+	})
+	if err != nil {
+		return err
+	}
+	bctx, err := buildctx.Open(contextDir, dfPath)
+	if err != nil {
+		return err
+	}
+
+	store, err := cache.Open(ctx, o.root)
+	if err != nil {
+		return fmt.Errorf("open kiln root %s: %w", o.root, err)
+	}
+	defer store.Close()
+	snaps, err := snapshot.New(ctx, store.SnapshotsDir())
+	if err != nil {
+		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
+	}
+
+	prog := newProgress(o.progressMode(stderr), stderr)
+	defer prog.Close()
+	for _, w := range graph.Warnings {
+		prog.Warn(w)
+	}
+	for _, a := range graph.UnusedBuildArgs {
+		prog.Warn(fmt.Sprintf("build arg %s was given but no ARG in the stages built consumed it", a))
+	}
+
+	compression := layers.Gzip
+	for _, out := range outputs {
+		if out.Compression != "" {
+			compression = layers.Compression(out.Compression)
+		}
+	}
+	res, err := solver.Solve(ctx, solver.Options{
+		Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
+		NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
+		Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
+		Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
+		NamedContexts: named, Jobs: o.jobs, Progress: prog.Event,
+	})
+	if err != nil {
+		return err
+	}
+	if err := writeOutputs(ctx, o, outputs, res, snaps, stdout, prog); err != nil {
+		return err
+	}
+	return writeResultFiles(o, res)
+}
+
+// readDockerfile returns the Dockerfile's path (for the ignore file beside it), the
+// name errors use, and its bytes.
+func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, []byte, error) {
+	if file == "-" {
+		data, err := io.ReadAll(io.LimitReader(stdin, 64<<20))
+		if err != nil {
+			return "", "", nil, fmt.Errorf("read Dockerfile from stdin: %w", err)
+		}
+		return "", "Dockerfile", data, nil
+	}
+	if file == "" {
+		file = filepath.Join(contextDir, "Dockerfile")
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("read Dockerfile: %w (use -f to name another file)", err)
+	}
+	if fi.IsDir() {
+		return "", "", nil, fmt.Errorf("Dockerfile %s is a directory; use -f to name the file", file)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	return file, filepath.Base(file), data, nil
+}
+
+func (o buildOptions) parseOutputs() ([]outputSpec, error) {
+	var outs []outputSpec
+	for _, s := range o.outputs {
+		out, err := parseOutput(s)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out)
+	}
+	if o.push {
+		outs = append(outs, outputSpec{Type: "registry", Push: true})
+	}
+	for _, out := range outs {
+		if out.Push && len(o.tags) == 0 && out.Name == "" {
+			return nil, fmt.Errorf("pushing needs a name: give -t REGISTRY/NAME:TAG")
+		}
+	}
+	return outs, nil
+}
+
+func parseBuildArgs(args []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, fmt.Errorf("invalid --build-arg %q: want KEY=VALUE or KEY", a)
+		}
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue // as docker: a bare KEY not in the environment is not set
+			}
+			v = ev
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func parseKeyValues(flag string, kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("invalid %s %q: want KEY=VALUE", flag, kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (o buildOptions) limits() (exec.Limits, error) {
+	l := exec.Limits{CPUs: o.cpus, Pids: o.pidsLimit}
+	if o.cpus < 0 {
+		return l, fmt.Errorf("--cpus must be positive")
+	}
+	if o.memory != "" {
+		n, err := parseSize(o.memory)
+		if err != nil {
+			return l, fmt.Errorf("--memory: %w", err)
+		}
+		if n < 6<<20 {
+			return l, fmt.Errorf("--memory %s is below the minimum of 6MiB", o.memory)
+		}
+		l.MemoryBytes = n
+	}
+	return l, nil
+}
+
+// parseSize reads sizes like 512m, 2g, 1024k or a plain byte count.
+func parseSize(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "ib"), "b")
+	mult := int64(1)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'k':
+			mult = 1 << 10
+		case 'm':
+			mult = 1 << 20
+		case 'g':
+			mult = 1 << 30
+		case 't':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	var n float64
+	if _, err := fmt.Sscanf(s, "%g", &n); err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q (use e.g. 512m or 2g)", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH from the build args, then the environment.
+func sourceDateEpoch(buildArgs map[string]string) *time.Time {
+	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
+	if !ok {
+		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
+	}
+	if !ok || v == "" {
+		return nil
+	}
+	var sec int64
+	if _, err := fmt.Sscanf(v, "%d", &sec); err != nil {
+		return nil
+	}
+	t := time.Unix(sec, 0).UTC()
+	return &t
+}
+
+// writeResultFiles writes --iidfile and --metadata-file.
+func writeResultFiles(o buildOptions, res *solver.Result) error {
+	cfgDigest, err := res.Image.ConfigName()
+	if err != nil {
+		return err
+	}
+	if o.iidFile != "" {
+		if err := writeFileAtomic(o.iidFile, func(w io.Writer) error {
+			_, err := io.WriteString(w, cfgDigest.String())
+			return err
+		}); err != nil {
+			return fmt.Errorf("write --iidfile: %w", err)
+		}
+	}
+	if o.metadataFile != "" {
+		mdigest, err := res.Image.Digest()
+		if err != nil {
+			return err
+		}
+		md := map[string]any{
+			"containerimage.digest":        mdigest.String(),
+			"containerimage.config.digest": cfgDigest.String(),
+		}
+		if len(o.tags) > 0 {
+			md["image.name"] = strings.Join(o.tags, ",")
+		}
+		if err := writeFileAtomic(o.metadataFile, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return enc.Encode(md)
+		}); err != nil {
+			return fmt.Errorf("write --metadata-file: %w", err)
+		}
+	}
+	return nil
+}

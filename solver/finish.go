@@ -1,0 +1,40 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/image"
+)
+
+// finish turns the target stage into the output image.
+func (b *build) finish(ctx context.Context, st *stageState) (*Result, error) {
+	cfg := cloneConfig(st.cfg)
+	if len(b.opts.Labels) > 0 {
+		if cfg.Config.Labels == nil {
+			cfg.Config.Labels = map[string]string{}
+		}
+		for k, v := range b.opts.Labels {
+			cfg.Config.Labels[k] = v
+		}
+	}
+	cfg.Created = v1.Time{Time: st.created}
+	if cfg.OS == "" {
+		cfg.OS = b.opts.Platform.OS
+		cfg.Architecture = b.opts.Platform.Architecture
+	}
+	ls := make([]v1.Layer, len(st.layers))
+	for i, l := range st.layers {
+		ls[i] = l.layer
+	}
+	if len(ls) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(ls), len(cfg.RootFS.DiffIDs))
+	}
+	img, err := image.Assemble(cfg, ls)
+	if err != nil {
+		return nil, fmt.Errorf("assemble image: %w", err)
+	}
+	return &Result{Image: img, Config: cfg, Snapshots: st.snapshots()}, nil
+}

@@ -1,0 +1,255 @@
+package solver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/layers"
+)
+
+// keyInputs is the plain record a filesystem step's cache key is made from. It is
+// stored with the key so that a later miss can say which input changed.
+type keyInputs struct {
+	Parent   string            `json:"parent"`
+	Op       string            `json:"op"` // the expanded instruction
+	Env      []string          `json:"env,omitempty"`
+	User     string            `json:"user,omitempty"`
+	Workdir  string            `json:"workdir,omitempty"`
+	Extra    map[string]string `json:"extra,omitempty"`   // network, mounts, chown, ...
+	Content  string            `json:"content,omitempty"` // COPY/ADD: digest of what is read
+	Files    map[string]string `json:"files,omitempty"`   // COPY/ADD: per-file digests, for explanations
+	Platform string            `json:"platform"`
+}
+
+func (in *keyInputs) key() string {
+	files := in.Files
+	in.Files = nil // the content digest already covers them
+	data, _ := json.Marshal(in)
+	in.Files = files
+	return digestOf("kiln-step-v1", string(data))
+}
+
+// fsStep runs a filesystem-changing step through the cache: on a hit the recorded layer
+// is reused; on a miss do runs over a fresh overlay snapshot whose upper dir becomes
+// the step's layer. createdBy is the history text.
+func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, do func(ctx context.Context, root string) error) error {
+	st := sc.st
+	in.Parent = st.key
+	in.Platform = b.opts.Platform.String()
+	key := in.key()
+	sc.id = int(b.nextID.Add(1))
+	scope := b.scope(sc)
+
+	why := ""
+	if !b.noCacheFor(sc.stage) {
+		e, ok, err := b.opts.Store.GetStep(ctx, key)
+		if err != nil {
+			return fmt.Errorf("read cache: %w", err)
+		}
+		if ok {
+			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
+			return b.applyEntry(st, e, key, createdBy)
+		}
+		why = b.explainMiss(ctx, scope, in)
+	}
+
+	release, err := b.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	start := time.Now()
+	b.emit(Event{Kind: StepStarted, ID: sc.id, Name: sc.name, Time: start})
+	if why != "" {
+		b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: "cache miss: " + displayInstruction(sc.cmd) + " (" + why + ")"})
+	}
+	e, err := b.execStep(ctx, sc, key, do)
+	if err != nil {
+		b.emit(Event{Kind: StepFailed, ID: sc.id, Name: sc.name, Message: err.Error(), Duration: time.Since(start)})
+		return err
+	}
+	if data, err := json.Marshal(in); err == nil {
+		e.Inputs = data
+		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
+	}
+	if err := b.opts.Store.PutStep(ctx, e); err != nil {
+		return fmt.Errorf("record cache entry: %w", err)
+	}
+	b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
+	return b.applyEntry(st, e, key, createdBy)
+}
+
+// execStep prepares a snapshot over the stage, runs do in it, and commits the diff as
+// a layer blob and a snapshot.
+func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, do func(ctx context.Context, root string) error) (*cache.Entry, error) {
+	active, err := b.opts.Snapshots.Prepare(ctx, sc.st.snapshots())
+	if err != nil {
+		return nil, fmt.Errorf("prepare snapshot: %w", err)
+	}
+	defer active.Discard(context.WithoutCancel(ctx))
+	if err := do(ctx, active.Root); err != nil {
+		return nil, err
+	}
+	if err := active.Unmount(ctx); err != nil {
+		return nil, fmt.Errorf("unmount snapshot: %w", err)
+	}
+	created := b.epochOr(time.Now().UTC())
+	e := &cache.Entry{Key: key, Created: created, Used: time.Now()}
+
+	bw, err := b.opts.Store.NewBlobWriter()
+	if err != nil {
+		return nil, err
+	}
+	defer bw.Abort()
+	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
+		Compression: b.opts.Compression, SourceDateEpoch: b.opts.SourceDateEpoch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("write layer: %w", err)
+	}
+	if empty {
+		return e, nil
+	}
+	if err := bw.Commit(blob.Digest, false); err != nil {
+		return nil, fmt.Errorf("store layer: %w", err)
+	}
+	snap := "s-" + key
+	if err := active.Commit(ctx, snap); err != nil {
+		return nil, fmt.Errorf("commit snapshot: %w", err)
+	}
+	e.Layer = &cache.Layer{
+		Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size,
+		MediaType: string(blob.MediaType), Snapshot: snap,
+	}
+	return e, nil
+}
+
+// applyEntry adds a step's result to the stage: its layer (if any) and history.
+func (b *build) applyEntry(st *stageState, e *cache.Entry, key, createdBy string) error {
+	st.key = key
+	st.created = b.epochOr(e.Created)
+	h := v1.History{Created: v1.Time{Time: st.created}, CreatedBy: createdBy, Comment: historyComment}
+	if e.Layer == nil {
+		h.EmptyLayer = true
+		st.cfg.History = append(st.cfg.History, h)
+		return nil
+	}
+	digest, err := v1.NewHash(e.Layer.Digest)
+	if err != nil {
+		return fmt.Errorf("cache entry %s: %w", key, err)
+	}
+	diffID, err := v1.NewHash(e.Layer.DiffID)
+	if err != nil {
+		return fmt.Errorf("cache entry %s: %w", key, err)
+	}
+	l := image.StoreLayer(b.opts.Store, digest, diffID, e.Layer.Size, types.MediaType(e.Layer.MediaType))
+	st.layers = append(st.layers, stageLayer{layer: l, snapshot: e.Layer.Snapshot})
+	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
+	st.cfg.History = append(st.cfg.History, h)
+	return nil
+}
+
+// scope names a step's position across builds (same context, Dockerfile, stage and
+// step), under which its last inputs are kept to explain a later miss.
+func (b *build) scope(sc *stepCtx) string {
+	dir := ""
+	if b.opts.Context != nil {
+		dir = b.opts.Context.Dir
+	}
+	return digestOf("scope", dir, b.opts.Filename, sc.stage.Name, fmt.Sprint(sc.stage.Index), fmt.Sprint(sc.pos))
+}
+
+// explainMiss compares in with the inputs last recorded at this step's position.
+func (b *build) explainMiss(ctx context.Context, scope string, in *keyInputs) string {
+	data, ok := b.opts.Store.LastInputs(ctx, scope)
+	if !ok {
+		return "" // never built here before: nothing to explain
+	}
+	var old keyInputs
+	if err := json.Unmarshal(data, &old); err != nil {
+		return ""
+	}
+	switch {
+	case old.Parent != in.Parent:
+		return "a previous step changed"
+	case old.Platform != in.Platform:
+		return "platform changed"
+	case old.Op != in.Op:
+		return "instruction changed"
+	case old.Content != in.Content:
+		return describeFileChanges(old.Files, in.Files)
+	case !slices.Equal(old.Env, in.Env):
+		return describeEnvChange(old.Env, in.Env)
+	case old.User != in.User:
+		return "user changed"
+	case old.Workdir != in.Workdir:
+		return "workdir changed"
+	}
+	for k, v := range in.Extra {
+		if old.Extra[k] != v {
+			return k + " changed"
+		}
+	}
+	return "the cache entry was removed"
+}
+
+func describeFileChanges(old, cur map[string]string) string {
+	var changed []string
+	for p, d := range cur {
+		if od, ok := old[p]; !ok {
+			changed = append(changed, p+" added")
+		} else if od != d {
+			changed = append(changed, p+" changed")
+		}
+	}
+	for p := range old {
+		if _, ok := cur[p]; !ok {
+			changed = append(changed, p+" removed")
+		}
+	}
+	if len(changed) == 0 {
+		return "source files changed"
+	}
+	slices.Sort(changed)
+	if len(changed) > 3 {
+		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
+	}
+	return strings.Join(changed, ", ")
+}
+
+func describeEnvChange(old, cur []string) string {
+	index := func(env []string) map[string]string {
+		m := map[string]string{}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+		return m
+	}
+	o, c := index(old), index(cur)
+	var names []string
+	for k, v := range c {
+		if ov, ok := o[k]; !ok || ov != v {
+			names = append(names, k)
+		}
+	}
+	for k := range o {
+		if _, ok := c[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return "environment changed"
+	}
+	return "build arg or env " + strings.Join(names, ", ") + " changed"
+}

@@ -1,0 +1,148 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/exec"
+)
+
+// runMounts is what a RUN's --mount flags resolved to.
+type runMounts struct {
+	list     []exec.Mount
+	releases []func()
+}
+
+func (m *runMounts) cleanup() {
+	for i := len(m.releases) - 1; i >= 0; i-- {
+		m.releases[i]()
+	}
+}
+
+// runMounts resolves RUN --mount flags into sandbox mounts and the cache-key inputs
+// they contribute (the content of bind sources; never cache-mount contents).
+func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instructions.Mount) (*runMounts, map[string]string, error) {
+	rm := &runMounts{}
+	keys := map[string]string{}
+	workdir := sc.st.cfg.Config.WorkingDir
+	if workdir == "" {
+		workdir = "/"
+	}
+	fail := func(err error) (*runMounts, map[string]string, error) {
+		rm.cleanup()
+		return nil, nil, err
+	}
+	for _, m := range specs {
+		target := m.Target
+		if target == "" {
+			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s needs a target", m.Type))
+		}
+		if !path.IsAbs(target) {
+			target = path.Join(workdir, target)
+		}
+		switch m.Type {
+		case instructions.MountTypeBind:
+			cs := copySpec{from: m.From, name: "RUN --mount=type=bind"}
+			src, err := b.copySource(ctx, sc, cs)
+			if err != nil {
+				return fail(err)
+			}
+			rm.releases = append(rm.releases, src.release)
+			source := m.Source
+			if source == "" {
+				source = "/"
+			}
+			host, err := bindSourcePath(src.src, source)
+			if err != nil {
+				return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err))
+			}
+			content := src.content
+			if content == "" {
+				sum, err := buildctx.Digest(ctx, src.src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}, b.opts.Store.HashCache())
+				if err != nil {
+					return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err))
+				}
+				content = sum.Digest
+			}
+			keys["bind "+target] = fmt.Sprintf("from=%s source=%s rw=%v %s", m.From, source, !m.ReadOnly, content)
+			if !m.ReadOnly {
+				// Writes to an rw bind mount are discarded: mount a private copy.
+				tmp, err := os.MkdirTemp("", "kiln-bind-rw-")
+				if err != nil {
+					return fail(err)
+				}
+				rm.releases = append(rm.releases, func() { os.RemoveAll(tmp) })
+				if err := buildctx.Copy(ctx, src.src, tmp, buildctx.CopyOptions{Sources: []string{source}, Dest: "/data", Line: sc.cmd.Line}); err != nil {
+					return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,rw: %v", err))
+				}
+				host = tmp + "/data"
+			}
+			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
+		case instructions.MountTypeCache:
+			if m.From != "" || m.Source != "" {
+				return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=cache with from= or source= is not supported by kiln yet"))
+			}
+			id := m.CacheID
+			if id == "" {
+				id = target
+			}
+			dir, err := b.opts.Store.CacheMountDir(ctx, id)
+			if err != nil {
+				return fail(err)
+			}
+			if err := prepareCacheDir(dir, m); err != nil {
+				return fail(err)
+			}
+			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: dir, Target: target, ReadOnly: m.ReadOnly})
+		case instructions.MountTypeTmpfs:
+			var opts []string
+			if m.SizeLimit > 0 {
+				opts = append(opts, fmt.Sprintf("size=%d", m.SizeLimit))
+			}
+			rm.list = append(rm.list, exec.Mount{Type: "tmpfs", Target: target, Options: opts})
+			keys["tmpfs "+target] = strings.Join(opts, ",")
+		default:
+			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s is not supported by kiln yet", m.Type))
+		}
+	}
+	return rm, keys, nil
+}
+
+// bindSourcePath resolves a bind mount's source inside its root.
+func bindSourcePath(src buildctx.Source, source string) (string, error) {
+	p, err := resolveInRoot(src.Root, source)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(p); err != nil {
+		return "", fmt.Errorf("source not found: %w", err)
+	}
+	return p, nil
+}
+
+// prepareCacheDir applies uid, gid and mode of a cache mount the first time it is used.
+func prepareCacheDir(dir string, m *instructions.Mount) error {
+	if m.UID != nil || m.GID != nil {
+		uid, gid := 0, 0
+		if m.UID != nil {
+			uid = int(*m.UID)
+		}
+		if m.GID != nil {
+			gid = int(*m.GID)
+		}
+		if err := os.Lchown(dir, uid, gid); err != nil {
+			return err
+		}
+	}
+	mode := uint32(0o755)
+	if m.Mode != nil {
+		mode = uint32(*m.Mode)
+	}
+	return os.Chmod(dir, fileModeFromUnix(mode))
+}

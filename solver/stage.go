@@ -1,0 +1,241 @@
+package solver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/kiln-build/kiln/parser"
+)
+
+// defaultPath is the PATH an image without one gets, as in BuildKit (system.DefaultPathEnv).
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stageState is a stage as it is being built, and once done, its result.
+type stageState struct {
+	done chan struct{}
+	err  error
+
+	cfg    *v1.ConfigFile
+	layers []stageLayer
+	// key is the cache key of the stage's filesystem so far (changes with every
+	// filesystem step); metadata steps do not change it.
+	key string
+	// env is what the expansion and RUN see: the image's Env plus ARG values, in order
+	// of definition (BuildKit's llb state env). ARG values never reach cfg.
+	env []string
+	// args are the ARGs declared so far (history "RUN |N K=V ..." needs them).
+	args []instructions.KeyValuePairOptional
+	// cmdSet records a CMD in this stage: ENTRYPOINT resets an inherited CMD only.
+	cmdSet bool
+	// triggers are ONBUILD expressions recorded in this stage, run by child stages.
+	triggers []string
+	// created is the time stamped on history entries of metadata steps: the time of
+	// the last filesystem step, so a fully cached rebuild gives the same image digest.
+	created time.Time
+}
+
+// stageLayer is one layer of a stage's filesystem.
+type stageLayer struct {
+	layer    v1.Layer
+	snapshot string
+}
+
+// snapshots lists the stage's committed snapshot ids, lowest first.
+func (st *stageState) snapshots() []string {
+	ids := make([]string, len(st.layers))
+	for i, l := range st.layers {
+		ids[i] = l.snapshot
+	}
+	return ids
+}
+
+// stepCtx is one instruction being dispatched.
+type stepCtx struct {
+	stage *parser.Stage
+	st    *stageState
+	cmd   parser.Command
+	id    int    // progress step number
+	name  string // "[stage 2/5] RUN make"
+	pos   int    // position in the stage (1 is FROM)
+}
+
+func (sc *stepCtx) errorf(file string, format string, args ...any) error {
+	return &parser.Error{File: fmt.Sprintf("%s:%d", file, sc.cmd.Line), Line: sc.cmd.Line,
+		Msg: fmt.Sprintf(format, args...), Src: firstLine(sc.cmd.Original)}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
+	st := b.states[s.Index]
+	triggers, err := b.initStage(ctx, s, st)
+	if err != nil {
+		return err
+	}
+	cmds := append(triggers, s.Commands...)
+	total := len(cmds) + 1
+	for i, c := range cmds {
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2}
+		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
+		if err := b.dispatch(ctx, sc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stageDisplayName(s *parser.Stage) string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return fmt.Sprintf("stage-%d", s.Index)
+}
+
+// displayInstruction is the instruction as progress shows it: its first line, with a
+// heredoc summarised.
+func displayInstruction(c parser.Command) string {
+	return strings.TrimSpace(firstLine(c.Original))
+}
+
+// initStage gives st the stage's base: scratch, an image, or an earlier stage. It
+// returns the ONBUILD triggers to run before the stage's own commands.
+func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
+	id := int(b.nextID.Add(1))
+	name := fmt.Sprintf("[%s 1/%d] FROM %s", stageDisplayName(s), len(s.Commands)+1, s.Base)
+	start := time.Now()
+	var triggerExprs []string
+	switch {
+	case s.BaseStage >= 0:
+		parent, err := b.wait(ctx, s.BaseStage)
+		if err != nil {
+			return nil, err
+		}
+		st.cfg = cloneConfig(parent.cfg)
+		st.cfg.Config.OnBuild = nil
+		st.layers = append([]stageLayer(nil), parent.layers...)
+		st.key = parent.key
+		st.env = append([]string(nil), parent.env...)
+		st.args = append([]instructions.KeyValuePairOptional(nil), parent.args...)
+		st.created = parent.created
+		triggerExprs = parent.triggers
+		b.emit(Event{Kind: StepDone, ID: id, Name: name, Duration: time.Since(start)})
+	case strings.EqualFold(s.Base, "scratch"):
+		st.cfg = &v1.ConfigFile{
+			OS:           b.opts.Platform.OS,
+			Architecture: b.opts.Platform.Architecture,
+			Variant:      b.opts.Platform.Variant,
+			RootFS:       v1.RootFS{Type: "layers"},
+			Config:       v1.Config{WorkingDir: "/", Env: []string{"PATH=" + defaultPath}},
+		}
+		st.key = digestOf("scratch", b.opts.Platform.String())
+		st.created = b.epochOr(time.Unix(0, 0).UTC())
+	default:
+		b.emit(Event{Kind: StepStarted, ID: id, Name: name, Time: start})
+		base, err := b.baseImage(ctx, s.Base, s.Platform)
+		if err != nil {
+			b.emit(Event{Kind: StepFailed, ID: id, Name: name, Message: err.Error()})
+			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line, Msg: err.Error()}
+		}
+		st.cfg = cloneConfig(base.cfg)
+		st.layers = append([]stageLayer(nil), base.layers...)
+		st.key = digestOf("image", base.manifest.String())
+		st.created = b.epochOr(base.created)
+		triggerExprs = st.cfg.Config.OnBuild
+		st.cfg.Config.OnBuild = nil
+		b.emit(Event{Kind: StepDone, ID: id, Name: name, Duration: time.Since(start)})
+	}
+	// An image without PATH gets the default one, in its config too (as BuildKit does).
+	if _, ok := lookupEnv(st.cfg.Config.Env, "PATH"); !ok {
+		st.cfg.Config.Env = append(st.cfg.Config.Env, "PATH="+defaultPath)
+	}
+	for _, kv := range st.cfg.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		st.env = setEnv(st.env, k, v)
+	}
+	return b.parseTriggers(s, triggerExprs)
+}
+
+// parseTriggers turns ONBUILD expressions into commands located at the stage's FROM line.
+func (b *build) parseTriggers(s *parser.Stage, exprs []string) ([]parser.Command, error) {
+	var out []parser.Command
+	for _, expr := range exprs {
+		res, err := dfparser.Parse(strings.NewReader(expr))
+		if err != nil || len(res.AST.Children) != 1 {
+			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line,
+				Msg: fmt.Sprintf("invalid ONBUILD trigger %q inherited by this stage", expr)}
+		}
+		node := res.AST.Children[0]
+		node.StartLine, node.EndLine = s.Line, s.Line
+		c, err := instructions.ParseCommand(node)
+		if err != nil {
+			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line,
+				Msg: fmt.Sprintf("ONBUILD trigger %q: %v", expr, err)}
+		}
+		out = append(out, parser.Command{Command: c, Line: s.Line, EndLine: s.Line, Original: expr})
+	}
+	return out, nil
+}
+
+func (b *build) epochOr(t time.Time) time.Time {
+	if b.opts.SourceDateEpoch != nil {
+		return *b.opts.SourceDateEpoch
+	}
+	return t
+}
+
+// cloneConfig deep-copies a config through JSON: configs are small and this keeps
+// stages from sharing maps and slices.
+func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
+	data, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("marshal image config: %v", err)) // a ConfigFile always marshals
+	}
+	var out v1.ConfigFile
+	if err := json.Unmarshal(data, &out); err != nil {
+		panic(fmt.Sprintf("unmarshal image config: %v", err))
+	}
+	return &out
+}
+
+// digestOf hashes its parts, separated so that ("ab","c") and ("a","bc") differ.
+func digestOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s\n", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// lookupEnv finds key in a KEY=VALUE list (the last definition wins).
+func lookupEnv(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		k, v, _ := strings.Cut(env[i], "=")
+		if k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// setEnv sets key in a KEY=VALUE list in place, keeping its position if present.
+func setEnv(env []string, key, value string) []string {
+	for i, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			env[i] = key + "=" + value
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
