@@ -1,0 +1,355 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	cfs "github.com/containerd/continuity/fs"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// childEnv makes the test binary run writerLoop instead of the tests (see TestMain).
+const childEnv = "KILN_CACHE_TEST_WRITER"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		var root, prefix string
+		var n int
+		fmt.Sscanf(spec, "%s %s %d", &root, &prefix, &n)
+		if err := writerLoop(root, prefix, n); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// writerLoop puts n blobs and entries (forever if n <= 0), as a build would.
+func writerLoop(root, prefix string, n int) error {
+	ctx := context.Background()
+	s, err := Open(ctx, root)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	for i := 0; n <= 0 || i < n; i++ {
+		if err := putLayerEntry(ctx, s, fmt.Sprintf("%s-%d", prefix, i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putLayerEntry(ctx context.Context, s *Store, key string) error {
+	b := make([]byte, 1024+len(key))
+	rand.Read(b)
+	h, err := s.WriteBlob(b)
+	if err != nil {
+		return err
+	}
+	return s.PutStep(ctx, &Entry{Key: key, Layer: &Layer{Digest: h.String(), Size: int64(len(b))}, Inputs: []byte(key)})
+}
+
+func openStore(t *testing.T, root string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestBlobs(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	h, err := s.WriteBlob([]byte("hello"))
+	if err != nil || !s.HasBlob(h) || s.VerifyBlob(h) != nil {
+		t.Fatalf("WriteBlob: %v %v", h, err)
+	}
+	if b, _ := os.ReadFile(s.BlobPath(h)); string(b) != "hello" {
+		t.Errorf("blob content %q", b)
+	}
+	wrong, _ := v1.NewHash("sha256:" + fmt.Sprintf("%064d", 0))
+	for _, tc := range []struct {
+		name    string
+		d       v1.Hash
+		verify  bool
+		wantErr bool
+	}{
+		{"mismatch refused", wrong, true, true},
+		{"malformed digest", v1.Hash{Algorithm: "sha256", Hex: "../x"}, false, true},
+		{"existing kept", h, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := s.NewBlobWriter()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Write([]byte("hello"))
+			err = w.Commit(tc.d, tc.verify)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Commit err = %v", err)
+			}
+			if err := w.Abort(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr && s.HasBlob(tc.d) {
+				t.Error("refused blob was stored")
+			}
+			if left, _ := os.ReadDir(filepath.Join(s.Root(), "tmp")); len(left) != 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
+	}
+	os.WriteFile(s.BlobPath(h), []byte("jello"), 0o644)
+	if s.VerifyBlob(h) == nil || s.HasBlob(h) {
+		t.Error("corrupt blob passed VerifyBlob or was kept")
+	}
+}
+
+func TestStepsRefsInputs(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	blob, _ := s.WriteBlob([]byte("layer"))
+	base, _ := s.WriteBlob([]byte("base manifest"))
+	os.MkdirAll(filepath.Join(s.SnapshotsDir(), "committed", "snap1"), 0o755)
+	e := &Entry{
+		Key:       "k1",
+		Layer:     &Layer{Digest: blob.String(), DiffID: "sha256:x", Size: 5, MediaType: "m", Snapshot: "snap1"},
+		Config:    []byte(`{"a":1}`),
+		History:   v1.History{CreatedBy: "RUN x"},
+		Inputs:    []byte("inputs"),
+		KeepBlobs: []string{base.String()},
+	}
+	if err := s.PutStep(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.GetStep(ctx, "k1")
+	if err != nil || !ok || got.Layer.Snapshot != "snap1" || string(got.Config) != `{"a":1}` || got.History.CreatedBy != "RUN x" || got.Created.IsZero() {
+		t.Fatalf("GetStep = %+v %v %v", got, ok, err)
+	}
+	if _, ok, _ := s.GetStep(ctx, "absent"); ok {
+		t.Error("absent key hit")
+	}
+	s.PutRef(ctx, "r", base.String())
+	if d, ok := s.GetRef(ctx, "r"); !ok || d != base.String() {
+		t.Errorf("GetRef = %q %v", d, ok)
+	}
+	s.SetLastInputs(ctx, "0/1", []byte("in"))
+	if in, ok := s.LastInputs(ctx, "0/1"); !ok || string(in) != "in" {
+		t.Errorf("LastInputs = %q %v", in, ok)
+	}
+	hc := s.HashCache()
+	hc.Put("f", "sha256:f")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, root)
+	if d, ok := s2.HashCache().Get("f"); !ok || d != "sha256:f" {
+		t.Errorf("hash cache after reopen = %q %v", d, ok)
+	}
+
+	// Entries whose files are gone are dropped.
+	for _, tc := range []struct {
+		name   string
+		break_ func()
+	}{
+		{"snapshot missing", func() { os.RemoveAll(filepath.Join(s2.SnapshotsDir(), "committed", "snap1")) }},
+		{"blob truncated", func() { os.WriteFile(s2.BlobPath(blob), []byte("la"), 0o644) }},
+		{"keep blob missing", func() { os.Remove(s2.BlobPath(base)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.MkdirAll(filepath.Join(s2.SnapshotsDir(), "committed", "snap1"), 0o755)
+			s2.WriteBlob([]byte("layer"))
+			os.WriteFile(s2.BlobPath(blob), []byte("layer"), 0o644)
+			s2.WriteBlob([]byte("base manifest"))
+			if err := s2.PutStep(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			tc.break_()
+			if _, ok, err := s2.GetStep(ctx, "k1"); ok || err != nil {
+				t.Fatalf("GetStep ok=%v err=%v", ok, err)
+			}
+			es, _ := s2.entries(ctx)
+			if len(es) != 0 {
+				t.Errorf("entry not dropped: %d left", len(es))
+			}
+		})
+	}
+}
+
+func TestConcurrentGoroutines(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := s.HashCache()
+			for i := range 10 {
+				key := fmt.Sprintf("g%d-%d", g, i)
+				if err := putLayerEntry(ctx, s, key); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, ok, err := s.GetStep(ctx, key); !ok || err != nil {
+					t.Errorf("GetStep %s: %v %v", key, ok, err)
+				}
+				hc.Put(key, "d")
+				hc.Get(key)
+			}
+			if err := s.FlushHashes(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if es, _ := s.entries(ctx); len(es) != 40 {
+		t.Errorf("%d entries, want 40", len(es))
+	}
+}
+
+func runWriter(t *testing.T, root, prefix string, n int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", childEnv, root, prefix, n))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+func TestTwoProcesses(t *testing.T) {
+	root := t.TempDir()
+	a, b := runWriter(t, root, "a", 15), runWriter(t, root, "b", 15)
+	if err := a.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, root)
+	for _, p := range []string{"a", "b"} {
+		for i := range 15 {
+			if _, ok, err := s.GetStep(context.Background(), p+"-"+strconv.Itoa(i)); !ok || err != nil {
+				t.Errorf("entry %s-%d: %v %v", p, i, ok, err)
+			}
+		}
+	}
+}
+
+func TestSIGKILLLeavesUsableStore(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	for round := range 4 {
+		cmd := runWriter(t, root, fmt.Sprintf("r%d", round), 0)
+		time.Sleep(time.Duration(30+round*37) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+
+		s, err := Open(ctx, root)
+		if err != nil {
+			t.Fatalf("round %d: Open after SIGKILL: %v", round, err)
+		}
+		es, err := s.entries(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			h, _ := v1.NewHash(e.Layer.Digest)
+			if !s.HasBlob(h) || s.VerifyBlob(h) != nil {
+				t.Errorf("round %d: entry %s has no valid blob", round, e.Key)
+			}
+			if _, ok, err := s.GetStep(ctx, e.Key); !ok || err != nil {
+				t.Errorf("round %d: GetStep %s: %v %v", round, e.Key, ok, err)
+			}
+		}
+		if err := putLayerEntry(ctx, s, fmt.Sprintf("after-%d", round)); err != nil {
+			t.Fatalf("round %d: write after SIGKILL: %v", round, err)
+		}
+		if left, _ := os.ReadDir(filepath.Join(root, "tmp")); len(left) != 0 {
+			t.Errorf("round %d: temp files of the dead writer kept: %d", round, len(left))
+		}
+		s.Close()
+	}
+}
+
+func TestPruneKeepStorage(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	snaps := map[string]bool{}
+	opts := PruneOptions{
+		ListSnapshots: func() ([]string, error) {
+			var ids []string
+			for id := range snaps {
+				ids = append(ids, id)
+			}
+			return ids, nil
+		},
+		RemoveSnapshot: func(_ context.Context, id string) error {
+			delete(snaps, id)
+			return os.RemoveAll(filepath.Join(s.SnapshotsDir(), "committed", id))
+		},
+	}
+	now := time.Now()
+	for i := range 5 {
+		h, _ := s.WriteBlob(bytes.Repeat([]byte{byte(i)}, 1000))
+		id := fmt.Sprint("s", i)
+		snaps[id] = true
+		os.MkdirAll(filepath.Join(s.SnapshotsDir(), "committed", id), 0o755)
+		s.PutStep(ctx, &Entry{Key: fmt.Sprint("k", i), Layer: &Layer{Digest: h.String(), Size: 1000, Snapshot: id},
+			Used: now.Add(time.Duration(i) * time.Minute)})
+	}
+	orphan, _ := s.WriteBlob([]byte("orphan"))
+	snaps["orphan"] = true
+	du, err := cfs.DiskUsage(ctx, filepath.Join(s.SnapshotsDir(), "committed", "s0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	perEntry := 1000 + du.Size
+	freed, err := s.Prune(ctx, PruneOptions{KeepStorage: 2*perEntry + perEntry/2, ListSnapshots: opts.ListSnapshots, RemoveSnapshot: opts.RemoveSnapshot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed < 3*perEntry {
+		t.Errorf("freed %d, want >= %d", freed, 3*perEntry)
+	}
+	for i := range 5 {
+		_, ok, _ := s.GetStep(ctx, fmt.Sprint("k", i))
+		if want := i >= 3; ok != want {
+			t.Errorf("k%d kept=%v, want %v (LRU)", i, ok, want)
+		}
+	}
+	if s.HasBlob(orphan) || snaps["orphan"] || snaps["s0"] || !snaps["s4"] {
+		t.Errorf("unreferenced blob/snapshot not collected or live one removed: %v", snaps)
+	}
+	dir, _ := s.CacheMountDir(ctx, "../../etc")
+	if filepath.Dir(dir) != filepath.Join(s.Root(), "mounts") {
+		t.Errorf("cache mount dir escaped: %s", dir)
+	}
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	if _, err := s.Prune(ctx, PruneOptions{All: true, ListSnapshots: opts.ListSnapshots, RemoveSnapshot: opts.RemoveSnapshot}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.DiskUsage(ctx)
+	if err != nil || u.Entries != 0 || len(snaps) != 0 {
+		t.Errorf("after prune all: %+v %v %v", u, err, snaps)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("cache mount kept by prune all")
+	}
+}
