@@ -126,6 +126,9 @@ func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
 }
 
 func join(dir, name string) string {
+	if name == "" {
+		return dir
+	}
 	if dir == "" || dir == "." {
 		return name
 	}
