@@ -269,6 +269,7 @@ func TestSIGKILLLeavesUsableStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("round %d: %d entries survived the kill", round, len(es))
 		for _, e := range es {
 			h, _ := v1.NewHash(e.Layer.Digest)
 			if !s.HasBlob(h) || s.VerifyBlob(h) != nil {
