@@ -71,4 +71,3 @@ type Command struct {
 	EndLine  int    // last line
 	Original string // the instruction's text as written, for history and errors
 }
-

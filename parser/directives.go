@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -57,8 +58,20 @@ type directives struct {
 
 // readDirectives finds the syntax and check directives. BUILDKIT_SYNTAX, when
 // given as a build arg, overrides the syntax directive as it does in BuildKit.
-func readDirectives(dt []byte, buildArgs map[string]string) directives {
+// It also validates the directive block first: buildkit's parser reports a
+// repeated directive or a bad escape token one line too early.
+func readDirectives(dt []byte, buildArgs map[string]string, src *source) (directives, error) {
 	var d directives
+	var dp bkparser.DirectiveParser
+	all, err := dp.ParseAll(bytes.TrimPrefix(dt, []byte("\xef\xbb\xbf"))) // as buildkit, skip a BOM
+	if err != nil {
+		return d, src.errorf(len(all)+1, "%v", err)
+	}
+	for _, dir := range all {
+		if dir.Name == "escape" && dir.Value != "`" && dir.Value != `\` {
+			return d, src.errorf(lineOf(dir.Location), "invalid escape token '%s' does not match ` or \\", dir.Value)
+		}
+	}
 	// The first value is the image; anything after a space is frontend options.
 	if ref, _, loc, ok := bkparser.DetectSyntax(dt); ok {
 		d.syntax = strings.TrimSpace(ref)
@@ -71,5 +84,5 @@ func readDirectives(dt []byte, buildArgs map[string]string) directives {
 	if _, v, _, ok := bkparser.ParseDirective("check", dt); ok {
 		d.check = strings.TrimSpace(v)
 	}
-	return d
+	return d, nil
 }

@@ -158,8 +158,12 @@ func TestErrors(t *testing.T) {
 			substr: []string{"unterminated heredoc"},
 		},
 		{
-			name: "bad escape directive", df: "# escape=x\nFROM busybox\n",
-			substr: []string{"invalid escape token"},
+			name: "bad escape directive", df: "# syntax=docker/dockerfile:1\n# escape=x\nFROM busybox\n", line: 2,
+			substr: []string{"Dockerfile:2: invalid escape token 'x'"},
+		},
+		{
+			name: "repeated directive", df: "# escape=`\n# escape=`\nFROM busybox\n", line: 2,
+			substr: []string{"Dockerfile:2: only one escape parser directive can be used"},
 		},
 		{
 			name: "bad target platform", df: "FROM busybox\n", opts: Options{TargetPlatform: "a/b/c/d"},

@@ -49,7 +49,10 @@ func parse(dt []byte, src *source, opts Options) (*Graph, error) {
 		return nil, src.errorf(n, "invalid character NUL: is this a binary file rather than a Dockerfile?")
 	}
 
-	dirs := readDirectives(dt, opts.BuildArgs)
+	dirs, err := readDirectives(dt, opts.BuildArgs, src)
+	if err != nil {
+		return nil, err
+	}
 	if dirs.syntax != "" {
 		if err := checkSyntax(dirs.syntax); err != nil {
 			e := src.wrap(err, dirs.syntaxLine)
