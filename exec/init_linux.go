@@ -108,9 +108,14 @@ func setupSandbox(cfg *initConfig) error {
 // which is the one that execs; leaving root clears the effective and permitted
 // capabilities, as for a non-root user in Docker.
 func setUser(cfg *initConfig) error {
-	groups := make([]int, len(cfg.Groups))
-	for i, g := range cfg.Groups {
-		groups[i] = int(g)
+	// The primary group is a supplementary group too, as containerd and Docker
+	// set it since CVE-2023-25173: dropping it with setgroups must not be a way
+	// around a "deny to group" permission.
+	groups := []int{int(cfg.GID)}
+	for _, g := range cfg.Groups {
+		if g != cfg.GID {
+			groups = append(groups, int(g))
+		}
 	}
 	if err := unix.Setgroups(groups); err != nil {
 		return fmt.Errorf("setgroups: %w", err)

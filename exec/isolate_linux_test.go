@@ -1,0 +1,45 @@
+package exec
+
+import (
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"testing"
+)
+
+// isolateHelper runs in the test binary re-executed by TestIsolate: it isolates
+// itself and reports its mount namespace and whether "/" still propagates.
+func isolateHelper() {
+	if err := Isolate(); err != nil {
+		fmt.Println("isolate:", err)
+		os.Exit(2)
+	}
+	ns, _ := os.Readlink("/proc/self/ns/mnt")
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	shared := false
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 6 && f[4] == "/" && strings.Contains(line, "shared:") {
+			shared = true
+		}
+	}
+	fmt.Printf("%s shared=%v marker=%q\n", ns, shared, os.Getenv(isolateEnv))
+	os.Exit(7)
+}
+
+func TestIsolate(t *testing.T) {
+	needRoot(t)
+	cmd := osexec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), "KILN_TEST_ISOLATE=1")
+	out, err := cmd.Output()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
+		t.Fatalf("exit: %v, output %q", err, out)
+	}
+	ours, _ := os.Readlink("/proc/self/ns/mnt")
+	got := strings.TrimSpace(string(out))
+	want := fmt.Sprintf(" shared=false marker=%q", "")
+	if strings.HasPrefix(got, ours+" ") || !strings.HasSuffix(got, want) {
+		t.Errorf("isolated child reports %q; ours is %s", got, ours)
+	}
+}

@@ -1,0 +1,266 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestRunOutputAndExitCodes(t *testing.T) {
+	fs := newSandboxFS(t)
+	if out := fs.mustRun(t, Spec{}, "echo hello; echo oops >&2"); out != "hello\n" {
+		t.Errorf("stdout = %q", out)
+	}
+	_, stderr, err := fs.run(t, context.Background(), Spec{}, "echo to-stderr >&2; exit 3")
+	if ee := exitCode(t, err); ee.Code != 3 || ee.Signal != 0 || ee.OOMKilled {
+		t.Errorf("exit error = %+v", ee)
+	}
+	if stderr != "to-stderr\n" {
+		t.Errorf("stderr = %q", stderr)
+	}
+	// The command is pid 1 of its namespace, immune to its own signals as
+	// under runc; a child killed by a signal gives the shell's 128+n.
+	_, _, err = fs.run(t, context.Background(), Spec{}, "sh -c 'kill -9 $$'; exit $?")
+	if ee := exitCode(t, err); ee.Code != 137 {
+		t.Errorf("killed child: exit error = %+v", ee)
+	}
+}
+
+func TestRunExecutableNotFound(t *testing.T) {
+	fs := newSandboxFS(t)
+	_, _, err := fs.run(t, context.Background(), Spec{Args: []string{"no-such-tool", "x"}}, "")
+	if err == nil || !strings.Contains(err.Error(), `exec: "no-such-tool": executable file not found in $PATH`) {
+		t.Fatalf("error = %v", err)
+	}
+	if ee := exitCode(t, err); ee.Code != 127 {
+		t.Errorf("code = %d, want 127", ee.Code)
+	}
+	_, _, err = fs.run(t, context.Background(), Spec{Args: []string{"/etc/passwd"}}, "")
+	if ee := exitCode(t, err); ee.Code != 126 {
+		t.Errorf("not executable: code = %d (%v), want 126", ee.Code, err)
+	}
+}
+
+func TestRunEnvAndCwd(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{Env: []string{"FOO=bar baz"}, Cwd: "/work/dir"},
+		`echo "$FOO|$PATH|$HOME|$(pwd)|$(env | grep -c HOSTNAME)"`)
+	want := "bar baz|" + defaultPath + "|/root|/work/dir|0\n"
+	if out != want {
+		t.Errorf("got %q, want %q", out, want)
+	}
+	fi, err := os.Stat(filepath.Join(fs.upper, "work/dir"))
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+		t.Errorf("working directory not created in the layer: %v %v", fi, err)
+	}
+	out = fs.mustRun(t, Spec{Env: []string{"PATH=/bin", "HOME=/h"}}, `echo "$PATH $HOME"`)
+	if out != "/bin /h\n" {
+		t.Errorf("explicit PATH and HOME: %q", out)
+	}
+}
+
+func TestRunUser(t *testing.T) {
+	fs := newSandboxFS(t)
+	tests := []struct {
+		user, want string
+	}{
+		{"", "uid=0(root) gid=0(root) groups=0(root) /root"},
+		{"app", "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra) /home/app"},
+		{"1000", "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra) /home/app"},
+		{"app:extra", "uid=1000(app) gid=2000(extra) groups=2000(extra) /home/app"},
+		{"4242:4343", "uid=4242 gid=4343 groups=4343 /"},
+		{"nobody:app", "uid=65534(nobody) gid=1000(app) groups=1000(app) /nonexistent"},
+		{"4242", "uid=4242 gid=0(root) groups=0(root) /"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user, func(t *testing.T) {
+			out := fs.mustRun(t, Spec{User: tt.user}, `echo "$(id) $HOME"`)
+			if strings.TrimSpace(out) != tt.want {
+				t.Errorf("got %q, want %q", strings.TrimSpace(out), tt.want)
+			}
+		})
+	}
+	_, _, err := fs.run(t, context.Background(), Spec{User: "ghost"}, "true")
+	if err == nil || !strings.Contains(err.Error(), "unable to find user ghost: no matching entries in passwd file") {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+func TestRunNamespaces(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{}, `echo $$; ls /proc | grep -c '^[0-9]'`)
+	f := strings.Fields(out)
+	if len(f) != 2 || f[0] != "1" || f[1] > "3" || len(f[1]) > 1 {
+		t.Errorf("pid namespace: %q (want pid 1 and a few processes)", out)
+	}
+	host, _ := os.Hostname()
+	out = strings.TrimSpace(fs.mustRun(t, Spec{}, "hostname"))
+	if out == host || len(out) != 12 {
+		t.Errorf("generated hostname %q (host %q)", out, host)
+	}
+	if out := fs.mustRun(t, Spec{Hostname: "builder"}, "hostname"); out != "builder\n" {
+		t.Errorf("hostname = %q", out)
+	}
+	out = fs.mustRun(t, Spec{Network: NetworkNone}, "ls /sys/class/net; cat /sys/class/net/lo/flags")
+	if out != "lo\n0x9\n" {
+		t.Errorf("network none: %q (want only lo, up)", out)
+	}
+	out = fs.mustRun(t, Spec{}, "cat /proc/self/cgroup")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasSuffix(line, ":/") {
+			t.Errorf("cgroup namespace: step sees %q", line)
+		}
+	}
+}
+
+func TestRunDevAndSys(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{}, `ls /dev | tr '\n' ' '; echo x > /dev/null && head -c 4 /dev/zero | wc -c; `+
+		`touch /sys/x 2>/dev/null || echo sys-ro; cat /proc/kcore | wc -c; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || echo procsys-ro`)
+	want := "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero 4\nsys-ro\n0\nprocsys-ro\n"
+	if out != want {
+		t.Errorf("got %q\nwant %q", out, want)
+	}
+}
+
+func TestRunCapabilitiesAndFds(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{}, "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '")
+	want := "CapInh: 0000000000000000\nCapPrm: 00000000a80425fb\nCapEff: 00000000a80425fb\nCapBnd: 00000000a80425fb\nCapAmb: 0000000000000000\n"
+	if out != want {
+		t.Errorf("root caps:\n%s\nwant\n%s", out, want)
+	}
+	out = fs.mustRun(t, Spec{User: "app"}, "grep -E '^Cap(Eff|Bnd)' /proc/self/status | tr -s '\\t' ' '")
+	if out != "CapEff: 0000000000000000\nCapBnd: 00000000a80425fb\n" {
+		t.Errorf("app caps: %q", out)
+	}
+	if out := fs.mustRun(t, Spec{}, "ls /proc/self/fd | tr '\\n' ' '"); out != "0 1 2 3 " {
+		t.Errorf("open fds: %q (want stdio and ls's own)", out)
+	}
+}
+
+func TestRunNetFilesAndStubs(t *testing.T) {
+	fs := newSandboxFS(t)
+	host, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Skip("host has no /etc/hosts")
+	}
+	out := fs.mustRun(t, Spec{}, "cat /etc/hosts; echo x >> /etc/hosts 2>/dev/null || echo ro")
+	if out != string(host)+"ro\n" {
+		t.Errorf("/etc/hosts = %q", out)
+	}
+	for _, p := range []string{"etc/hosts", "etc/resolv.conf", "proc", "dev", "sys"} {
+		if _, err := os.Lstat(filepath.Join(fs.upper, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("mount point stub %s left in the layer (%v)", p, err)
+		}
+	}
+	lowerEtc, _ := os.Stat(filepath.Join(fs.lower, "etc"))
+	if upperEtc, err := os.Stat(filepath.Join(fs.upper, "etc")); err == nil && !upperEtc.ModTime().Equal(lowerEtc.ModTime()) {
+		t.Errorf("/etc mtime changed by the stubs: %v -> %v", lowerEtc.ModTime(), upperEtc.ModTime())
+	}
+}
+
+func TestRunMounts(t *testing.T) {
+	fs := newSandboxFS(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A mount inside a read-only bind needs its mount point to exist there, as
+	// with runc: kiln does not write into a read-only source.
+	if err := os.Mkdir(filepath.Join(src, "scratch"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mounts := []Mount{
+		{Type: "bind", Source: src, Target: "/mnt/src", ReadOnly: true},
+		{Type: "tmpfs", Target: "/mnt/src/scratch", Options: []string{"size=1m"}},
+		{Type: "bind", Source: filepath.Join(src, "f"), Target: "/single"},
+	}
+	out := fs.mustRun(t, Spec{Mounts: mounts},
+		"cat /mnt/src/f /single; echo; touch /mnt/src/g 2>/dev/null || echo ro; echo s > /mnt/src/scratch/x && cat /mnt/src/scratch/x")
+	if out != "datadata\nro\ns\n" {
+		t.Errorf("got %q", out)
+	}
+	for _, p := range []string{"mnt", "single"} {
+		if _, err := os.Lstat(filepath.Join(fs.upper, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("mount point %s left in the layer", p)
+		}
+	}
+	if _, _, err := fs.run(t, context.Background(), Spec{Mounts: []Mount{{Type: "bind", Source: "/no/such", Target: "/x"}}}, "true"); err == nil {
+		t.Error("missing bind source accepted")
+	}
+}
+
+func TestRunLimits(t *testing.T) {
+	fs := newSandboxFS(t)
+	_, _, err := fs.run(t, context.Background(), Spec{Limits: Limits{MemoryBytes: 32 << 20}},
+		"head -c 100m /dev/zero | tail > /dev/null")
+	if ee := exitCode(t, err); !ee.OOMKilled || ee.MemoryLimit != 32<<20 {
+		t.Errorf("memory limit: %+v", ee)
+	}
+	start := time.Now()
+	_, _, err = fs.run(t, context.Background(), Spec{Limits: Limits{Pids: 64}},
+		"for i in $(seq 1 100); do sleep 987651 & done; exit 7")
+	if ee := exitCode(t, err); !ee.PidsLimited {
+		t.Errorf("pids limit: %+v", ee)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("pids step took %v", d)
+	}
+	if findProcess("987651") {
+		t.Error("a process of the fork loop survived")
+	}
+}
+
+func TestRunLeavesNoProcess(t *testing.T) {
+	fs := newSandboxFS(t)
+	start := time.Now()
+	if out := fs.mustRun(t, Spec{}, "sleep 987652 & echo started"); out != "started\n" {
+		t.Errorf("got %q", out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Run waited %v for a background process", d)
+	}
+	if findProcess("987652") {
+		t.Error("background process survived the step")
+	}
+}
+
+func TestRunCancel(t *testing.T) {
+	fs := newSandboxFS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	_, _, err := fs.run(t, ctx, Spec{}, "sleep 987653 & sleep 987654")
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	if findProcess("98765") {
+		t.Error("a process survived cancellation")
+	}
+}
+
+func TestRunConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		fs := newSandboxFS(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out strings.Builder
+			err := Run(context.Background(), Spec{Rootfs: fs.merged, Args: []string{"echo", "ok"}, Stdout: &out})
+			if err != nil || out.String() != "ok\n" {
+				t.Errorf("concurrent run: %q %v", out.String(), err)
+			}
+		}()
+	}
+	wg.Wait()
+}
