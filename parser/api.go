@@ -20,12 +20,14 @@ type Graph struct {
 	Target int      // index of the target stage
 	// Needed lists, in a valid build order (dependencies first), the indices of the
 	// stages the target needs, the target last. Stages not listed are never built.
-	Needed []int
+	Needed []int // ascending: file order is a valid build order
 	// GlobalArgs are the ARGs declared before the first FROM with their values after
 	// applying BuildArgs (nil value: declared without a default and not given).
 	GlobalArgs []Arg
-	// BuildArgs are Options.BuildArgs (with the predefined platform/proxy args made
-	// available), kept for the solver's expansion of stage ARGs.
+	// BuildArgs are Options.BuildArgs on top of the predefined platform args and
+	// TARGETSTAGE (see PlatformArgs), kept for the solver's expansion of stage ARGs.
+	// Proxy args are here only when given; IsProxyArg tells which pass to RUN
+	// without an ARG declaration.
 	BuildArgs map[string]string
 	// UnusedBuildArgs are --build-arg keys no ARG consumed (BuildKit warns about them).
 	UnusedBuildArgs []string
@@ -60,7 +62,8 @@ type Stage struct {
 	// the base image's env, so the solver expands each one when it runs it.
 	Commands []Command
 	// Deps are indices of other stages this one reads from (FROM, COPY --from,
-	// RUN --mount from=), without duplicates, in first-use order.
+	// RUN --mount from=, and the ONBUILD triggers of a base stage), without
+	// duplicates, in first-use order. Every dep is an earlier stage.
 	Deps []int
 }
 

@@ -23,7 +23,7 @@ var _ shell.EnvGetter = argEnv(nil)
 // replaces the default without expanding it.
 func (b *graphBuilder) globalEnv(metaArgs []*instructions.ArgCommand) (argEnv, error) {
 	env := argEnv{}
-	for k, v := range PlatformArgs(b.opts.TargetPlatform, b.opts.BuildPlatform) {
+	for k, v := range b.predefined() {
 		if ov, ok := b.opts.BuildArgs[k]; ok {
 			v = ov
 		}
@@ -54,8 +54,23 @@ func (b *graphBuilder) globalEnv(metaArgs []*instructions.ArgCommand) (argEnv, e
 // buildArgs is Graph.BuildArgs: the platform args with the user's build args on
 // top, so the solver can give a stage's `ARG TARGETARCH` its value.
 func (b *graphBuilder) buildArgs() map[string]string {
-	m := PlatformArgs(b.opts.TargetPlatform, b.opts.BuildPlatform)
+	m := b.predefined()
 	maps.Copy(m, b.opts.BuildArgs)
+	return m
+}
+
+// predefined are the args with a value before any declaration: the platform args
+// and TARGETSTAGE (the target's name, "default" when it has none, as in BuildKit).
+func (b *graphBuilder) predefined() map[string]string {
+	m := PlatformArgs(b.opts.TargetPlatform, b.opts.BuildPlatform)
+	target := b.opts.Target
+	if target == "" && len(b.raw) > 0 {
+		target = b.raw[len(b.raw)-1].from.Name
+	}
+	if target == "" {
+		target = "default"
+	}
+	m["TARGETSTAGE"] = target
 	return m
 }
 

@@ -49,9 +49,12 @@ func TestStageGraph(t *testing.T) {
 			name: "target prunes unneeded stages",
 			df: "FROM busybox AS a\nFROM busybox AS b\nCOPY --from=a / /\n" +
 				"FROM busybox AS unrelated\nFROM b AS final\n" +
-				"FROM busybox AS broken\nRUN --mount=from=final,target=/f false\n",
+				"FROM busybox AS uses\nRUN --mount=from=final,target=/f false\n" +
+				// broken: reads itself and a later stage, and inherits a bad ONBUILD
+				"FROM busybox AS broken\nCOPY --from=broken / /\nRUN --mount=from=last,target=/l true\nONBUILD COPPY a b\n" +
+				"FROM broken AS last\n",
 			target: "final",
-			bases:  []int{-1, -1, -1, 1, -1}, deps: [][]int{nil, {0}, nil, {1}, {3}}, wantT: 3, needed: []int{0, 1, 3},
+			bases:  []int{-1, -1, -1, 1, -1, -1, 5}, deps: [][]int{nil, {0}, nil, {1}, {3}, nil, {5}}, wantT: 3, needed: []int{0, 1, 3},
 		},
 		{
 			name:   "independent stages keep file order",
@@ -119,6 +122,7 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "COPY --from later stage", df: "FROM busybox AS a\nCOPY --from=b / /\nFROM busybox AS b\n", line: 2,
+			opts:   Options{Target: "a"},
 			substr: []string{"Dockerfile:2:", `stage "b"`, "defined after"},
 		},
 		{
@@ -126,8 +130,17 @@ func TestErrors(t *testing.T) {
 			substr: []string{"current stage"},
 		},
 		{
-			name: "RUN --mount from later stage", df: "FROM busybox\nRUN --mount=from=x,target=/x true\nFROM busybox AS x\n", line: 2,
+			name: "RUN --mount from later stage", df: "FROM busybox AS r\nRUN --mount=from=x,target=/x true\nFROM busybox AS x\n", line: 2,
+			opts:   Options{Target: "r"},
 			substr: []string{"RUN --mount from=x"},
+		},
+		{
+			name: "needed stage inherits a bad ONBUILD", df: "FROM busybox AS t\nONBUILD COPPY a b\nFROM t\n", line: 3,
+			substr: []string{"Dockerfile:3: ONBUILD trigger from line 2: unknown instruction: COPPY"},
+		},
+		{
+			name: "needed stage depends on a broken one", df: "FROM busybox AS a\nCOPY --from=a / /\nFROM a\n", line: 2,
+			substr: []string{"Dockerfile:2: COPY --from=a", "current stage"},
 		},
 		{
 			name: "FROM later index", df: "FROM 1\nFROM busybox\n", line: 1,

@@ -255,15 +255,18 @@ func fmtArgs(as []Arg) string {
 }
 
 func TestPlatformArgsInFrom(t *testing.T) {
-	df := "FROM --platform=$BUILDPLATFORM busybox AS build\nFROM busybox:$TARGETARCH$TARGETVARIANT\n"
+	df := "FROM --platform=$BUILDPLATFORM busybox AS build\nFROM busybox:$TARGETARCH$TARGETVARIANT\nFROM busybox:$TARGETSTAGE\n"
 	g := mustParse(t, df, Options{TargetPlatform: "linux/arm/v6", BuildPlatform: "linux/amd64"})
 	if g.Stages[0].Platform != "linux/amd64" {
 		t.Errorf("build platform = %q", g.Stages[0].Platform)
 	}
+	if g.Stages[2].Base != "busybox:default" {
+		t.Errorf("TARGETSTAGE base = %q", g.Stages[2].Base)
+	}
 	if g.Stages[1].Base != "busybox:armv6" {
 		t.Errorf("base = %q", g.Stages[1].Base)
 	}
-	if g.BuildArgs["TARGETPLATFORM"] != "linux/arm/v6" || g.BuildArgs["BUILDARCH"] != "amd64" {
+	if g.BuildArgs["TARGETPLATFORM"] != "linux/arm/v6" || g.BuildArgs["BUILDARCH"] != "amd64" || g.BuildArgs["TARGETSTAGE"] != "default" {
 		t.Errorf("BuildArgs = %v", g.BuildArgs)
 	}
 }

@@ -26,10 +26,10 @@ var platformArgNames = map[string]bool{
 }
 
 // IsPredefinedArg reports whether name is one of BuildKit's predefined args: the
-// proxy args and the platform args. A --build-arg with such a name is never
-// reported as unused.
+// proxy args, the platform args and TARGETSTAGE. A --build-arg with such a name is
+// never reported as unused.
 func IsPredefinedArg(name string) bool {
-	return proxyArgs[name] || platformArgNames[name]
+	return proxyArgs[name] || platformArgNames[name] || name == "TARGETSTAGE"
 }
 
 // IsProxyArg reports whether name is a proxy arg (HTTP_PROXY and friends). Unlike

@@ -22,6 +22,19 @@ type graphBuilder struct {
 	lex    *shell.Lex
 	raw    []*rawStage
 	byName map[string]int // lower-cased stage name → index
+	// deferred holds, per stage, the first error that matters only if the stage
+	// is built: like BuildKit, a broken stage the target does not need is no error.
+	deferred map[int]error
+}
+
+// deferErr keeps err for stage i unless it already has one.
+func (b *graphBuilder) deferErr(i int, err error) {
+	if b.deferred == nil {
+		b.deferred = map[int]error{}
+	}
+	if _, ok := b.deferred[i]; !ok {
+		b.deferred[i] = err
+	}
 }
 
 func (b *graphBuilder) build(raw []*rawStage, metaArgs []*instructions.ArgCommand) error {
@@ -65,6 +78,11 @@ func (b *graphBuilder) build(raw []*rawStage, metaArgs []*instructions.ArgComman
 
 	if err := b.selectTarget(); err != nil {
 		return err
+	}
+	for _, i := range b.g.Needed {
+		if err := b.deferred[i]; err != nil {
+			return err
+		}
 	}
 	b.g.UnusedBuildArgs = b.unusedBuildArgs(raw)
 	return nil
@@ -179,14 +197,16 @@ func (b *graphBuilder) commandDeps(st *Stage, cmd instructions.Command, line int
 }
 
 // addDep records that st reads stage j, which must come before it: stages build
-// in file order, so a later stage (or st itself) cannot be read yet.
+// in file order, so a later stage (or st itself) cannot be read yet. That error
+// is deferred until st turns out to be needed.
 func (b *graphBuilder) addDep(st *Stage, j int, what string, line int) error {
 	if j >= st.Index {
 		rel := "is defined after it"
 		if j == st.Index {
 			rel = "is the current stage"
 		}
-		return b.src.errorf(line, "%s: cannot read stage %s, it %s; a stage can only read stages defined before it", what, stageLabel(b.raw, j), rel)
+		b.deferErr(st.Index, b.src.errorf(line, "%s: cannot read stage %s, it %s; a stage can only read stages defined before it", what, stageLabel(b.raw, j), rel))
+		return nil
 	}
 	if !slices.Contains(st.Deps, j) {
 		st.Deps = append(st.Deps, j)
@@ -217,12 +237,14 @@ func (b *graphBuilder) onbuildDeps(i int) error {
 		}
 		res, err := bkparser.Parse(strings.NewReader(ob.Expression))
 		if err != nil {
-			return b.src.wrap(fmt.Errorf("ONBUILD trigger from line %d: %w", c.Line, err), st.Line)
+			b.deferErr(i, b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err)))
+			return nil
 		}
 		for _, node := range res.AST.Children {
 			cmd, err := instructions.ParseCommand(node)
 			if err != nil {
-				return b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err))
+				b.deferErr(i, b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err)))
+				return nil
 			}
 			if err := b.commandDeps(st, cmd, st.Line); err != nil {
 				return err
