@@ -56,7 +56,7 @@ type Stage struct {
 	// reference, or the name/index of an earlier stage (then BaseStage >= 0).
 	Base      string
 	BaseStage int    // index of the stage it builds on, or -1
-	Platform  string // FROM --platform after expansion, "" if none
+	Platform  string // FROM --platform expanded and normalised (os/arch[/variant]), "" if none
 	Line      int    // line of the FROM
 	// Commands are buildkit's parsed instructions, NOT yet expanded: expansion needs
 	// the base image's env, so the solver expands each one when it runs it.
