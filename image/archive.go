@@ -45,12 +45,16 @@ type dockerManifestEntry struct {
 
 func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer, docker bool) error {
 	names := make([]dockerName, 0, len(tags))
+	seen := map[string]bool{}
 	for _, t := range tags {
 		n, err := normaliseTag(t)
 		if err != nil {
 			return err
 		}
-		names = append(names, n)
+		if !seen[n.Full] { // app:v1 and docker.io/library/app:v1 are one name
+			seen[n.Full] = true
+			names = append(names, n)
+		}
 	}
 	m, err := img.Manifest()
 	if err != nil {
