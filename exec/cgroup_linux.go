@@ -126,25 +126,30 @@ func newCgroup1(path string, lim Limits) (stepCgroup, error) {
 	return c, nil
 }
 
-// hierarchyV1 is cgroup1.Default with a memory controller that tolerates a kernel
-// without swap accounting.
+// hierarchyV1 is the v1 controllers a step needs: memory (with a controller that
+// tolerates a kernel without swap accounting), cpu, pids, devices, and freezer to
+// stop a fork loop while killing it. The others (cpuset, blkio, the named systemd
+// hierarchy...) are left to kiln's own cgroups: every cgroup created and removed
+// costs a mkdir and an rmdir per step, and moving a task between cpusets is slow.
 func hierarchyV1() ([]cgroup1.Subsystem, error) {
 	subs, err := cgroup1.Default()
 	if err != nil {
 		return nil, err
 	}
-	for i, s := range subs {
-		if s.Name() != cgroup1.Memory {
-			continue
+	var out []cgroup1.Subsystem
+	for _, s := range subs {
+		switch s.Name() {
+		case cgroup1.Memory:
+			p, ok := s.(interface{ Path(string) string })
+			if !ok {
+				return nil, fmt.Errorf("cgroup memory controller has no path")
+			}
+			out = append(out, cgroup1.NewMemory(filepath.Dir(p.Path("/")), cgroup1.OptionalSwap()))
+		case cgroup1.Cpu, cgroup1.Pids, cgroup1.Devices, cgroup1.Freezer:
+			out = append(out, s)
 		}
-		p, ok := s.(interface{ Path(string) string })
-		if !ok {
-			continue
-		}
-		root := filepath.Dir(p.Path("/"))
-		subs[i] = cgroup1.NewMemory(root, cgroup1.OptionalSwap())
 	}
-	return subs, nil
+	return out, nil
 }
 
 func (c *cgroupV1) add(pid int) error {

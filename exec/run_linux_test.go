@@ -264,3 +264,27 @@ func TestRunConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkRun measures the per-step overhead: namespaces, cgroup, mounts, exec.
+func BenchmarkRun(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	lower := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(lower, "bin"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	src, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		b.Skip(err)
+	}
+	if err := os.WriteFile(filepath.Join(lower, "bin/true"), src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := Run(context.Background(), Spec{Rootfs: lower, Args: []string{"/bin/true"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
