@@ -94,7 +94,17 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		}
 		b.history(st, fmt.Sprintf("ENTRYPOINT %q", args))
 	case *instructions.ExposeCommand:
-		ports, err := exposedPorts(c.Ports)
+		// EXPOSE is expanded here, not through Expand: a variable may hold several
+		// ports (BuildKit's dispatchExpose uses ProcessWords).
+		var specs []string
+		for _, p := range c.Ports {
+			words, err := lex.ProcessWords(p, env)
+			if err != nil {
+				return sc.errorf(b.opts.Filename, "EXPOSE: %v", err)
+			}
+			specs = append(specs, words...)
+		}
+		ports, err := exposedPorts(specs)
 		if err != nil {
 			return sc.errorf(b.opts.Filename, "EXPOSE: %v", err)
 		}

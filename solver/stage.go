@@ -69,7 +69,7 @@ type stepCtx struct {
 }
 
 func (sc *stepCtx) errorf(file string, format string, args ...any) error {
-	return &parser.Error{File: fmt.Sprintf("%s:%d", file, sc.cmd.Line), Line: sc.cmd.Line,
+	return &parser.Error{File: file, Line: sc.cmd.Line,
 		Msg: fmt.Sprintf(format, args...), Src: firstLine(sc.cmd.Original)}
 }
 
@@ -146,7 +146,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 		base, err := b.baseImage(ctx, s.Base, s.Platform)
 		if err != nil {
 			b.emit(Event{Kind: StepFailed, ID: id, Name: name, Message: err.Error()})
-			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line, Msg: err.Error()}
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}
 		}
 		st.cfg = cloneConfig(base.cfg)
 		st.layers = append([]stageLayer(nil), base.layers...)
@@ -173,14 +173,14 @@ func (b *build) parseTriggers(s *parser.Stage, exprs []string) ([]parser.Command
 	for _, expr := range exprs {
 		res, err := dfparser.Parse(strings.NewReader(expr))
 		if err != nil || len(res.AST.Children) != 1 {
-			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line,
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line,
 				Msg: fmt.Sprintf("invalid ONBUILD trigger %q inherited by this stage", expr)}
 		}
 		node := res.AST.Children[0]
 		node.StartLine, node.EndLine = s.Line, s.Line
 		c, err := instructions.ParseCommand(node)
 		if err != nil {
-			return nil, &parser.Error{File: fmt.Sprintf("%s:%d", b.opts.Filename, s.Line), Line: s.Line,
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line,
 				Msg: fmt.Sprintf("ONBUILD trigger %q: %v", expr, err)}
 		}
 		out = append(out, parser.Command{Command: c, Line: s.Line, EndLine: s.Line, Original: expr})

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/parser"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,6 +40,11 @@ func main() {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "ERROR:", err)
+	// A Dockerfile error shows the offending line under the message.
+	var perr *parser.Error
+	if errors.As(err, &perr) && perr.Src != "" {
+		fmt.Fprintf(os.Stderr, "%5d | %s\n", perr.Line, perr.Src)
+	}
 	var ec *exitCodeError
 	switch {
 	case errors.As(err, &ec):
