@@ -1,0 +1,47 @@
+package layers
+
+import (
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
+)
+
+// benchPayload is semi-compressible (like binaries and text in a layer): random
+// words from a small vocabulary.
+func benchPayload(n int) []byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	words := []string{"usr", "lib", "x86_64", "libc.so.6", "\x00\x00\x00\x01", "ELF", "GLIBC_2.34", "main", "\xde\xad\xbe\xef"}
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		b = append(b, words[r.IntN(len(words))]...)
+		b = append(b, byte(r.IntN(256)))
+	}
+	return b[:n]
+}
+
+// BenchmarkGzip compares the two gzip encoders the layer writer could use: it is
+// the evidence for the choice in newBlobWriter. Run it on the target machine:
+// pgzip only wins when cores are idle.
+func BenchmarkGzip(b *testing.B) {
+	data := benchPayload(16 << 20)
+	b.Run("pgzip", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			w, _ := pgzip.NewWriterLevel(io.Discard, pgzip.DefaultCompression)
+			_ = w.SetConcurrency(1<<20, 2)
+			_, _ = w.Write(data)
+			_ = w.Close()
+		}
+	})
+	b.Run("klauspost-gzip", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			w, _ := gzip.NewWriterLevel(io.Discard, gzip.DefaultCompression)
+			_, _ = w.Write(data)
+			_ = w.Close()
+		}
+	})
+}
