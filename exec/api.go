@@ -91,7 +91,7 @@ type User struct {
 }
 
 // ResolveUser resolves a USER value against rootfs's /etc/passwd and /etc/group
-// (read through os.Root, so no symlink leads out of rootfs), with the rules of
+// (read through securejoin, so symlinks resolve inside rootfs), with the rules of
 // runc's and BuildKit's user lookup (github.com/moby/sys/user GetExecUser): a name
 // must be in passwd; a numeric uid not in passwd is used as is with gid 0; a group
 // part overrides the gid (a name must be in group, a number need not be); without a

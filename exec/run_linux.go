@@ -119,11 +119,11 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 		_ = cmd.Process.Kill()
 	}
 	waitErr := cmd.Wait()
-	if startErr != nil {
-		return startErr
-	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run %s: %w", cfg.Args[0], context.Cause(ctx))
+	}
+	if startErr != nil {
+		return startErr
 	}
 	if failure != nil {
 		return fmt.Errorf("%s: %w", failure.Msg, &ExitError{Code: failure.Code})

@@ -11,6 +11,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // passwdEntry and groupEntry are the fields of /etc/passwd and /etc/group a RUN
@@ -53,16 +55,11 @@ func parseIDArg(s string) (*idArg, error) {
 }
 
 func resolveUser(rootfs, spec string) (User, error) {
-	root, err := os.OpenRoot(rootfs)
+	passwd, err := readPasswd(rootfs)
 	if err != nil {
 		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
 	}
-	defer root.Close()
-	passwd, err := readPasswd(root)
-	if err != nil {
-		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
-	}
-	group, err := readGroup(root)
+	group, err := readGroup(rootfs)
 	if err != nil {
 		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
 	}
@@ -137,10 +134,16 @@ func lookupUser(spec string, passwd []passwdEntry, group []groupEntry) (User, er
 	return u, nil
 }
 
-// readUserFile reads rootfs's etc/NAME through root; a missing file is nil, not an
-// error, as GetExecUserPath ignores files it cannot open.
-func readUserFile(root *os.Root, name string) ([]byte, error) {
-	b, err := root.ReadFile(name)
+// readUserFile reads name inside rootfs, resolving symlinks as if rootfs were "/"
+// (an image's /etc/passwd may be an absolute link), as runc does. A missing file is
+// nil, not an error, as GetExecUserPath ignores files it cannot open. The rootfs is
+// not running anything while kiln reads it, so the join cannot be raced.
+func readUserFile(rootfs, name string) ([]byte, error) {
+	p, err := securejoin.SecureJoin(rootfs, name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -150,8 +153,8 @@ func readUserFile(root *os.Root, name string) ([]byte, error) {
 	return b, nil
 }
 
-func readPasswd(root *os.Root) ([]passwdEntry, error) {
-	b, err := readUserFile(root, "etc/passwd")
+func readPasswd(rootfs string) ([]passwdEntry, error) {
+	b, err := readUserFile(rootfs, "/etc/passwd")
 	if b == nil || err != nil {
 		return nil, err
 	}
@@ -164,8 +167,8 @@ func readPasswd(root *os.Root) ([]passwdEntry, error) {
 	return out, err
 }
 
-func readGroup(root *os.Root) ([]groupEntry, error) {
-	b, err := readUserFile(root, "etc/group")
+func readGroup(rootfs string) ([]groupEntry, error) {
+	b, err := readUserFile(rootfs, "/etc/group")
 	if b == nil || err != nil {
 		return nil, err
 	}
