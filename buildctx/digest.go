@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sync/errgroup"
@@ -104,14 +105,23 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 	}
 
 	sum := &Sum{Files: make([]FileSum, len(items))}
+	var rec []byte
 	for i, it := range items {
 		uid, gid := ids(it.fi)
 		if src.Context != nil {
 			uid, gid = 0, 0
 		}
-		h := sha256.New()
-		fmt.Fprintf(h, "%c %o %d %d %s", typeChar(it.fi.Mode()), unixMode(it.fi.Mode()), uid, gid, it.data)
-		sum.Files[i] = FileSum{Path: it.path, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}
+		// The record: type, st_mode bits (octal), uid, gid, data digest.
+		rec = append(rec[:0], typeChar(it.fi.Mode()), ' ')
+		rec = strconv.AppendUint(rec, uint64(unixMode(it.fi.Mode())), 8)
+		rec = append(rec, ' ')
+		rec = strconv.AppendInt(rec, int64(uid), 10)
+		rec = append(rec, ' ')
+		rec = strconv.AppendInt(rec, int64(gid), 10)
+		rec = append(rec, ' ')
+		rec = append(rec, it.data...)
+		d := sha256.Sum256(rec)
+		sum.Files[i] = FileSum{Path: it.path, Digest: "sha256:" + hex.EncodeToString(d[:])}
 	}
 	sort.SliceStable(sum.Files, func(i, j int) bool { return sum.Files[i].Path < sum.Files[j].Path })
 	h := sha256.New()

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/moby/patternmatcher"
 )
@@ -18,6 +21,7 @@ type entry struct {
 	rel  string // relative to the selection, slash-separated; "" for the selection itself
 	host string
 	fi   fs.FileInfo // Lstat
+	de   fs.DirEntry // set by the walk until statAll replaces it with fi
 }
 
 // filters are the rules that drop paths below a selection. Each walk builds its own
@@ -101,12 +105,8 @@ func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
 					dropped = true
 				}
 			}
-			fi, err := de.Info()
-			if err != nil {
-				return fmt.Errorf("stat %s: %w", childRel, err)
-			}
 			mark := len(out)
-			out = append(out, entry{rel: childRel, host: host, fi: fi})
+			out = append(out, entry{rel: childRel, host: host, de: de})
 			if !isDir {
 				continue
 			}
@@ -122,7 +122,42 @@ func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
 	if err := rec(sel.host, "", sel.ctxRel, sel.ignoreMI, patternmatcher.MatchInfo{}); err != nil {
 		return nil, err
 	}
+	if err := statAll(ctx, out[1:]); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// statWorkers lstat in parallel: on a warm rebuild the lstat of every file is nearly
+// all the work, and it is kernel time that two cores share well.
+const statWorkers = 2
+
+// statAll fills in fi for entries listed by the walk, in batches on a few workers.
+func statAll(ctx context.Context, es []entry) error {
+	const batch = 256
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range statWorkers {
+		g.Go(func() error {
+			for {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				lo := int(next.Add(batch)) - batch
+				if lo >= len(es) {
+					return nil
+				}
+				for i := lo; i < min(lo+batch, len(es)); i++ {
+					fi, err := es[i].de.Info()
+					if err != nil {
+						return fmt.Errorf("stat %s: %w", es[i].rel, err)
+					}
+					es[i].fi, es[i].de = fi, nil
+				}
+			}
+		})
+	}
+	return g.Wait()
 }
 
 func join(dir, name string) string {
