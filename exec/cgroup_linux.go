@@ -108,6 +108,14 @@ func newCgroup1(path string, lim Limits) (stepCgroup, error) {
 	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(path), res, cgroup1.WithHierarchy(hierarchyV1))
 	if err != nil {
+		// New leaves the directories it made before the failing controller.
+		if subs, herr := hierarchyV1(); herr == nil {
+			for _, s := range subs {
+				if p, ok := s.(interface{ Path(string) string }); ok {
+					_ = os.Remove(p.Path(path))
+				}
+			}
+		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	c := &cgroupV1{cg: cg}

@@ -20,23 +20,26 @@ import (
 // image cannot change while this runs, as none of its processes exist yet.
 
 // maskedPaths and readonlyPaths are Docker's defaults.
-var (
-	maskedPaths = []string{
+func maskedPaths() []string {
+	return []string{
 		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
 		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 	}
-	readonlyPaths = []string{
-		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-	}
-)
+}
 
-// devNodes are the character devices of the sandbox's /dev.
-var devNodes = []struct {
+func readonlyPaths() []string {
+	return []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+}
+
+// devNode is a character device of the sandbox's /dev.
+type devNode struct {
 	name         string
 	major, minor uint32
-}{
-	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+func devNodes() []devNode {
+	return []devNode{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
 }
 
 // setupRootfs mounts everything the step sees under cfg.Rootfs.
@@ -108,7 +111,7 @@ func mountDev(cfg *initConfig) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range devNodes {
+	for _, n := range devNodes() {
 		p := filepath.Join(dev, n.name) // dev is our fresh tmpfs: no symlinks in it
 		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
 			return fmt.Errorf("mknod /dev/%s: %w", n.name, err)
@@ -168,7 +171,7 @@ func mountSys(cfg *initConfig) error {
 // mountMasks hides kernel files a step has no business reading (masked) or writing
 // (read-only), as Docker does.
 func mountMasks(cfg *initConfig) error {
-	for _, p := range maskedPaths {
+	for _, p := range maskedPaths() {
 		t, err := securejoin.SecureJoin(cfg.Rootfs, p)
 		if err != nil {
 			return err
@@ -189,7 +192,7 @@ func mountMasks(cfg *initConfig) error {
 			return fmt.Errorf("mask %s: %w", p, err)
 		}
 	}
-	for _, p := range readonlyPaths {
+	for _, p := range readonlyPaths() {
 		t, err := securejoin.SecureJoin(cfg.Rootfs, p)
 		if err != nil {
 			return err
