@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/internal/rootpath"
 )
 
 // copySpec is a COPY or ADD after expansion.
@@ -143,7 +143,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 			return nil, err
 		}
 		for _, c := range cs.sd.SourceContents {
-			p, err := securejoin.SecureJoin(dir, c.Path)
+			p, err := rootpath.Resolve(dir, c.Path)
 			if err == nil {
 				err = os.MkdirAll(filepath.Dir(p), 0o755)
 			}
@@ -275,7 +275,7 @@ func mkdirAllOwned(root, dir string, uid, gid int) error {
 	cur := "/"
 	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
 		cur = path.Join(cur, part)
-		p, err := securejoin.SecureJoin(root, cur)
+		p, err := rootpath.Resolve(root, cur)
 		if err != nil {
 			return err
 		}

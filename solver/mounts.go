@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/internal/rootpath"
 )
 
 // runMounts is what a RUN's --mount flags resolved to.
@@ -116,7 +117,7 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 
 // bindSourcePath resolves a bind mount's source inside its root.
 func bindSourcePath(src buildctx.Source, source string) (string, error) {
-	p, err := resolveInRoot(src.Root, source)
+	p, err := rootpath.Resolve(src.Root, source)
 	if err != nil {
 		return "", err
 	}

@@ -84,21 +84,9 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	}
 	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
 	return b.fsStep(ctx, sc, in, createdBy, func(ctx context.Context, root string) error {
-		var targets []string
-		var isDir []bool
-		for _, m := range mounts.list {
-			targets = append(targets, m.Target)
-			fi, err := os.Stat(m.Source)
-			isDir = append(isDir, m.Type == "tmpfs" || err != nil || fi.IsDir())
-		}
-		removeStubs, err := mountStubs(root, targets, isDir)
-		if err != nil {
-			return sc.errorf(b.opts.Filename, "create mount points: %v", err)
-		}
-		defer removeStubs()
 		out := newTailWriter(b, sc, 1)
 		errOut := newTailWriter(b, sc, 2)
-		err = exec.Run(ctx, exec.Spec{
+		err := exec.Run(ctx, exec.Spec{
 			Rootfs: root, Args: args, Env: env, Cwd: workdir, User: st.cfg.Config.User,
 			Network: network, Mounts: mounts.list, Limits: b.opts.Limits,
 			Stdout: out, Stderr: errOut,

@@ -113,7 +113,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
 	// process, even on kill -9.
-	exec.Isolate()
+	if err := exec.Isolate(); err != nil {
+		return fmt.Errorf("enter a private mount namespace: %w", err)
+	}
 
 	outputs, err := o.parseOutputs()
 	if err != nil {
