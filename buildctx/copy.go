@@ -292,10 +292,18 @@ func (c *copier) copyFile(j fileJob) error {
 		return fmt.Errorf("open %s: %w", j.e.rel, err)
 	}
 	defer in.Close()
-	if err := clearTarget(j.dst, j.img); err != nil {
-		return err
+	// Most targets are new: try to create first and clear only on EEXIST, which saves
+	// an lstat per file.
+	create := func() (*os.File, error) {
+		return os.OpenFile(j.dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|osNoFollow, 0o600)
 	}
-	out, err := os.OpenFile(j.dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|osNoFollow, 0o600)
+	out, err := create()
+	if errors.Is(err, fs.ErrExist) {
+		if err := clearTarget(j.dst, j.img); err != nil {
+			return err
+		}
+		out, err = create()
+	}
 	if err != nil {
 		return fmt.Errorf("create %s: %w", j.img, err)
 	}

@@ -208,3 +208,19 @@ func TestCopyRules(t *testing.T) {
 		})
 	}
 }
+
+func TestCopyFromStageResolvesInsideItsRoot(t *testing.T) {
+	stage, root := t.TempDir(), t.TempDir()
+	// An absolute symlink in the source rootfs must resolve inside it, never to the
+	// host's /usr/lib.
+	writeTree(t, stage, map[string]string{"usr/lib/x": "X", "lib": "->/usr/lib", "etc/l": "->/etc/shadow"})
+	opts := CopyOptions{Sources: []string{"lib/x", "etc"}, Dest: "/out/"}
+	if err := Copy(context.Background(), Source{Root: stage}, root, opts); err != nil {
+		t.Fatal(err)
+	}
+	sameTree(t, readTree(t, root), map[string]string{"out/": "", "out/x": "X", "out/l": "->/etc/shadow"})
+	_, err := Digest(context.Background(), Source{Root: stage}, CopyOptions{Sources: []string{"nope"}, Dest: "/"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "file not found in source: stat nope") {
+		t.Fatalf("err = %v", err)
+	}
+}
