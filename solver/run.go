@@ -25,6 +25,13 @@ var proxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy
 
 func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.RunCommand) error {
 	st := sc.st
+	for _, f := range c.FlagsUsed {
+		switch f {
+		case "mount", "network", "security":
+		default:
+			return sc.errorf(b.opts.Filename, "RUN --%s is not supported by kiln yet", f)
+		}
+	}
 	if sec := instructions.GetSecurity(c); sec != "" && sec != "sandbox" {
 		return sc.errorf(b.opts.Filename, "RUN --security=%s is not allowed: kiln does not grant insecure entitlements", sec)
 	}
