@@ -46,7 +46,7 @@ bench: build
 	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK)
 	KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
 	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci,dest={out} {nocache} {context}" \
-		python3 $(SHARED)/bench/run.py --builders kiln,buildah --work $(BENCH_WORK) --runs 3 --out $(BENCH_OUT)
+		python3 $(SHARED)/bench/run.py --builders kiln,buildah --work $(BENCH_WORK) --runs 3 --results $(BENCH_OUT)
 
 FUZZTIME ?= 10m
 fuzz:

@@ -16,8 +16,7 @@ import (
 
 // progress renders solver events. plain writes every event as a line, like BuildKit's
 // --progress=plain ("#5 [stage 2/3] RUN make", "#5 0.412 output", "#5 DONE 0.5s");
-// tty writes one line per step outcome plus the last lines of a failing step; quiet
-// writes nothing but warnings.
+// tty is the live view of ttyDisplay; quiet writes nothing but warnings.
 type progress struct {
 	mode  string
 	w     io.Writer
@@ -25,11 +24,15 @@ type progress struct {
 
 	mu      sync.Mutex
 	started map[int]time.Time
-	logs    map[int]*strings.Builder
+	tty     *ttyDisplay
 }
 
 func newProgress(mode string, w io.Writer) *progress {
-	return &progress{mode: mode, w: w, start: time.Now(), started: map[int]time.Time{}, logs: map[int]*strings.Builder{}}
+	p := &progress{mode: mode, w: w, start: time.Now(), started: map[int]time.Time{}}
+	if mode == "tty" {
+		p.tty = newTTYDisplay(w)
+	}
+	return p
 }
 
 func (o buildOptions) progressMode(stderr io.Writer) string {
@@ -62,14 +65,13 @@ func (p *progress) Event(e solver.Event) {
 	if p.mode == "quiet" {
 		return
 	}
+	if p.tty != nil {
+		p.tty.Event(e)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch p.mode {
-	case "plain":
-		p.plain(e)
-	default:
-		p.tty(e)
-	}
+	p.plain(e)
 }
 
 func (p *progress) plain(e solver.Event) {
@@ -96,19 +98,6 @@ func (p *progress) plain(e solver.Event) {
 	}
 }
 
-func (p *progress) tty(e solver.Event) {
-	switch e.Kind {
-	case solver.StepStarted:
-		p.started[e.ID] = e.Time
-	case solver.StepCached:
-		fmt.Fprintf(p.w, " => CACHED %s\n", e.Name)
-	case solver.StepDone:
-		fmt.Fprintf(p.w, " => %s %.1fs\n", e.Name, e.Duration.Seconds())
-	case solver.StepFailed:
-		fmt.Fprintf(p.w, " => ERROR %s %.1fs\n", e.Name, e.Duration.Seconds())
-	}
-}
-
 // Warn prints a warning in every mode.
 func (p *progress) Warn(msg string) {
 	p.mu.Lock()
@@ -126,15 +115,10 @@ func (p *progress) Info(msg string) {
 	fmt.Fprintf(p.w, " => %s\n", msg)
 }
 
-// Close prints the total time.
+// Close stops the live display, leaving its last state on screen.
 func (p *progress) Close() {
-	if p.mode == "quiet" {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.mode == "tty" {
-		fmt.Fprintf(p.w, "[+] Building %.1fs\n", time.Since(p.start).Seconds())
+	if p.tty != nil {
+		p.tty.Close()
 	}
 }
 
