@@ -122,7 +122,12 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, do func(c
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
 	}
-	snap := "s-" + key
+	// The snapshot is named by the layer's content, not by the step's key: a step that
+	// reruns (--no-cache, or two builds racing on one root) may produce different
+	// content under the same key, and a snapshot named by the key would keep the
+	// first run's files under the new run's layer, so later steps would build on
+	// files the image does not have.
+	snap := "s-" + blob.DiffID.Hex
 	if err := active.Commit(ctx, snap); err != nil {
 		return nil, fmt.Errorf("commit snapshot: %w", err)
 	}
