@@ -28,6 +28,10 @@ type keyInputs struct {
 	Content  string            `json:"content,omitempty"` // COPY/ADD: digest of what is read
 	Files    map[string]string `json:"files,omitempty"`   // COPY/ADD: per-file digests, for explanations
 	Platform string            `json:"platform"`
+	// The cached layer blob is reused as written, so how it is written is an input:
+	// its codec, and the SOURCE_DATE_EPOCH its mtimes are clamped to (unix seconds).
+	Compression string `json:"compression,omitempty"`
+	Epoch       string `json:"epoch,omitempty"`
 }
 
 func (in *keyInputs) key() string {
@@ -45,6 +49,10 @@ func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdB
 	st := sc.st
 	in.Parent = st.key
 	in.Platform = b.opts.Platform.String()
+	in.Compression = string(b.opts.Compression)
+	if e := b.opts.SourceDateEpoch; e != nil {
+		in.Epoch = fmt.Sprint(e.Unix())
+	}
 	key := in.key()
 	sc.id = int(b.nextID.Add(1))
 	scope := b.scope(sc)
@@ -188,6 +196,10 @@ func (b *build) explainMiss(ctx context.Context, scope string, in *keyInputs) st
 		return "a previous step changed"
 	case old.Platform != in.Platform:
 		return "platform changed"
+	case old.Compression != in.Compression:
+		return "layer compression changed"
+	case old.Epoch != in.Epoch:
+		return "SOURCE_DATE_EPOCH changed"
 	case old.Op != in.Op:
 		return "instruction changed"
 	case old.Content != in.Content:
