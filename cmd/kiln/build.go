@@ -223,7 +223,11 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := writeOutputs(ctx, o, outputs, res, snaps, stdout, prog); err != nil {
 		return err
 	}
-	return writeResultFiles(o, res)
+	if err := writeResultFiles(o, res); err != nil {
+		return err
+	}
+	autoGC(ctx, o.root, store, snaps, prog.Warn)
+	return nil
 }
 
 // readDockerfile returns the Dockerfile's path (for the ignore file beside it), the
