@@ -89,6 +89,16 @@ func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdB
 		e.Inputs = data
 		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
 	}
+	if !b.noCacheFor(sc.stage) {
+		// Another build on this root (or a twin stage of this one) may have recorded
+		// the same step while this one ran: keep the first result, so that builds
+		// racing on a step that is not reproducible still share the steps after it
+		// (they are keyed by the result). Ours becomes garbage for prune.
+		if prev, ok, err := b.opts.Store.GetStep(ctx, key); err == nil && ok {
+			b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
+			return b.applyEntry(st, prev, key, createdBy)
+		}
+	}
 	if err := b.opts.Store.PutStep(ctx, e); err != nil {
 		return fmt.Errorf("record cache entry: %w", err)
 	}
@@ -156,6 +166,11 @@ func (b *build) applyEntry(st *stageState, e *cache.Entry, key, createdBy string
 		st.cfg.History = append(st.cfg.History, h)
 		return nil
 	}
+	// Later steps are keyed by what this step produced, not only by its key: a step
+	// that is not reproducible can have had several results under one key (a rerun
+	// with --no-cache, builds racing on one root, the last one recorded wins), and a
+	// step cached on top of one of them must not be reused on top of another.
+	st.key = digestOf("result", key, e.Layer.DiffID)
 	digest, err := v1.NewHash(e.Layer.Digest)
 	if err != nil {
 		return fmt.Errorf("cache entry %s: %w", key, err)
