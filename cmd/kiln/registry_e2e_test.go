@@ -155,16 +155,20 @@ func layerInfos(t *testing.T, img v1.Image) []layerInfo {
 }
 
 // requireBaseLayers fails unless img starts with every layer of base, the same bytes:
-// digest, diffID, media type and size equal, and the compressed bytes img serves hash
-// to the base's digest.
+// digest, diffID, codec and size equal (a Docker media type may become its OCI
+// equivalent), and the compressed bytes img serves hash to the base's digest.
 func requireBaseLayers(t *testing.T, img, base v1.Image) {
 	t.Helper()
 	got, want := layerInfos(t, img), layerInfos(t, base)
 	if len(got) <= len(want) {
 		t.Fatalf("image has %d layers, want the base's %d plus its own", len(got), len(want))
 	}
-	if !reflect.DeepEqual(got[:len(want)], want) {
-		t.Fatalf("base layers changed:\n got %+v\nwant %+v", got[:len(want)], want)
+	for i := range want {
+		g, w := got[i], want[i]
+		g.MediaType, w.MediaType = ociLayerType(g.MediaType), ociLayerType(w.MediaType)
+		if g != w {
+			t.Fatalf("base layer %d changed:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
 	}
 	ls, _ := img.Layers()
 	for i := range want {
@@ -207,6 +211,17 @@ func readOCIAnyCompression(t *testing.T, tarPath string) v1.Image {
 		t.Fatalf("validate image: %v", err)
 	}
 	return img
+}
+
+// ociLayerType is the OCI media type of a Docker layer type (same bytes, other name).
+func ociLayerType(mt types.MediaType) types.MediaType {
+	switch mt {
+	case types.DockerLayer:
+		return types.OCILayer
+	case types.DockerUncompressedLayer:
+		return types.OCIUncompressedLayer
+	}
+	return mt
 }
 
 // tarLayer is an OCI gzip layer holding the given regular files.
@@ -286,7 +301,8 @@ func TestRegistryPushToDockerRegistry(t *testing.T) {
 	testenv.PushImage(t, base, host+"/busybox:latest")
 	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/busybox"), "a.txt": "A\n"})
 
-	mustBuildLimited(t, dir, "--root", root, "-t", host+"/app:v1", "--push", ".")
+	meta := filepath.Join(t.TempDir(), "meta.json")
+	mustBuildLimited(t, dir, "--root", root, "-t", host+"/app:v1", "--push", "--metadata-file", meta, ".")
 	app := skopeoInspect(t, "docker://"+host+"/app:v1", "--tls-verify=false")
 	bb := skopeoInspect(t, "docker://"+host+"/busybox:latest", "--tls-verify=false")
 	appLayers, _ := app["Layers"].([]any)
@@ -298,6 +314,15 @@ func TestRegistryPushToDockerRegistry(t *testing.T) {
 	requireBaseLayers(t, img, base)
 	if f := flatten(t, img); f["/a.txt"].content != "A\n" || f["/bin/busybox"].typ != tar.TypeReg {
 		t.Errorf("pushed image lacks /a.txt or /bin/busybox")
+	}
+	// The metadata file names what was pushed.
+	var md map[string]string
+	data, err := os.ReadFile(meta)
+	if err != nil || json.Unmarshal(data, &md) != nil {
+		t.Fatalf("metadata file: %s (%v)", data, err)
+	}
+	if md["containerimage.digest"] != app["Digest"] || md["image.name"] != host+"/app:v1" {
+		t.Errorf("metadata %v, pushed digest %v", md, app["Digest"])
 	}
 
 	// -o type=registry with several tags, in two repositories and in two registries:
@@ -311,6 +336,42 @@ func TestRegistryPushToDockerRegistry(t *testing.T) {
 		if si["Digest"] != want.String() {
 			t.Errorf("%s has digest %v, want %s", ref, si["Digest"], want)
 		}
+	}
+
+	// name= in the output spec instead of -t.
+	mustBuildLimited(t, dir, "--root", root, "-o", "type=registry,name="+host+"/named:v5", ".")
+	if si := skopeoInspect(t, "docker://"+host+"/named:v5", "--tls-verify=false"); si["Digest"] != want.String() {
+		t.Errorf("name= output has digest %v, want %s", si["Digest"], want)
+	}
+}
+
+// Push failures say what went wrong and where; nothing to push to is an error.
+func TestRegistryPushErrors(t *testing.T) {
+	t.Parallel()
+	root, _ := e2e(t)
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="kiln-test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(auth.Close)
+	authHost, gone := testenv.Host(auth), closedPort(t)
+	dir := project(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "a.txt": "a"})
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"needs auth", []string{"-t", authHost + "/app:v1", "--push"}, []string{"push access denied", authHost + "/app:v1", "docker login " + authHost}},
+		{"unreachable", []string{"-t", gone + "/app:v1", "--push"}, []string{"cannot reach registry " + gone}},
+		{"no tag", []string{"--push"}, []string{"needs a name", "-t"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := failBuild(t, dir, tc.want, append([]string{"--root", root}, append(tc.args, ".")...)...)
+			if r.code != 1 {
+				t.Errorf("exit %d, want 1", r.code)
+			}
+		})
 	}
 }
 
@@ -490,6 +551,13 @@ func TestRegistryPlatformFromIndex(t *testing.T) {
 			t.Errorf("%s: /which.txt = %q, want %s", tc.name, f["/which.txt"].content, hostArch)
 		}
 	}
+	// An index without the host's platform.
+	testenv.PushIndex(t, mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: variant(otherArch), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch}}},
+	), host+"/foreign:latest")
+	foreign := project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/foreign"), "a.txt": "a"})
+	failBuild(t, foreign, []string{"Dockerfile:1", "linux/" + hostArch}, "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "foreign.tar"), ".")
+
 	failBuild(t, dir, []string{"linux/" + otherArch, "emulation"}, "--root", root, "--platform", "linux/"+otherArch, "-o", "type=oci,dest="+filepath.Join(out, "other.tar"), ".")
 }
 
@@ -605,18 +673,16 @@ func TestRegistryBaseConfigInherited(t *testing.T) {
 }
 
 // Base layers reach every output byte for byte, whatever compression kiln uses for the
-// layers it makes. Each compression gets its own store: a cached layer keeps the
-// compression it was made with (as in BuildKit without force-compression).
+// layers it makes (one store: a step is cached per layer codec).
 func TestRegistryBaseLayersKeptByteForByte(t *testing.T) {
 	t.Parallel()
-	_, out := e2e(t)
+	root, out := e2e(t)
 	host := busyboxRegistry(t)
 	base := testenv.BusyboxImage(t)
 	bl, _ := base.Layers()
 	baseDigest, _ := bl[0].Digest()
 	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/busybox"), "a.txt": "a"})
 	for _, c := range []string{"gzip", "zstd", "uncompressed"} {
-		root := t.TempDir()
 		dest := filepath.Join(out, c+".tar")
 		mustBuildLimited(t, dir, "--root", root, "-o", "type=oci,dest="+dest+",compression="+c, "-o", "type=docker,dest="+dest+".docker", ".")
 		img := readOCIAnyCompression(t, dest)
@@ -648,6 +714,36 @@ func TestRegistryBaseLayersKeptByteForByte(t *testing.T) {
 			mustBuildLimited(t, dir, "--root", root, "-t", host+"/app:v1", "--push", ".")
 			requireBaseLayers(t, remoteImage(t, host+"/app:v1", false), base)
 		}
+	}
+
+	// A base with Docker media types (schema 2): its layer blob is kept as is, named by
+	// its OCI media type in kiln's OCI manifest, and umoci accepts the result.
+	ls, _ := base.Layers()
+	cf, _ := base.ConfigFile()
+	docker, err := mutate.Append(mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.DockerManifestSchema2), types.DockerConfigJSON),
+		mutate.Addendum{Layer: ls[0], MediaType: types.DockerLayer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if docker, err = mutate.ConfigFile(docker, cf); err != nil {
+		t.Fatal(err)
+	}
+	testenv.PushImage(t, docker, host+"/docker-busybox:latest")
+	dir = project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/docker-busybox"), "a.txt": "a"})
+	dest := filepath.Join(out, "docker-base.tar")
+	mustBuildLimited(t, dir, "--root", root, "-o", "type=oci,dest="+dest, ".")
+	img := readOCI(t, dest)
+	requireBaseLayers(t, img, docker)
+	if mt, _ := img.MediaType(); mt != types.OCIManifestSchema1 {
+		t.Errorf("manifest media type %s, want OCI", mt)
+	}
+	for i, l := range layerInfos(t, img) {
+		if l.MediaType != types.OCILayer {
+			t.Errorf("layer %d has media type %s in an OCI manifest", i, l.MediaType)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(umociUnpack(t, dest), "a.txt")); err != nil || string(data) != "a" {
+		t.Errorf("umoci: a.txt = %q, %v", data, err)
 	}
 }
 
