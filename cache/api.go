@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Store is kiln's local state under --root:
@@ -31,6 +33,23 @@ type Store struct {
 
 	usedMu sync.Mutex
 	used   map[string]time.Time // step keys hit since the last flush
+
+	dirty atomic.Bool // blobs were committed without fsync since Open
+}
+
+// Sync flushes the filesystem holding the store to disk (syncfs): snapshots, blobs and
+// meta.db at once, so one call replaces an fsync per file.
+func (s *Store) Sync() error {
+	f, err := os.Open(s.root)
+	if err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync store %s: %w", s.root, err)
+	}
+	s.dirty.Store(false)
+	return nil
 }
 
 // Open opens (creating) the store at root. It takes a shared lock on root/gc.lock,
@@ -61,9 +80,15 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	return s, nil
 }
 
-// Close flushes pending hash-cache entries and use times, and releases the store.
+// Close flushes pending hash-cache entries and use times, makes what this process
+// wrote durable with one syncfs (see blobWriter.Commit), and releases the store.
 func (s *Store) Close() error {
 	err := s.Flush(context.Background())
+	if s.dirty.Load() {
+		if serr := s.Sync(); err == nil {
+			err = serr
+		}
+	}
 	if s.gc != nil {
 		s.gc.Close() // releases the shared gc lock
 		s.gc = nil

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Why meta.db is opened per operation: bbolt holds an flock on the file for as long
@@ -35,6 +37,25 @@ var (
 )
 
 func openDB(ctx context.Context, path string) (*db, error) {
+	d, err := createDB(ctx, path)
+	if err != nil && isCorrupt(err) {
+		// The index is a cache: a corrupt one (power loss while a build ran) is set
+		// aside and rebuilt rather than making the store unusable.
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("%w (and could not move it aside: %v)", err, rerr)
+		}
+		return createDB(ctx, path)
+	}
+	return d, err
+}
+
+func isCorrupt(err error) bool {
+	return errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrVersionMismatch) ||
+		errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrInvalidMapping)
+}
+
+func createDB(ctx context.Context, path string) (*db, error) {
 	d := &db{path: path}
 	// Create the file and buckets once, so read-only opens never find them missing.
 	err := d.update(ctx, func(tx *bolt.Tx) error {
@@ -77,7 +98,10 @@ func (d *db) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return b.View(fn)
 }
 
-// update runs fn in a read-write transaction, committed (and fsynced) before return.
+// update runs fn in a read-write transaction, committed before return. The commit is
+// not fsynced: a killed process cannot tear a bbolt commit that reached the page cache,
+// and the store is synced once when the build closes it (Store.Close), which is what
+// power-loss durability needs without two fsyncs on every step.
 func (d *db) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -85,6 +109,7 @@ func (d *db) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err != nil {
 		return err
 	}
+	b.NoSync = true
 	if err := b.Update(fn); err != nil {
 		b.Close()
 		return err
