@@ -23,6 +23,15 @@ type CopyOptions struct {
 	Add      bool         // ADD: local tar archives are extracted
 	Excludes []string     // --exclude patterns
 	Line     int          // Dockerfile line, for errors
+
+	// KeepArchives copies archives as they are even for ADD (ADD --unpack=false, and
+	// ADD of a URL without --unpack=true).
+	KeepArchives bool
+	// Parents is COPY --parents: each source keeps its parent directories relative
+	// to the source root, or to the pivot "/./" written in it ("a/./b/c" copies to
+	// dest/b/c). The part after the pivot is a pattern ("**" allowed); what it
+	// matches and the directories above it are copied into Dest, a directory.
+	Parents bool
 }
 
 // HashCache remembers file digests by file metadata so unchanged files are not re-read.

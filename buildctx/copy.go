@@ -32,6 +32,9 @@ const copyWorkers = 4
 // the context, the source owner for other stages).
 func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) error {
 	w := where(opts)
+	if opts.Parents {
+		return copyParents(ctx, src, destRoot, opts)
+	}
 	dirSyntax := isDirSyntax(opts.Dest)
 	if len(opts.Sources) > 1 && !dirSyntax {
 		return fmt.Errorf("%s: when using more than one source, the destination must be a directory and end with a /: %s", w, opts.Dest)
@@ -71,7 +74,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 		}
 	}
 	for _, sel := range sels {
-		if opts.Add && sel.fi.Mode().IsRegular() {
+		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
 			ok, err := layers.IsArchive(sel.host)
 			if err != nil {
 				return fmt.Errorf("%s: %s: %w", w, sel.name, err)

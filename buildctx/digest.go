@@ -29,16 +29,9 @@ const hashWorkers = 2
 // key, not here. On a warm hash cache an unchanged file costs one lstat: its content,
 // xattrs and link target are looked up by (dev, inode, size, mtime, ctime, path).
 func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*Sum, error) {
-	sels, err := selectSources(src, opts)
-	if err != nil {
-		return nil, err
-	}
 	f, err := newFilters(src, opts)
 	if err != nil {
 		return nil, err
-	}
-	if sels, err = f.dropExcluded(sels); err != nil {
-		return nil, fmt.Errorf("%s: %w", where(opts), err)
 	}
 	type item struct {
 		path, host string
@@ -47,26 +40,47 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 	}
 	var items []item
 	var misses []int
-	for _, sel := range sels {
-		entries, err := f.walk(ctx, sel)
+	addEntry := func(p string, e entry) {
+		it := item{path: p, host: e.host, fi: e.fi}
+		if e.fi.Mode()&fs.ModeSocket != 0 {
+			return // Copy skips sockets
+		}
+		if hc != nil {
+			it.key = hashKey(e.host, e.fi)
+			if d, ok := hc.Get(it.key); ok {
+				it.data = d
+			}
+		}
+		if it.data == "" {
+			misses = append(misses, len(items))
+		}
+		items = append(items, it)
+	}
+	if opts.Parents {
+		// Paths as they land under dest: --parents keeps them, so they are the content.
+		entries, err := parentEntries(ctx, src, opts, f)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where(opts), err)
+			return nil, err
 		}
 		for _, e := range entries {
-			it := item{path: join(sel.name, e.rel), host: e.host, fi: e.fi}
-			if e.fi.Mode()&fs.ModeSocket != 0 {
-				continue // Copy skips sockets
+			addEntry(e.rel, e)
+		}
+	} else {
+		sels, err := selectSources(src, opts)
+		if err != nil {
+			return nil, err
+		}
+		if sels, err = f.dropExcluded(sels); err != nil {
+			return nil, fmt.Errorf("%s: %w", where(opts), err)
+		}
+		for _, sel := range sels {
+			entries, err := f.walk(ctx, sel)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where(opts), err)
 			}
-			if hc != nil {
-				it.key = hashKey(e.host, e.fi)
-				if d, ok := hc.Get(it.key); ok {
-					it.data = d
-				}
+			for _, e := range entries {
+				addEntry(join(sel.name, e.rel), e)
 			}
-			if it.data == "" {
-				misses = append(misses, len(items))
-			}
-			items = append(items, it)
 		}
 	}
 	// Hash what the cache did not know on a few workers; each writes only its own

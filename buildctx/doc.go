@@ -8,8 +8,12 @@
 // and computes the content digest of exactly what a copy would read, with a metadata
 // cache (dev, inode, size, mtime, ctime) so unchanged files are never re-read.
 //
-// Not supported: remote sources (URLs and git refs for ADD are the solver's to refuse),
-// COPY --parents and --link (the solver handles --link as a plain copy), hard links
+// COPY --parents keeps each source's parent directories (below an optional "/./"
+// pivot); ADD --unpack=false (KeepArchives) copies archives as they are.
+//
+// Not supported: remote sources (the solver downloads URLs and clones git refs into a
+// directory and copies from there), COPY --link (the solver copies into an empty
+// snapshot; to this package it is a plain copy), hard links
 // inside a copied tree (each link is copied as a separate file), sockets (skipped), and
 // user or group names for --chown (the solver resolves them to numbers first). Paths
 // are resolved with filepath-securejoin; a concurrent writer renaming directories inside
