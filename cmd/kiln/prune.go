@@ -28,7 +28,10 @@ func newPruneCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--keep-storage: %w", err)
 				}
-				opts.KeepStorage = n
+				// --keep-storage 0 means keep nothing, but cache.PruneOptions reads a
+				// zero KeepStorage as "no limit": at most one byte keeps nothing that
+				// takes space.
+				opts.KeepStorage = max(n, 1)
 			}
 			for _, f := range filters {
 				k, v, _ := strings.Cut(f, "=")
