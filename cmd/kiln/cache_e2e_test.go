@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -673,6 +674,184 @@ func TestCacheConcurrentBuildsOneRoot(t *testing.T) {
 		if files["/t"].content != files["/u"].content {
 			t.Errorf("warm build %d: /t = %q, /u = %q", i, files["/t"].content, files["/u"].content)
 		}
+	}
+	noKilnMounts(t, root)
+}
+
+// kill -9 of kiln at any point leaves a root the next build uses: it succeeds, its
+// image is right, and no mount is left behind.
+func TestCacheSIGKILL(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>11)
+	}
+	dir := project(t, map[string]string{
+		"Dockerfile": fmt.Sprintf(`FROM %s/busybox
+RUN sleep 0.3; echo a > /a
+COPY big.bin /big.bin
+RUN sleep 0.3; cp /big.bin /big2; echo b > /b
+RUN sleep 0.3; echo c > /c
+`, host),
+	})
+	writeFile(t, filepath.Join(dir, "big.bin"), string(big))
+	for _, after := range []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 550 * time.Millisecond, 800 * time.Millisecond, 1100 * time.Millisecond} {
+		cmd := osexec.Command(os.Args[0], "build", "--root", root, "--progress", "plain", "--no-cache",
+			"-o", "type=oci,dest="+filepath.Join(out, "killed.tar"), ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "KILN_E2E_MAIN=1")
+		// kiln re-executes itself into a private mount namespace: kill the whole group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		var log strings.Builder
+		cmd.Stderr = &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(after)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		err := cmd.Wait()
+		t.Logf("killed after %s (%v); it had got to:\n%s", after, err, lastLines(log.String(), 3))
+		if _, err := os.Stat(filepath.Join(out, "killed.tar")); err == nil {
+			// A build that finished before the kill is fine; a partial output is not
+			// (the output is renamed into place only when complete).
+			readOCI(t, filepath.Join(out, "killed.tar"))
+			os.Remove(filepath.Join(out, "killed.tar"))
+		}
+		noKilnMounts(t, root)
+	}
+	tarPath := filepath.Join(out, "after.tar")
+	buildPlain(t, dir, root, "-o", "type=oci,dest="+tarPath)
+	files := flatten(t, readOCI(t, tarPath))
+	for p, want := range map[string]string{"/a": "a\n", "/b": "b\n", "/c": "c\n", "/big.bin": string(big), "/big2": string(big)} {
+		if got := files[p].content; got != want {
+			t.Errorf("%s: %d bytes, want %d", p, len(got), len(want))
+		}
+	}
+	// And the cache it left is whole: a rebuild is all CACHED with the same image.
+	again := buildPlain(t, dir, root)
+	allCached(t, again.steps)
+	noKilnMounts(t, root)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// usage is what kiln du printed.
+type usage struct {
+	blobs, snapshots, total string
+	entries                 int
+}
+
+func du(t *testing.T, root string) usage {
+	t.Helper()
+	r := kiln(t, t.TempDir(), "du", "--root", root)
+	if r.code != 0 {
+		t.Fatalf("kiln du: exit %d\n%s", r.code, r.stderr)
+	}
+	var u usage
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "blobs":
+			u.blobs = f[1]
+		case len(f) == 2 && f[0] == "snapshots":
+			u.snapshots = f[1]
+		case len(f) == 2 && f[0] == "Total:":
+			u.total = f[1]
+		case len(f) == 3 && f[0] == "Cache" && f[1] == "entries:":
+			fmt.Sscanf(f[2], "%d", &u.entries)
+		}
+	}
+	if u.total == "" || u.blobs == "" {
+		t.Fatalf("cannot read kiln du output:\n%s", r.stdout)
+	}
+	return u
+}
+
+// sizeBytes reads humanSize's output back (1000-based units).
+func sizeBytes(t *testing.T, s string) float64 {
+	t.Helper()
+	var n float64
+	var unit string
+	if _, err := fmt.Sscanf(s, "%f%s", &n, &unit); err != nil {
+		t.Fatalf("size %q: %v", s, err)
+	}
+	mult := map[string]float64{"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	if mult == 0 {
+		t.Fatalf("size %q: unknown unit", s)
+	}
+	return n * mult
+}
+
+func prune(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	r := kiln(t, t.TempDir(), append([]string{"prune", "--root", root}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("kiln prune %v: exit %d\n%s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// kiln du reports what builds stored; prune removes by age, by size and everything.
+func TestCacheDuAndPrune(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	big := strings.Repeat("0123456789abcdef", 64<<10) // 1 MiB
+	dir := project(t, map[string]string{
+		"Dockerfile": fmt.Sprintf("FROM %s/busybox\nCOPY big.txt /big.txt\nRUN echo built > /built.txt\n", host),
+		"big.txt":    big,
+	})
+	// Fixed times, so that reruns of the steps give the same image.
+	epoch := []string{"--build-arg", "SOURCE_DATE_EPOCH=1700000000"}
+	first := buildPlain(t, dir, root, epoch...)
+	before := du(t, root)
+	if sizeBytes(t, before.blobs) < 1e6 || sizeBytes(t, before.snapshots) < 1e6 || before.entries < 3 {
+		t.Fatalf("du after a build: %+v", before)
+	}
+
+	// Nothing was unused for an hour.
+	if got := prune(t, root, "--filter", "until=1h"); !strings.Contains(got, "Total reclaimed space: 0B") {
+		t.Errorf("prune --filter until=1h: %s", got)
+	}
+	if after := du(t, root); after != before {
+		t.Errorf("du after prune --filter until=1h: %+v, before %+v", after, before)
+	}
+	allCached(t, buildPlain(t, dir, root, epoch...).steps)
+
+	// Keep nothing: the step cache goes.
+	prune(t, root, "--keep-storage", "0")
+	kept := du(t, root)
+	if sizeBytes(t, kept.total) >= sizeBytes(t, before.total) || kept.entries >= before.entries {
+		t.Errorf("du after prune --keep-storage 0: %+v, before %+v", kept, before)
+	}
+
+	// The build still works (the base's blobs and snapshots went with its entry).
+	rebuilt := buildPlain(t, dir, root, epoch...)
+	if rebuilt.digest != first.digest {
+		t.Errorf("rebuild after prune --keep-storage 0: digest %s, first %s", rebuilt.digest, first.digest)
+	}
+
+	// Everything, base images included; a build afterwards pulls again and works.
+	prune(t, root, "--all")
+	empty := du(t, root)
+	// What is left is the store's empty directories.
+	if empty.entries != 0 || sizeBytes(t, empty.blobs) > 64e3 || sizeBytes(t, empty.snapshots) > 64e3 {
+		t.Errorf("du after prune --all: %+v", empty)
+	}
+	tarPath := filepath.Join(out, "after.tar")
+	again := buildPlain(t, dir, root, append(epoch, "-o", "type=oci,dest="+tarPath)...)
+	noneCached(t, again.steps)
+	if again.digest != first.digest {
+		t.Errorf("build after prune --all: digest %s, first %s", again.digest, first.digest)
+	}
+	if files := flatten(t, readOCI(t, tarPath)); files["/big.txt"].content != big || files["/built.txt"].content != "built\n" {
+		t.Error("the image built after prune --all is wrong")
 	}
 	noKilnMounts(t, root)
 }
