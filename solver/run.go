@@ -177,6 +177,10 @@ func (b *build) runError(sc *stepCtx, args []string, err error, out, errOut *tai
 		msg = fmt.Sprintf("RUN was killed: out of memory (limit %s)", humanBytes(ee.MemoryLimit))
 	case ee.Signal != 0:
 		msg = fmt.Sprintf("process %q was killed by signal %v", cmd, ee.Signal)
+	case errors.Unwrap(err) == error(ee):
+		// exec wraps the ExitError when the command could not be started (not
+		// found, not executable, sandbox setup failed): only its message says why.
+		msg = fmt.Sprintf("process %q could not be started: %v", cmd, err)
 	default:
 		msg = fmt.Sprintf("process %q did not complete successfully: exit code: %d", cmd, ee.Code)
 	}
