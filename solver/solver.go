@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -193,14 +194,40 @@ func (b *build) noCacheFor(stage *parser.Stage) bool {
 	})
 }
 
-// namedContext finds a --build-context by the name a FROM or --from used, also
-// matching "name:latest" against "name".
-func (b *build) namedContext(name string) (NamedContext, bool) {
-	if nc, ok := b.opts.NamedContexts[name]; ok {
+// namedContext finds a --build-context by the name a FROM or --from used. As in
+// BuildKit, an image name is looked up by its familiar form without ":latest", so
+// "docker.io/library/alpine:latest" finds the context "alpine".
+func (b *build) namedContext(ref string) (NamedContext, bool) {
+	if nc, ok := b.opts.NamedContexts[ref]; ok {
 		return nc, true
 	}
-	nc, ok := b.opts.NamedContexts[strings.TrimSuffix(name, ":latest")]
+	nc, ok := b.opts.NamedContexts[familiarName(ref)]
 	return nc, ok
+}
+
+// familiarName is docker's short spelling of an image reference (docker.io and
+// library/ dropped) without a ":latest" tag; a string that is not a reference is
+// returned as it is.
+func familiarName(ref string) string {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return strings.TrimSuffix(ref, ":latest")
+	}
+	repo := r.Context().RepositoryStr()
+	if reg := r.Context().RegistryStr(); reg == name.DefaultRegistry {
+		repo = strings.TrimPrefix(repo, "library/")
+	} else {
+		repo = reg + "/" + repo
+	}
+	switch r := r.(type) {
+	case name.Tag:
+		if r.TagStr() != "latest" {
+			repo += ":" + r.TagStr()
+		}
+	case name.Digest:
+		repo += "@" + r.DigestStr()
+	}
+	return repo
 }
 
 func (b *build) emit(e Event) {
