@@ -21,12 +21,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -34,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -227,10 +230,27 @@ func ociLayerType(mt types.MediaType) types.MediaType {
 // tarLayer is an OCI gzip layer holding the given regular files.
 func tarLayer(t *testing.T, files map[string]string) v1.Layer {
 	t.Helper()
+	return codecLayer(t, "gzip", tarBytes(t, files))
+}
+
+// tarBytes is a tar of regular files (name → content), in name order; a name ending in
+// "/" is a directory.
+func tarBytes(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for n, content := range files {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0)}); err != nil {
+	for _, n := range names {
+		content := files[n]
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0)}
+		if strings.HasSuffix(n, "/") {
+			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tw.Write([]byte(content)); err != nil {
@@ -240,10 +260,23 @@ func tarLayer(t *testing.T, files map[string]string) v1.Layer {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	data := buf.Bytes()
+	return buf.Bytes()
+}
+
+// codecLayer is the tar data as an OCI layer compressed with codec (gzip, zstd or
+// uncompressed).
+func codecLayer(t *testing.T, codec string, data []byte) v1.Layer {
+	t.Helper()
+	if codec == "uncompressed" {
+		return static.NewLayer(data, types.OCIUncompressedLayer)
+	}
+	opts := []tarball.LayerOption{tarball.WithMediaType(types.OCILayer)}
+	if codec == "zstd" {
+		opts = []tarball.LayerOption{tarball.WithCompression(compression.ZStd), tarball.WithMediaType(types.OCILayerZStd)}
+	}
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -610,6 +643,32 @@ func TestRegistryNamedContexts(t *testing.T) {
 			t.Errorf("/a.txt = %q", f["/a.txt"].content)
 		}
 	})
+	// As in BuildKit, a FROM or --from names a context by its familiar name: the
+	// normalised spelling of "busybox" finds the context "busybox".
+	t.Run("normalised name", func(t *testing.T) {
+		dir := project(t, map[string]string{"Dockerfile": "FROM docker.io/library/busybox:latest\nCOPY --from=index.docker.io/library/busybox /bin/busybox /bb\n"})
+		dest := filepath.Join(out, "normalised.tar")
+		mustBuildLimited(t, dir, "--root", root, "--build-context", "busybox=oci-layout://"+layoutDir+":latest", "-o", "type=oci,dest="+dest, ".")
+		img := readOCI(t, dest)
+		requireBaseLayers(t, img, base)
+		if f := flatten(t, img); f["/bb"].content != string(bb) {
+			t.Errorf("/bb is not busybox from the named context")
+		}
+	})
+	// A directory context has its own .dockerignore, as the main context does.
+	t.Run("dir context dockerignore", func(t *testing.T) {
+		files := project(t, map[string]string{"keep.txt": "keep", "secret.txt": "secret", ".dockerignore": "secret.txt\n"})
+		dir := project(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY --from=files . /files/\n"})
+		dest := filepath.Join(out, "ignore.tar")
+		mustBuildLimited(t, dir, "--root", root, "--build-context", "files="+files, "-o", "type=oci,dest="+dest, ".")
+		f := flatten(t, readOCI(t, dest))
+		if f["/files/keep.txt"].content != "keep" {
+			t.Errorf("/files/keep.txt missing")
+		}
+		if _, ok := f["/files/secret.txt"]; ok {
+			t.Errorf("a file the named context's .dockerignore excludes was copied")
+		}
+	})
 	t.Run("dir is not an image", func(t *testing.T) {
 		dir := project(t, map[string]string{"Dockerfile": "FROM files\n"})
 		failBuild(t, dir, []string{"Dockerfile:1", "files"}, append(append([]string{"--root", root}, contexts...), "-o", "type=tar,dest="+filepath.Join(out, "x.tar"), ".")...)
@@ -941,4 +1000,96 @@ func TestRegistryInsecureFlag(t *testing.T) {
 	if f := flatten(t, remoteImage(t, host+"/app:v2", true)); f["/a.txt"].content != "b" {
 		t.Errorf("pushed app:v2 lacks /a.txt")
 	}
+}
+
+// A base whose layers use every codec and whiteouts: the upper layers delete a file
+// and make a directory opaque. RUN in the child sees the merged filesystem, and the
+// output keeps the base's layers as they are.
+func TestRegistryBaseLayerCodecsAndWhiteouts(t *testing.T) {
+	t.Parallel()
+	root, out := e2e(t)
+	host := testenv.Registry(t)
+	img := testenv.BusyboxImage(t)
+	for _, l := range []struct {
+		codec string
+		files map[string]string
+	}{
+		{"gzip", map[string]string{"dir/": "", "dir/a": "a", "dir/b": "b", "gone.txt": "gone", "kept.txt": "kept"}},
+		{"zstd", map[string]string{".wh.gone.txt": "", "dir/": "", "dir/.wh..wh..opq": "", "dir/c": "c"}},
+		{"uncompressed", map[string]string{"plain.txt": "plain"}},
+	} {
+		var err error
+		img, err = mutate.Append(img, mutate.Addendum{Layer: codecLayer(t, l.codec, tarBytes(t, l.files)), History: v1.History{CreatedBy: l.codec}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.PushImage(t, img, host+"/layered:latest")
+	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/layered\n" +
+		"RUN ls /dir > /listing && cat /kept.txt /plain.txt > /merged && if test -e /gone.txt; then echo present; else echo absent; fi > /gone-state\n"})
+	dest := filepath.Join(out, "img.tar")
+	mustBuildLimited(t, dir, "--root", root, "-o", "type=oci,dest="+dest, ".")
+	got := readOCIAnyCompression(t, dest)
+	requireBaseLayers(t, got, img)
+	f := flatten(t, got)
+	for p, want := range map[string]string{"/listing": "c\n", "/merged": "keptplain", "/gone-state": "absent\n"} {
+		if f[p].content != want {
+			t.Errorf("%s = %q, want %q", p, f[p].content, want)
+		}
+	}
+	if _, ok := f["/gone.txt"]; ok {
+		t.Error("/gone.txt survived its whiteout in the output")
+	}
+}
+
+// Pushing to the registry the base came from does not upload the base's layers again:
+// docker-registry mounts them from the base's repository.
+func TestRegistryPushReusesBaseLayers(t *testing.T) {
+	t.Parallel()
+	root, _ := e2e(t)
+	target, err := url.Parse("http://" + testenv.DockerRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var uploads, mounts []string
+	next := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, uploadPath) {
+			mu.Lock()
+			if d := r.URL.Query().Get("mount"); r.Method == http.MethodPost && d != "" {
+				mounts = append(mounts, d)
+			}
+			if d := r.URL.Query().Get("digest"); r.Method == http.MethodPut && d != "" {
+				uploads = append(uploads, d)
+			}
+			mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := testenv.Host(srv)
+	base := testenv.BusyboxImage(t)
+	testenv.PushImage(t, base, host+"/busybox:latest")
+	bl, _ := base.Layers()
+	baseDigest, _ := bl[0].Digest()
+	mu.Lock()
+	uploads, mounts = nil, nil
+	mu.Unlock()
+
+	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/busybox"), "a.txt": "a"})
+	mustBuildLimited(t, dir, "--root", root, "-t", host+"/team/app:v1", "--push", ".")
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("uploads %v, mounts %v", uploads, mounts)
+	if slices.Contains(uploads, baseDigest.String()) {
+		t.Errorf("the base layer %s was uploaded again", baseDigest)
+	}
+	if !slices.Contains(mounts, baseDigest.String()) {
+		t.Errorf("the base layer %s was not mounted from the base's repository (mounts %v)", baseDigest, mounts)
+	}
+	if len(uploads) != 2 {
+		t.Errorf("%d blobs uploaded, want 2 (kiln's layer and the config)", len(uploads))
+	}
+	requireBaseLayers(t, remoteImage(t, host+"/team/app:v1", false), base)
 }
