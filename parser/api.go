@@ -12,6 +12,10 @@ type Options struct {
 	// Platform args: TARGETPLATFORM etc. are derived from these ("linux/amd64" style).
 	TargetPlatform string // "" means the host's
 	BuildPlatform  string // "" means the host's
+	// Check is kiln build --check: the build checks cover every stage, not only
+	// those the target needs, and include a static UndefinedVar (a build leaves
+	// that check to the solver, which knows each base image's env).
+	Check bool
 }
 
 // Graph is a parsed Dockerfile: its stages, what the target needs, and the global args.
@@ -40,6 +44,9 @@ type Graph struct {
 	Syntax string
 	// CheckDirective is the value of the "# check=" directive, "" if absent.
 	CheckDirective string
+	// Checks are the findings of the build checks (BuildKit's linter rules) that
+	// parsing can make, in the order found; each is also in Warnings.
+	Checks []Check
 }
 
 // Arg is one declared ARG.

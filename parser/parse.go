@@ -85,7 +85,7 @@ func parse(dt []byte, src *source, opts Options) (*Graph, error) {
 		return nil, err
 	}
 
-	b := &graphBuilder{src: src, opts: opts, g: g, escape: res.EscapeToken}
+	b := &graphBuilder{src: src, opts: opts, g: g, escape: res.EscapeToken, lint: lint}
 	if err := b.build(stages, metaArgs); err != nil {
 		return nil, err
 	}
@@ -97,16 +97,14 @@ func parse(dt []byte, src *source, opts Options) (*Graph, error) {
 // it configures BuildKit; a linter is needed even when nothing is reported, since
 // buildkit dereferences it when an instruction carries a "# check=" comment.
 func newLinter(check string, src *source, g *Graph) *linter.Linter {
-	cfg, err := linter.ParseLintOptions(check)
+	lint, err := NewLinter(check, func(c Check) {
+		g.Checks = append(g.Checks, c)
+		g.Warnings = append(g.Warnings, c.format(src.file))
+	})
 	if err != nil {
 		g.Warnings = append(g.Warnings, fmt.Sprintf("%s: ignoring check directive: %v", src.file, err))
-		cfg = &linter.Config{}
 	}
-	cfg.ReturnAsError = false
-	cfg.Warn = func(rule, _, _, msg string, loc []bkparser.Range) {
-		g.Warnings = append(g.Warnings, fmt.Sprintf("%s:%d: %s: %s", src.file, lineOf(loc), rule, msg))
-	}
-	return linter.New(cfg)
+	return lint
 }
 
 // rawStage is a FROM with its commands, before names and args are resolved.

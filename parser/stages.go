@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
@@ -20,6 +21,7 @@ type graphBuilder struct {
 	g      *Graph
 	escape rune
 	lex    *shell.Lex
+	lint   *linter.Linter // the build checks, configured by the check directive
 	raw    []*rawStage
 	byName map[string]int // lower-cased stage name → index
 	// deferred holds, per stage, the first error that matters only if the stage
@@ -85,6 +87,7 @@ func (b *graphBuilder) build(raw []*rawStage, metaArgs []*instructions.ArgComman
 		}
 	}
 	b.g.UnusedBuildArgs = b.unusedBuildArgs(raw)
+	b.runChecks(raw, env)
 	return nil
 }
 
