@@ -2,6 +2,7 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"io"
 	"time"
 
@@ -33,6 +34,11 @@ type WriteOptions struct {
 	// SourceDateEpoch, when set, clamps every mtime above it down to it.
 	SourceDateEpoch *time.Time
 }
+
+// ErrReservedName is returned by WriteUpperDiff for a file whose name starts with
+// ".wh.": such a name cannot be stored in a layer, because readers take it for a
+// whiteout and delete its namesake from the layers below.
+var ErrReservedName = errors.New(`names starting with ".wh." are reserved for whiteouts in image layers`)
 
 // WriteUpperDiff walks an overlayfs upper dir and writes it as an OCI layer to w,
 // compressing and hashing in one streaming pass. Overlay whiteouts (char dev 0/0)

@@ -110,6 +110,13 @@ func (t *treeWriter) add(p, name string) error {
 	if err := unix.Lstat(p, &st); err != nil {
 		return fmt.Errorf("lstat: %w", err)
 	}
+	// A file named .wh.* cannot be stored in a layer: every reader takes it for a
+	// whiteout and would delete its namesake from the layers below (an ADDed archive
+	// or a RUN could otherwise remove /bin with a file named /.wh.bin). The overlay
+	// whiteouts this writer makes are char devices and come through writeWhiteout.
+	if base := path.Base(name); t.overlay && strings.HasPrefix(base, whiteoutPrefix) && !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0) {
+		return fmt.Errorf("%w (a reader would delete %q); rename it", ErrReservedName, path.Join(path.Dir(name), strings.TrimPrefix(base, whiteoutPrefix)))
+	}
 	hdr := &tar.Header{
 		Name:    name,
 		Mode:    int64(st.Mode & 0o7777), // keeps setuid, setgid and sticky

@@ -46,14 +46,29 @@ func (in *keyInputs) key() string {
 // is reused; on a miss do runs over a fresh overlay snapshot whose upper dir becomes
 // the step's layer. createdBy is the history text.
 func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, do func(ctx context.Context, root string) error) error {
+	return b.step(ctx, sc, in, createdBy, false, do)
+}
+
+// step is fsStep; linked runs do over an empty snapshot instead of the stage and keys
+// the step without the stage below it (COPY --link, see linkedStep).
+func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, linked bool, do func(ctx context.Context, root string) error) error {
 	st := sc.st
 	in.Parent = st.key
+	if linked {
+		in.Parent = ""
+	}
 	in.Platform = b.opts.Platform.String()
 	in.Compression = string(b.opts.Compression)
 	if e := b.opts.SourceDateEpoch; e != nil {
 		in.Epoch = fmt.Sprint(e.Unix())
 	}
 	key := in.key()
+	// The stage's key after a linked step still covers the stage below it, which the
+	// step's own key leaves out.
+	stageKey := key
+	if linked {
+		stageKey = digestOf("link", st.key, key)
+	}
 	sc.id = int(b.nextID.Add(1))
 	scope := b.scope(sc)
 
@@ -65,7 +80,7 @@ func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdB
 		}
 		if ok {
 			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
-			return b.applyEntry(st, e, key, createdBy)
+			return b.applyEntry(st, e, stageKey, createdBy)
 		}
 		why = b.explainMiss(ctx, scope, in)
 	}
@@ -80,7 +95,7 @@ func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdB
 	if why != "" {
 		b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: "cache miss: " + displayInstruction(sc.cmd) + " (" + why + ")"})
 	}
-	e, err := b.execStep(ctx, sc, key, do)
+	e, err := b.execStep(ctx, sc, key, linked, do)
 	if err != nil {
 		b.emit(Event{Kind: StepFailed, ID: sc.id, Name: sc.name, Message: err.Error(), Duration: time.Since(start)})
 		return err
@@ -96,20 +111,24 @@ func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdB
 		// (they are keyed by the result). Ours becomes garbage for prune.
 		if prev, ok, err := b.opts.Store.GetStep(ctx, key); err == nil && ok {
 			b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
-			return b.applyEntry(st, prev, key, createdBy)
+			return b.applyEntry(st, prev, stageKey, createdBy)
 		}
 	}
 	if err := b.opts.Store.PutStep(ctx, e); err != nil {
 		return fmt.Errorf("record cache entry: %w", err)
 	}
 	b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
-	return b.applyEntry(st, e, key, createdBy)
+	return b.applyEntry(st, e, stageKey, createdBy)
 }
 
-// execStep prepares a snapshot over the stage, runs do in it, and commits the diff as
-// a layer blob and a snapshot.
-func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, do func(ctx context.Context, root string) error) (*cache.Entry, error) {
-	active, err := b.opts.Snapshots.Prepare(ctx, sc.st.snapshots())
+// execStep prepares a snapshot over the stage (over nothing when linked), runs do in
+// it, and commits the diff as a layer blob and a snapshot.
+func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bool, do func(ctx context.Context, root string) error) (*cache.Entry, error) {
+	parents := sc.st.snapshots()
+	if linked {
+		parents = nil
+	}
+	active, err := b.opts.Snapshots.Prepare(ctx, parents)
 	if err != nil {
 		return nil, fmt.Errorf("prepare snapshot: %w", err)
 	}
@@ -132,7 +151,7 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, do func(c
 		Compression: b.opts.Compression, SourceDateEpoch: b.opts.SourceDateEpoch,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("write layer: %w", err)
+		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %v", err)
 	}
 	if empty {
 		return e, nil

@@ -252,3 +252,23 @@ func fileSize(t *testing.T, p string) int64 {
 }
 
 var _ = syscall.SIGINT
+
+// layerEntries lists the entries of layer i of img as they are in the layer (no
+// whiteouts applied, nothing filtered: ggcr's flattening drops links that climb out).
+// A negative i counts from the last layer.
+func layerEntries(t *testing.T, img v1.Image, i int) map[string]fileEntry {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i < 0 {
+		i += len(ls)
+	}
+	rc, err := ls[i].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	return listTar(t, rc)
+}
