@@ -27,51 +27,95 @@ import (
 // steps create, modify, delete and chmod files as different users and shells, fail,
 // hit their limits, are interrupted, and leave nothing behind on the host.
 
-// runE2E prepares a RUN end-to-end test: its store, output dir, a marker unique to the
-// test (put it in the command line of every step that could leave a process behind),
-// and the busybox registry. Its cleanup checks that the test leaked no mount, no
-// process and no cgroup.
-func runE2E(t *testing.T) (root, out, marker, host string) {
+// runEnv is one RUN end-to-end test's world: its store, output dir, a marker unique
+// to the test (put it in the command line of every step that could leave a process
+// behind), the busybox registry, and step limits unique to the test, by which its
+// step cgroups are told from those of builds running beside it.
+type runEnv struct {
+	root, out, marker, host string
+	pids, memory            int64
+}
+
+// runE2E prepares a RUN end-to-end test. Its cleanup checks that the test leaked no
+// mount, no process and no cgroup.
+func runE2E(t *testing.T) *runEnv {
 	t.Helper()
-	root, out = e2e(t)
-	marker = "kiln-e2e-" + randomHex(6)
-	before := kilnCgroups(t)
-	t.Cleanup(func() { checkNoLeaks(t, root, marker, before) })
-	return root, out, marker, busyboxRegistry(t)
+	e := &runEnv{marker: "kiln-e2e-" + randomHex(6)}
+	e.root, e.out = e2e(t)
+	var b [2]byte
+	rand.Read(b[:])
+	n := int64(b[0])<<8 | int64(b[1])
+	e.pids = 3000 + n%1000
+	e.memory = 1<<30 + (1+n)*4096 // whole pages: the kernel keeps it as given
+	t.Cleanup(func() { e.checkNoLeaks(t) })
+	e.host = busyboxRegistry(t)
+	return e
+}
+
+// argv is a kiln build command line in the test's store with its limits; later
+// flags in args override them.
+func (e *runEnv) argv(args ...string) []string {
+	return append([]string{"build", "--root", e.root,
+		"--pids-limit", fmt.Sprint(e.pids), "--memory", fmt.Sprint(e.memory)}, args...)
+}
+
+// build runs kiln build and fails the test unless it exits 0.
+func (e *runEnv) build(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	r := kiln(t, dir, e.argv(args...)...)
+	if r.code != 0 {
+		t.Fatalf("kiln build %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// try runs kiln build, whatever its outcome.
+func (e *runEnv) try(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	return kiln(t, dir, e.argv(args...)...)
+}
+
+// checkNoLeaks fails the test if a mount under its store, an overlay naming it, a
+// process whose command line holds its marker, or a cgroup of one of its steps (one
+// with its limits) is left. It runs when every kiln of the test has exited.
+func (e *runEnv) checkNoLeaks(t *testing.T) {
+	t.Helper()
+	noKilnMounts(t, e.root)
+	noOverlayMentioning(t, e.root)
+	if pids := processesWith(t, e.marker); len(pids) > 0 {
+		t.Errorf("processes of the test's steps left running: %v", pids)
+	}
+	if left := e.stepCgroups(t); len(left) > 0 {
+		t.Errorf("step cgroups left behind: %v", left)
+	}
+}
+
+// stepCgroups lists the kiln step cgroup dirs, in every hierarchy, whose pids or
+// memory limit is the test's.
+func (e *runEnv) stepCgroups(t *testing.T) []string {
+	t.Helper()
+	mine := map[string]bool{}
+	all := kilnCgroups(t)
+	for d := range all {
+		for file, want := range map[string]int64{"pids.max": e.pids, "memory.limit_in_bytes": e.memory, "memory.max": e.memory} {
+			if data, err := os.ReadFile(filepath.Join(d, file)); err == nil && strings.TrimSpace(string(data)) == fmt.Sprint(want) {
+				mine[filepath.Base(d)] = true
+			}
+		}
+	}
+	var out []string
+	for d := range all {
+		if mine[filepath.Base(d)] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// checkNoLeaks fails the test if a mount under root, an overlay naming root, a
-// process whose command line holds marker, or a step cgroup created during the test
-// (not in before) is left. Cgroups of steps of tests running in parallel come and
-// go, so a new cgroup dir is a leak only if it is still there after a while.
-func checkNoLeaks(t *testing.T, root, marker string, before map[string]bool) {
-	t.Helper()
-	noKilnMounts(t, root)
-	noOverlayMentioning(t, root)
-	if pids := processesWith(t, marker); len(pids) > 0 {
-		t.Errorf("processes of the test's steps left running: %v", pids)
-	}
-	var leaked []string
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		leaked = leaked[:0]
-		for d := range kilnCgroups(t) {
-			if !before[d] {
-				leaked = append(leaked, d)
-			}
-		}
-		if len(leaked) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
-	if len(leaked) > 0 {
-		t.Errorf("step cgroups left behind: %v", leaked)
-	}
 }
 
 // kilnCgroups lists the step cgroup dirs under kiln's cgroup in every hierarchy.
@@ -208,8 +252,8 @@ func readHostFile(t *testing.T, rootfs, p string) string {
 // layers (ggcr, umoci) sees it.
 func TestRunStepsChangeTheImage(t *testing.T) {
 	t.Parallel()
-	root, out, _, host := runE2E(t)
-	df := `FROM ` + host + `/busybox:latest
+	e := runE2E(t)
+	df := `FROM ` + e.host + `/busybox:latest
 ARG GREETING
 ARG UNUSED=default
 ENV APPENV=fromenv
@@ -237,8 +281,8 @@ USER 4242:4343
 RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 `
 	dir := dockerfileProject(t, df)
-	tarPath := filepath.Join(out, "img.tar")
-	r := mustBuild(t, dir, "--root", root, "--progress", "plain", "--build-arg", "GREETING=hi", "-o", "type=oci,dest="+tarPath, ".")
+	tarPath := filepath.Join(e.out, "img.tar")
+	r := e.build(t, dir, "--progress", "plain", "--build-arg", "GREETING=hi", "-o", "type=oci,dest="+tarPath, ".")
 	img := readOCI(t, tarPath)
 	if !hasOutputLine(r.stderr, "x") {
 		t.Errorf("the output of RUN [\"/bin/echo\", \"x\"] is not in the progress:\n%s", r.stderr)
@@ -341,8 +385,8 @@ RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 	}
 
 	// The same build again is all cache hits and the same image.
-	again := filepath.Join(out, "again.tar")
-	r = mustBuild(t, dir, "--root", root, "--progress", "plain", "--build-arg", "GREETING=hi", "-o", "type=oci,dest="+again, ".")
+	again := filepath.Join(e.out, "again.tar")
+	r = e.build(t, dir, "--progress", "plain", "--build-arg", "GREETING=hi", "-o", "type=oci,dest="+again, ".")
 	d1, _ := img.Digest()
 	if d2, _ := readOCI(t, again).Digest(); d1 != d2 {
 		t.Errorf("rebuild gave %s, first build %s\n%s", d2, d1, r.stderr)
@@ -399,34 +443,50 @@ func keys(m map[string]fileEntry) []string {
 	return out
 }
 
-// A failing RUN names its line, its exit code and the end of its output.
+// A failing RUN names its line, its exit code (or why it could not start) and the end
+// of its output.
 func TestRunFailureReportsLineCodeAndOutput(t *testing.T) {
 	t.Parallel()
-	root, out, _, host := runE2E(t)
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\nRUN echo fine\nRUN echo first-line && echo to-stderr >&2 && \\\n  echo last-line && exit 3\nRUN echo never\n")
-	dest := filepath.Join(out, "img.tar")
-	r := kiln(t, dir, "build", "--root", root, "-o", "type=oci,dest="+dest, ".")
-	if r.code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
-	}
-	for _, want := range []string{"Dockerfile:3", "exit code: 3", "first-line", "to-stderr", "last-line"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr does not mention %q:\n%s", want, r.stderr)
-		}
-	}
-	if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("failed build left %s (%v)", dest, err)
+	e := runE2E(t)
+	for _, tc := range []struct {
+		name, steps string
+		want        []string
+	}{
+		{"exit 3", "RUN echo fine\nRUN echo first-line && echo to-stderr >&2 && \\\n  echo last-line && exit 3\nRUN echo never\n",
+			[]string{"Dockerfile:3", "exit code: 3", "first-line", "to-stderr", "last-line"}},
+		{"shell command not found", "RUN nosuchcommand\n", []string{"Dockerfile:2", "exit code: 127", "nosuchcommand: not found"}},
+		{"exec form not found", "RUN [\"/nonexistent\", \"a\"]\n", []string{"Dockerfile:2", "127", "/nonexistent", "no such file or directory"}},
+		{"exec form not executable", "RUN [\"/etc/passwd\"]\n", []string{"Dockerfile:2", "126", "/etc/passwd", "permission denied"}},
+		{"unknown user", "USER nosuch\nRUN true\n", []string{"Dockerfile:3", "nosuch"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\n"+tc.steps)
+			dest := filepath.Join(e.out, strings.ReplaceAll(tc.name, " ", "-")+".tar")
+			r := e.try(t, dir, "-o", "type=oci,dest="+dest, ".")
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr does not mention %q:\n%s", want, r.stderr)
+				}
+			}
+			if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("failed build left %s (%v)", dest, err)
+			}
+		})
 	}
 }
 
 // --memory: a step that needs more is killed and the error says so.
 func TestRunMemoryLimit(t *testing.T) {
 	t.Parallel()
-	root, out, marker, host := runE2E(t)
+	e := runE2E(t)
 	// The shell holds 100 MiB in a variable.
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\nRUN : "+marker+"; x=$(head -c 100m /dev/zero | tr '\\0' a); echo ${#x}\n")
+	dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\nRUN : "+e.marker+"; x=$(head -c 100m /dev/zero | tr '\\0' a); echo ${#x}\n")
 	start := time.Now()
-	r := kiln(t, dir, "build", "--root", root, "--memory", "32m", "-o", "type=oci,dest="+filepath.Join(out, "img.tar"), ".")
+	r := e.try(t, dir, "--memory", "32m", "-o", "type=oci,dest="+filepath.Join(e.out, "img.tar"), ".")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 	}
@@ -443,10 +503,10 @@ func TestRunMemoryLimit(t *testing.T) {
 // ash cannot fork), leaving no process.
 func TestRunPidsLimit(t *testing.T) {
 	t.Parallel()
-	root, out, marker, host := runE2E(t)
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\nRUN : "+marker+"; for i in $(seq 200); do (sleep 3; true) & done; wait\n")
+	e := runE2E(t)
+	dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\nRUN : "+e.marker+"; for i in $(seq 200); do (sleep 3; true) & done; wait\n")
 	start := time.Now()
-	r := kiln(t, dir, "build", "--root", root, "--pids-limit", "50", "-o", "type=oci,dest="+filepath.Join(out, "img.tar"), ".")
+	r := e.try(t, dir, "--pids-limit", "50", "-o", "type=oci,dest="+filepath.Join(e.out, "img.tar"), ".")
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("build took %v", d)
 	}
@@ -454,7 +514,7 @@ func TestRunPidsLimit(t *testing.T) {
 	if r.code != 0 && !strings.Contains(r.stderr, "process limit") {
 		t.Errorf("failed build (exit %d) does not name the process limit:\n%s", r.code, r.stderr)
 	}
-	if pids := processesWith(t, marker); len(pids) > 0 {
+	if pids := processesWith(t, e.marker); len(pids) > 0 {
 		t.Errorf("processes of the step left: %v", pids)
 	}
 }
@@ -462,8 +522,8 @@ func TestRunPidsLimit(t *testing.T) {
 // --network none and RUN --network=none: only loopback.
 func TestRunNetworkNone(t *testing.T) {
 	t.Parallel()
-	root, out, _, host := runE2E(t)
-	df := "FROM " + host + "/busybox:latest\n" +
+	e := runE2E(t)
+	df := "FROM " + e.host + "/busybox:latest\n" +
 		"RUN ls /sys/class/net > /nets && cat /proc/net/dev > /netdev\n" +
 		"RUN --network=none cat /proc/net/dev > /netdev-flag\n"
 	dir := dockerfileProject(t, df)
@@ -477,8 +537,8 @@ func TestRunNetworkNone(t *testing.T) {
 		return names
 	}
 
-	tarPath := filepath.Join(out, "none.tar")
-	mustBuild(t, dir, "--root", root, "--network", "none", "-o", "type=oci,dest="+tarPath, ".")
+	tarPath := filepath.Join(e.out, "none.tar")
+	e.build(t, dir, "--network", "none", "-o", "type=oci,dest="+tarPath, ".")
 	files := flatten(t, readOCI(t, tarPath))
 	if got := files["/nets"].content; got != "lo\n" {
 		t.Errorf("--network none: /sys/class/net = %q, want lo", got)
@@ -490,8 +550,8 @@ func TestRunNetworkNone(t *testing.T) {
 	}
 
 	// With the default network only the RUN --network=none step is isolated.
-	tarPath = filepath.Join(out, "default.tar")
-	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
+	tarPath = filepath.Join(e.out, "default.tar")
+	e.build(t, dir, "-o", "type=oci,dest="+tarPath, ".")
 	files = flatten(t, readOCI(t, tarPath))
 	if got := ifaces(files["/netdev-flag"].content); strings.Join(got, ",") != "lo" {
 		t.Errorf("RUN --network=none: /proc/net/dev lists %q, want lo only", got)
@@ -508,12 +568,12 @@ func TestRunNetworkNone(t *testing.T) {
 // /etc/hosts and /etc/resolv.conf are the host's inside RUN and never in a layer.
 func TestRunHostsAndResolvNotCommitted(t *testing.T) {
 	t.Parallel()
-	root, out, _, host := runE2E(t)
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\n"+
+	e := runE2E(t)
+	dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\n"+
 		"RUN cat /etc/hosts > /hosts.copy && cat /etc/resolv.conf > /resolv.copy\n"+
 		"RUN mkdir -p /etc/sub && echo x > /etc/app.conf\n")
-	tarPath := filepath.Join(out, "img.tar")
-	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
+	tarPath := filepath.Join(e.out, "img.tar")
+	e.build(t, dir, "-o", "type=oci,dest="+tarPath, ".")
 	img := readOCI(t, tarPath)
 	for i, l := range layerFiles(t, img) {
 		for p := range l {
@@ -547,18 +607,18 @@ func TestRunHostsAndResolvNotCommitted(t *testing.T) {
 // A process left in the background dies with its step; the build does not wait.
 func TestRunBackgroundProcessKilled(t *testing.T) {
 	t.Parallel()
-	root, out, marker, host := runE2E(t)
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\n"+
-		"RUN : "+marker+"; (sleep 1000; true) > /dev/null 2>&1 & echo started > /bg\n"+
-		"RUN : "+marker+"; (sleep 1000; true) & echo started-with-output\n"+
+	e := runE2E(t)
+	dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\n"+
+		"RUN : "+e.marker+"; (sleep 1000; true) > /dev/null 2>&1 & echo started > /bg\n"+
+		"RUN : "+e.marker+"; (sleep 1000; true) & echo started-with-output\n"+
 		"RUN test -f /bg\n")
 	start := time.Now()
-	tarPath := filepath.Join(out, "img.tar")
-	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
+	tarPath := filepath.Join(e.out, "img.tar")
+	e.build(t, dir, "-o", "type=oci,dest="+tarPath, ".")
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("build took %v: it waited for the background process", d)
 	}
-	if pids := processesWith(t, marker); len(pids) > 0 {
+	if pids := processesWith(t, e.marker); len(pids) > 0 {
 		t.Errorf("background processes survived their step: %v", pids)
 	}
 	if got := flatten(t, readOCI(t, tarPath))["/bg"].content; got != "started\n" {
@@ -569,9 +629,9 @@ func TestRunBackgroundProcessKilled(t *testing.T) {
 // SIGINT mid-step: kiln exits 130 within seconds and leaves no mount, process or
 // cgroup. Not parallel: it times kiln's reaction.
 func TestRunInterrupted(t *testing.T) {
-	root, out, marker, host := runE2E(t)
-	dir := dockerfileProject(t, "FROM "+host+"/busybox:latest\nRUN : "+marker+"; sleep 30; true\n")
-	cmd := osexec.Command(os.Args[0], "build", "--root", root, "--progress", "plain", "-o", "type=oci,dest="+filepath.Join(out, "img.tar"), ".")
+	e := runE2E(t)
+	dir := dockerfileProject(t, "FROM "+e.host+"/busybox:latest\nRUN : "+e.marker+"; sleep 30; true\n")
+	cmd := osexec.Command(os.Args[0], e.argv("--progress", "plain", "-o", "type=oci,dest="+filepath.Join(e.out, "img.tar"), ".")...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "KILN_E2E_MAIN=1")
 	var stderr bytes.Buffer
@@ -591,7 +651,7 @@ func TestRunInterrupted(t *testing.T) {
 	// Wait for the step's shell, and note its cgroups.
 	var stepPid int
 	for deadline := time.Now().Add(20 * time.Second); stepPid == 0; time.Sleep(20 * time.Millisecond) {
-		if pids := processesWith(t, marker); len(pids) > 0 {
+		if pids := processesWith(t, e.marker); len(pids) > 0 {
 			stepPid = pids[0]
 		}
 		select {
@@ -623,7 +683,7 @@ func TestRunInterrupted(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
 		t.Errorf("exit code %d after SIGINT, want 130\n%s", code, stderr.String())
 	}
-	if pids := processesWith(t, marker); len(pids) > 0 {
+	if pids := processesWith(t, e.marker); len(pids) > 0 {
 		t.Errorf("processes of the step left: %v", pids)
 	}
 	for _, d := range stepCgroups {
@@ -631,19 +691,19 @@ func TestRunInterrupted(t *testing.T) {
 			t.Errorf("the step's cgroup %s is left (%v)", d, err)
 		}
 	}
-	noKilnMounts(t, root)
-	noOverlayMentioning(t, root)
-	if left, _ := filepath.Glob(filepath.Join(root, "snapshots", "active", "*")); len(left) > 0 {
+	noKilnMounts(t, e.root)
+	noOverlayMentioning(t, e.root)
+	if left, _ := filepath.Glob(filepath.Join(e.root, "snapshots", "active", "*")); len(left) > 0 {
 		t.Errorf("the step's snapshot is left in the store: %v", left)
 	}
-	if _, err := os.Stat(filepath.Join(out, "img.tar")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(e.out, "img.tar")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("interrupted build left its output (%v)", err)
 	}
 
 	// The store is usable afterwards.
-	dir = dockerfileProject(t, "FROM "+host+"/busybox:latest\nRUN echo after > /after\n")
-	tarPath := filepath.Join(out, "after.tar")
-	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
+	dir = dockerfileProject(t, "FROM "+e.host+"/busybox:latest\nRUN echo after > /after\n")
+	tarPath := filepath.Join(e.out, "after.tar")
+	e.build(t, dir, "-o", "type=oci,dest="+tarPath, ".")
 	if got := flatten(t, readOCI(t, tarPath))["/after"].content; got != "after\n" {
 		t.Errorf("/after = %q", got)
 	}
@@ -710,14 +770,14 @@ func TestRunDebian(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	root, out, _, _ := runE2E(t)
+	e := runE2E(t)
 	dir := dockerfileProject(t, "FROM "+debianBase+"\n"+
 		"RUN useradd -m builder && id builder > /tmp/id-builder\n"+
 		"RUN apt-get --version > /tmp/apt-version\n"+
 		"USER builder\n"+
 		"RUN whoami > /tmp/who && echo \"$HOME\" > /tmp/home\n")
-	tarPath := filepath.Join(out, "img.tar")
-	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
+	tarPath := filepath.Join(e.out, "img.tar")
+	e.build(t, dir, "-o", "type=oci,dest="+tarPath, ".")
 	img := readOCI(t, tarPath)
 	files := flatten(t, img)
 	idLine := files["/tmp/id-builder"].content
