@@ -1093,3 +1093,45 @@ func TestRegistryPushReusesBaseLayers(t *testing.T) {
 	}
 	requireBaseLayers(t, remoteImage(t, host+"/team/app:v1", false), base)
 }
+
+// A registry that serves a corrupt layer blob: the pull fails on the FROM line (the
+// blob does not match its digest) and nothing bad is stored, so the next build, with
+// the registry serving the right bytes, succeeds.
+func TestRegistryPullVerifiesBlobs(t *testing.T) {
+	t.Parallel()
+	root, out := e2e(t)
+	target, err := url.Parse("http://" + busyboxRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testenv.BusyboxImage(t)
+	bl, _ := base.Layers()
+	layerDigest, _ := bl[0].Digest()
+	var corrupt atomic.Bool
+	corrupt.Store(true)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if !corrupt.Load() || resp.Request.Method != http.MethodGet || !strings.HasSuffix(resp.Request.URL.Path, "/blobs/"+layerDigest.String()) {
+			return nil
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		// Same length, one byte changed deep inside the gzip stream.
+		data[len(data)/2] ^= 0xff
+		resp.Body = io.NopCloser(bytes.NewReader(data))
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	host := testenv.Host(srv)
+	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf(copyDockerfile, host+"/busybox"), "a.txt": "a"})
+
+	failBuild(t, dir, []string{"Dockerfile:1", host + "/busybox", "checksum"}, "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "bad.tar"), ".")
+	corrupt.Store(false)
+	dest := filepath.Join(out, "good.tar")
+	mustBuildLimited(t, dir, "--root", root, "-o", "type=oci,dest="+dest, ".")
+	requireBaseLayers(t, readOCI(t, dest), base)
+}
