@@ -52,6 +52,9 @@ func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *s
 			})
 		}
 		if err != nil {
+			if out.Push {
+				return err // image.Push names the registry and the image already
+			}
 			return fmt.Errorf("write %s output to %s: %w", out.Type, destName(out), err)
 		}
 	}
