@@ -121,6 +121,47 @@ func (s *Store) PutStep(ctx context.Context, e *Entry) error {
 	return nil
 }
 
+// PutStepIfAbsent records e unless a usable entry for its key is recorded already, and
+// returns the entry now recorded under the key: e, or the one found. The check and the
+// write are one transaction, so builds racing to record one step all end up with the
+// first one's result (a step that is not reproducible may give each a different one).
+func (s *Store) PutStepIfAbsent(ctx context.Context, e *Entry) (*Entry, error) {
+	if e.Key == "" {
+		return nil, fmt.Errorf("put step: empty key")
+	}
+	now := time.Now().UTC()
+	c := *e
+	if c.Created.IsZero() {
+		c.Created = now
+	}
+	if c.Used.IsZero() {
+		c.Used = now
+	}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("put step: %w", err)
+	}
+	var found *Entry
+	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		bucket := tx.Bucket(bucketSteps)
+		if v := bucket.Get([]byte(c.Key)); v != nil {
+			prev := &Entry{}
+			if json.Unmarshal(v, prev) == nil && s.entryUsable(prev) {
+				found = prev
+				return nil
+			}
+		}
+		return bucket.Put([]byte(c.Key), b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("put step: %w", err)
+	}
+	if found != nil {
+		return found, nil
+	}
+	return &c, nil
+}
+
 // flushUsed writes buffered use times into their entries in one transaction.
 func (s *Store) flushUsed(ctx context.Context) error {
 	s.usedMu.Lock()

@@ -104,17 +104,17 @@ func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy 
 		e.Inputs = data
 		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
 	}
-	if !b.noCacheFor(sc.stage) {
+	if b.noCacheFor(sc.stage) {
+		err = b.opts.Store.PutStep(ctx, e)
+	} else {
 		// Another build on this root (or a twin stage of this one) may have recorded
-		// the same step while this one ran: keep the first result, so that builds
-		// racing on a step that is not reproducible still share the steps after it
-		// (they are keyed by the result). Ours becomes garbage for prune.
-		if prev, ok, err := b.opts.Store.GetStep(ctx, key); err == nil && ok {
-			b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
-			return b.applyEntry(st, prev, stageKey, createdBy)
-		}
+		// the same step while this one ran: keep the first result (one transaction
+		// checks and writes), so that builds racing on a step that is not
+		// reproducible still share the steps after it (they are keyed by the
+		// result). Ours becomes garbage for prune.
+		e, err = b.opts.Store.PutStepIfAbsent(ctx, e)
 	}
-	if err := b.opts.Store.PutStep(ctx, e); err != nil {
+	if err != nil {
 		return fmt.Errorf("record cache entry: %w", err)
 	}
 	b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
