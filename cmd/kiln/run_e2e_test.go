@@ -257,9 +257,10 @@ func TestRunStepsChangeTheImage(t *testing.T) {
 ARG GREETING
 ARG UNUSED=default
 ENV APPENV=fromenv
-RUN mkdir -p /srv/data && echo hello > /srv/data/hello.txt && echo "$GREETING $APPENV" > /srv/vars && printf %s "$UNUSED" > /srv/unused
+RUN mkdir -p /srv/data && echo hello > /srv/data/hello.txt && echo "$GREETING $APPENV" > /srv/vars && printf %s "$UNUSED" > /srv/unused && env | sort > /srv/env && hostname > /srv/hostname
 RUN echo 'extra:x:2000:2000::/home/extra:/bin/sh' >> /etc/passwd
 RUN rm /bin/vi && rm -r /var && rm /srv/data/hello.txt
+RUN rm -rf /usr && mkdir -p /usr/local/bin && echo tool > /usr/local/bin/tool
 RUN touch /srv/script && chmod 4750 /srv/script && chmod 0700 /srv/data /home/app
 WORKDIR /srv/work
 RUN pwd > /srv/pwd
@@ -302,6 +303,18 @@ RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 	}
 
 	files := flatten(t, img)
+	// The step's environment is the image's and the build args, with PATH and HOME
+	// (and what ash itself sets): nothing of kiln's own environment.
+	wantStepEnv := "APPENV=fromenv\nGREETING=hi\nHOME=/root\n" + testenv.BusyboxEnvPath + "\nPWD=/\nSHLVL=1\nUNUSED=default\n"
+	if got := files["/srv/env"].content; got != wantStepEnv {
+		t.Errorf("step environment:\n%s\nwant:\n%s", got, wantStepEnv)
+	}
+	if h, _ := os.Hostname(); files["/srv/hostname"].content == h+"\n" || files["/srv/hostname"].content == "\n" {
+		t.Errorf("step hostname = %q, the host's is %q", files["/srv/hostname"].content, h)
+	}
+	if _, ok := files["/etc/hostname"]; ok {
+		t.Error("/etc/hostname reached the image")
+	}
 	for p, want := range map[string]string{
 		"/srv/vars":       "hi fromenv\n",
 		"/srv/unused":     "default",
@@ -326,7 +339,10 @@ RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 			t.Errorf("%s = %q, want %q", p, f.content, want)
 		}
 	}
-	for _, p := range []string{"/bin/vi", "/var", "/srv/data/hello.txt", "/dev/pipes", "/dev/pipes/EOF"} {
+	if files["/usr/local/bin/tool"].content != "tool\n" {
+		t.Errorf("/usr/local/bin/tool = %+v", files["/usr/local/bin/tool"])
+	}
+	for _, p := range []string{"/bin/vi", "/var", "/srv/data/hello.txt", "/dev/pipes", "/dev/pipes/EOF", "/usr/bin", "/usr/sbin"} {
 		if _, ok := files[p]; ok {
 			t.Errorf("%s is in the image, want it deleted (or never there)", p)
 		}
@@ -365,6 +381,14 @@ RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 			}
 		default:
 			t.Errorf("layer of the rm step has %s, which the step did not change", p)
+		}
+	}
+	// A dir deleted and made again hides the old one's content: an opaque dir, or a
+	// whiteout per old entry.
+	opq := stepLayer(t, img, "rm -rf /usr")
+	if _, ok := opq["/usr/.wh..wh..opq"]; !ok {
+		if _, ok := opq["/usr/.wh.bin"]; !ok {
+			t.Errorf("layer of the rm -rf /usr step hides neither /usr nor /usr/bin: %v", keys(opq))
 		}
 	}
 	// The chmod step's layer records the new mode of a base dir without its content.
@@ -406,10 +430,13 @@ RUN id > /tmp/id4242 && echo "$HOME" > /tmp/home4242
 	if got := readHostFile(t, rootfs, "etc/passwd"); !strings.HasSuffix(got, "app:x:1000:1000:app:/home/app:/bin/sh\nextra:x:2000:2000::/home/extra:/bin/sh\n") {
 		t.Errorf("umoci etc/passwd = %q", got)
 	}
-	for _, p := range []string{"bin/vi", "var", "srv/data/hello.txt"} {
+	for _, p := range []string{"bin/vi", "var", "srv/data/hello.txt", "usr/bin"} {
 		if _, err := os.Lstat(filepath.Join(rootfs, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("umoci rootfs has %s (%v), want it deleted", p, err)
 		}
+	}
+	if got := readHostFile(t, rootfs, "usr/local/bin/tool"); got != "tool\n" {
+		t.Errorf("umoci usr/local/bin/tool = %q", got)
 	}
 	if _, err := os.Lstat(filepath.Join(rootfs, "bin/ls")); err != nil {
 		t.Errorf("umoci rootfs lost an untouched base file: %v", err)
