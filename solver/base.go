@@ -63,7 +63,7 @@ func (b *build) resolveImage(ctx context.Context, ref, platform string) (*image.
 		case ContextImage:
 			return image.Pull(ctx, b.opts.Store, nc.Ref, opts)
 		default:
-			return nil, fmt.Errorf("build context %s is a directory: it can be used with COPY --from, not as an image", ref)
+			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)
 		}
 	}
 	return image.Pull(ctx, b.opts.Store, ref, opts)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/buildctx"
@@ -28,6 +30,10 @@ type copySpec struct {
 	excludes []string
 	add      bool
 	name     string // "COPY" or "ADD"
+
+	checksum   string // ADD --checksum
+	keepGitDir *bool  // ADD --keep-git-dir
+	unpack     *bool  // ADD --unpack
 }
 
 // copySource is where a COPY reads from, mounted for the duration of the step.
@@ -37,15 +43,22 @@ type copySource struct {
 	release func()
 }
 
+// copyPart is a run of a COPY/ADD's sources read from one place: the local sources
+// (context, stage, image) between remote ones, or one URL or git repository.
+type copyPart struct {
+	opts    buildctx.CopyOptions
+	src     buildctx.Source
+	content string            // cache-key content of what the part reads
+	files   map[string]string // per-path digests, to explain a cache miss
+	// fetch, when set, materialises src on a cache miss: a URL pinned by --checksum
+	// or a git commit is keyed before it is downloaded.
+	fetch   func(ctx context.Context) (buildctx.Source, error)
+	release func()
+}
+
 func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) error {
-	st := sc.st
-	if cs.parents {
-		return sc.errorf(b.opts.Filename, "%s --parents is not supported by kiln yet", cs.name)
-	}
-	for _, s := range cs.sd.SourcePaths {
-		if isRemote(s) {
-			return sc.errorf(b.opts.Filename, "%s of a URL or git source (%s) is not supported by kiln yet: download it in a RUN step or into the context", cs.name, s)
-		}
+	if err := b.checkCopyFlags(sc, cs); err != nil {
+		return err
 	}
 	var mode *fs.FileMode
 	if cs.chmod != "" {
@@ -56,77 +69,272 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		fm := fileModeFromUnix(uint32(m))
 		mode = &fm
 	}
-	workdir := st.cfg.Config.WorkingDir
-	if workdir == "" {
-		workdir = "/"
-	}
-	dest := cs.sd.DestPath
-	if !path.IsAbs(dest) {
-		if dest == "." || dest == "" {
-			dest = "./"
+	dest := b.copyDest(sc.st, cs.sd.DestPath)
+	parts, err := b.copyParts(ctx, sc, cs, buildctx.CopyOptions{
+		Dest: dest, Chmod: mode, Add: cs.add, Excludes: cs.excludes, Line: sc.cmd.Line,
+	})
+	defer func() {
+		for _, p := range parts {
+			p.release()
 		}
-		keepSlash := strings.HasSuffix(dest, "/")
-		dest = path.Join(workdir, dest)
-		if keepSlash && !strings.HasSuffix(dest, "/") {
-			dest += "/"
-		}
-	}
-	srcPaths := cs.sd.SourcePaths
-	var names []string
-	for _, c := range cs.sd.SourceContents {
-		names = append(names, c.Path)
-	}
-	if len(cs.sd.SourceContents) > 0 {
-		srcPaths = names
-	}
-
-	source, err := b.copySource(ctx, sc, cs)
+	}()
 	if err != nil {
 		return err
 	}
-	defer source.release()
 
-	opts := buildctx.CopyOptions{
-		Sources: srcPaths, Dest: dest, Chmod: mode, Add: cs.add,
-		Excludes: cs.excludes, Line: sc.cmd.Line,
+	var srcNames []string
+	for _, p := range parts {
+		srcNames = append(srcNames, p.opts.Sources...)
+	}
+	op := fmt.Sprintf("%s from=%q chown=%q chmod=%q excludes=%q %q -> %q", cs.name, cs.from, cs.chown, cs.chmod, cs.excludes, srcNames, dest)
+	// Flags added later go in only when set, so keys of earlier builds stay valid.
+	if cs.parents {
+		op += " parents"
+	}
+	if cs.unpack != nil {
+		op += fmt.Sprintf(" unpack=%t", *cs.unpack)
+	}
+	if cs.keepGitDir != nil {
+		op += fmt.Sprintf(" keep-git-dir=%t", *cs.keepGitDir)
+	}
+	if cs.checksum != "" {
+		op += " checksum=" + cs.checksum
 	}
 	in := &keyInputs{
-		Op:    fmt.Sprintf("%s from=%q chown=%q chmod=%q excludes=%q %q -> %q", cs.name, cs.from, cs.chown, cs.chmod, cs.excludes, srcPaths, dest),
+		Op:    op,
 		User:  "", // USER does not affect COPY
 		Extra: map[string]string{},
+		Files: map[string]string{},
 	}
 	if cs.chown != "" {
 		in.Extra["chown"] = cs.chown
 	}
-	if source.content != "" {
-		in.Content = source.content
-	} else {
-		sum, err := buildctx.Digest(ctx, source.src, opts, b.opts.Store.HashCache())
-		if err != nil {
-			return b.copyError(sc, cs, err)
-		}
-		in.Content = sum.Digest
-		if source.src.Context != nil {
-			in.Files = make(map[string]string, len(sum.Files))
-			for _, f := range sum.Files {
-				in.Files[f.Path] = f.Digest
-			}
-		}
+	var contents []string
+	for _, p := range parts {
+		contents = append(contents, p.content)
+		maps.Copy(in.Files, p.files)
 	}
-	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcPaths, " "), cs.sd.DestPath)
-	return b.fsStep(ctx, sc, in, createdBy, func(ctx context.Context, root string) error {
+	in.Content = contents[0]
+	if len(contents) > 1 {
+		in.Content = digestOf(append([]string{"parts"}, contents...)...)
+	}
+	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
+	do := func(ctx context.Context, root string) error {
+		var owner *buildctx.Owner
 		if cs.chown != "" {
 			u, err := exec.ResolveUser(root, cs.chown)
 			if err != nil {
 				return sc.errorf(b.opts.Filename, "%s --chown=%s: %v", cs.name, cs.chown, err)
 			}
-			opts.Chown = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
+			owner = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
 		}
-		if err := buildctx.Copy(ctx, source.src, root, opts); err != nil {
-			return b.copyError(sc, cs, err)
+		for _, p := range parts {
+			if p.fetch != nil {
+				src, err := p.fetch(ctx)
+				if err != nil {
+					return b.copyError(sc, cs, err)
+				}
+				p.src = src
+			}
+			opts := p.opts
+			opts.Chown = owner
+			if err := buildctx.Copy(ctx, p.src, root, opts); err != nil {
+				return b.copyError(sc, cs, err)
+			}
 		}
 		return nil
-	})
+	}
+	// BuildKit links a layer only without --chmod (its MergeOp path); with --chmod it
+	// copies onto the stage as usual.
+	if cs.link && cs.chmod == "" {
+		return b.linkedStep(ctx, sc, in, createdBy, do)
+	}
+	return b.fsStep(ctx, sc, in, createdBy, do)
+}
+
+// copyDest resolves a COPY/ADD destination against the stage's working directory,
+// keeping a trailing "/".
+func (b *build) copyDest(st *stageState, dest string) string {
+	if path.IsAbs(dest) {
+		return dest
+	}
+	workdir := st.cfg.Config.WorkingDir
+	if workdir == "" {
+		workdir = "/"
+	}
+	if dest == "." || dest == "" {
+		dest = "./"
+	}
+	keepSlash := strings.HasSuffix(dest, "/")
+	dest = path.Join(workdir, dest)
+	if keepSlash && !strings.HasSuffix(dest, "/") {
+		dest += "/"
+	}
+	return dest
+}
+
+// checkCopyFlags refuses flag combinations as BuildKit's dispatchCopy does.
+func (b *build) checkCopyFlags(sc *stepCtx, cs copySpec) error {
+	if cs.link && cs.chown != "" && chownByName(cs.chown) {
+		return sc.errorf(b.opts.Filename, "%s --chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", cs.name, cs.chown)
+	}
+	if cs.checksum != "" {
+		if !cs.add {
+			return sc.errorf(b.opts.Filename, "checksum can't be specified for COPY")
+		}
+		if len(cs.sd.SourcePaths) != 1 {
+			return sc.errorf(b.opts.Filename, "checksum can't be specified for multiple sources")
+		}
+		if k, _, _ := sourceKind(cs.sd.SourcePaths[0]); k == sourceLocal {
+			return sc.errorf(b.opts.Filename, "checksum requires HTTP(S) or Git sources")
+		}
+	}
+	if n := len(cs.sd.SourcePaths) + len(cs.sd.SourceContents); n > 1 && !cs.parents && !isDirSyntax(cs.sd.DestPath) {
+		return sc.errorf(b.opts.Filename, "%s: when using more than one source, the destination must be a directory and end with a /: %s", cs.name, cs.sd.DestPath)
+	}
+	return nil
+}
+
+// chownByName reports whether a --chown value names a user or group instead of
+// giving numbers (BuildKit refuses names with --link: there is no /etc/passwd to
+// read in the empty layer).
+func chownByName(chown string) bool {
+	user, group, _ := strings.Cut(chown, ":")
+	for _, s := range []string{user, group} {
+		if s == "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(s, 10, 32); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// isDirSyntax reports whether dest names a directory by its spelling.
+func isDirSyntax(dest string) bool {
+	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
+}
+
+// sourceKind of a COPY/ADD source
+type srcKind int
+
+const (
+	sourceLocal srcKind = iota
+	sourceHTTP
+	sourceGit
+)
+
+// sourceKind classifies a source as BuildKit's dispatchCopy does: a git reference
+// (dfgitutil, not the deprecated "github.com/x/y" form, which is a local path here),
+// else an http(s) URL, else a local path. A malformed git URL is an error.
+func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
+	ref, isGit, err := dfgitutil.ParseGitRef(src)
+	if err != nil && isGit {
+		return sourceGit, nil, fmt.Errorf("invalid git source %s: %w", src, err)
+	}
+	if err == nil && !ref.IndistinguishableFromLocal {
+		return sourceGit, ref, nil
+	}
+	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+		return sourceHTTP, nil, nil
+	}
+	return sourceLocal, nil, nil
+}
+
+// copyParts prepares what a COPY/ADD reads, in source order. Local sources next to
+// each other share one part (one buildctx.Copy, so wildcards and the dest rules work
+// across them). Remote sources are resolved to something the cache key can name: the
+// downloaded content's digest, the --checksum, or the git commit.
+func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions) ([]*copyPart, error) {
+	var parts []*copyPart
+	if len(cs.sd.SourceContents) > 0 {
+		p, err := b.localPart(ctx, sc, cs, base, nil)
+		if p != nil {
+			parts = append(parts, p)
+		}
+		return parts, err
+	}
+	var local []string
+	flush := func() error {
+		if len(local) == 0 {
+			return nil
+		}
+		p, err := b.localPart(ctx, sc, cs, base, local)
+		if p != nil {
+			parts = append(parts, p)
+		}
+		local = nil
+		return err
+	}
+	for _, s := range cs.sd.SourcePaths {
+		kind, ref, err := sourceKind(s)
+		if err != nil {
+			return parts, sc.errorf(b.opts.Filename, "%s: %v", cs.name, err)
+		}
+		if kind == sourceLocal {
+			local = append(local, s)
+			continue
+		}
+		if err := flush(); err != nil {
+			return parts, err
+		}
+		var p *copyPart
+		switch {
+		case kind == sourceGit && !cs.add:
+			return parts, sc.errorf(b.opts.Filename, "source can't be a git ref for COPY")
+		case kind == sourceHTTP && !cs.add:
+			return parts, sc.errorf(b.opts.Filename, "source can't be a URL for COPY")
+		case kind == sourceGit:
+			p, err = b.gitPart(ctx, cs, base, s, ref)
+		default:
+			p, err = b.urlPart(ctx, cs, base, s)
+		}
+		if p != nil {
+			parts = append(parts, p)
+		}
+		if err != nil {
+			return parts, sc.errorf(b.opts.Filename, "%s %s: %v", cs.name, s, err)
+		}
+	}
+	return parts, flush()
+}
+
+// localPart reads sources from the context, another stage, an image, a named context
+// or the heredocs.
+func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string) (*copyPart, error) {
+	if len(cs.sd.SourceContents) > 0 {
+		for _, c := range cs.sd.SourceContents {
+			sources = append(sources, c.Path)
+		}
+	}
+	source, err := b.copySource(ctx, sc, cs)
+	if err != nil {
+		return nil, err
+	}
+	opts := base
+	opts.Sources = sources
+	opts.Parents = cs.parents && len(cs.sd.SourceContents) == 0
+	if cs.unpack != nil && !*cs.unpack {
+		opts.KeepArchives = true
+	}
+	p := &copyPart{opts: opts, src: source.src, release: source.release}
+	if source.content != "" {
+		p.content = source.content
+		return p, nil
+	}
+	sum, err := buildctx.Digest(ctx, source.src, opts, b.opts.Store.HashCache())
+	if err != nil {
+		return p, b.copyError(sc, cs, err)
+	}
+	p.content = sum.Digest
+	if source.src.Context != nil {
+		p.files = make(map[string]string, len(sum.Files))
+		for _, f := range sum.Files {
+			p.files[f.Path] = f.Digest
+		}
+	}
+	return p, nil
 }
 
 func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
@@ -162,12 +370,21 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 	}
 	var snaps []string
 	var content string
-	if nc, ok := b.namedContext(cs.from); ok && nc.Kind == ContextDir {
-		bctx, err := buildctx.Open(nc.Ref, "")
-		if err != nil {
-			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+	if nc, ok := b.namedContext(cs.from); ok {
+		switch nc.Kind {
+		case ContextDir:
+			bctx, err := buildctx.Open(nc.Ref, "")
+			if err != nil {
+				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+			}
+			return &copySource{src: buildctx.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
+		case ContextGit, ContextURL:
+			src, err := b.remoteContext(ctx, nc)
+			if err != nil {
+				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+			}
+			return src, nil
 		}
-		return &copySource{src: buildctx.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
 	}
 	if idx := b.stageIndex(cs.from); idx >= 0 {
 		if idx == sc.stage.Index {
@@ -209,15 +426,6 @@ func (b *build) stageIndex(ref string) int {
 		}
 	}
 	return -1
-}
-
-func isRemote(src string) bool {
-	for _, p := range []string{"http://", "https://", "git@", "git://"} {
-		if strings.HasPrefix(src, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // fileModeFromUnix converts permission and special bits from their unix values.

@@ -26,10 +26,12 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 	c := sc.cmd.Command
 	lex := shell.NewLex(b.g.EscapeToken)
 	env := shell.EnvsFromSlice(sc.st.env)
+	unmatched := map[string]struct{}{}
 	if _, isArg := c.(*instructions.ArgCommand); !isArg {
 		if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
 			err := ex.Expand(func(word string) (string, error) {
-				s, _, err := lex.ProcessWord(word, env)
+				s, um, err := lex.ProcessWord(word, env)
+				maps.Copy(unmatched, um)
 				return s, err
 			})
 			if err != nil {
@@ -41,13 +43,15 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		raw := shell.NewLex('\\')
 		raw.SkipProcessQuotes = true
 		err := ex.ExpandRaw(func(word string) (string, error) {
-			s, _, err := raw.ProcessWord(word, env)
+			s, um, err := raw.ProcessWord(word, env)
+			maps.Copy(unmatched, um)
 			return s, err
 		})
 		if err != nil {
 			return sc.errorf(b.opts.Filename, "%v", err)
 		}
 	}
+	b.reportUndefined(sc, unmatched, env)
 
 	st := sc.st
 	switch c := c.(type) {
@@ -165,12 +169,10 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 			parents: c.Parents, excludes: c.ExcludePatterns, name: "COPY",
 		})
 	case *instructions.AddCommand:
-		if c.KeepGitDir != nil || c.Checksum != "" || c.Unpack != nil {
-			return sc.errorf(b.opts.Filename, "ADD --keep-git-dir, --checksum and --unpack are not supported by kiln yet; use COPY, or ADD without them")
-		}
 		return b.dispatchCopy(ctx, sc, copySpec{
 			sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, link: c.Link,
 			excludes: c.ExcludePatterns, add: true, name: "ADD",
+			checksum: c.Checksum, keepGitDir: c.KeepGitDir, unpack: c.Unpack,
 		})
 	default:
 		return sc.errorf(b.opts.Filename, "instruction %s is not supported", c.Name())
@@ -190,7 +192,9 @@ func (b *build) dispatchArg(sc *stepCtx, c *instructions.ArgCommand, lex *shell.
 		case hasGiven:
 			arg.Value = &given
 		case arg.Value != nil:
-			v, _, err := lex.ProcessWord(*arg.Value, shell.EnvsFromSlice(st.env))
+			env := shell.EnvsFromSlice(st.env)
+			v, unmatched, err := lex.ProcessWord(*arg.Value, env)
+			b.reportUndefined(sc, unmatched, env)
 			if err != nil {
 				return sc.errorf(b.opts.Filename, "ARG %s: %v", arg.Key, err)
 			}

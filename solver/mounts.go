@@ -18,6 +18,10 @@ import (
 type runMounts struct {
 	list     []exec.Mount
 	releases []func()
+	// env is what the mounts add to the step's environment (secrets as env,
+	// SSH_AUTH_SOCK); it is never part of the cache key or the image.
+	env  []string
+	priv *privateDir // the step's secret files and agent sockets, made on first use
 }
 
 func (m *runMounts) cleanup() {
@@ -31,15 +35,27 @@ func (m *runMounts) cleanup() {
 func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instructions.Mount) (*runMounts, map[string]string, error) {
 	rm := &runMounts{}
 	keys := map[string]string{}
-	workdir := sc.st.cfg.Config.WorkingDir
-	if workdir == "" {
-		workdir = "/"
-	}
+	workdir := sc.workdir()
 	fail := func(err error) (*runMounts, map[string]string, error) {
 		rm.cleanup()
 		return nil, nil, err
 	}
+	var sshTargets []string
 	for _, m := range specs {
+		switch m.Type {
+		case instructions.MountTypeSecret:
+			if err := b.secretMount(sc, m, rm, keys); err != nil {
+				return fail(err)
+			}
+			continue
+		case instructions.MountTypeSSH:
+			t, err := b.sshMount(ctx, sc, m, len(sshTargets), rm, keys)
+			if err != nil {
+				return fail(err)
+			}
+			sshTargets = append(sshTargets, t)
+			continue
+		}
 		target := m.Target
 		if target == "" {
 			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s needs a target", m.Type))
@@ -86,18 +102,8 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 			}
 			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
 		case instructions.MountTypeCache:
-			if m.From != "" || m.Source != "" {
-				return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=cache with from= or source= is not supported by kiln yet"))
-			}
-			id := m.CacheID
-			if id == "" {
-				id = target
-			}
-			dir, err := b.opts.Store.CacheMountDir(ctx, id)
+			dir, err := b.cacheMount(ctx, sc, m, rm)
 			if err != nil {
-				return fail(err)
-			}
-			if err := prepareCacheDir(dir, m); err != nil {
 				return fail(err)
 			}
 			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: dir, Target: target, ReadOnly: m.ReadOnly})
@@ -112,7 +118,22 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s is not supported by kiln yet", m.Type))
 		}
 	}
+	// As BuildKit's llb: the first agent socket is SSH_AUTH_SOCK unless the step's
+	// environment sets it already.
+	if len(sshTargets) > 0 {
+		if _, set := lookupEnv(sc.st.env, "SSH_AUTH_SOCK"); !set {
+			rm.env = append(rm.env, "SSH_AUTH_SOCK="+sshTargets[0])
+		}
+	}
 	return rm, keys, nil
+}
+
+// workdir is the stage's working directory, "/" when unset.
+func (sc *stepCtx) workdir() string {
+	if w := sc.st.cfg.Config.WorkingDir; w != "" {
+		return w
+	}
+	return "/"
 }
 
 // bindSourcePath resolves a bind mount's source inside its root.
@@ -125,25 +146,4 @@ func bindSourcePath(src buildctx.Source, source string) (string, error) {
 		return "", fmt.Errorf("source not found: %w", err)
 	}
 	return p, nil
-}
-
-// prepareCacheDir applies uid, gid and mode of a cache mount the first time it is used.
-func prepareCacheDir(dir string, m *instructions.Mount) error {
-	if m.UID != nil || m.GID != nil {
-		uid, gid := 0, 0
-		if m.UID != nil {
-			uid = int(*m.UID)
-		}
-		if m.GID != nil {
-			gid = int(*m.GID)
-		}
-		if err := os.Lchown(dir, uid, gid); err != nil {
-			return err
-		}
-	}
-	mode := uint32(0o755)
-	if m.Mode != nil {
-		mode = uint32(*m.Mode)
-	}
-	return os.Chmod(dir, fileModeFromUnix(mode))
 }

@@ -32,8 +32,8 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 			return sc.errorf(b.opts.Filename, "RUN --%s is not supported by kiln yet", f)
 		}
 	}
-	if sec := instructions.GetSecurity(c); sec != "" && sec != "sandbox" {
-		return sc.errorf(b.opts.Filename, "RUN --security=%s is not allowed: kiln does not grant insecure entitlements", sec)
+	if err := b.checkSecurity(sc, instructions.GetSecurity(c)); err != nil {
+		return err
 	}
 	network := b.opts.Network
 	switch n := instructions.GetNetwork(c); n {
@@ -94,7 +94,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 		out := newTailWriter(b, sc, 1)
 		errOut := newTailWriter(b, sc, 2)
 		err := exec.Run(ctx, exec.Spec{
-			Rootfs: root, Args: args, Env: env, Cwd: workdir, User: st.cfg.Config.User,
+			Rootfs: root, Args: args, Env: append(env[:len(env):len(env)], mounts.env...), Cwd: workdir, User: st.cfg.Config.User,
 			Network: network, Mounts: mounts.list, Limits: b.opts.Limits,
 			Stdout: out, Stderr: errOut,
 		})

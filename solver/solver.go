@@ -47,6 +47,18 @@ type Options struct {
 	// NamedContexts are --build-context NAME=VALUE, by name.
 	NamedContexts map[string]NamedContext
 
+	// Secrets are the --secret values by id, SSH the --ssh agent sockets by id:
+	// RUN --mount=type=secret|ssh reads them. Neither reaches a layer, the history
+	// or a cache key.
+	Secrets map[string]SecretSource
+	SSH     map[string]string
+	// Entitlements are the --allow values granted: security.insecure,
+	// network.host.
+	Entitlements []string
+	// Warn receives the build checks' findings that need the build's state
+	// (UndefinedVar), formatted as "FILE:LINE: Rule: message".
+	Warn func(string)
+
 	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
 	Jobs     int
 	Progress Progress
@@ -59,6 +71,8 @@ const (
 	ContextDir       ContextKind = iota // a local directory (COPY --from=NAME)
 	ContextOCILayout                    // an image in an OCI layout dir: path[:tag|@digest]
 	ContextImage                        // an image reference in a registry
+	ContextGit                          // a git repository (COPY --from=NAME): URL#ref:subdir
+	ContextURL                          // a file at an http(s) URL, as /context (COPY --from=NAME)
 )
 
 // NamedContext is one --build-context value.
@@ -67,16 +81,27 @@ type NamedContext struct {
 	Ref  string // the dir, the layout path with its tag/digest, or the image reference
 }
 
-// ParseNamedContext parses a --build-context value as buildx does:
-// oci-layout:///path[:tag|@digest], docker-image://REF, or a local directory.
+// ParseNamedContext parses a --build-context value as buildx and BuildKit's dockerui
+// do: oci-layout:///path[:tag|@digest], docker-image://REF, a git repository
+// (git@host:repo, git://, ssh://, or http(s)://…/repo.git, with #ref:subdir), any
+// other http(s) URL (a file, seen by COPY --from=NAME as /context, not extracted), or
+// a local directory.
 func ParseNamedContext(value string) (NamedContext, error) {
 	switch {
 	case strings.HasPrefix(value, "oci-layout://"):
 		return NamedContext{Kind: ContextOCILayout, Ref: strings.TrimPrefix(value, "oci-layout://")}, nil
 	case strings.HasPrefix(value, "docker-image://"):
 		return NamedContext{Kind: ContextImage, Ref: strings.TrimPrefix(value, "docker-image://")}, nil
-	case strings.Contains(value, "://"):
-		return NamedContext{}, fmt.Errorf("build context %q: only oci-layout://, docker-image:// and local directories are supported", value)
+	}
+	if kind, _, err := sourceKind(value); err != nil {
+		return NamedContext{}, fmt.Errorf("build context %q: %w", value, err)
+	} else if kind == sourceGit {
+		return NamedContext{Kind: ContextGit, Ref: value}, nil
+	} else if kind == sourceHTTP {
+		return NamedContext{Kind: ContextURL, Ref: value}, nil
+	}
+	if strings.Contains(value, "://") {
+		return NamedContext{}, fmt.Errorf("build context %q: only oci-layout://, docker-image://, git repositories, http(s) URLs and local directories are supported", value)
 	}
 	return NamedContext{Kind: ContextDir, Ref: value}, nil
 }
@@ -142,6 +167,8 @@ type build struct {
 
 	mu     sync.Mutex
 	images map[string]*imageOnce // base images pulled once per build, by ref
+
+	checks buildChecks
 }
 
 // imageOnce dedupes concurrent pulls of one ref within a build.

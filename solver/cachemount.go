@@ -1,0 +1,166 @@
+package solver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/buildctx"
+)
+
+// cacheMount resolves a type=cache mount to its dir in the store and holds it as
+// its sharing mode asks until the step ends:
+//
+//   - shared: every step of every build uses the one dir at once;
+//   - locked: an exclusive flock on the dir (beside it, so the step cannot see it)
+//     makes other locked or private users wait, across kiln processes;
+//   - private: a step that finds the dir in use takes the first free numbered
+//     sibling, so concurrent writers never share one.
+//
+// As in BuildKit, a cache is identified by its id (default: the target as written)
+// and the base it was created from: the from/source seed, or the uid, gid and mode
+// of its root. The seed is copied in, and the ownership set, only when the dir is
+// created. Its content never enters a layer or a cache key.
+func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, rm *runMounts) (string, error) {
+	id := m.CacheID
+	if id == "" {
+		id = path.Clean(m.Target)
+	}
+	identity := id
+	var seed *copySource
+	source := path.Join("/", m.Source)
+	switch {
+	case m.From != "":
+		src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=cache"})
+		if err != nil {
+			return "", err
+		}
+		rm.releases = append(rm.releases, src.release)
+		content := src.content
+		if content == "" {
+			sum, err := buildctx.Digest(ctx, src.src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}, b.opts.Store.HashCache())
+			if err != nil {
+				return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+			}
+			content = sum.Digest
+		}
+		if _, err := bindSourcePath(src.src, source); err != nil {
+			return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+		}
+		seed = src
+		identity += fmt.Sprintf("\x00from=%s:%s@%s", m.From, source, content)
+	case m.Source != "" && source != "/":
+		return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,source=%s needs from= (the stage or image to seed the cache from)", m.Source)
+	}
+	own := seed == nil && (m.UID != nil || m.GID != nil || m.Mode != nil)
+	if own {
+		identity += fmt.Sprintf("\x00own=%s:%s:%s", optNum(m.UID, 10), optNum(m.GID, 10), optNum(m.Mode, 8))
+	}
+
+	var dir string
+	var lock *os.File
+	var err error
+	switch m.CacheSharing {
+	case instructions.MountSharingLocked:
+		if dir, err = b.opts.Store.CacheMountDir(ctx, identity); err == nil {
+			lock, err = lockCacheDir(ctx, dir, true)
+		}
+	case instructions.MountSharingPrivate:
+		for n := 0; err == nil && lock == nil; n++ {
+			name := identity
+			if n > 0 {
+				name = fmt.Sprintf("%s\x00private=%d", identity, n)
+			}
+			if dir, err = b.opts.Store.CacheMountDir(ctx, name); err == nil {
+				lock, err = lockCacheDir(ctx, dir, false)
+			}
+		}
+	default:
+		dir, err = b.opts.Store.CacheMountDir(ctx, identity)
+	}
+	if err != nil {
+		return "", fmt.Errorf("cache mount %s: %w", id, err)
+	}
+	if lock != nil {
+		rm.releases = append(rm.releases, func() { lock.Close() })
+	}
+	if err := b.initCacheDir(ctx, sc, dir, m, seed, source, own, lock != nil); err != nil {
+		return "", fmt.Errorf("cache mount %s: %w", id, err)
+	}
+	return dir, nil
+}
+
+// lockCacheDir takes an exclusive flock on dir's lock file, waiting for it when wait
+// is set, else returning nil if another step holds it.
+func lockCacheDir(ctx context.Context, dir string, wait bool) (*os.File, error) {
+	f, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		if !wait {
+			f.Close()
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// initCacheDir gives a cache dir its base the first time it is used: the seed's
+// content or the requested ownership. A marker beside the dir records that it was
+// done; a step that does not hold the dir's lock takes it for the while.
+func (b *build) initCacheDir(ctx context.Context, sc *stepCtx, dir string, m *instructions.Mount, seed *copySource, source string, own, locked bool) error {
+	marker := dir + ".init"
+	if seed == nil && !own {
+		return nil
+	}
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	if !locked {
+		lock, err := lockCacheDir(ctx, dir, true)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		if _, err := os.Stat(marker); err == nil {
+			return nil
+		}
+	}
+	if seed != nil {
+		if err := buildctx.Copy(ctx, seed.src, dir, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}); err != nil {
+			return fmt.Errorf("seed from %s:%s: %w", m.From, source, err)
+		}
+	} else {
+		if err := os.Lchown(dir, optID(m.UID), optID(m.GID)); err != nil {
+			return err
+		}
+		mode := uint32(0o755)
+		if m.Mode != nil {
+			mode = uint32(*m.Mode)
+		}
+		if err := os.Chmod(dir, fileModeFromUnix(mode)); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(marker, nil, 0o600)
+}
