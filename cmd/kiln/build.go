@@ -47,6 +47,10 @@ type buildOptions struct {
 	network       string
 	jobs          int
 	buildContexts []string
+	secrets       []string
+	ssh           []string
+	allow         []string
+	check         bool
 }
 
 func newBuildCmd() *cobra.Command {
@@ -93,6 +97,10 @@ Examples:
 	f.StringVar(&o.network, "network", "default", "network of RUN steps: default (the host's) or none")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "named context NAME=DIR, NAME=oci-layout:///path[:tag], NAME=docker-image://REF (repeatable)")
 	f.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "how many steps may run at once")
+	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
+	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
+	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
+	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
 	return cmd
 }
 
@@ -108,6 +116,9 @@ func defaultRoot() string {
 }
 
 func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
+	if o.check {
+		return runCheck(o, contextDir, stdout, stdin)
+	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("kiln build needs root (it mounts overlayfs and creates namespaces); run it with sudo")
 	}
@@ -144,6 +155,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return err
 		}
 		named[k] = nc
+	}
+	secrets, sshAgents, err := o.sessionOptions()
+	if err != nil {
+		return err
 	}
 	network := exec.NetworkHost
 	switch o.network {
@@ -200,6 +215,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
+	checkFindings := len(graph.Checks)
 	for _, a := range graph.UnusedBuildArgs {
 		prog.Warn(fmt.Sprintf("build arg %s was given but no ARG in the stages built consumed it", a))
 	}
@@ -216,9 +232,14 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
 		Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
 		NamedContexts: named, Jobs: o.jobs, Progress: prog.Event,
+		Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
+		Warn: func(w string) { checkFindings++; prog.Warn(w) },
 	})
 	if err != nil {
 		return err
+	}
+	if checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
+		return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 	}
 	if err := writeOutputs(ctx, o, outputs, res, snaps, stdout, prog); err != nil {
 		return err
