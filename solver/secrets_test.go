@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestParseSecret(t *testing.T) {
@@ -88,4 +89,27 @@ func TestAgentProxy(t *testing.T) {
 	if _, err := net.Dial("unix", filepath.Join(dir, "proxy")); err == nil {
 		t.Error("the proxy still accepts after close")
 	}
+}
+
+// A held cache dir lock makes a private user look elsewhere and a locked user wait.
+func TestLockCacheDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "c")
+	held, err := lockCacheDir(context.Background(), dir, true)
+	if err != nil || held == nil {
+		t.Fatalf("first lock: %v %v", held, err)
+	}
+	if f, err := lockCacheDir(context.Background(), dir, false); err != nil || f != nil {
+		t.Errorf("try-lock of a held dir = %v, %v; want nil, nil", f, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	if _, err := lockCacheDir(ctx, dir, true); err == nil {
+		t.Error("a waiting lock returned while the dir was held")
+	}
+	held.Close()
+	f, err := lockCacheDir(context.Background(), dir, false)
+	if err != nil || f == nil {
+		t.Fatalf("lock after release: %v %v", f, err)
+	}
+	f.Close()
 }
