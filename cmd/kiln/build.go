@@ -216,6 +216,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		prog.Warn(w)
 	}
 	checkFindings := len(graph.Checks)
+	// As BuildKit, error=true fails before building when parsing found something.
+	if checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
+		return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
+	}
 	for _, a := range graph.UnusedBuildArgs {
 		prog.Warn(fmt.Sprintf("build arg %s was given but no ARG in the stages built consumed it", a))
 	}
