@@ -21,7 +21,8 @@ type Active struct {
 	mounted bool       // overlay mounted at Root
 	copy    *copyState // non-nil in copy-fallback mode until the diff is written
 	s       *Snapshotter
-	done    bool // committed or discarded
+	done    bool     // committed or discarded
+	lowers  []string // the parents' dirs, top first
 }
 
 // Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
@@ -34,7 +35,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	a := &Active{Root: w.sub("merged"), Upper: w.sub("upper"), w: w, s: s}
+	a := &Active{Root: w.sub("merged"), Upper: w.sub("upper"), w: w, s: s, lowers: lowers}
 	fail := func(err error) (*Active, error) {
 		a.Discard(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("prepare: %w", err)
@@ -82,6 +83,9 @@ func (a *Active) unmountLocked(ctx context.Context) error {
 			return err
 		}
 		a.mounted = false
+		if err := pruneCopyUps(ctx, a.Upper, a.lowers); err != nil {
+			return fmt.Errorf("prune the upper dir: %w", err)
+		}
 	}
 	if a.copy != nil {
 		if err := a.copy.writeDiff(ctx, a.Root, a.Upper); err != nil {

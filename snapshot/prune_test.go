@@ -1,0 +1,76 @@
+package snapshot
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Directories overlayfs copied up only because something was created and removed
+// inside them (RUN's mount-point stubs) are not part of the diff; directories the step
+// did change are.
+func TestUnmountPrunesUnchangedCopyUps(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t)
+	old := time.Unix(1_000_000_000, 0)
+	err := s.Ingest(ctx, "base", func(dir string) error {
+		for _, d := range []string{"etc", "touched", "opaque", "deep/er"} {
+			if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+				return err
+			}
+		}
+		for _, d := range []string{"etc", "touched", "opaque", "deep/er", "deep"} {
+			if err := os.Chtimes(filepath.Join(dir, d), old, old); err != nil {
+				return err
+			}
+		}
+		return os.WriteFile(filepath.Join(dir, "opaque", "f"), []byte("x"), 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Prepare(ctx, []string{"base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Discard(ctx)
+	// A stub created and removed, with the dir's times put back: no change.
+	for _, d := range []string{"etc", "deep/er"} {
+		stub := filepath.Join(a.Root, d, "stub")
+		if err := os.WriteFile(stub, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(stub)
+		os.Chtimes(filepath.Join(a.Root, d), old, old)
+	}
+	os.Chtimes(filepath.Join(a.Root, "deep"), old, old)
+	// A file created and removed without restoring the time: the dir's mtime changed.
+	os.WriteFile(filepath.Join(a.Root, "touched", "tmp"), nil, 0o644)
+	os.Remove(filepath.Join(a.Root, "touched", "tmp"))
+	// A dir emptied and recreated: opaque, must stay.
+	os.RemoveAll(filepath.Join(a.Root, "opaque"))
+	os.Mkdir(filepath.Join(a.Root, "opaque"), 0o755)
+	// A new empty dir: not in the lowers, must stay.
+	os.Mkdir(filepath.Join(a.Root, "new"), 0o755)
+
+	if err := a.Unmount(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"etc": false, "deep": false, "deep/er": false, "touched": true, "opaque": true, "new": true} {
+		_, err := os.Lstat(filepath.Join(a.Upper, p))
+		if got := err == nil; got != want {
+			t.Errorf("upper/%s present = %v, want %v", p, got, want)
+		}
+	}
+	if v, _ := getxattr(filepath.Join(a.Upper, "opaque"), "trusted.overlay.opaque"); string(v) != "y" {
+		t.Errorf("opaque dir lost its xattr")
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(a.Upper, "touched"), &st); err != nil {
+		t.Fatal(err)
+	}
+}
