@@ -208,16 +208,27 @@ func (s *Snapshotter) Usage(ctx context.Context, id string) (int64, error) {
 
 // parentPaths validates parents (bottom first) and returns their dirs top first, the
 // order overlay's lowerdir wants.
+//
+// A snapshot can appear twice in a stack (two steps with the same result, such as
+// the same COPY twice): overlayfs refuses a lowerdir listed twice (ELOOP), so only
+// the topmost occurrence is kept. That changes nothing: every path the layer touches
+// is decided by its topmost copy, and the lower copy shows nothing the top one hides.
 func (s *Snapshotter) parentPaths(parents []string) ([]string, error) {
-	out := make([]string, len(parents))
-	for i, id := range parents {
+	out := make([]string, 0, len(parents))
+	seen := make(map[string]bool, len(parents))
+	for i := len(parents) - 1; i >= 0; i-- {
+		id := parents[i]
 		if err := ValidateID(id); err != nil {
 			return nil, err
 		}
 		if !s.Exists(id) {
 			return nil, fmt.Errorf("parent snapshot %s: %w", id, fs.ErrNotExist)
 		}
-		out[len(parents)-1-i] = s.Path(id)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, s.Path(id))
 	}
 	return out, nil
 }

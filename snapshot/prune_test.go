@@ -74,3 +74,27 @@ func TestUnmountPrunesUnchangedCopyUps(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The same snapshot twice in a stack (two steps with one result) mounts: overlay
+// refuses a repeated lowerdir, so only the topmost occurrence is used.
+func TestRepeatedParentMounts(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t)
+	for _, id := range []string{"a", "b"} {
+		if err := s.Ingest(ctx, id, func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, id), []byte(id), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, release, err := s.View(ctx, []string{"a", "b", "a"})
+	if err != nil {
+		t.Fatalf("view with a repeated parent: %v", err)
+	}
+	defer release()
+	for _, f := range []string{"a", "b"} {
+		if data, err := os.ReadFile(filepath.Join(root, f)); err != nil || string(data) != f {
+			t.Errorf("%s = %q, %v", f, data, err)
+		}
+	}
+}
