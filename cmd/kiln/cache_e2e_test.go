@@ -732,6 +732,16 @@ RUN sleep 0.3; echo c > /c
 	again := buildPlain(t, dir, root)
 	allCached(t, again.steps)
 	noKilnMounts(t, root)
+	// What the killed builds had half written is gone once builds ran again.
+	for _, tmp := range []string{filepath.Join(root, "tmp"), filepath.Join(root, "snapshots", "tmp")} {
+		if entries, err := os.ReadDir(tmp); err == nil && len(entries) > 0 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Errorf("left in %s: %v", tmp, names)
+		}
+	}
 }
 
 func lastLines(s string, n int) string {
