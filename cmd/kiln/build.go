@@ -127,6 +127,11 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := exec.Isolate(); err != nil {
 		return fmt.Errorf("enter a private mount namespace: %w", err)
 	}
+	if stop, err := startProfiles(); err != nil {
+		return err
+	} else {
+		defer stop()
+	}
 
 	outputs, err := o.parseOutputs()
 	if err != nil {

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+)
+
+// startProfiles writes CPU and heap profiles of a build when KILN_CPUPROFILE or
+// KILN_MEMPROFILE name files: the evidence behind performance work (go tool pprof).
+// It runs after Isolate, in the process that does the build.
+func startProfiles() (stop func(), err error) {
+	var cpu *os.File
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" {
+		if cpu, err = os.Create(p); err != nil {
+			return nil, fmt.Errorf("KILN_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, fmt.Errorf("KILN_CPUPROFILE: %w", err)
+		}
+	}
+	return func() {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+		}
+		if p := os.Getenv("KILN_MEMPROFILE"); p != "" {
+			if f, err := os.Create(p); err == nil {
+				runtime.GC()
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}, nil
+}
