@@ -13,10 +13,10 @@ func TestMalformedInput(t *testing.T) {
 	long := "FROM scratch\nLABEL x=" + strings.Repeat("a", 70<<10) + "\n"
 	cases := []struct {
 		name       string
-		dockerfile string // written as the Dockerfile unless setup replaces it
+		dockerfile string                                  // written as the Dockerfile unless setup replaces it
 		setup      func(t *testing.T, dir string) []string // extra args; may change dir
-		want       string // stderr must contain this (case-insensitive)
-		ok         bool   // the build must succeed instead
+		want       string                                  // stderr must contain this (case-insensitive)
+		ok         bool                                    // the build must succeed instead
 	}{
 		{name: "binary garbage", dockerfile: "\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00", want: "binary"},
 		{name: "empty", dockerfile: "", want: "no instructions"},
