@@ -163,6 +163,10 @@ func (s *Store) PutStepIfAbsent(ctx context.Context, e *Entry) (*Entry, error) {
 }
 
 // flushUsed writes buffered use times into their entries in one transaction.
+// usedResolution is how stale a recorded use time may be before a hit rewrites it:
+// prune works on hours and days, and a write per entry per build is not free.
+const usedResolution = time.Hour
+
 func (s *Store) flushUsed(ctx context.Context) error {
 	s.usedMu.Lock()
 	used := s.used
@@ -179,7 +183,7 @@ func (s *Store) flushUsed(ctx context.Context) error {
 				continue // pruned meanwhile
 			}
 			var e Entry
-			if json.Unmarshal(v, &e) != nil || !e.Used.Before(t) {
+			if json.Unmarshal(v, &e) != nil || !e.Used.Before(t.Add(-usedResolution)) {
 				continue
 			}
 			e.Used = t

@@ -122,9 +122,14 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	// A FROM entry keeps the image's blobs and snapshots alive in GC.
+	// A FROM entry keeps the image's blobs and snapshots alive in GC. When it exists,
+	// looking it up marks it used; rewriting it on every build would cost a write.
+	fromKey := "from:" + pulled.ManifestDigest.String()
+	if _, ok, err := b.opts.Store.GetStep(ctx, fromKey); err == nil && ok {
+		return base, nil
+	}
 	err = b.opts.Store.PutStep(ctx, &cache.Entry{
-		Key: "from:" + pulled.ManifestDigest.String(), KeepBlobs: keepBlobs, KeepSnapshots: keepSnaps,
+		Key: fromKey, KeepBlobs: keepBlobs, KeepSnapshots: keepSnaps,
 		Created: time.Now(), Used: time.Now(),
 	})
 	if err != nil {

@@ -101,9 +101,15 @@ func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy 
 		return err
 	}
 	if data, err := json.Marshal(in); err == nil {
-		e.Inputs = data
 		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
 	}
+	// The entry keeps its inputs without the per-file digests: those can run to
+	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
+	// use time); explaining a miss needs only the last inputs of the step's position.
+	files := in.Files
+	in.Files = nil
+	e.Inputs, _ = json.Marshal(in)
+	in.Files = files
 	if b.noCacheFor(sc.stage) {
 		err = b.opts.Store.PutStep(ctx, e)
 	} else {
