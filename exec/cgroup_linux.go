@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupParent is the cgroup, at the root of each hierarchy, under which every step
@@ -39,16 +41,42 @@ type stepCgroup interface {
 	delete() error
 }
 
-// newStepCgroup creates kiln/<random> with lim applied, in the v2 hierarchy when the
-// host is unified, else in every v1 hierarchy.
+// newStepCgroup creates kiln/<pid>-<random> with lim applied, in the v2 hierarchy when
+// the host is unified, else in every v1 hierarchy. The pid is kiln's own: a kiln
+// killed with SIGKILL cannot delete its step's cgroup (its processes die with it, by
+// Pdeathsig, but the empty dir stays), so every new step first removes the cgroups
+// whose kiln is gone.
 func newStepCgroup(lim Limits) (stepCgroup, error) {
+	reapStaleCgroups()
 	var b [8]byte
 	rand.Read(b[:])
-	path := cgroupParent + "/" + hex.EncodeToString(b[:])
+	path := cgroupParent + "/" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
 	if cgroups.Mode() == cgroups.Unified {
 		return newCgroup2(path, lim)
 	}
 	return newCgroup1(path, lim)
+}
+
+// reapStaleCgroups removes step cgroups left by kiln processes that no longer exist.
+// Only empty cgroups can be removed (rmdir fails otherwise), and a cgroup whose kiln is
+// alive is never touched, so this cannot race with a running step.
+func reapStaleCgroups() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent + "/*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/" + cgroupParent + "/*")
+	for _, d := range append(dirs, v2...) {
+		pidStr, _, ok := strings.Cut(filepath.Base(d), "-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
+			continue // alive, or not ours to judge
+		}
+		_ = os.Remove(d)
+	}
 }
 
 // deviceRules are Docker's default device cgroup rules: anything may be created

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -102,17 +103,20 @@ func newSandboxFS(t *testing.T) sandboxFS {
 	return fs
 }
 
-// checkNoLeaks fails when a step cgroup or a mount under dir is left, and removes
-// the shared kiln parent cgroups when empty.
+// checkNoLeaks fails when a step cgroup of this test process or a mount under dir is
+// left, and removes the shared kiln parent cgroups when empty. Step cgroups are named
+// <pid>-<random>: other packages' tests run kiln at the same time, and their steps'
+// cgroups are theirs to clean.
 func checkNoLeaks(t *testing.T, dir string) {
 	t.Helper()
-	left, _ := filepath.Glob("/sys/fs/cgroup/*/kiln/*")
+	own := fmt.Sprintf("%d-*", os.Getpid())
+	left, _ := filepath.Glob("/sys/fs/cgroup/*/kiln/" + own)
 	for _, d := range left {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
 			t.Errorf("cgroup left behind: %s", d)
 		}
 	}
-	if more, _ := filepath.Glob("/sys/fs/cgroup/kiln/*"); len(more) > 0 {
+	if more, _ := filepath.Glob("/sys/fs/cgroup/kiln/" + own); len(more) > 0 {
 		for _, d := range more {
 			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
 				t.Errorf("cgroup left behind: %s", d)

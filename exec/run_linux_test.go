@@ -3,7 +3,9 @@ package exec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -286,5 +288,39 @@ func BenchmarkRun(b *testing.B) {
 		if err := Run(context.Background(), Spec{Rootfs: lower, Args: []string{"/bin/true"}}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A kiln killed with SIGKILL leaves its step's empty cgroup; the next step removes
+// the cgroups of kiln processes that are gone, and only those.
+func TestRunReapsCgroupsOfDeadKilns(t *testing.T) {
+	fs := newSandboxFS(t)
+	dead := osexec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*/kiln")
+	if len(hierarchies) == 0 {
+		fs.mustRun(t, Spec{}, "true") // creates the kiln parents
+		hierarchies, _ = filepath.Glob("/sys/fs/cgroup/*/kiln")
+	}
+	if len(hierarchies) == 0 {
+		t.Skip("no v1 kiln cgroup parent to plant a stale cgroup in")
+	}
+	stale := filepath.Join(hierarchies[0], fmt.Sprintf("%d-deadbeef", dead.Process.Pid))
+	alive := filepath.Join(hierarchies[0], fmt.Sprintf("%d-cafe", os.Getppid()))
+	for _, d := range []string{stale, alive} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer os.Remove(alive)
+	defer os.Remove(stale)
+	fs.mustRun(t, Spec{}, "true")
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("cgroup of a dead kiln was not removed: %s", stale)
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Errorf("cgroup of a live process was removed: %s", alive)
 	}
 }
