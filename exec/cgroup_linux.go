@@ -61,8 +61,9 @@ func newStepCgroup(lim Limits) (stepCgroup, error) {
 // Only empty cgroups can be removed (rmdir fails otherwise), and a cgroup whose kiln is
 // alive is never touched, so this cannot race with a running step.
 func reapStaleCgroups() {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgroupParent + "/*")
-	v2, _ := filepath.Glob("/sys/fs/cgroup/" + cgroupParent + "/*")
+	parent := strings.TrimPrefix(cgroupParent, "/")
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent + "/*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup/" + parent + "/*")
 	for _, d := range append(dirs, v2...) {
 		pidStr, _, ok := strings.Cut(filepath.Base(d), "-")
 		if !ok {
