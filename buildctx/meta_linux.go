@@ -5,54 +5,38 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
-// xattr is one extended attribute of a file.
-type xattr struct {
+// fileXattr is one extended attribute of a file.
+type fileXattr struct {
 	name  string
 	value []byte
 }
 
 // listXattrs returns the extended attributes of path (not following a symlink), sorted
 // by name. trusted.overlay.* are overlayfs' bookkeeping, never content, so they are
-// left out. A filesystem without xattr support has none.
-func listXattrs(path string) ([]xattr, error) {
-	size, err := unix.Llistxattr(path, nil)
+// left out; one removed meanwhile or unreadable is skipped: there is nothing to copy.
+func listXattrs(path string) ([]fileXattr, error) {
+	names, err := xattr.List(path)
 	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list xattrs of %s: %w", path, err)
+		return nil, err
 	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	if size, err = unix.Llistxattr(path, buf); err != nil {
-		return nil, fmt.Errorf("list xattrs of %s: %w", path, err)
-	}
-	var out []xattr
-	for _, name := range strings.Split(string(buf[:size]), "\x00") {
-		if name == "" || strings.HasPrefix(name, "trusted.overlay.") {
+	var out []fileXattr
+	for _, name := range names {
+		if strings.HasPrefix(name, "trusted.overlay.") {
 			continue
 		}
-		vsize, err := unix.Lgetxattr(path, name, nil)
-		if err != nil {
-			continue // removed meanwhile, or not readable: nothing to copy
+		if v, ok, err := xattr.Get(path, name); err == nil && ok {
+			out = append(out, fileXattr{name: name, value: v})
 		}
-		val := make([]byte, vsize)
-		if vsize, err = unix.Lgetxattr(path, name, val); err != nil {
-			continue
-		}
-		out = append(out, xattr{name: name, value: val[:vsize]})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, nil
 }
 

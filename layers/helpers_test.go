@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/xattr"
 	"io"
 	"io/fs"
 	"os"
@@ -109,10 +110,10 @@ func describeTree(t *testing.T, dir string) string {
 		case unix.S_IFCHR, unix.S_IFBLK:
 			line += fmt.Sprintf(" dev=%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
-		names, err := listXattrs(p)
+		names, err := xattr.List(p)
 		must(t, err)
 		for _, n := range names {
-			v, _, err := getXattr(p, n)
+			v, _, err := xattr.Get(p, n)
 			must(t, err)
 			line += fmt.Sprintf(" xattr:%s=%q", n, v)
 		}

@@ -1,6 +1,8 @@
 package layers
 
 import (
+	"github.com/kiln-build/kiln/internal/xattr"
+
 	"archive/tar"
 	"bytes"
 	"context"
@@ -173,7 +175,7 @@ func TestUnpackHostile(t *testing.T) {
 		{name: "opaque xattr from the archive is dropped", entries: func(*sandbox) []*tar.Header {
 			return hdrs(&tar.Header{Typeflag: tar.TypeDir, Name: "d/", Mode: 0o755, PAXRecords: map[string]string{paxXattr + "trusted.overlay.opaque": "y"}})
 		}, check: func(t *testing.T, s *sandbox) {
-			if _, ok, _ := getXattr(filepath.Join(s.dest, "d"), "trusted.overlay.opaque"); ok {
+			if _, ok, _ := xattr.Get(filepath.Join(s.dest, "d"), "trusted.overlay.opaque"); ok {
 				t.Error("archive set trusted.overlay.opaque")
 			}
 		}},

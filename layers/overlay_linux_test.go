@@ -1,6 +1,8 @@
 package layers
 
 import (
+	"github.com/kiln-build/kiln/internal/xattr"
+
 	"bytes"
 	"context"
 	"os"
@@ -87,7 +89,7 @@ func TestWriteUpperDiffOverlay(t *testing.T) {
 		if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 			t.Errorf("a: mode %o rdev %d, want a 0/0 char device", st.Mode, st.Rdev)
 		}
-		if v, _, _ := getXattr(filepath.Join(dest, "d"), "trusted.overlay.opaque"); string(v) != "y" {
+		if v, _, _ := xattr.Get(filepath.Join(dest, "d"), "trusted.overlay.opaque"); string(v) != "y" {
 			t.Errorf("d: trusted.overlay.opaque = %q, want y", v)
 		}
 		if _, err := os.Lstat(filepath.Join(dest, "d/.wh..wh..opq")); err == nil {

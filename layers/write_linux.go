@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // Whiteout names of the OCI image spec (inherited from AUFS).
@@ -193,7 +195,7 @@ func (t *treeWriter) add(p, name string) error {
 // the upper dir an incomplete description of the change are refused, as BuildKit's
 // overlay differ does, instead of producing a wrong layer.
 func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) {
-	names, err := listXattrs(p)
+	names, err := xattr.List(p)
 	if err != nil {
 		return false, err
 	}
@@ -204,7 +206,7 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 			}
 			switch strings.TrimPrefix(n, overlayXattrPrefix) {
 			case "opaque":
-				v, _, err := getXattr(p, n)
+				v, _, err := xattr.Get(p, n)
 				if err != nil {
 					return false, err
 				}
@@ -214,7 +216,7 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 			}
 			continue
 		}
-		v, ok, err := getXattr(p, n)
+		v, ok, err := xattr.Get(p, n)
 		if err != nil {
 			return false, err
 		}

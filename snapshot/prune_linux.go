@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // pruneCopyUps removes from upper the directories overlayfs copied up without the step
@@ -137,35 +139,19 @@ func lowerDir(rel string, lowers []string) (string, bool, error) {
 	return "", false, nil
 }
 
+// getxattr is the value of name on p, nil when it is not set.
 func getxattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	n, err := unix.Lgetxattr(p, name, buf)
-	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	}
-	if errors.Is(err, unix.ERANGE) {
-		size, err := unix.Lgetxattr(p, name, nil)
-		if err != nil {
-			return nil, err
-		}
-		buf = make([]byte, size)
-		n, err = unix.Lgetxattr(p, name, buf)
-		if err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
+	v, _, err := xattr.Get(p, name)
+	return v, err
 }
 
 // sameXattrs compares the xattrs of two paths, ignoring overlayfs's own.
 func sameXattrs(a, b string) (bool, error) {
-	na, err := xattrNames(a)
+	na, err := contentXattrs(a)
 	if err != nil {
 		return false, err
 	}
-	nb, err := xattrNames(b)
+	nb, err := contentXattrs(b)
 	if err != nil {
 		return false, err
 	}
@@ -188,25 +174,11 @@ func sameXattrs(a, b string) (bool, error) {
 	return true, nil
 }
 
-func xattrNames(p string) ([]string, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if err != nil || size == 0 {
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, size)
-	n, err := unix.Llistxattr(p, buf)
+// contentXattrs lists p's xattr names (sorted) without overlayfs's bookkeeping.
+func contentXattrs(p string) ([]string, error) {
+	names, err := xattr.List(p)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, n := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-		if n != "" && !strings.HasPrefix(n, "trusted.overlay.") {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	return names, nil
+	return slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, "trusted.overlay.") }), nil
 }
