@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -194,8 +195,9 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 	jobs := make(chan fileJob)
 	for range copyWorkers {
 		g.Go(func() error {
+			buf := make([]byte, copyBufSize)
 			for j := range jobs {
-				if err := c.copyFile(j); err != nil {
+				if err := c.copyFile(j, buf); err != nil {
 					return err
 				}
 			}
@@ -289,7 +291,20 @@ func clearTarget(dst, img string) error {
 
 // copyFile streams one regular file: os.File.ReadFrom uses copy_file_range (or
 // sendfile) where the kernel can, so content never passes through user space.
-func (c *copier) copyFile(j fileJob) error {
+// writerOnly and readerOnly hide an *os.File's ReadFrom and WriteTo, so io.CopyBuffer
+// uses the buffer it is given instead of the files' generic fallbacks.
+type (
+	writerOnly struct{ io.Writer }
+	readerOnly struct{ io.Reader }
+)
+
+// copyBufSize is each copy worker's buffer. Context and image are usually different
+// filesystems (and the image side is overlayfs), where copy_file_range does not apply
+// and Go's generic copy would allocate a fresh buffer for every file: 640 MB of garbage
+// for a 20,000-file COPY.
+const copyBufSize = 128 << 10
+
+func (c *copier) copyFile(j fileJob, buf []byte) error {
 	in, err := os.OpenFile(j.e.host, os.O_RDONLY|osNoFollow, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", j.e.rel, err)
@@ -310,7 +325,7 @@ func (c *copier) copyFile(j fileJob) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", j.img, err)
 	}
-	if _, err := out.ReadFrom(in); err != nil {
+	if _, err := io.CopyBuffer(writerOnly{out}, readerOnly{in}, buf); err != nil {
 		out.Close()
 		return fmt.Errorf("copy to %s: %w", j.img, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,7 @@ func (e *exitCodeError) Unwrap() error { return e.err }
 func main() {
 	// A process started as a RUN sandbox's init never gets past this line.
 	exec.MaybeInit()
+	setMemoryLimit()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -53,6 +55,19 @@ func main() {
 		os.Exit(130)
 	default:
 		os.Exit(1)
+	}
+}
+
+// defaultMemoryLimit is kiln's soft heap limit. A build's live heap is small (tens of
+// MB even for a 20,000-file COPY: buffers are reused and layers stream), but with
+// the default GOGC the heap grows to twice the live size before a collection; near
+// this limit the collector runs sooner instead. Measured on W2 (COPY of 20,000 files):
+// peak RSS 78 MB -> 59 MB, same wall time. GOMEMLIMIT overrides it.
+const defaultMemoryLimit = 48 << 20
+
+func setMemoryLimit() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 }
 
