@@ -324,3 +324,31 @@ func TestRunReapsCgroupsOfDeadKilns(t *testing.T) {
 		t.Errorf("cgroup of a live process was removed: %s", alive)
 	}
 }
+
+// Seen from inside, a step has only the sandbox's own mounts (none of the host's paths
+// show through) and cannot write to /sys, so neither its cgroup nor any other kernel
+// setting there can be changed.
+func TestRunSeesNoHostMountsAndReadOnlySys(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{}, "cut -d' ' -f5 /proc/self/mountinfo")
+	allowed := map[string]bool{"/": true, "/proc": true, "/dev": true, "/dev/pts": true, "/dev/shm": true,
+		"/dev/mqueue": true, "/sys": true, "/etc/hosts": true, "/etc/resolv.conf": true, "/etc/hostname": true}
+	for _, mp := range strings.Fields(out) {
+		if allowed[mp] || strings.HasPrefix(mp, "/proc/") || strings.HasPrefix(mp, "/sys/") || strings.HasPrefix(mp, "/dev/") {
+			continue
+		}
+		t.Errorf("unexpected mount inside the step: %s", mp)
+	}
+	for _, host := range []string{"/work", "/tmp", "/var/lib"} {
+		for _, mp := range strings.Fields(out) {
+			if mp == host {
+				t.Errorf("host path %s is mounted inside the step", host)
+			}
+		}
+	}
+	res := fs.mustRun(t, Spec{}, "mkdir /sys/fs/cgroup/kiln-escape 2>/dev/null && echo wrote || echo refused; "+
+		"(echo 1 > /sys/kernel/mm/ksm/run) 2>/dev/null && echo wrote || echo refused")
+	if strings.Contains(res, "wrote") {
+		t.Errorf("a step could write under /sys: %q", res)
+	}
+}
