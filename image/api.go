@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -22,6 +23,9 @@ type PullOptions struct {
 	InsecureRegistry []string    // hosts spoken to over plain HTTP (localhost and 127.0.0.1 always are)
 	ForcePull        bool        // re-resolve the tag even when the store has it
 	Progress         func(msg string)
+	// StallTimeout is how long the registry may send nothing before a request fails
+	// (and is retried); 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
 
 // Pulled is a base image whose manifest, config and layer blobs are all in the store.
@@ -36,4 +40,5 @@ type PushOptions struct {
 	InsecureRegistry []string
 	Jobs             int
 	Progress         func(msg string)
+	StallTimeout     time.Duration // as in PullOptions
 }

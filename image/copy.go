@@ -21,7 +21,10 @@ const layerTries = 3
 // each against its digest; blobs already present are skipped. The manifest goes last so
 // that a manifest in the store implies its blobs are too. It returns the manifest
 // digest.
-func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(string)) (v1.Hash, error) {
+// configFetcher fetches a config blob afresh, for a retry after a broken download.
+type configFetcher func(ctx context.Context, h v1.Hash) ([]byte, error)
+
+func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(string), refetch configFetcher) (v1.Hash, error) {
 	rawManifest, err := img.RawManifest()
 	if err != nil {
 		return v1.Hash{}, err
@@ -37,9 +40,19 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 	if mt := m.MediaType; mt != "" && !mt.IsImage() {
 		return v1.Hash{}, fmt.Errorf("unsupported manifest media type %s", mt)
 	}
+	// The config is a blob too, and go-containerregistry retries requests but not a
+	// body cut off mid-way (and keeps what it read): retry it with fresh requests.
 	rawCfg, err := img.RawConfigFile()
+	for try := 1; err != nil && refetch != nil && try < layerTries; try++ {
+		select {
+		case <-ctx.Done():
+			return v1.Hash{}, ctx.Err()
+		case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+		}
+		rawCfg, err = refetch(ctx, m.Config.Digest)
+	}
 	if err != nil {
-		return v1.Hash{}, err
+		return v1.Hash{}, fmt.Errorf("config: %w", err)
 	}
 	if err := writeSmallBlob(store, m.Config.Digest, rawCfg); err != nil {
 		return v1.Hash{}, fmt.Errorf("config: %w", err)

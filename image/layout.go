@@ -38,7 +38,7 @@ func LoadOCILayout(ctx context.Context, store BlobStore, path string, opts PullO
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}
-	digest, err := copyToStore(ctx, store, img, opts.Progress)
+	digest, err := copyToStore(ctx, store, img, opts.Progress, nil)
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}

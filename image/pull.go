@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -37,11 +38,24 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	}
 
 	progress(opts.Progress, "resolving %s for %s", refName, plat.String())
-	img, err := remote.Image(r, remoteOptions(ctx, 4, nil, remote.WithPlatform(plat))...)
+	ropts := remoteOptions(ctx, 4, opts.StallTimeout, nil, remote.WithPlatform(plat))
+	img, err := remote.Image(r, ropts...)
 	if err != nil {
 		return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 	}
-	digest, err := copyToStore(ctx, store, img, opts.Progress)
+	refetchConfig := func(ctx context.Context, h v1.Hash) ([]byte, error) {
+		l, err := remote.Layer(r.Context().Digest(h.String()), ropts...)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := l.Compressed() // verifies the digest as it is read
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return io.ReadAll(rc)
+	}
+	digest, err := copyToStore(ctx, store, img, opts.Progress, refetchConfig)
 	if err != nil {
 		return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 	}
@@ -61,11 +75,13 @@ func retryBackoff() remote.Backoff {
 	return remote.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}
 }
 
-// remoteOptions are the options every registry call uses: the caller's context, the
-// docker keychain (~/.docker/config.json and credential helpers), bounded retries.
-func remoteOptions(ctx context.Context, jobs int, updates chan<- v1.Update, extra ...remote.Option) []remote.Option {
+// remoteOptions are the options every registry call uses: the caller's context, a
+// transport that gives up on a silent registry, the docker keychain
+// (~/.docker/config.json and credential helpers), bounded retries.
+func remoteOptions(ctx context.Context, jobs int, stall time.Duration, updates chan<- v1.Update, extra ...remote.Option) []remote.Option {
 	o := []remote.Option{
 		remote.WithContext(ctx),
+		remote.WithTransport(registryTransport(stall)),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithRetryBackoff(retryBackoff()),
 		remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,

@@ -46,7 +46,7 @@ func Push(ctx context.Context, img v1.Image, tags []string, opts PushOptions) er
 	}
 	// MultiWrite closes updates when it returns (our options cannot fail to apply,
 	// which is the only path where it would not), so the reporter always ends.
-	err := remote.MultiWrite(todo, remoteOptions(ctx, opts.Jobs, updates)...)
+	err := remote.MultiWrite(todo, remoteOptions(ctx, opts.Jobs, opts.StallTimeout, updates)...)
 	<-done
 	if err != nil {
 		ref := strings.Join(tags, ", ")
