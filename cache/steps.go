@@ -97,10 +97,10 @@ func (s *Store) deleteStep(ctx context.Context, key string) error {
 	return nil
 }
 
-// PutStep records e (its blob and snapshot must already be committed).
-func (s *Store) PutStep(ctx context.Context, e *Entry) error {
+// encodeEntry is e as it is stored: its times default to now.
+func encodeEntry(e *Entry) (Entry, []byte, error) {
 	if e.Key == "" {
-		return fmt.Errorf("put step: empty key")
+		return Entry{}, nil, fmt.Errorf("put step: empty key")
 	}
 	now := time.Now().UTC()
 	c := *e
@@ -112,7 +112,16 @@ func (s *Store) PutStep(ctx context.Context, e *Entry) error {
 	}
 	b, err := json.Marshal(&c)
 	if err != nil {
-		return fmt.Errorf("put step: %w", err)
+		return Entry{}, nil, fmt.Errorf("put step: %w", err)
+	}
+	return c, b, nil
+}
+
+// PutStep records e (its blob and snapshot must already be committed).
+func (s *Store) PutStep(ctx context.Context, e *Entry) error {
+	c, b, err := encodeEntry(e)
+	if err != nil {
+		return err
 	}
 	err = s.db.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketSteps).Put([]byte(c.Key), b) })
 	if err != nil {
@@ -126,20 +135,9 @@ func (s *Store) PutStep(ctx context.Context, e *Entry) error {
 // write are one transaction, so builds racing to record one step all end up with the
 // first one's result (a step that is not reproducible may give each a different one).
 func (s *Store) PutStepIfAbsent(ctx context.Context, e *Entry) (*Entry, error) {
-	if e.Key == "" {
-		return nil, fmt.Errorf("put step: empty key")
-	}
-	now := time.Now().UTC()
-	c := *e
-	if c.Created.IsZero() {
-		c.Created = now
-	}
-	if c.Used.IsZero() {
-		c.Used = now
-	}
-	b, err := json.Marshal(&c)
+	c, b, err := encodeEntry(e)
 	if err != nil {
-		return nil, fmt.Errorf("put step: %w", err)
+		return nil, err
 	}
 	var found *Entry
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {

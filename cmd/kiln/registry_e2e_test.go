@@ -33,13 +33,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/kiln-build/kiln/internal/testenv"
 )
@@ -189,31 +187,6 @@ func requireBaseLayers(t *testing.T, img, base v1.Image) {
 			t.Errorf("layer %d bytes hash to %s, want %s", i, sum, want[i].Digest)
 		}
 	}
-}
-
-// readOCIAnyCompression is readOCI for zstd and uncompressed layers too: ggcr's full
-// validation gunzips every layer, so only the manifest and config are validated here
-// (requireBaseLayers and flatten check the layers).
-func readOCIAnyCompression(t *testing.T, tarPath string) v1.Image {
-	t.Helper()
-	dir := t.TempDir()
-	untar(t, tarPath, dir)
-	idx, err := layout.ImageIndexFromPath(dir)
-	if err != nil {
-		t.Fatalf("read OCI layout %s: %v", tarPath, err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil || len(m.Manifests) != 1 {
-		t.Fatalf("index of %s: %+v, %v; want one manifest", tarPath, m, err)
-	}
-	img, err := idx.Image(m.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Image(img, validate.Fast); err != nil {
-		t.Fatalf("validate image: %v", err)
-	}
-	return img
 }
 
 // ociLayerType is the OCI media type of a Docker layer type (same bytes, other name).
