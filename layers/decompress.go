@@ -23,6 +23,9 @@ var (
 	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
 )
 
+// zstdMaxWindow bounds the window a zstd stream may ask for.
+const zstdMaxWindow = 128 << 20
+
 // readCloser pairs a decoder's reader with the function that releases it.
 type readCloser struct {
 	io.Reader
@@ -48,7 +51,10 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 		}
 		return readCloser{zr, zr.Close}, nil
 	case bytes.HasPrefix(head, magicZstd):
-		zr, err := zstd.NewReader(br)
+		// A frame may ask for a window of up to terabytes; a hostile archive would make
+		// kiln allocate it. 128 MiB covers zstd up to --long=27; one decoder per stream
+		// keeps memory flat (a layer is read once, in order).
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}

@@ -118,3 +118,20 @@ func TestUnpackCancelled(t *testing.T) {
 		t.Error("cancelled unpack succeeded")
 	}
 }
+
+// A zstd frame that asks for a huge window is refused instead of allocated.
+func TestZstdHugeWindowRefused(t *testing.T) {
+	// Frame header: magic, descriptor 0x00 (window descriptor present, no checksum,
+	// no dict, no content size), window descriptor 0x90: a 2^28-byte (256 MiB)
+	// window, above kiln's cap but within the library's default; then one empty raw
+	// last block, so the frame is otherwise valid.
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x90, 0x01, 0x00, 0x00}
+	rc, err := Decompress(bytes.NewReader(frame))
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if err == nil {
+		t.Fatal("a zstd frame asking for a 256 MiB window was decoded")
+	}
+}
