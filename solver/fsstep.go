@@ -35,11 +35,16 @@ type keyInputs struct {
 }
 
 func (in *keyInputs) key() string {
-	files := in.Files
-	in.Files = nil // the content digest already covers them
+	return digestOf("kiln-step-v1", string(in.compact()))
+}
+
+// compact is the record without the per-file digests: the content digest already
+// covers them, and for a big COPY they run to megabytes. It is what the key hashes and
+// what a cache entry keeps.
+func (in keyInputs) compact() []byte {
+	in.Files = nil
 	data, _ := json.Marshal(in)
-	in.Files = files
-	return digestOf("kiln-step-v1", string(data))
+	return data
 }
 
 // fsStep runs a filesystem-changing step through the cache: on a hit the recorded layer
@@ -106,10 +111,7 @@ func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy 
 	// The entry keeps its inputs without the per-file digests: those can run to
 	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
 	// use time); explaining a miss needs only the last inputs of the step's position.
-	files := in.Files
-	in.Files = nil
-	e.Inputs, _ = json.Marshal(in)
-	in.Files = files
+	e.Inputs = in.compact()
 	if b.noCacheFor(sc.stage) {
 		err = b.opts.Store.PutStep(ctx, e)
 	} else {
