@@ -33,6 +33,25 @@ type WriteOptions struct {
 	Level       int         // 0 means the codec's default
 	// SourceDateEpoch, when set, clamps every mtime above it down to it.
 	SourceDateEpoch *time.Time
+	// Pending are regular files that belong in the layer but were never written to
+	// the upper dir (a COPY whose files nothing reads before the layer is made):
+	// WriteUpperDiff reads them from their sources and places them in the tar where
+	// the walk of the upper dir would have found them. Their directories must be in
+	// the upper dir. WriteTree ignores them.
+	Pending []PendingFile
+}
+
+// PendingFile is a regular file of a layer that is read from elsewhere: a COPY
+// source. It is written exactly as the same file in the upper dir would be.
+type PendingFile struct {
+	Name    string // slash-separated path relative to the upper dir
+	Source  string // host path its content is read from (never followed if a link)
+	Size    int64  // its size when it was selected; a different size is an error
+	Mode    uint32 // permission and special bits, st_mode form (04755)
+	UID     int
+	GID     int
+	ModTime time.Time
+	Xattrs  map[string][]byte
 }
 
 // ErrReservedName is returned by WriteUpperDiff for a file whose name starts with

@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +40,12 @@ func writeLayer(ctx context.Context, root string, w io.Writer, opts WriteOptions
 		links:   map[fileID]string{},
 		buf:     make([]byte, 128<<10),
 	}
+	if overlay {
+		if err := tw.setPending(opts.Pending); err != nil {
+			bw.abort()
+			return Blob{}, false, err
+		}
+	}
 	if err := tw.walk(); err != nil {
 		bw.abort()
 		return Blob{}, false, fmt.Errorf("write layer of %s: %w", root, err)
@@ -68,30 +74,100 @@ type treeWriter struct {
 	links   map[fileID]string // first tar name of each multiply-linked inode
 	buf     []byte
 	entries int
+
+	pending      map[string]map[string]*PendingFile // by directory, then base name
+	pendingTotal int
+	pendingDone  int
 }
 
-// walk visits the tree depth first in lexical order (filepath.WalkDir sorts each
-// directory), which is what makes the same tree give the same bytes.
-func (t *treeWriter) walk() error {
-	return filepath.WalkDir(t.root, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// setPending indexes the pending files by directory, refusing names that are not
+// clean relative paths (they could not be where the walk would find them).
+func (t *treeWriter) setPending(files []PendingFile) error {
+	for i := range files {
+		pf := &files[i]
+		if pf.Name == "" || pf.Name != path.Clean(pf.Name) || path.IsAbs(pf.Name) || pf.Name == "." || pf.Name == ".." || strings.HasPrefix(pf.Name, "../") {
+			return fmt.Errorf("pending file %q: not a clean relative path", pf.Name)
 		}
+		dir, base := path.Split(pf.Name)
+		dir = strings.TrimSuffix(dir, "/")
+		if t.pending == nil {
+			t.pending = map[string]map[string]*PendingFile{}
+		}
+		if t.pending[dir] == nil {
+			t.pending[dir] = map[string]*PendingFile{}
+		}
+		if _, dup := t.pending[dir][base]; dup {
+			return fmt.Errorf("pending file %q listed twice", pf.Name)
+		}
+		t.pending[dir][base] = pf
+		t.pendingTotal++
+	}
+	return nil
+}
+
+// walk visits the tree depth first in lexical order (each directory's names sorted,
+// as filepath.WalkDir does), which is what makes the same tree give the same bytes.
+// Pending files take their place among the names of their directory.
+func (t *treeWriter) walk() error {
+	if err := t.walkDir(t.root, ""); err != nil {
+		return err
+	}
+	if t.pendingDone != t.pendingTotal {
+		for dir, files := range t.pending {
+			for name := range files {
+				return fmt.Errorf("%s: pending file outside the upper dir's directories", path.Join(dir, name))
+			}
+		}
+	}
+	return nil
+}
+
+func (t *treeWriter) walkDir(dir, rel string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("read dir %s: %w", rel, err)
+	}
+	pending := t.pending[rel]
+	if len(pending) > 0 {
+		real := make(map[string]bool, len(names))
+		for _, n := range names {
+			real[n] = true
+		}
+		for name := range pending {
+			if !real[name] {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
 		if err := t.ctx.Err(); err != nil {
 			return err
 		}
-		if p == t.root {
-			return nil
+		child := path.Join(rel, name)
+		host := filepath.Join(dir, name)
+		if pf, ok := pending[name]; ok {
+			if err := t.addPending(host, pf); err != nil {
+				return fmt.Errorf("%s: %w", child, err)
+			}
+			continue
 		}
-		rel, err := filepath.Rel(t.root, p)
+		isDir, err := t.add(host, child)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", child, err)
 		}
-		if err := t.add(p, filepath.ToSlash(rel)); err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+		if isDir {
+			if err := t.walkDir(host, child); err != nil {
+				return err
+			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // mtime truncates to whole seconds as containerd's and BuildKit's differs do (without
@@ -107,17 +183,24 @@ func (t *treeWriter) mtime(ts unix.Timespec) time.Time {
 	return m.UTC()
 }
 
-func (t *treeWriter) add(p, name string) error {
+// add writes the entry for p, named name in the tar, and reports whether p is a
+// directory to descend into.
+func (t *treeWriter) add(p, name string) (isDir bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
-		return fmt.Errorf("lstat: %w", err)
+		return false, fmt.Errorf("lstat: %w", err)
 	}
+	isDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+	return isDir, t.addStat(p, name, &st)
+}
+
+func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
 	// A file named .wh.* cannot be stored in a layer: every reader takes it for a
 	// whiteout and would delete its namesake from the layers below (an ADDed archive
 	// or a RUN could otherwise remove /bin with a file named /.wh.bin). The overlay
 	// whiteouts this writer makes are char devices and come through writeWhiteout.
 	if base := path.Base(name); t.overlay && strings.HasPrefix(base, whiteoutPrefix) && !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0) {
-		return fmt.Errorf("%w (a reader would delete %q); rename it", ErrReservedName, path.Join(path.Dir(name), strings.TrimPrefix(base, whiteoutPrefix)))
+		return reservedName(name)
 	}
 	hdr := &tar.Header{
 		Name:    name,
@@ -190,6 +273,64 @@ func (t *treeWriter) add(p, name string) error {
 	return nil
 }
 
+func reservedName(name string) error {
+	base := path.Base(name)
+	return fmt.Errorf("%w (a reader would delete %q); rename it", ErrReservedName, path.Join(path.Dir(name), strings.TrimPrefix(base, whiteoutPrefix)))
+}
+
+// addPending writes a pending file. Whatever the upper dir holds under its name (a
+// whiteout, or a link the copy replaced) is what the file replaces, so it is not
+// written; a directory there means the copy went wrong.
+func (t *treeWriter) addPending(host string, pf *PendingFile) error {
+	t.pendingDone++
+	var st unix.Stat_t
+	if err := unix.Lstat(host, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("pending file over a directory")
+	}
+	if strings.HasPrefix(path.Base(pf.Name), whiteoutPrefix) {
+		return reservedName(pf.Name)
+	}
+	hdr := &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     pf.Name,
+		Size:     pf.Size,
+		Mode:     int64(pf.Mode & 0o7777),
+		Uid:      pf.UID,
+		Gid:      pf.GID,
+		ModTime:  t.mtime(unix.NsecToTimespec(pf.ModTime.UnixNano())),
+		Format:   tar.FormatPAX,
+	}
+	for k, v := range pf.Xattrs {
+		if strings.HasPrefix(k, overlayXattrPrefix) {
+			continue
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords[paxXattr+k] = string(v)
+	}
+	if err := t.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	t.entries++
+	if pf.Size > 0 {
+		return t.copyFile(pf.Source, pf.Size)
+	}
+	return t.checkEmpty(pf.Source)
+}
+
+// checkEmpty checks that an empty pending file is still an empty regular file.
+func (t *treeWriter) checkEmpty(src string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return fmt.Errorf("file changed while writing the layer")
+	}
+	return nil
+}
+
 // xattrs copies the extended attributes of p into hdr, except overlayfs's own, and
 // reports whether p is an overlay opaque directory. Overlay features that would make
 // the upper dir an incomplete description of the change are refused, as BuildKit's
@@ -256,11 +397,11 @@ func (t *treeWriter) copyFile(p string, size int64) error {
 	}
 	defer f.Close()
 	var n int64
-	for {
+	for n < size {
 		if err := t.ctx.Err(); err != nil {
 			return err
 		}
-		m, err := io.CopyBuffer(t.tw, io.LimitReader(f, int64(len(t.buf))), t.buf)
+		m, err := io.CopyBuffer(t.tw, io.LimitReader(f, min(int64(len(t.buf)), size-n)), t.buf)
 		n += m
 		if err != nil {
 			return fmt.Errorf("copy content: %w", err)
@@ -269,8 +410,11 @@ func (t *treeWriter) copyFile(p string, size int64) error {
 			break
 		}
 	}
-	if n != size {
-		return fmt.Errorf("file changed while writing the layer: %d bytes, expected %d", n, size)
+	if n == size {
+		if m, _ := f.Read(t.buf[:1]); m > 0 {
+			return fmt.Errorf("file changed while writing the layer: more than the %d bytes expected", size)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("file changed while writing the layer: %d bytes, expected %d", n, size)
 }
