@@ -32,6 +32,9 @@ type CopyOptions struct {
 	// dest/b/c). The part after the pivot is a pattern ("**" allowed); what it
 	// matches and the directories above it are copied into Dest, a directory.
 	Parents bool
+	// Pending, when set, collects the regular files instead of writing them (see
+	// Pending). ADD extracts archives into the rootfs, so it ignores Pending.
+	Pending *Pending
 }
 
 // HashCache remembers file digests by file metadata so unchanged files are not re-read.

@@ -33,6 +33,9 @@ const copyWorkers = 4
 // the context, the source owner for other stages).
 func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) error {
 	w := where(opts)
+	if opts.Add {
+		opts.Pending = nil
+	}
 	if opts.Parents {
 		return copyParents(ctx, src, destRoot, opts)
 	}
@@ -222,10 +225,20 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 			m := e.fi.Mode()
 			switch {
 			case m.IsDir():
+				if c.opts.Pending != nil && c.opts.Pending.has(j.dst) {
+					return fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
+				}
 				if err := mkdirOne(j); err != nil {
 					return err
 				}
 				dirs = append(dirs, j)
+				if c.opts.Pending != nil {
+					c.opts.Pending.dirInUpper(j.dst)
+				}
+			case m.IsRegular() && c.opts.Pending != nil:
+				if err := c.opts.Pending.add(c, j); err != nil {
+					return err
+				}
 			case m.IsRegular():
 				select {
 				case jobs <- j:
@@ -337,6 +350,9 @@ func (c *copier) copyFile(j fileJob, buf []byte) error {
 
 // copySpecial recreates a symlink (as a link, never followed), device node or fifo.
 func (c *copier) copySpecial(j fileJob) error {
+	if c.opts.Pending != nil {
+		c.opts.Pending.drop(j.dst)
+	}
 	if err := clearTarget(j.dst, j.img); err != nil {
 		return err
 	}

@@ -60,9 +60,8 @@ func (s *Store) entryUsable(e *Entry) bool {
 		if err != nil || !fi.Mode().IsRegular() || (e.Layer.Size > 0 && fi.Size() != e.Layer.Size) {
 			return false
 		}
-		if e.Layer.Snapshot != "" && !s.snapshotExists(e.Layer.Snapshot) {
-			return false
-		}
+		// A missing snapshot is not: the solver unpacks it from the blob when a
+		// later step needs it (a COPY may write only its layer).
 	}
 	for _, d := range e.KeepBlobs {
 		h, err := v1.NewHash(d)

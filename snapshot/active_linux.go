@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 )
 
@@ -23,6 +24,21 @@ type Active struct {
 	s       *Snapshotter
 	done    bool     // committed or discarded
 	lowers  []string // the parents' dirs, top first
+	keep    map[string]bool
+}
+
+// KeepDirs names directories of the upper dir (relative, slash-separated) that
+// Unmount must keep even if they look unchanged: the layer puts files in them that
+// were never written there (layers.PendingFile).
+func (a *Active) KeepDirs(dirs []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.keep == nil {
+		a.keep = map[string]bool{}
+	}
+	for _, d := range dirs {
+		a.keep[filepath.Clean(filepath.FromSlash(d))] = true
+	}
 }
 
 // Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
@@ -83,7 +99,7 @@ func (a *Active) unmountLocked(ctx context.Context) error {
 			return err
 		}
 		a.mounted = false
-		if err := pruneCopyUps(ctx, a.Upper, a.lowers); err != nil {
+		if err := pruneCopyUps(ctx, a.Upper, a.lowers, a.keep); err != nil {
 			return fmt.Errorf("prune the upper dir: %w", err)
 		}
 	}

@@ -26,7 +26,9 @@ import (
 // A dir is removed only if it is empty in upper, not opaque, and a dir with the same
 // mode, owner, mtime and xattrs is what the lowers (top first) show at that path; a
 // removed dir can make its parent prunable in turn, so the walk is post-order.
-func pruneCopyUps(ctx context.Context, upper string, lowers []string) error {
+//
+// keep names dirs (relative to upper) that stay whatever they look like.
+func pruneCopyUps(ctx context.Context, upper string, lowers []string, keep map[string]bool) error {
 	var walk func(rel string) (empty bool, err error)
 	walk = func(rel string) (bool, error) {
 		if err := ctx.Err(); err != nil {
@@ -51,7 +53,7 @@ func pruneCopyUps(ctx context.Context, upper string, lowers []string) error {
 			if err != nil {
 				return false, err
 			}
-			if !empty {
+			if !empty || keep[child] {
 				continue
 			}
 			same, err := sameAsLower(filepath.Join(upper, child), child, lowers)

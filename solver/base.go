@@ -10,7 +10,6 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
-	"github.com/kiln-build/kiln/layers"
 )
 
 // baseImage is a pulled image ready to build on: its config and its layers, each
@@ -106,17 +105,10 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 			continue
 		}
 		eg.Go(func() error {
-			return b.opts.Snapshots.Ingest(egctx, id, func(dir string) error {
-				rc, err := l.Compressed()
-				if err != nil {
-					return err
-				}
-				defer rc.Close()
-				if err := layers.Unpack(egctx, rc, dir, layers.UnpackOptions{Whiteouts: layers.OverlayWhiteouts, KeepOwners: true}); err != nil {
-					return fmt.Errorf("unpack layer %s of %s: %w", d, ref, err)
-				}
-				return nil
-			})
+			if err := b.unpackSnapshot(egctx, id, l); err != nil {
+				return fmt.Errorf("%s: %w", ref, err)
+			}
+			return nil
 		})
 	}
 	if err := eg.Wait(); err != nil {

@@ -119,6 +119,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		in.Content = digestOf(append([]string{"parts"}, contents...)...)
 	}
 	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
+	pendingOK := b.pendingOK(sc, cs)
 	do := func(ctx context.Context, root string) error {
 		var owner *buildctx.Owner
 		if cs.chown != "" {
@@ -138,6 +139,12 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 			}
 			opts := p.opts
 			opts.Chown = owner
+			if pendingOK {
+				opts.Pending = sc.pending
+				if opts.Pending == nil {
+					opts.Pending = sc.newPending(root)
+				}
+			}
 			if err := buildctx.Copy(ctx, p.src, root, opts); err != nil {
 				return b.copyError(sc, cs, err)
 			}
@@ -393,6 +400,9 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		other, err := b.wait(ctx, idx)
 		if err != nil {
 			return nil, err
+		}
+		if err := b.materialize(ctx, other.layers); err != nil {
+			return nil, fmt.Errorf("%s --from=%s: %w", cs.name, cs.from, err)
 		}
 		snaps, content = other.snapshots(), "stage:"+other.key
 	} else {

@@ -36,5 +36,10 @@ func (b *build) finish(ctx context.Context, st *stageState) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("assemble image: %w", err)
 	}
+	if b.opts.NeedRootfs {
+		if err := b.materialize(ctx, st.layers); err != nil {
+			return nil, fmt.Errorf("unpack the image's filesystem: %w", err)
+		}
+	}
 	return &Result{Image: img, Config: cfg, Snapshots: st.snapshots()}, nil
 }

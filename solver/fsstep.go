@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -135,6 +136,8 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	parents := sc.st.snapshots()
 	if linked {
 		parents = nil
+	} else if err := b.materialize(ctx, sc.st.layers); err != nil {
+		return nil, err
 	}
 	active, err := b.opts.Snapshots.Prepare(ctx, parents)
 	if err != nil {
@@ -143,6 +146,15 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	defer active.Discard(context.WithoutCancel(ctx))
 	if err := do(ctx, active.Root); err != nil {
 		return nil, err
+	}
+	var pending []layers.PendingFile
+	if sc.pending != nil {
+		pending = sc.pending.Files()
+		dirs := make([]string, len(pending))
+		for i, f := range pending {
+			dirs[i] = path.Dir(f.Name)
+		}
+		active.KeepDirs(dirs)
 	}
 	if err := active.Unmount(ctx); err != nil {
 		return nil, fmt.Errorf("unmount snapshot: %w", err)
@@ -157,6 +169,7 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	defer bw.Abort()
 	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
 		Compression: b.opts.Compression, SourceDateEpoch: b.opts.SourceDateEpoch,
+		Pending: pending,
 	})
 	if err != nil {
 		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %v", err)
@@ -173,8 +186,12 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	// first run's files under the new run's layer, so later steps would build on
 	// files the image does not have.
 	snap := "s-" + blob.DiffID.Hex
-	if err := active.Commit(ctx, snap); err != nil {
-		return nil, fmt.Errorf("commit snapshot: %w", err)
+	// With pending files the upper dir is not the layer's content: the snapshot is
+	// left to be unpacked from the layer if anything ever needs it.
+	if len(pending) == 0 {
+		if err := active.Commit(ctx, snap); err != nil {
+			return nil, fmt.Errorf("commit snapshot: %w", err)
+		}
 	}
 	e.Layer = &cache.Layer{
 		Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size,

@@ -59,6 +59,10 @@ type Options struct {
 	// (UndefinedVar), formatted as "FILE:LINE: Rule: message".
 	Warn func(string)
 
+	// NeedRootfs says the caller reads the target stage's files (Result.Snapshots),
+	// not only its layers: a local or tar output.
+	NeedRootfs bool
+
 	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
 	Jobs     int
 	Progress Progress

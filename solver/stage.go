@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 
+	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/parser"
 )
 
@@ -63,9 +64,12 @@ type stepCtx struct {
 	stage *parser.Stage
 	st    *stageState
 	cmd   parser.Command
-	id    int    // progress step number
-	name  string // "[stage 2/5] RUN make"
-	pos   int    // position in the stage (1 is FROM)
+	id    int              // progress step number
+	name  string           // "[stage 2/5] RUN make"
+	pos   int              // position in the stage (1 is FROM)
+	rest  []parser.Command // the stage's commands after this one
+	// pending collects the files a COPY leaves out of the snapshot (see pendingOK).
+	pending *buildctx.Pending
 }
 
 func (sc *stepCtx) errorf(file string, format string, args ...any) error {
@@ -87,7 +91,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 	cmds := append(triggers, s.Commands...)
 	total := len(cmds) + 1
 	for i, c := range cmds {
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2}
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
 		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
 		if err := b.dispatch(ctx, sc); err != nil {
 			return err

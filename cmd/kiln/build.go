@@ -230,9 +230,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 
 	compression := layers.Gzip
+	needRootfs := false
 	for _, out := range outputs {
 		if out.Compression != "" {
 			compression = layers.Compression(out.Compression)
+		}
+		if out.Type == "local" || out.Type == "tar" {
+			needRootfs = true
 		}
 	}
 	res, err := solver.Solve(ctx, solver.Options{
@@ -240,7 +244,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 		Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
 		Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
-		NamedContexts: named, Jobs: o.jobs, Progress: prog.Event,
+		NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 		Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 		Warn: func(w string) { checkFindings++; prog.Warn(w) },
 	})
