@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"runtime"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -13,14 +14,17 @@ import (
 	"github.com/klauspost/pgzip"
 )
 
-// gzipBlockSize and gzipBlocks shape pgzip: each block is compressed independently
-// (with the previous block as dictionary), at most gzipBlocks at once. 1 MiB blocks
-// keep the ratio within a fraction of a percent of single-stream gzip; memory stays
-// bounded at a few blocks in flight.
-const (
-	gzipBlockSize = 1 << 20
-	gzipBlocks    = 4
-)
+// gzipBlockSize shapes pgzip: each block is compressed independently (with the
+// previous block as dictionary). 1 MiB blocks keep the ratio within a fraction of a
+// percent of single-stream gzip.
+const gzipBlockSize = 1 << 20
+
+// gzipBlocks is how many blocks pgzip compresses at once: one per core (at least
+// two, so reading the next block overlaps compressing one). More blocks than cores
+// buy nothing but memory: each costs about 4.5 MB of buffers, and near the soft heap
+// limit the extra live heap is paid in collections. Measured on W2 (COPY of 20,000
+// files, 2 cores): 4 blocks 4.0-4.8 s, 64 MB peak RSS; 2 blocks 3.2 s, 59 MB.
+func gzipBlocks() int { return min(max(runtime.NumCPU(), 2), 8) }
 
 // countingWriter counts the bytes that pass through it.
 type countingWriter struct{ n int64 }
@@ -61,7 +65,7 @@ func newBlobWriter(w io.Writer, opts WriteOptions) (*blobWriter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gzip level %d: %w", opts.Level, err)
 		}
-		if err := zw.SetConcurrency(gzipBlockSize, gzipBlocks); err != nil {
+		if err := zw.SetConcurrency(gzipBlockSize, gzipBlocks()); err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		b.codec, b.mediaType = zw, types.OCILayer
