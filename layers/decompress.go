@@ -10,8 +10,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
 	"github.com/ulikunitz/xz"
 )
 
@@ -21,6 +21,12 @@ var (
 	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
 	magicBzip2 = []byte("BZh")
 	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+)
+
+// gunzipBlockSize and gunzipBlocks bound pgzip's read-ahead: 4 MiB in flight.
+const (
+	gunzipBlockSize = 1 << 20
+	gunzipBlocks    = 4
 )
 
 // zstdMaxWindow bounds the window a zstd stream may ask for.
@@ -45,7 +51,9 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 	}
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
-		zr, err := gzip.NewReader(br)
+		// pgzip inflates on its own goroutine, a few blocks ahead of the reader: the
+		// inflating (one core) overlaps the unpacking's file creation (the other).
+		zr, err := pgzip.NewReaderN(br, gunzipBlockSize, gunzipBlocks)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
