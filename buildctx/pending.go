@@ -49,9 +49,6 @@ func (p *Pending) Files() []layers.PendingFile {
 	return out
 }
 
-// Len is the number of pending files.
-func (p *Pending) Len() int { return len(p.files) }
-
 // has reports whether a pending file is at host.
 func (p *Pending) has(host string) bool {
 	_, ok := p.files[host]

@@ -129,6 +129,9 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 			}
 			owner = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
 		}
+		if pendingOK {
+			sc.pending = buildctx.NewPending(root) // one for all parts: later ones replace earlier files
+		}
 		for _, p := range parts {
 			if p.fetch != nil {
 				src, err := p.fetch(ctx)
@@ -139,12 +142,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 			}
 			opts := p.opts
 			opts.Chown = owner
-			if pendingOK {
-				opts.Pending = sc.pending
-				if opts.Pending == nil {
-					opts.Pending = sc.newPending(root)
-				}
-			}
+			opts.Pending = sc.pending
 			if err := buildctx.Copy(ctx, p.src, root, opts); err != nil {
 				return b.copyError(sc, cs, err)
 			}

@@ -8,7 +8,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/layers"
 )
 
@@ -45,12 +44,6 @@ func (b *build) pendingOK(sc *stepCtx, cs copySpec) bool {
 		}
 	}
 	return true
-}
-
-// newPending prepares sc to collect pending files for a COPY into root.
-func (sc *stepCtx) newPending(root string) *buildctx.Pending {
-	sc.pending = buildctx.NewPending(root)
-	return sc.pending
 }
 
 // materialize makes sure every layer of ls has its snapshot, unpacking the missing
