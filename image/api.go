@@ -21,8 +21,11 @@ type BlobStore interface {
 type PullOptions struct {
 	Platform         v1.Platform // "" fields: the host's
 	InsecureRegistry []string    // hosts spoken to over plain HTTP (localhost and 127.0.0.1 always are)
-	ForcePull        bool        // re-resolve the tag even when the store has it
-	Progress         func(msg string)
+	ForcePull        bool        // fetch the manifest again even when the store has the image
+	// Offline uses the image a reference named when it was last pulled, without
+	// asking the registry (kiln build --offline).
+	Offline  bool
+	Progress func(msg string)
 	// StallTimeout is how long the registry may send nothing before a request fails
 	// (and is retried); 0 means DefaultStallTimeout.
 	StallTimeout time.Duration

@@ -2,20 +2,26 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Pull resolves ref (name[:tag|@digest], docker.io normalised) for the platform and
-// stores every blob (verified) in store; a ref already resolved is not fetched again
-// unless ForcePull. Errors name the ref and say whether it was not found, unauthorized
-// or unreachable.
+// stores every blob (verified) in store. As BuildKit, a tag is resolved with the
+// registry at every pull (one manifest HEAD): when it still names an image the store
+// has, nothing more is fetched; when it moved, the new image is pulled. A digest
+// reference is immutable and never asks the registry once stored. ForcePull fetches
+// the manifest again even so; Offline never asks the registry and uses the image
+// the tag named when it was last pulled. Errors name the ref and say whether it was
+// not found, unauthorized or unreachable.
 func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*Pulled, error) {
 	r, err := parseRef(ref, opts.InsecureRegistry)
 	if err != nil {
@@ -25,21 +31,69 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	refName := r.Name()
 	key := refName + "@" + plat.String()
 	source := r.Context().Name()
-
-	if !opts.ForcePull {
-		if d, ok := store.GetRef(ctx, key); ok {
-			if h, err := v1.NewHash(d); err == nil {
-				// A store that lost a blob (prune, crash) falls through to the network.
-				if img, err := openStoreImage(store, h, source); err == nil {
-					return &Pulled{Ref: refName, ManifestDigest: h, Image: img}, nil
+	fromStore := func(key string) (*Pulled, bool) {
+		d, ok := store.GetRef(ctx, key)
+		if !ok {
+			return nil, false
+		}
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return nil, false
+		}
+		// A store that lost a blob (prune, crash) falls through to the network.
+		img, err := openStoreImage(store, h, source)
+		if err != nil {
+			return nil, false
+		}
+		return &Pulled{Ref: refName, ManifestDigest: h, Image: img}, true
+	}
+	_, byDigest := r.(name.Digest)
+	var top *v1.Descriptor // what the tag names now, when asked
+	switch {
+	case opts.Offline:
+		if p, ok := fromStore(key); ok {
+			progress(opts.Progress, "offline: using the stored %s (%s), not asking the registry", refName, p.ManifestDigest)
+			return p, nil
+		}
+		return nil, fmt.Errorf("pull %s: not in the store and --offline forbids asking the registry; build once without --offline", refName)
+	case byDigest && !opts.ForcePull:
+		if p, ok := fromStore(key); ok {
+			return p, nil
+		}
+	case !byDigest:
+		// What the tag names now: the store keeps which platform manifest each
+		// (immutable) top-level digest resolved to.
+		if top, err = resolveTag(ctx, r, opts); err != nil {
+			rerr := registryError("pull", refName, r.Context().RegistryStr(), err)
+			if _, ok := fromStore(key); ok && errors.Is(rerr, ErrUnreachable) {
+				return nil, fmt.Errorf("%w; to build from the image the store has, pass --offline", rerr)
+			}
+			return nil, rerr
+		}
+		if opts.ForcePull {
+			break
+		}
+		if p, ok := fromStore(top.Digest.String() + "@" + plat.String()); ok {
+			// The tag's last image is what --offline uses; rewritten only when it
+			// moved, so a warm build writes nothing here.
+			if d, _ := store.GetRef(ctx, key); d != p.ManifestDigest.String() {
+				if err := store.PutRef(ctx, key, p.ManifestDigest.String()); err != nil {
+					return nil, fmt.Errorf("pull %s: record ref: %w", refName, err)
 				}
 			}
+			return p, nil
 		}
 	}
 
 	progress(opts.Progress, "resolving %s for %s", refName, plat.String())
 	ropts := remoteOptions(ctx, 4, opts.StallTimeout, nil, remote.WithPlatform(plat))
-	img, err := remote.Image(r, ropts...)
+	// Pull what the tag was resolved to, so that a tag moving meanwhile cannot
+	// give this build another image than the one recorded for the digest.
+	var pullRef name.Reference = r
+	if top != nil {
+		pullRef = r.Context().Digest(top.Digest.String())
+	}
+	img, err := remote.Image(pullRef, ropts...)
 	if err != nil {
 		return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 	}
@@ -62,11 +116,34 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	if err := store.PutRef(ctx, key, digest.String()); err != nil {
 		return nil, fmt.Errorf("pull %s: record ref: %w", refName, err)
 	}
+	if top != nil {
+		if err := store.PutRef(ctx, top.Digest.String()+"@"+plat.String(), digest.String()); err != nil {
+			return nil, fmt.Errorf("pull %s: record ref: %w", refName, err)
+		}
+	}
 	stored, err := openStoreImage(store, digest, source)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", refName, err)
 	}
 	return &Pulled{Ref: refName, ManifestDigest: digest, Image: stored}, nil
+}
+
+// resolveTag asks the registry what r names now: a HEAD of the manifest, or a GET
+// where the registry answers HEAD without a digest.
+func resolveTag(ctx context.Context, r name.Reference, opts PullOptions) (*v1.Descriptor, error) {
+	ropts := remoteOptions(ctx, 1, opts.StallTimeout, nil)
+	desc, err := remote.Head(r, ropts...)
+	if err == nil {
+		return desc, nil
+	}
+	if classify(err) != nil {
+		return nil, err // not found, unauthorized, unreachable: GET says no more
+	}
+	d, gerr := remote.Get(r, ropts...)
+	if gerr != nil {
+		return nil, gerr
+	}
+	return &d.Descriptor, nil
 }
 
 // retryBackoff bounds ggcr's retries of transient failures (5xx, 429, resets) to three

@@ -39,9 +39,22 @@ func TestPullStoresVerifiedBlobsAndWorksOffline(t *testing.T) {
 	}
 
 	srv.Close()
-	again, err := Pull(ctx, store, host+"/busybox:latest", PullOptions{})
+	// A tag is resolved at every pull: without the registry it fails, and says how
+	// to use the stored image; Offline uses it.
+	_, err = Pull(ctx, store, host+"/busybox:latest", PullOptions{})
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "--offline") {
+		t.Fatalf("pull of a tag with the registry down: %v; want unreachable, suggesting --offline", err)
+	}
+	var notes []string
+	again, err := Pull(ctx, store, host+"/busybox:latest", PullOptions{Offline: true, Progress: func(m string) { notes = append(notes, m) }})
 	if err != nil {
-		t.Fatalf("pull from the store with the registry down: %v", err)
+		t.Fatalf("offline pull from the store with the registry down: %v", err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "offline") {
+		t.Errorf("offline pull said %q, want one note that it used the stored image", notes)
+	}
+	if _, err := Pull(ctx, newTestStore(t), host+"/busybox:latest", PullOptions{Offline: true}); err == nil || !strings.Contains(err.Error(), "not in the store") {
+		t.Errorf("offline pull of an image never pulled: %v, want not in the store", err)
 	}
 	if again.ManifestDigest != want {
 		t.Fatalf("second pull: %s, want %s", again.ManifestDigest, want)

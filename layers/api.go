@@ -39,6 +39,12 @@ type WriteOptions struct {
 	// the walk of the upper dir would have found them. Their directories must be in
 	// the upper dir. WriteTree ignores them.
 	Pending []PendingFile
+	// NormalizeTree makes the tree hold exactly what its layer holds, so that a
+	// step's tree is the same whether it was executed or unpacked from its layer:
+	// sub-second mtimes are cut to whole seconds in the tree too, and sockets
+	// (which no layer carries) are removed. Only for a tree that is about to become
+	// a snapshot (an upper dir); never for a tree the writer does not own.
+	NormalizeTree bool
 }
 
 // PendingFile is a regular file of a layer that is read from elsewhere: a COPY

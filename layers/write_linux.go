@@ -37,6 +37,7 @@ func writeLayer(ctx context.Context, root string, w io.Writer, opts WriteOptions
 		tw:      tar.NewWriter(bw.tar),
 		overlay: overlay,
 		epoch:   opts.SourceDateEpoch,
+		norm:    opts.NormalizeTree,
 		links:   map[fileID]string{},
 		buf:     make([]byte, 128<<10),
 	}
@@ -71,6 +72,7 @@ type treeWriter struct {
 	tw      *tar.Writer
 	overlay bool
 	epoch   *time.Time
+	norm    bool              // NormalizeTree
 	links   map[fileID]string // first tar name of each multiply-linked inode
 	buf     []byte
 	entries int
@@ -210,9 +212,17 @@ func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
 		ModTime: t.mtime(st.Mtim),
 		Format:  tar.FormatPAX,
 	}
+	if t.norm && st.Mtim.Nsec != 0 && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		if err := setMtime(p, unix.Timespec{Sec: st.Mtim.Sec}); err != nil {
+			return err
+		}
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFSOCK:
 		// A socket is a live endpoint, not content: Docker and BuildKit drop them.
+		if t.norm {
+			return removeKeepingParentTime(p)
+		}
 		return nil
 	case unix.S_IFCHR:
 		if t.overlay && st.Rdev == 0 {
@@ -271,6 +281,28 @@ func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
 		})
 	}
 	return nil
+}
+
+// setMtime sets p's mtime (not following a symlink), leaving its atime.
+func setMtime(p string, m unix.Timespec) error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, m}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("normalize mtime: %w", err)
+	}
+	return nil
+}
+
+// removeKeepingParentTime removes p and gives its directory back the mtime it had
+// (already written to the layer).
+func removeKeepingParentTime(p string) error {
+	var dir unix.Stat_t
+	if err := unix.Lstat(filepath.Dir(p), &dir); err != nil {
+		return fmt.Errorf("lstat: %w", err)
+	}
+	if err := os.Remove(p); err != nil {
+		return err
+	}
+	return setMtime(filepath.Dir(p), dir.Mtim)
 }
 
 func reservedName(name string) error {

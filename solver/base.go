@@ -22,8 +22,9 @@ type baseImage struct {
 }
 
 // baseImage pulls ref (once per build) and unpacks its layers into snapshots (once per
-// store: a snapshot is named by the layer's diffID).
-func (b *build) baseImage(ctx context.Context, ref, platform string) (*baseImage, error) {
+// store: a snapshot is named by the layer's diffID). note receives what the pull has
+// to tell the user (offline use of a stored image), as a note of the calling step.
+func (b *build) baseImage(ctx context.Context, ref, platform string, note func(string)) (*baseImage, error) {
 	key := ref + "|" + platform
 	b.mu.Lock()
 	once, ok := b.images[key]
@@ -32,12 +33,12 @@ func (b *build) baseImage(ctx context.Context, ref, platform string) (*baseImage
 		b.images[key] = once
 	}
 	b.mu.Unlock()
-	once.once.Do(func() { once.base, once.err = b.loadBase(ctx, ref, platform) })
+	once.once.Do(func() { once.base, once.err = b.loadBase(ctx, ref, platform, note) })
 	return once.base, once.err
 }
 
-func (b *build) loadBase(ctx context.Context, ref, platform string) (*baseImage, error) {
-	pulled, err := b.resolveImage(ctx, ref, platform)
+func (b *build) loadBase(ctx context.Context, ref, platform string, note func(string)) (*baseImage, error) {
+	pulled, err := b.resolveImage(ctx, ref, platform, note)
 	if err != nil {
 		return nil, err
 	}
@@ -45,9 +46,10 @@ func (b *build) loadBase(ctx context.Context, ref, platform string) (*baseImage,
 }
 
 // resolveImage finds ref: a named build context of that name, else a registry image.
-func (b *build) resolveImage(ctx context.Context, ref, platform string) (*image.Pulled, error) {
+func (b *build) resolveImage(ctx context.Context, ref, platform string, note func(string)) (*image.Pulled, error) {
 	opts := b.opts.Pull
 	opts.Platform = b.opts.Platform
+	opts.Progress = note
 	if platform != "" {
 		p, err := v1.ParsePlatform(platform)
 		if err != nil {

@@ -3,6 +3,8 @@ package solver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,53 +13,98 @@ import (
 	"github.com/kiln-build/kiln/cache"
 )
 
-func baseInputs() keyInputs {
-	return keyInputs{
-		Parent: "p", Op: "RUN make", Env: []string{"PATH=/bin", "V=1"}, User: "app", Workdir: "/src",
-		Extra: map[string]string{"network": "host"}, Content: "sha256:c", Platform: "linux/amd64",
-		Compression: "gzip",
+// fullOp is an op with every field set, so a change of any one of them is a change
+// from a non-zero value too.
+func fullOp() Op {
+	mount := MountOp{Type: "bind", Target: "/m", ReadOnly: true, Source: "/s", Content: "sha256:m",
+		UID: "1", GID: "2", Mode: "755", Size: 1024, ID: "id", Env: "E", Required: true}
+	return Op{
+		Parent: "p", Platform: "linux/amd64",
+		Run: &RunOp{Args: []string{"/bin/sh", "-c", "make"}, Env: []string{"PATH=/bin", "V=1"}, User: "app",
+			Workdir: "/src", Network: "host", Security: "sandbox",
+			Limits: LimitsOp{MemoryBytes: 1 << 30, MilliCPUs: 1500, Pids: 4096},
+			Mounts: []MountOp{mount, mount}},
+		Copy: &CopyOp{Add: true, Sources: []string{"a", "b"}, Content: []string{"sha256:c"}, Dest: "/d/",
+			Chown: "1:1", Chmod: "755", Link: true, Parents: true, Excludes: []string{"*.o"},
+			Unpack: "true", KeepGitDir: "false", Checksum: "sha256:x"},
+		Workdir: &WorkdirOp{Path: "/w", User: "app"},
 	}
 }
 
-// Every input of a step is part of its key, except the per-file digests (the content
-// digest covers them; they are kept only to explain a miss).
-func TestKeyInputsKey(t *testing.T) {
-	base := baseInputs()
+// Every field of an op is part of its key: the test walks the op by reflection,
+// changes each leaf (a string, number, bool, or a slice's length) on its own, and
+// requires a new key. A field added to Op later is covered without editing the test;
+// a field of a kind the walk does not know fails it.
+func TestOpKeyCoversEveryField(t *testing.T) {
+	base := fullOp()
 	baseKey := base.key()
-	if base.key() != baseKey {
+	if k := fullOp(); k.key() != baseKey {
 		t.Fatal("key is not deterministic")
 	}
-	for _, tc := range []struct {
-		name   string
-		change func(in *keyInputs)
-		same   bool
-	}{
-		{"parent", func(in *keyInputs) { in.Parent = "q" }, false},
-		{"op", func(in *keyInputs) { in.Op = "RUN make all" }, false},
-		{"env value", func(in *keyInputs) { in.Env = []string{"PATH=/bin", "V=2"} }, false},
-		{"env order", func(in *keyInputs) { in.Env = []string{"V=1", "PATH=/bin"} }, false},
-		{"user", func(in *keyInputs) { in.User = "root" }, false},
-		{"workdir", func(in *keyInputs) { in.Workdir = "/" }, false},
-		{"extra", func(in *keyInputs) { in.Extra = map[string]string{"network": "none"} }, false},
-		{"content", func(in *keyInputs) { in.Content = "sha256:d" }, false},
-		{"platform", func(in *keyInputs) { in.Platform = "linux/arm64" }, false},
-		{"compression", func(in *keyInputs) { in.Compression = "zstd" }, false},
-		{"epoch", func(in *keyInputs) { in.Epoch = "1700000000" }, false},
-		{"files only", func(in *keyInputs) { in.Files = map[string]string{"a": "sha256:1"} }, true},
+	n := 0
+	var walk func(path string, get func(*Op) reflect.Value)
+	walk = func(path string, get func(*Op) reflect.Value) {
+		op := fullOp()
+		v := get(&op)
+		changed := true
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int64, reflect.Int:
+			v.SetInt(v.Int() + 1)
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+		case reflect.Pointer:
+			v.SetZero()
+			for i := range v.Type().Elem().NumField() {
+				f := v.Type().Elem().Field(i)
+				walk(path+"."+f.Name, func(o *Op) reflect.Value { return get(o).Elem().Field(i) })
+			}
+			changed = v.IsNil()
+		case reflect.Struct:
+			for i := range v.NumField() {
+				f := v.Type().Field(i)
+				walk(path+"."+f.Name, func(o *Op) reflect.Value { return get(o).Field(i) })
+			}
+			return
+		case reflect.Slice:
+			v.Set(v.Slice(0, v.Len()-1))
+			for i := range v.Len() + 1 {
+				walk(fmt.Sprintf("%s[%d]", path, i), func(o *Op) reflect.Value { return get(o).Index(i) })
+			}
+		default:
+			t.Fatalf("%s: a field of kind %s: teach this test (and the canonical encoding) about it", path, v.Kind())
+		}
+		if changed && op.key() == baseKey {
+			t.Errorf("changing %s does not change the key", path)
+		}
+		n++
+	}
+	walk("Op", func(o *Op) reflect.Value { return reflect.ValueOf(o).Elem() })
+	if n < 40 {
+		t.Errorf("walked only %d fields", n)
+	}
+}
+
+// Values that collided when keys were formatted strings are distinct ops now.
+func TestOpKeyDistinguishesArgv(t *testing.T) {
+	run := func(args ...string) string {
+		return (&Op{Run: &RunOp{Args: args}}).key()
+	}
+	for _, pair := range [][2][]string{
+		{{"touch", "/x y"}, {"touch", "/x", "y"}},
+		{{"/bin/sh", "-c", "echo a"}, {"/bin/sh", "-c echo", "a"}},
+		{{"/bin/sh -c", "echo"}, {"/bin/sh", "-c", "echo"}},
+		{{"a,b"}, {"a", "b"}},
+		{{""}, {}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			in := baseInputs()
-			in.Extra = map[string]string{"network": "host"}
-			tc.change(&in)
-			files := in.Files
-			got := in.key()
-			if (got == baseKey) != tc.same {
-				t.Errorf("key changed = %v, want %v", got != baseKey, !tc.same)
-			}
-			if len(files) != len(in.Files) {
-				t.Error("key() dropped Files from the inputs")
-			}
-		})
+		if run(pair[0]...) == run(pair[1]...) {
+			t.Errorf("argv %q and %q have one key", pair[0], pair[1])
+		}
+	}
+	// A RUN, a COPY and a WORKDIR with the same strings never share a key.
+	if (&Op{Workdir: &WorkdirOp{Path: "/x"}}).key() == (&Op{Copy: &CopyOp{Dest: "/x"}}).key() {
+		t.Error("WORKDIR and COPY ops share a key")
 	}
 }
 
@@ -71,48 +118,49 @@ func TestExplainMiss(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	b := &build{opts: Options{Store: store}}
 
-	if got := b.explainMiss(ctx, "never-built", &keyInputs{}); got != "" {
+	if got := b.explainMiss(ctx, "never-built", &opRecord{}); got != "" {
 		t.Errorf("first build at a position: %q, want no explanation", got)
 	}
+	files := func() map[string]string { return map[string]string{"src/main.go": "sha256:1", "README": "sha256:r"} }
 	for _, tc := range []struct {
 		name   string
-		change func(in *keyInputs)
+		change func(r *opRecord)
 		want   string
 	}{
-		{"parent", func(in *keyInputs) { in.Parent = "q"; in.Op = "RUN other" }, "a previous step changed"},
-		{"platform", func(in *keyInputs) { in.Platform = "linux/arm64" }, "platform changed"},
-		{"compression", func(in *keyInputs) { in.Compression = "zstd" }, "layer compression changed"},
-		{"epoch", func(in *keyInputs) { in.Epoch = "1" }, "SOURCE_DATE_EPOCH changed"},
-		{"instruction", func(in *keyInputs) { in.Op = "RUN make all" }, "instruction changed"},
-		{"one file", func(in *keyInputs) {
-			in.Content = "sha256:new"
-			in.Files = map[string]string{"src/main.go": "sha256:2", "README": "sha256:r"}
+		{"parent", func(r *opRecord) { r.Op.Parent = "q"; r.Op.Run.Args = []string{"other"} }, "a previous step changed"},
+		{"platform", func(r *opRecord) { r.Op.Platform = "linux/arm64" }, "platform changed"},
+		{"argv", func(r *opRecord) { r.Op.Run.Args = []string{"make", "all"} }, "run.args changed"},
+		{"one file", func(r *opRecord) {
+			r.Op.Copy.Content = []string{"sha256:new"}
+			r.Files = map[string]string{"src/main.go": "sha256:2", "README": "sha256:r"}
 		}, "src/main.go changed"},
-		{"files added and removed", func(in *keyInputs) {
-			in.Content = "sha256:new"
-			in.Files = map[string]string{"src/main.go": "sha256:1", "new.go": "sha256:n"}
+		{"files added and removed", func(r *opRecord) {
+			r.Op.Copy.Content = []string{"sha256:new"}
+			r.Files = map[string]string{"src/main.go": "sha256:1", "new.go": "sha256:n"}
 		}, "README removed, new.go added"},
-		{"content without file list", func(in *keyInputs) { in.Content = "sha256:new"; in.Files = nil; in.Op = "COPY --from=x" }, "instruction changed"},
-		{"build arg", func(in *keyInputs) { in.Env = []string{"PATH=/bin", "V=2", "NEW=1"} }, "build arg or env NEW, V changed"},
-		{"env removed", func(in *keyInputs) { in.Env = []string{"PATH=/bin"} }, "build arg or env V changed"},
-		{"user", func(in *keyInputs) { in.User = "root" }, "user changed"},
-		{"workdir", func(in *keyInputs) { in.Workdir = "/" }, "workdir changed"},
-		{"extra", func(in *keyInputs) { in.Extra = map[string]string{"network": "none"} }, "network changed"},
-		{"nothing", func(in *keyInputs) {}, "the cache entry was removed"},
+		{"sources changed", func(r *opRecord) {
+			r.Op.Copy.Content = []string{"sha256:new"}
+			r.Op.Copy.Sources = []string{"other"}
+		}, "copy.sources changed"},
+		{"build arg", func(r *opRecord) { r.Op.Run.Env = []string{"PATH=/bin", "V=2", "NEW=1"} }, "build arg or env NEW, V changed"},
+		{"env removed", func(r *opRecord) { r.Op.Run.Env = []string{"PATH=/bin"} }, "build arg or env V changed"},
+		{"user", func(r *opRecord) { r.Op.Run.User = "root" }, "run.user changed"},
+		{"mount option", func(r *opRecord) { r.Op.Run.Mounts[1].UID = "0" }, "run.mounts[1].uid changed"},
+		{"mount added", func(r *opRecord) { r.Op.Run.Mounts = r.Op.Run.Mounts[:1] }, "run.mounts changed"},
+		{"limits", func(r *opRecord) { r.Op.Run.Limits.Pids = 10 }, "run.limits.pids changed"},
+		{"network", func(r *opRecord) { r.Op.Run.Network = "none" }, "run.network changed"},
+		{"nothing", func(r *opRecord) {}, "the cache entry was removed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			old := baseInputs()
-			old.Files = map[string]string{"src/main.go": "sha256:1", "README": "sha256:r"}
+			old := opRecord{Op: fullOp(), Files: files()}
 			data, _ := json.Marshal(&old)
 			scope := "scope-" + tc.name
 			if err := store.SetLastInputs(ctx, scope, data); err != nil {
 				t.Fatal(err)
 			}
-			in := baseInputs()
-			in.Extra = map[string]string{"network": "host"}
-			in.Files = map[string]string{"src/main.go": "sha256:1", "README": "sha256:r"}
-			tc.change(&in)
-			if got := b.explainMiss(ctx, scope, &in); got != tc.want {
+			cur := opRecord{Op: fullOp(), Files: files()}
+			tc.change(&cur)
+			if got := b.explainMiss(ctx, scope, &cur); got != tc.want {
 				t.Errorf("explainMiss = %q, want %q", got, tc.want)
 			}
 		})

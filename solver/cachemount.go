@@ -27,7 +27,11 @@ import (
 // and the base it was created from: the from/source seed, or the uid, gid and mode
 // of its root. The seed is copied in, and the ownership set, only when the dir is
 // created. Its content never enters a layer or a cache key.
-func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, rm *runMounts) (string, error) {
+//
+// The MountOp it returns is what the step's key holds of the mount (the caller adds
+// the target): as BuildKit's, every option but the id and the sharing mode, with the
+// digest of the seed's selected content.
+func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, rm *runMounts) (string, MountOp, error) {
 	id := m.CacheID
 	if id == "" {
 		id = path.Clean(m.Target)
@@ -35,28 +39,27 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	identity := id
 	var seed *copySource
 	source := path.Join("/", m.Source)
+	op := MountOp{Type: "cache", ReadOnly: m.ReadOnly,
+		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)}
 	switch {
 	case m.From != "":
 		src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=cache"})
 		if err != nil {
-			return "", err
+			return "", op, err
 		}
 		rm.releases = append(rm.releases, src.release)
-		content := src.content
-		if content == "" {
-			sum, err := buildctx.Digest(ctx, src.src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}, b.opts.Store.HashCache())
-			if err != nil {
-				return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
-			}
-			content = sum.Digest
-		}
 		if _, err := bindSourcePath(src.src, source); err != nil {
-			return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+		}
+		sum, err := b.selectionDigest(ctx, src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line})
+		if err != nil {
+			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
 		}
 		seed = src
-		identity += fmt.Sprintf("\x00from=%s:%s@%s", m.From, source, content)
+		op.Source, op.Content = source, sum.Digest
+		identity += fmt.Sprintf("\x00from=%s:%s@%s", m.From, source, sum.Digest)
 	case m.Source != "" && source != "/":
-		return "", sc.errorf(b.opts.Filename, "RUN --mount=type=cache,source=%s needs from= (the stage or image to seed the cache from)", m.Source)
+		return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,source=%s needs from= (the stage or image to seed the cache from)", m.Source)
 	}
 	own := seed == nil && (m.UID != nil || m.GID != nil || m.Mode != nil)
 	if own {
@@ -85,15 +88,15 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 		dir, err = b.opts.Store.CacheMountDir(ctx, identity)
 	}
 	if err != nil {
-		return "", fmt.Errorf("cache mount %s: %w", id, err)
+		return "", op, fmt.Errorf("cache mount %s: %w", id, err)
 	}
 	if lock != nil {
 		rm.releases = append(rm.releases, func() { lock.Close() })
 	}
 	if err := b.initCacheDir(ctx, sc, dir, m, seed, source, own, lock != nil); err != nil {
-		return "", fmt.Errorf("cache mount %s: %w", id, err)
+		return "", op, fmt.Errorf("cache mount %s: %w", id, err)
 	}
-	return dir, nil
+	return dir, op, nil
 }
 
 // lockCacheDir takes an exclusive flock on dir's lock file, waiting for it when wait

@@ -86,38 +86,20 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	for _, p := range parts {
 		srcNames = append(srcNames, p.opts.Sources...)
 	}
-	op := fmt.Sprintf("%s from=%q chown=%q chmod=%q excludes=%q %q -> %q", cs.name, cs.from, cs.chown, cs.chmod, cs.excludes, srcNames, dest)
-	// Flags added later go in only when set, so keys of earlier builds stay valid.
-	if cs.parents {
-		op += " parents"
+	cop := &CopyOp{
+		Add: cs.add, Sources: srcNames, Dest: dest, Chown: cs.chown,
+		Link: cs.link, Parents: cs.parents, Excludes: cs.excludes,
+		Unpack: optBool(cs.unpack), KeepGitDir: optBool(cs.keepGitDir), Checksum: cs.checksum,
 	}
-	if cs.unpack != nil {
-		op += fmt.Sprintf(" unpack=%t", *cs.unpack)
+	if mode != nil {
+		cop.Chmod = strconv.FormatUint(uint64(unixPerm(*mode)), 8)
 	}
-	if cs.keepGitDir != nil {
-		op += fmt.Sprintf(" keep-git-dir=%t", *cs.keepGitDir)
-	}
-	if cs.checksum != "" {
-		op += " checksum=" + cs.checksum
-	}
-	in := &keyInputs{
-		Op:    op,
-		User:  "", // USER does not affect COPY
-		Extra: map[string]string{},
-		Files: map[string]string{},
-	}
-	if cs.chown != "" {
-		in.Extra["chown"] = cs.chown
-	}
-	var contents []string
+	files := map[string]string{}
 	for _, p := range parts {
-		contents = append(contents, p.content)
-		maps.Copy(in.Files, p.files)
+		cop.Content = append(cop.Content, p.content)
+		maps.Copy(files, p.files)
 	}
-	in.Content = contents[0]
-	if len(contents) > 1 {
-		in.Content = digestOf(append([]string{"parts"}, contents...)...)
-	}
+	op := &Op{Copy: cop}
 	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
 	pendingOK := b.pendingOK(sc, cs)
 	do := func(ctx context.Context, root string) error {
@@ -152,9 +134,9 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	// BuildKit links a layer only without --chmod (its MergeOp path); with --chmod it
 	// copies onto the stage as usual.
 	if cs.link && cs.chmod == "" {
-		return b.linkedStep(ctx, sc, in, createdBy, do)
+		return b.linkedStep(ctx, sc, op, files, createdBy, do)
 	}
-	return b.fsStep(ctx, sc, in, createdBy, do)
+	return b.fsStep(ctx, sc, op, files, createdBy, do)
 }
 
 // copyDest resolves a COPY/ADD destination against the stage's working directory,
@@ -324,11 +306,7 @@ func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 		opts.KeepArchives = true
 	}
 	p := &copyPart{opts: opts, src: source.src, release: source.release}
-	if source.content != "" {
-		p.content = source.content
-		return p, nil
-	}
-	sum, err := buildctx.Digest(ctx, source.src, opts, b.opts.Store.HashCache())
+	sum, err := b.selectionDigest(ctx, source, opts)
 	if err != nil {
 		return p, b.copyError(sc, cs, err)
 	}
@@ -368,7 +346,12 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 				return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
 			}
 		}
-		return &copySource{src: buildctx.Source{Root: dir}, release: func() { os.RemoveAll(dir) }}, nil
+		var texts []string
+		for _, c := range cs.sd.SourceContents {
+			texts = append(texts, c.Path, c.Data)
+		}
+		return &copySource{src: buildctx.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
+			release: func() { os.RemoveAll(dir) }}, nil
 	}
 	if cs.from == "" {
 		return &copySource{src: buildctx.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
@@ -404,7 +387,9 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		}
 		snaps, content = other.snapshots(), "stage:"+other.key
 	} else {
-		base, err := b.baseImage(ctx, cs.from, "")
+		base, err := b.baseImage(ctx, cs.from, "", func(msg string) {
+			b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: msg})
+		})
 		if err != nil {
 			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
 		}
@@ -434,6 +419,29 @@ func (b *build) stageIndex(ref string) int {
 		}
 	}
 	return -1
+}
+
+// unixPerm is the inverse of fileModeFromUnix.
+func unixPerm(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// optBool renders a tri-state flag as the key keeps it: "" when not given.
+func optBool(v *bool) string {
+	if v == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v)
 }
 
 // fileModeFromUnix converts permission and special bits from their unix values.
@@ -470,8 +478,8 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 		return nil
 	}
 	user := st.cfg.Config.User
-	in := &keyInputs{Op: "WORKDIR " + wd, User: user}
-	return b.fsStep(ctx, sc, in, "WORKDIR "+wd, func(ctx context.Context, root string) error {
+	op := &Op{Workdir: &WorkdirOp{Path: wd, User: user}}
+	return b.fsStep(ctx, sc, op, nil, "WORKDIR "+wd, func(ctx context.Context, root string) error {
 		uid, gid := -1, -1
 		if user != "" {
 			u, err := exec.ResolveUser(root, user)

@@ -25,12 +25,12 @@ func (b *build) finish(ctx context.Context, st *stageState) (*Result, error) {
 		cfg.OS = b.opts.Platform.OS
 		cfg.Architecture = b.opts.Platform.Architecture
 	}
-	ls := make([]v1.Layer, len(st.layers))
-	for i, l := range st.layers {
-		ls[i] = l.layer
+	if len(st.layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(st.layers), len(cfg.RootFS.DiffIDs))
 	}
-	if len(ls) != len(cfg.RootFS.DiffIDs) {
-		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(ls), len(cfg.RootFS.DiffIDs))
+	ls, err := b.exportLayers(ctx, st, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("export layers: %w", err)
 	}
 	img, err := image.Assemble(cfg, ls)
 	if err != nil {

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -17,58 +18,27 @@ import (
 	"github.com/kiln-build/kiln/layers"
 )
 
-// keyInputs is the plain record a filesystem step's cache key is made from. It is
-// stored with the key so that a later miss can say which input changed.
-type keyInputs struct {
-	Parent   string            `json:"parent"`
-	Op       string            `json:"op"` // the expanded instruction
-	Env      []string          `json:"env,omitempty"`
-	User     string            `json:"user,omitempty"`
-	Workdir  string            `json:"workdir,omitempty"`
-	Extra    map[string]string `json:"extra,omitempty"`   // network, mounts, chown, ...
-	Content  string            `json:"content,omitempty"` // COPY/ADD: digest of what is read
-	Files    map[string]string `json:"files,omitempty"`   // COPY/ADD: per-file digests, for explanations
-	Platform string            `json:"platform"`
-	// The cached layer blob is reused as written, so how it is written is an input:
-	// its codec, and the SOURCE_DATE_EPOCH its mtimes are clamped to (unix seconds).
-	Compression string `json:"compression,omitempty"`
-	Epoch       string `json:"epoch,omitempty"`
-}
-
-func (in *keyInputs) key() string {
-	return digestOf("kiln-step-v1", string(in.compact()))
-}
-
-// compact is the record without the per-file digests: the content digest already
-// covers them, and for a big COPY they run to megabytes. It is what the key hashes and
-// what a cache entry keeps.
-func (in keyInputs) compact() []byte {
-	in.Files = nil
-	data, _ := json.Marshal(in)
-	return data
-}
-
 // fsStep runs a filesystem-changing step through the cache: on a hit the recorded layer
 // is reused; on a miss do runs over a fresh overlay snapshot whose upper dir becomes
 // the step's layer. createdBy is the history text.
-func (b *build) fsStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, do func(ctx context.Context, root string) error) error {
-	return b.step(ctx, sc, in, createdBy, false, do)
+func (b *build) fsStep(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, do func(ctx context.Context, root string) error) error {
+	return b.step(ctx, sc, op, files, createdBy, false, do)
 }
 
 // step is fsStep; linked runs do over an empty snapshot instead of the stage and keys
 // the step without the stage below it (COPY --link, see linkedStep).
-func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, linked bool, do func(ctx context.Context, root string) error) error {
+//
+// files are the per-file digests of what a COPY reads, kept only to explain a later
+// miss.
+func (b *build) step(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, linked bool, do func(ctx context.Context, root string) error) error {
 	st := sc.st
-	in.Parent = st.key
+	op.Parent = st.key
 	if linked {
-		in.Parent = ""
+		op.Parent = ""
 	}
-	in.Platform = b.opts.Platform.String()
-	in.Compression = string(b.opts.Compression)
-	if e := b.opts.SourceDateEpoch; e != nil {
-		in.Epoch = fmt.Sprint(e.Unix())
-	}
-	key := in.key()
+	op.Platform = b.opts.Platform.String()
+	rec := &opRecord{Op: *op, Files: files}
+	key := op.key()
 	// The stage's key after a linked step still covers the stage below it, which the
 	// step's own key leaves out.
 	stageKey := key
@@ -88,7 +58,7 @@ func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy 
 			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
 			return b.applyEntry(st, e, stageKey, createdBy)
 		}
-		why = b.explainMiss(ctx, scope, in)
+		why = b.explainMiss(ctx, scope, rec)
 	}
 
 	release, err := b.acquire(ctx)
@@ -106,13 +76,13 @@ func (b *build) step(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy 
 		b.emit(Event{Kind: StepFailed, ID: sc.id, Name: sc.name, Message: err.Error(), Duration: time.Since(start)})
 		return err
 	}
-	if data, err := json.Marshal(in); err == nil {
+	if data, err := json.Marshal(rec); err == nil {
 		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
 	}
-	// The entry keeps its inputs without the per-file digests: those can run to
+	// The entry keeps its op without the per-file digests: those can run to
 	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
-	// use time); explaining a miss needs only the last inputs of the step's position.
-	e.Inputs = in.compact()
+	// use time); explaining a miss needs only the last record of the step's position.
+	e.Inputs = op.encode()
 	if b.noCacheFor(sc.stage) {
 		err = b.opts.Store.PutStep(ctx, e)
 	} else {
@@ -159,8 +129,10 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	if err := active.Unmount(ctx); err != nil {
 		return nil, fmt.Errorf("unmount snapshot: %w", err)
 	}
-	created := b.epochOr(time.Now().UTC())
-	e := &cache.Entry{Key: key, Created: created, Used: time.Now()}
+	// The entry keeps when the step really ran: SOURCE_DATE_EPOCH is applied when
+	// the history is written (applyEntry), and is not part of the step.
+	now := time.Now()
+	e := &cache.Entry{Key: key, Created: now.UTC(), Used: now}
 
 	bw, err := b.opts.Store.NewBlobWriter()
 	if err != nil {
@@ -168,8 +140,7 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	}
 	defer bw.Abort()
 	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
-		Compression: b.opts.Compression, SourceDateEpoch: b.opts.SourceDateEpoch,
-		Pending: pending,
+		Compression: b.opts.Compression, Pending: pending, NormalizeTree: true,
 	})
 	if err != nil {
 		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %v", err)
@@ -180,12 +151,15 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
 	}
-	// The snapshot is named by the layer's content, not by the step's key: a step that
-	// reruns (--no-cache, or two builds racing on one root) may produce different
-	// content under the same key, and a snapshot named by the key would keep the
-	// first run's files under the new run's layer, so later steps would build on
-	// files the image does not have.
-	snap := "s-" + blob.DiffID.Hex
+	// The snapshot is named by the step that made it, never by its layer's digest:
+	// two steps whose layers are equal can have made trees a later step tells apart,
+	// and a step that reruns (--no-cache, two builds racing on one root) must not
+	// pick up a snapshot an earlier run left. Each execution gets its own name; the
+	// entry recorded for the key says which one is the step's.
+	snap, err := snapshotName(key)
+	if err != nil {
+		return nil, err
+	}
 	// With pending files the upper dir is not the layer's content: the snapshot is
 	// left to be unpacked from the layer if anything ever needs it.
 	if len(pending) == 0 {
@@ -224,7 +198,7 @@ func (b *build) applyEntry(st *stageState, e *cache.Entry, key, createdBy string
 		return fmt.Errorf("cache entry %s: %w", key, err)
 	}
 	l := image.StoreLayer(b.opts.Store, digest, diffID, e.Layer.Size, types.MediaType(e.Layer.MediaType))
-	st.layers = append(st.layers, stageLayer{layer: l, snapshot: e.Layer.Snapshot})
+	st.layers = append(st.layers, stageLayer{layer: l, snapshot: e.Layer.Snapshot, step: true})
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
 	st.cfg.History = append(st.cfg.History, h)
 	return nil
@@ -240,42 +214,17 @@ func (b *build) scope(sc *stepCtx) string {
 	return digestOf("scope", dir, b.opts.Filename, sc.stage.Name, fmt.Sprint(sc.stage.Index), fmt.Sprint(sc.pos))
 }
 
-// explainMiss compares in with the inputs last recorded at this step's position.
-func (b *build) explainMiss(ctx context.Context, scope string, in *keyInputs) string {
+// explainMiss compares rec with the op last recorded at this step's position.
+func (b *build) explainMiss(ctx context.Context, scope string, rec *opRecord) string {
 	data, ok := b.opts.Store.LastInputs(ctx, scope)
 	if !ok {
 		return "" // never built here before: nothing to explain
 	}
-	var old keyInputs
+	var old opRecord
 	if err := json.Unmarshal(data, &old); err != nil {
 		return ""
 	}
-	switch {
-	case old.Parent != in.Parent:
-		return "a previous step changed"
-	case old.Platform != in.Platform:
-		return "platform changed"
-	case old.Compression != in.Compression:
-		return "layer compression changed"
-	case old.Epoch != in.Epoch:
-		return "SOURCE_DATE_EPOCH changed"
-	case old.Op != in.Op:
-		return "instruction changed"
-	case old.Content != in.Content:
-		return describeFileChanges(old.Files, in.Files)
-	case !slices.Equal(old.Env, in.Env):
-		return describeEnvChange(old.Env, in.Env)
-	case old.User != in.User:
-		return "user changed"
-	case old.Workdir != in.Workdir:
-		return "workdir changed"
-	}
-	for k, v := range in.Extra {
-		if old.Extra[k] != v {
-			return k + " changed"
-		}
-	}
-	return "the cache entry was removed"
+	return explainOpChange(&old, rec)
 }
 
 func describeFileChanges(old, cur map[string]string) string {
@@ -328,4 +277,14 @@ func describeEnvChange(old, cur []string) string {
 		return "environment changed"
 	}
 	return "build arg or env " + strings.Join(names, ", ") + " changed"
+}
+
+// snapshotName names the snapshot of one execution of the step with key: the key,
+// and a random part that keeps reruns of the key apart.
+func snapshotName(key string) (string, error) {
+	var run [8]byte
+	if _, err := rand.Read(run[:]); err != nil {
+		return "", fmt.Errorf("name snapshot: %w", err)
+	}
+	return fmt.Sprintf("s-%.40s-%x", key, run), nil
 }

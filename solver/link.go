@@ -5,7 +5,7 @@ import "context"
 // linkedStep runs a COPY/ADD --link: as in BuildKit (a copy onto llb.Scratch merged on
 // top of the stage), the files are copied into an EMPTY snapshot, so the layer's diff
 // does not depend on the stage below it, and neither does the step's cache key
-// (in.Parent stays empty): rebuilding on a changed base reuses the layer as it is,
+// (op.Parent stays empty): rebuilding on a changed base reuses the layer as it is,
 // with the same digest. The layer is then stacked on the stage's layers.
 //
 // What follows from copying into nothing, as the Dockerfile reference says: the copy
@@ -14,6 +14,6 @@ import "context"
 // directories the copy creates on the way are 0755 root and replace the stage's
 // metadata of those directories, and --chown takes numbers only (checked by
 // checkCopyFlags; there is no /etc/passwd in an empty snapshot).
-func (b *build) linkedStep(ctx context.Context, sc *stepCtx, in *keyInputs, createdBy string, do func(ctx context.Context, root string) error) error {
-	return b.step(ctx, sc, in, createdBy, true, do)
+func (b *build) linkedStep(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, do func(ctx context.Context, root string) error) error {
+	return b.step(ctx, sc, op, files, createdBy, true, do)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
@@ -18,6 +17,8 @@ import (
 type runMounts struct {
 	list     []exec.Mount
 	releases []func()
+	// ops are the mounts as the step's key sees them, in the order written.
+	ops []MountOp
 	// env is what the mounts add to the step's environment (secrets as env,
 	// SSH_AUTH_SOCK); it is never part of the cache key or the image.
 	env  []string
@@ -30,26 +31,27 @@ func (m *runMounts) cleanup() {
 	}
 }
 
-// runMounts resolves RUN --mount flags into sandbox mounts and the cache-key inputs
-// they contribute (the content of bind sources; never cache-mount contents).
-func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instructions.Mount) (*runMounts, map[string]string, error) {
+// runMounts resolves RUN --mount flags into sandbox mounts and the MountOps the
+// step's key is made of (every option that changes what the step sees, and the
+// digest of the content a bind mount shows or a cache mount is seeded from; never a
+// cache mount's contents).
+func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instructions.Mount) (*runMounts, error) {
 	rm := &runMounts{}
-	keys := map[string]string{}
 	workdir := sc.workdir()
-	fail := func(err error) (*runMounts, map[string]string, error) {
+	fail := func(err error) (*runMounts, error) {
 		rm.cleanup()
-		return nil, nil, err
+		return nil, err
 	}
 	var sshTargets []string
 	for _, m := range specs {
 		switch m.Type {
 		case instructions.MountTypeSecret:
-			if err := b.secretMount(sc, m, rm, keys); err != nil {
+			if err := b.secretMount(sc, m, rm); err != nil {
 				return fail(err)
 			}
 			continue
 		case instructions.MountTypeSSH:
-			t, err := b.sshMount(ctx, sc, m, len(sshTargets), rm, keys)
+			t, err := b.sshMount(ctx, sc, m, len(sshTargets), rm)
 			if err != nil {
 				return fail(err)
 			}
@@ -65,47 +67,18 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 		}
 		switch m.Type {
 		case instructions.MountTypeBind:
-			cs := copySpec{from: m.From, name: "RUN --mount=type=bind"}
-			src, err := b.copySource(ctx, sc, cs)
+			op, err := b.bindMount(ctx, sc, m, target, rm)
 			if err != nil {
 				return fail(err)
 			}
-			rm.releases = append(rm.releases, src.release)
-			source := m.Source
-			if source == "" {
-				source = "/"
-			}
-			host, err := bindSourcePath(src.src, source)
-			if err != nil {
-				return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err))
-			}
-			content := src.content
-			if content == "" {
-				sum, err := buildctx.Digest(ctx, src.src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}, b.opts.Store.HashCache())
-				if err != nil {
-					return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err))
-				}
-				content = sum.Digest
-			}
-			keys["bind "+target] = fmt.Sprintf("from=%s source=%s rw=%v %s", m.From, source, !m.ReadOnly, content)
-			if !m.ReadOnly {
-				// Writes to an rw bind mount are discarded: mount a private copy.
-				tmp, err := os.MkdirTemp("", "kiln-bind-rw-")
-				if err != nil {
-					return fail(err)
-				}
-				rm.releases = append(rm.releases, func() { os.RemoveAll(tmp) })
-				if err := buildctx.Copy(ctx, src.src, tmp, buildctx.CopyOptions{Sources: []string{source}, Dest: "/data", Line: sc.cmd.Line}); err != nil {
-					return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=bind,rw: %v", err))
-				}
-				host = tmp + "/data"
-			}
-			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
+			rm.ops = append(rm.ops, op)
 		case instructions.MountTypeCache:
-			dir, err := b.cacheMount(ctx, sc, m, rm)
+			dir, op, err := b.cacheMount(ctx, sc, m, rm)
 			if err != nil {
 				return fail(err)
 			}
+			op.Target = target
+			rm.ops = append(rm.ops, op)
 			rm.list = append(rm.list, exec.Mount{Type: "bind", Source: dir, Target: target, ReadOnly: m.ReadOnly})
 		case instructions.MountTypeTmpfs:
 			var opts []string
@@ -113,7 +86,7 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 				opts = append(opts, fmt.Sprintf("size=%d", m.SizeLimit))
 			}
 			rm.list = append(rm.list, exec.Mount{Type: "tmpfs", Target: target, Options: opts})
-			keys["tmpfs "+target] = strings.Join(opts, ",")
+			rm.ops = append(rm.ops, MountOp{Type: "tmpfs", Target: target, Size: m.SizeLimit})
 		default:
 			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s is not supported by kiln yet", m.Type))
 		}
@@ -125,7 +98,50 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 			rm.env = append(rm.env, "SSH_AUTH_SOCK="+sshTargets[0])
 		}
 	}
-	return rm, keys, nil
+	return rm, nil
+}
+
+// bindMount resolves a type=bind mount. What the step sees is exactly what its key
+// digests: a stage or image is shown as its committed tree (read-only) or a private
+// copy of the selection (rw, whose writes are discarded); the build context and other
+// directories are always shown as a copy of the selection, as COPY would make it
+// (.dockerignore applied, owners 0:0, no sockets), never as the live host directory.
+func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (MountOp, error) {
+	src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=bind"})
+	if err != nil {
+		return MountOp{}, err
+	}
+	rm.releases = append(rm.releases, src.release)
+	source := m.Source
+	if source == "" {
+		source = "/"
+	}
+	errorf := func(err error) error {
+		return sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err)
+	}
+	host, err := bindSourcePath(src.src, source)
+	if err != nil {
+		return MountOp{}, errorf(err)
+	}
+	sel := buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}
+	sum, err := b.selectionDigest(ctx, src, sel)
+	if err != nil {
+		return MountOp{}, errorf(err)
+	}
+	if !m.ReadOnly || src.content == "" {
+		tmp, err := os.MkdirTemp("", "kiln-bind-")
+		if err != nil {
+			return MountOp{}, err
+		}
+		rm.releases = append(rm.releases, func() { os.RemoveAll(tmp) })
+		sel.Dest = "/data"
+		if err := buildctx.Copy(ctx, src.src, tmp, sel); err != nil {
+			return MountOp{}, errorf(err)
+		}
+		host = tmp + "/data"
+	}
+	rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
+	return MountOp{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Source: path.Clean("/" + source), Content: sum.Digest}, nil
 }
 
 // workdir is the stage's working directory, "/" when unset.

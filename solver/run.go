@@ -32,7 +32,8 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 			return sc.errorf(b.opts.Filename, "RUN --%s is not supported by kiln yet", f)
 		}
 	}
-	if err := b.checkSecurity(sc, instructions.GetSecurity(c)); err != nil {
+	security := instructions.GetSecurity(c)
+	if err := b.checkSecurity(sc, security); err != nil {
 		return err
 	}
 	network := b.opts.Network
@@ -45,7 +46,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	default:
 		return sc.errorf(b.opts.Filename, "RUN --network=%s is not supported (use default, none or host)", n)
 	}
-	mounts, mountKeys, err := b.runMounts(ctx, sc, instructions.GetMounts(c))
+	mounts, err := b.runMounts(ctx, sc, instructions.GetMounts(c))
 	if err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 			return err
 		}
 		mounts.list = append(mounts.list, exec.Mount{Type: "bind", Source: dir, Target: "/dev/pipes", ReadOnly: true})
-		mountKeys["heredoc"] = digestOf(heredocFile.Data)
+		mounts.ops = append(mounts.ops, MountOp{Type: "heredoc", Target: path.Join("/dev/pipes", name), ReadOnly: true, Content: digestOf(heredocFile.Data)})
 		args = []string{path.Join("/dev/pipes", name)}
 	}
 
@@ -82,15 +83,15 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	if workdir == "" {
 		workdir = "/"
 	}
-	in := &keyInputs{
-		Op: "RUN " + strings.Join(args, " "), Env: env, User: st.cfg.Config.User, Workdir: workdir,
-		Extra: map[string]string{"network": string(network)},
+	if security == "" {
+		security = instructions.SecuritySandbox
 	}
-	for k, v := range mountKeys {
-		in.Extra["mount "+k] = v
-	}
+	op := &Op{Run: &RunOp{
+		Args: args, Env: env, User: st.cfg.Config.User, Workdir: workdir,
+		Network: string(network), Security: security, Limits: b.limitsOp(), Mounts: mounts.ops,
+	}}
 	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
-	return b.fsStep(ctx, sc, in, createdBy, func(ctx context.Context, root string) error {
+	return b.fsStep(ctx, sc, op, nil, createdBy, func(ctx context.Context, root string) error {
 		out := newTailWriter(b, sc, 1)
 		errOut := newTailWriter(b, sc, 2)
 		err := exec.Run(ctx, exec.Spec{

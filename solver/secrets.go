@@ -131,7 +131,7 @@ func (p *privateDir) release() {
 // not given is an error when required; otherwise the mount is skipped (and an env
 // variable is set empty, as BuildKit does). Only the id, target and env name enter
 // the cache key, never the value.
-func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts, keys map[string]string) error {
+func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts) error {
 	id := m.CacheID
 	if m.Source != "" {
 		id = m.Source
@@ -156,7 +156,8 @@ func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts, k
 			return sc.errorf(b.opts.Filename, "RUN --mount=type=secret,id=%s: env= needs a variable name", id)
 		}
 	}
-	keys["secret "+id+" "+target+" "+envName] = fmt.Sprintf("required=%v uid=%s gid=%s mode=%s", m.Required, optNum(m.UID, 10), optNum(m.GID, 10), optNum(m.Mode, 8))
+	rm.ops = append(rm.ops, MountOp{Type: "secret", Target: target, ID: id, Env: envName, Required: m.Required,
+		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	src, ok := b.opts.Secrets[id]
 	if !ok {

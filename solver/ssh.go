@@ -51,7 +51,7 @@ func ParseSSH(value string) (string, string, error) {
 // step's private dir that relays to the agent given with --ssh: like BuildKit's
 // proxy socket, it carries the mount's uid, gid and mode (default 0600, root) and
 // never exposes the host socket's path or permissions. It returns the target.
-func (b *build) sshMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, n int, rm *runMounts, keys map[string]string) (string, error) {
+func (b *build) sshMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, n int, rm *runMounts) (string, error) {
 	if m.Source != "" {
 		return "", sc.errorf(b.opts.Filename, "RUN --mount=type=ssh does not support source")
 	}
@@ -69,7 +69,8 @@ func (b *build) sshMount(ctx context.Context, sc *stepCtx, m *instructions.Mount
 	if m.Mode != nil {
 		mode = fileModeFromUnix(uint32(*m.Mode))
 	}
-	keys["ssh "+target] = fmt.Sprintf("id=%s required=%v uid=%s gid=%s mode=%s", id, m.Required, optNum(m.UID, 10), optNum(m.GID, 10), optNum(m.Mode, 8))
+	rm.ops = append(rm.ops, MountOp{Type: "ssh", Target: target, ID: id, Required: m.Required,
+		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	agent, ok := b.opts.SSH[id]
 	if !ok {

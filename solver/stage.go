@@ -48,6 +48,9 @@ type stageState struct {
 type stageLayer struct {
 	layer    v1.Layer
 	snapshot string
+	// step says the layer is a step's (not a base image's): outputs get it through
+	// the export transform (export.go).
+	step bool
 }
 
 // snapshots lists the stage's committed snapshot ids, lowest first.
@@ -147,7 +150,9 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 		st.created = b.epochOr(time.Unix(0, 0).UTC())
 	default:
 		b.emit(Event{Kind: StepStarted, ID: id, Name: name, Time: start})
-		base, err := b.baseImage(ctx, s.Base, s.Platform)
+		base, err := b.baseImage(ctx, s.Base, s.Platform, func(msg string) {
+			b.emit(Event{Kind: StepInfo, ID: id, Name: name, Message: msg})
+		})
 		if err != nil {
 			b.emit(Event{Kind: StepFailed, ID: id, Name: name, Message: err.Error()})
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}

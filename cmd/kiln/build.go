@@ -39,6 +39,7 @@ type buildOptions struct {
 	root          string
 	platform      string
 	pull          bool
+	offline       bool
 	push          bool
 	insecure      []string
 	memory        string
@@ -88,7 +89,8 @@ Examples:
 	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
 	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
 	f.StringVar(&o.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
-	f.BoolVar(&o.pull, "pull", false, "always re-resolve base image tags with the registry")
+	f.BoolVar(&o.pull, "pull", false, "fetch base image manifests again even when the store has the image (tags are resolved at every build anyway)")
+	f.BoolVar(&o.offline, "offline", false, "use base images already in the store without asking the registry: a tag keeps the image it named when last pulled")
 	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t tag (same as -o type=registry)")
 	f.StringArrayVar(&o.insecure, "insecure-registry", nil, "talk plain HTTP to this registry host (localhost and 127.0.0.1 always are)")
 	f.StringVar(&o.memory, "memory", "", "memory limit of each RUN step, e.g. 512m or 2g")
@@ -172,6 +174,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		network = exec.NetworkNone
 	default:
 		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
+	}
+	if o.pull && o.offline {
+		return fmt.Errorf("--pull asks the registry and --offline forbids it: use one of them")
 	}
 	for _, out := range outputs {
 		if out.Dest == "-" && o.progressMode(stderr) == "tty" && isTerminal(stdout) {

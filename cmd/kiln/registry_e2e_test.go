@@ -385,24 +385,35 @@ func TestRegistryPushErrors(t *testing.T) {
 // can see whether kiln talked to it.
 func countingRegistry(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
-	var n atomic.Int64
+	srv, n, _ := countingRegistryBlobs(t)
+	return srv, n
+}
+
+// countingRegistryBlobs also counts the blob requests (layers and configs) apart.
+func countingRegistryBlobs(t *testing.T) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+	t.Helper()
+	var n, blobs atomic.Int64
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			blobs.Add(1)
+		}
 		reg.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return srv, &n
+	return srv, &n, &blobs
 }
 
-// A pulled base is not pulled again: the second build makes no request, even when the
-// tag has moved, and a build with the registry gone still works from the store. --pull
-// asks the registry (and takes the moved tag), and fails naming the FROM line when it
-// cannot reach it.
-func TestRegistryBasePulledOnce(t *testing.T) {
+// A tag is resolved with the registry at every build, as BuildKit does: a warm build
+// asks for the manifest only (no blob), a moved tag is taken at once, and a pinned
+// digest never asks. With the registry gone a tag build fails naming the FROM line and
+// suggesting --offline, which builds from the stored image; --pull fetches the
+// manifest again and fails the same way without a registry.
+func TestRegistryBaseTagResolvedEveryBuild(t *testing.T) {
 	t.Parallel()
 	root, out := e2e(t)
-	srv, requests := countingRegistry(t)
+	srv, requests, blobRequests := countingRegistryBlobs(t)
 	host := testenv.Host(srv)
 	base := testenv.BusyboxImage(t)
 	testenv.PushImage(t, base, host+"/busybox:latest")
@@ -420,48 +431,58 @@ func TestRegistryBasePulledOnce(t *testing.T) {
 		return ok
 	}
 
-	requests.Store(0)
 	build(dir, "1.tar")
 	build(pinned, "1-pinned.tar")
 	if requests.Load() == 0 {
 		t.Fatal("the first builds did not talk to the registry")
 	}
 	requests.Store(0)
+	blobRequests.Store(0)
 	build(dir, "2.tar")
+	if requests.Load() == 0 {
+		t.Error("a warm build of a tag did not ask the registry what the tag names")
+	}
+	if n := blobRequests.Load(); n != 0 {
+		t.Errorf("a warm build fetched %d blobs, want 0 (the image is in the store)", n)
+	}
+	requests.Store(0)
 	build(pinned, "2-pinned.tar")
 	if n := requests.Load(); n != 0 {
-		t.Errorf("the second builds made %d registry requests, want 0 (the base is in the store)", n)
+		t.Errorf("a build of a pinned digest made %d registry requests, want 0", n)
 	}
 
-	// The tag moves: without --pull the stored base is kept, with --pull the new one is
-	// taken (and remembered).
+	// The tag moves: the next build takes the new image.
 	testenv.PushImage(t, busyboxVariant(t, map[string]string{"moved.txt": "x"}, func(*v1.ConfigFile) {}), host+"/busybox:latest")
-	requests.Store(0)
-	if hasMoved(build(dir, "3.tar")) || requests.Load() != 0 {
-		t.Errorf("without --pull the build took the moved tag (or asked the registry: %d requests)", requests.Load())
+	if !hasMoved(build(dir, "3.tar")) {
+		t.Error("the build kept the image the tag named before it moved")
 	}
 	if !hasMoved(build(dir, "4.tar", "--pull")) {
 		t.Error("--pull did not take the moved tag")
 	}
 
 	srv.Close()
-	// A changed file: this build runs the COPY again, on the stored (moved) base.
 	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("two"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	img := build(dir, "5.tar")
-	if f := flatten(t, img); f["/a.txt"].content != "two" || f["/moved.txt"].content != "x" {
+	failBuild(t, dir, []string{"Dockerfile:1", "cannot reach registry " + host, "--offline"}, "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "5.tar"), ".")
+	if _, err := os.Stat(filepath.Join(out, "5.tar")); err == nil {
+		t.Error("a failed build left its output")
+	}
+	// --offline: the COPY runs again on the stored (moved) base, and says so.
+	r := mustBuildLimited(t, dir, "--root", root, "--offline", "--progress", "plain", "-o", "type=oci,dest="+filepath.Join(out, "6.tar"), ".")
+	if !strings.Contains(r.stdout+r.stderr, "offline: using the stored") {
+		t.Errorf("--offline did not say it used the stored image:\n%s", r.stderr)
+	}
+	if f := flatten(t, readOCI(t, filepath.Join(out, "6.tar"))); f["/a.txt"].content != "two" || f["/moved.txt"].content != "x" {
 		t.Errorf("offline build: /a.txt = %q, /moved.txt = %q; want two and x", f["/a.txt"].content, f["/moved.txt"].content)
 	}
 	if err := os.WriteFile(filepath.Join(pinned, "a.txt"), []byte("pinned two"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	requireBaseLayers(t, build(pinned, "5-pinned.tar"), base)
+	requireBaseLayers(t, build(pinned, "7-pinned.tar"), base)
 
-	failBuild(t, dir, []string{"Dockerfile:1", "cannot reach registry " + host}, "--root", root, "--pull", "-o", "type=oci,dest="+filepath.Join(out, "6.tar"), ".")
-	if _, err := os.Stat(filepath.Join(out, "6.tar")); err == nil {
-		t.Error("a failed build left its output")
-	}
+	failBuild(t, dir, []string{"Dockerfile:1", "cannot reach registry " + host}, "--root", root, "--pull", "-o", "type=oci,dest="+filepath.Join(out, "8.tar"), ".")
+	failBuild(t, dir, []string{"--pull", "--offline"}, "--root", root, "--pull", "--offline", ".")
 }
 
 // Registry failures of FROM name the line and say what went wrong.

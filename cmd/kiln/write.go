@@ -156,7 +156,7 @@ func writeFileAtomic(dest string, fn func(io.Writer) error) (err error) {
 }
 
 func pullOptions(o buildOptions) image.PullOptions {
-	return image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull}
+	return image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
 }
 
 // targetPlatform is --platform, or the host's.
