@@ -94,7 +94,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	return b.fsStep(ctx, sc, op, nil, createdBy, func(ctx context.Context, root string) error {
 		out := newTailWriter(b, sc, 1)
 		errOut := newTailWriter(b, sc, 2)
-		err := exec.Run(ctx, exec.Spec{
+		err := b.opts.Executor.Run(ctx, exec.Spec{
 			Rootfs: root, Args: args, Env: append(env[:len(env):len(env)], mounts.env...), Cwd: workdir, User: st.cfg.Config.User,
 			Network: network, Mounts: mounts.list, Limits: b.opts.Limits,
 			Stdout: out, Stderr: errOut,

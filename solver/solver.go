@@ -30,6 +30,8 @@ type Options struct {
 	Context   *buildctx.Context
 	Store     *cache.Store
 	Snapshots *snapshot.Snapshotter
+	// Executor runs RUN steps (nil: SandboxExecutor).
+	Executor Executor
 
 	// NoCache rebuilds every step; NoCacheFilter only the named stages.
 	NoCache       bool
@@ -132,6 +134,9 @@ func Solve(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.Progress == nil {
 		opts.Progress = func(Event) {}
+	}
+	if opts.Executor == nil {
+		opts.Executor = SandboxExecutor{}
 	}
 	b := &build{
 		opts:   opts,
