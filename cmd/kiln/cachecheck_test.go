@@ -172,7 +172,7 @@ func variantImage(t *testing.T, name string) v1.Image {
 
 // cachePairs is every pair, by family.
 func cachePairs() []cachePair {
-	return slices.Concat(basePairs, runPairs, runFlagPairs, copyPairs, pendingPairs, addPairs)
+	return slices.Concat(basePairs, runPairs, runFlagPairs, copyPairs, pendingPairs, addPairs, mountPairs, secretPairs)
 }
 
 // cacheCheckStart is when the harness started: an mtime or a time in a config at or
