@@ -172,7 +172,8 @@ func variantImage(t *testing.T, name string) v1.Image {
 
 // cachePairs is every pair, by family.
 func cachePairs() []cachePair {
-	return slices.Concat(basePairs, runPairs, runFlagPairs, copyPairs, pendingPairs, addPairs, mountPairs, secretPairs)
+	return slices.Concat(basePairs, runPairs, runFlagPairs, copyPairs, pendingPairs, addPairs,
+		mountPairs, secretPairs, metaPairs, argPairs, ctxPairs)
 }
 
 // cacheCheckStart is when the harness started: an mtime or a time in a config at or
