@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
-.PHONY: build test test-unit test-race deps demo lint bench conformance fuzz clean
+.PHONY: build test test-unit test-race deps demo lint bench conformance fuzz cachecheck clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
@@ -18,6 +18,11 @@ test: deps build lint
 
 deps:
 	@scripts/install-deps.sh
+
+# The differential cache harness (cmd/kiln/cachecheck_test.go) over every pair; `make
+# test` runs a sample of them. As root.
+cachecheck: deps
+	KILN_CACHECHECK=all $(GO) test -count=1 -timeout 60m -run TestCacheDifferential ./cmd/kiln
 
 # Builds examples/demo on a busybox base made from Debian's busybox-static and bundled
 # as an OCI layout: no registry, no network.

@@ -1,0 +1,161 @@
+package main
+
+// Pairs of the differential cache harness: the build context itself — .dockerignore,
+// mtimes (sub-second ones too), ctime-only changes, owners, links, special modes.
+
+var ctxPairs = []cachePair{
+	{
+		name: "ignore/ignored-file-changed", sample: true,
+		df:  "FROM {base}\nCOPY . /app/\nRUN ls -A /app > /ls\n",
+		ctx: map[string]string{"keep.txt": "keep\n", "debug.log": "one\n", "tmp/x": "x\n", ".dockerignore": "*.log\ntmp/\n"},
+		mut: []ctxMut{{"write", "debug.log", "two, longer\n"}, {"write", "tmp/x", "changed\n"}, {"write", "new.log", "new\n"}},
+		hit: []string{"*"},
+	},
+	{
+		name: "ignore/copied-file-becomes-ignored",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.txt": "a\n", "b.txt": "b\n", ".dockerignore": "*.log\n"},
+		mut:  []ctxMut{{"append", ".dockerignore", "b.txt\n"}},
+	},
+	{
+		name: "ignore/file-unignored-by-negation",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.log": "a\n", "keep.log": "k\n", ".dockerignore": "*.log\n"},
+		mut:  []ctxMut{{"append", ".dockerignore", "!keep.log\n"}},
+	},
+	{
+		name: "ignore/dockerignore-changed-not-copied",
+		df:   "FROM {base}\nCOPY a.txt /a.txt\n",
+		ctx:  map[string]string{"a.txt": "a\n", ".dockerignore": "*.log\n"},
+		mut:  []ctxMut{{"append", ".dockerignore", "# a comment\n"}},
+		hit:  []string{"*"},
+	},
+	{
+		name: "ignore/dockerignore-itself-copied",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.txt": "a\n", ".dockerignore": "*.log\n"},
+		mut:  []ctxMut{{"append", ".dockerignore", "# a comment\n"}},
+	},
+	{
+		name: "ignore/dockerfile-ignored",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.txt": "a\n", ".dockerignore": "Dockerfile\n"},
+		dfB:  "FROM {base}\nCOPY . /app/\n# changed\n",
+		hit:  []string{"*"},
+	},
+	{
+		name: "ignore/wildcard-copy-of-ignored",
+		df:   "FROM {base}\nCOPY *.txt /d/\n",
+		ctx:  map[string]string{"a.txt": "a\n", "b.txt": "b\n", ".dockerignore": "b.txt\n"},
+		mut:  []ctxMut{{"write", "b.txt", "changed\n"}},
+		hit:  []string{"*"},
+	},
+	{
+		name: "ignore/dir-excluded-then-file-reincluded",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"d/a": "a\n", "d/keep": "k\n", ".dockerignore": "d/*\n!d/keep\n"},
+		mut:  []ctxMut{{"write", "d/keep", "changed\n"}},
+	},
+	{
+		name: "mtime/touch-dir-only",
+		df:   "FROM {base}\nCOPY src/ /src/\nCOPY src /src2\n",
+		ctx:  map[string]string{"src/a": "a\n", "src/sub/b": "b\n"},
+		mut:  []ctxMut{{"touch", "src/sub", "2022-01-01T00:00:00.75Z"}},
+	},
+	{
+		name: "mtime/sub-second-only", sample: true,
+		df:  "FROM {base}\nCOPY a.txt /a.txt\nRUN stat -c '%y' /a.txt > /a.stat\n",
+		ctx: map[string]string{"a.txt": "a\n"},
+		mut: []ctxMut{{"touch", "a.txt", "+400ms"}},
+	},
+	{
+		name: "mtime/whole-second-only",
+		df:   "FROM {base}\nCOPY a.txt /a.txt\n",
+		ctx:  map[string]string{"a.txt": "a\n"},
+		mut:  []ctxMut{{"touch", "a.txt", "+1s"}},
+	},
+	{
+		name: "mtime/content-changed-mtime-kept", sample: true,
+		df:  "FROM {base}\nCOPY a.txt /a.txt\n",
+		ctx: map[string]string{"a.txt": "aaaa\n"},
+		mut: []ctxMut{{"keep", "a.txt", "bbbb\n"}},
+	},
+	{
+		name: "mtime/content-changed-same-second",
+		df:   "FROM {base}\nCOPY a.txt /a.txt\n",
+		ctx:  map[string]string{"a.txt": "aaaa\n"},
+		mut:  []ctxMut{{"keep", "a.txt", "bbbb\n"}, {"touch", "a.txt", "+1ns"}},
+	},
+	{
+		name: "mtime/content-changed-in-dir-mtime-kept",
+		df:   "FROM {base}\nCOPY src/ /src/\n",
+		ctx:  map[string]string{"src/a": "aaaa\n", "src/b": "b\n"},
+		mut:  []ctxMut{{"keep", "src/a", "cccc\n"}},
+	},
+	{
+		name: "mtime/symlink-own-mtime",
+		df:   "FROM {base}\nCOPY d/ /d/\n",
+		ctx:  map[string]string{"d/a": "a\n", "d/l|->": "a"},
+		mut:  []ctxMut{{"touch", "d/l", "2022-01-01T00:00:00.123Z"}},
+	},
+	{
+		name: "mtime/context-copied-twice",
+		df:   "FROM {base}\nCOPY a.txt /a.txt\nCOPY a.txt /b.txt\n",
+		ctx:  map[string]string{"a.txt": "a\n"},
+		mut:  []ctxMut{{"touch", "a.txt", "+3s"}},
+	},
+	{
+		name: "owner/context-owner-changed",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.txt|1000:1000": "a\n"},
+		mut:  []ctxMut{{"chown", "a.txt", "0:0"}},
+	},
+	{
+		name: "mode/sticky-dir",
+		df:   "FROM {base}\nCOPY d /d\n",
+		ctx:  map[string]string{"d/a": "a\n"},
+		mut:  []ctxMut{{"chmod", "d", "1777"}},
+	},
+	{
+		name: "mode/exec-bit-only",
+		df:   "FROM {base}\nCOPY run.sh /run.sh\nRUN stat -c %a /run.sh > /mode\n",
+		ctx:  map[string]string{"run.sh": "#!/bin/sh\n"},
+		mut:  []ctxMut{{"chmod", "run.sh", "0744"}},
+	},
+	{
+		name: "links/hard-link-group-in-dir",
+		df:   "FROM {base}\nCOPY d/ /d/\nRUN stat -c '%h' /d/a > /nlink\n",
+		ctx:  map[string]string{"d/a": "x\n", "d/b|=>": "d/a", "d/c": "x\n"},
+		mut:  []ctxMut{{"hardlink", "d/c", "d/a"}},
+	},
+	{
+		name: "links/symlink-to-dir",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"real/a": "a\n", "other/b": "b\n", "l|->": "real"},
+		mut:  []ctxMut{{"symlink", "l", "other"}},
+	},
+	{
+		name: "links/dangling-symlink",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"l|->": "missing-one"},
+		mut:  []ctxMut{{"symlink", "l", "missing-two"}},
+	},
+	{
+		name: "tree/file-replaced-by-dir",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"x": "file\n"},
+		mut:  []ctxMut{{"rm", "x", ""}, {"write", "x/inner", "file\n"}},
+	},
+	{
+		name: "tree/empty-dir-removed",
+		df:   "FROM {base}\nCOPY . /app/\n",
+		ctx:  map[string]string{"a.txt": "a\n", "empty/": ""},
+		mut:  []ctxMut{{"rm", "empty", ""}},
+	},
+	{
+		name: "tree/fresh-copy-of-context",
+		df:   "FROM {base}\nCOPY . /app/\nRUN find /app -mindepth 1 -exec stat -c '%n %y %a %u %g %h' {} + | sort > /ls\n",
+		ctx:  map[string]string{"a.txt": "a\n", "src/b": "b\n"},
+		mut:  []ctxMut{{"mv", "src", "src.old"}, {"write", "src/b", "b\n"}, {"rm", "src.old", ""}, {"touch", "src/b", "2020-01-02T03:04:05Z"}},
+	},
+}
