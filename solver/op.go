@@ -81,6 +81,9 @@ type MountOp struct {
 	ID       string `json:"id"`
 	Env      string `json:"env"`
 	Required bool   `json:"required"`
+	// Given says a secret or an ssh agent was given for the mount (never what it
+	// is): a step can act on its absence.
+	Given bool `json:"given"`
 }
 
 // CopyOp is a COPY or ADD: what it selects, where it puts it and how.

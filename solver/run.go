@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -72,10 +73,13 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	}
 
 	env := append([]string(nil), st.env...)
+	// As BuildKit's llb.WithProxy: proxy build args reach the process but not the
+	// key, so a build behind a proxy shares its cache with one without.
+	var proxyEnv []string
 	for _, k := range proxyArgs {
 		if v, ok := b.g.BuildArgs[k]; ok {
 			if _, set := lookupEnv(env, k); !set {
-				env = append(env, k+"="+v)
+				proxyEnv = append(proxyEnv, k+"="+v)
 			}
 		}
 	}
@@ -95,7 +99,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 		out := newTailWriter(b, sc, 1)
 		errOut := newTailWriter(b, sc, 2)
 		err := b.opts.Executor.Run(ctx, exec.Spec{
-			Rootfs: root, Args: args, Env: append(env[:len(env):len(env)], mounts.env...), Cwd: workdir, User: st.cfg.Config.User,
+			Rootfs: root, Args: args, Env: slices.Concat(env, proxyEnv, mounts.env), Cwd: workdir, User: st.cfg.Config.User,
 			Network: network, Mounts: mounts.list, Limits: b.opts.Limits,
 			Stdout: out, Stderr: errOut,
 		})

@@ -160,6 +160,7 @@ func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts) e
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	src, ok := b.opts.Secrets[id]
+	rm.ops[len(rm.ops)-1].Given = ok
 	if !ok {
 		if m.Required {
 			return sc.errorf(b.opts.Filename, "RUN --mount=type=secret,id=%s: secret %q is required but was not given; pass it with --secret id=%s,src=FILE or --secret id=%s,env=VAR", id, id, id, id)

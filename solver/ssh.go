@@ -73,6 +73,7 @@ func (b *build) sshMount(ctx context.Context, sc *stepCtx, m *instructions.Mount
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	agent, ok := b.opts.SSH[id]
+	rm.ops[len(rm.ops)-1].Given = ok
 	if !ok {
 		if m.Required {
 			return "", sc.errorf(b.opts.Filename, "RUN --mount=type=ssh,id=%s: no ssh agent %q was given; pass it with --ssh %s=$SSH_AUTH_SOCK", id, id, id)

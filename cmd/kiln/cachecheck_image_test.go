@@ -127,6 +127,28 @@ func snapOf(t *testing.T, img v1.Image) *imageSnap {
 	return s
 }
 
+// withoutMtimes drops what an mtime decides: every entry's mtime, the layer and
+// config digests and diff IDs, each layer's entry lines, and the content of the
+// files a step wrote from mtimes it saw (observers).
+func (s *imageSnap) withoutMtimes(observers []string) {
+	for _, e := range s.files {
+		e.mtime = ""
+	}
+	for _, p := range observers {
+		if e, ok := s.files[p]; ok {
+			e.sha, e.size, e.content = "", "", ""
+		}
+	}
+	for _, m := range []map[string]string{s.manifest, s.config} {
+		for k := range m {
+			if strings.Contains(k, "digest") || strings.Contains(k, "diff_ids") || strings.HasSuffix(k, ".size") {
+				delete(m, k)
+			}
+		}
+	}
+	s.layers = nil
+}
+
 // addLayer applies layer i (whiteouts included) to the flattened tree, records its
 // entries, and says whether any of them has a build-time mtime.
 func (s *imageSnap) addLayer(t *testing.T, i int, l v1.Layer) (wall bool) {

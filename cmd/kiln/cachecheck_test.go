@@ -68,6 +68,15 @@ type cachePair struct {
 	miss []string          // steps of B after A that must be rebuilt ("*": every step)
 	want map[string]string // path → content both B images must have ("<absent>": no such path)
 	fail bool              // B must fail (in both builds)
+
+	// mtimesNotKeyed marks a pair whose context changes only in mtimes (or in
+	// which of two equal files is a hard link, which moves an mtime). Docker's
+	// documented cache rule, which BuildKit follows, leaves mtimes out of the
+	// checksums of COPY/ADD sources and bind mounts: such a B must reuse every step
+	// after A, and then keeps A's mtimes. The two B images are compared without
+	// mtimes (and layer digests), and without the content of the files listed here,
+	// which a RUN wrote from what it saw of those mtimes.
+	mtimesNotKeyed []string
 }
 
 // ctxMut changes the context: op path arg.
@@ -292,11 +301,18 @@ func runPair(t *testing.T, p cachePair) {
 		t.Errorf("pair %s: B was expected to fail, but both builds succeeded", p.name)
 		return
 	}
+	if p.mtimesNotKeyed != nil {
+		p.hit = []string{"*"}
+	}
 	if b1.code == 0 {
 		report = append(report, checkHits(p, parsePlain(b1.stderr))...)
 	}
 	if b1.code == 0 && b2.code == 0 {
 		s1, s2 := snapImage(t, b1.out), snapImage(t, b2.out)
+		if p.mtimesNotKeyed != nil {
+			s1.withoutMtimes(p.mtimesNotKeyed)
+			s2.withoutMtimes(p.mtimesNotKeyed)
+		}
 		report = append(report, diffSnaps(s1, s2)...)
 		for path, want := range p.want {
 			for _, s := range []struct {

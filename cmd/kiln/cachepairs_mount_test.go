@@ -47,10 +47,11 @@ var mountPairs = []cachePair{
 		mut:  []ctxMut{{"chmod", "a.txt", "0600"}},
 	},
 	{
-		name: "bind/context-mtime",
-		df:   "FROM {base}\nRUN --mount=type=bind,target=/ctx stat -c %y /ctx/a.txt > /o\n",
-		ctx:  map[string]string{"a.txt": "a\n"},
-		mut:  []ctxMut{{"touch", "a.txt", "+250ms"}},
+		name:           "bind/context-mtime",
+		mtimesNotKeyed: []string{"/o"},
+		df:             "FROM {base}\nRUN --mount=type=bind,target=/ctx stat -c %y /ctx/a.txt > /o\n",
+		ctx:            map[string]string{"a.txt": "a\n"},
+		mut:            []ctxMut{{"touch", "a.txt", "+250ms"}},
 	},
 	{
 		name: "bind/context-symlink-target",
@@ -126,10 +127,11 @@ var mountPairs = []cachePair{
 	},
 	{
 		name: "cache/id-changed",
-		df: "FROM {base}\nRUN --mount=type=cache,id=a,target=/c touch /c/seeded\n" +
-			"RUN --mount=type=cache,id=a,target=/c ls /c > /o\n",
-		dfB: "FROM {base}\nRUN --mount=type=cache,id=a,target=/c touch /c/seeded\n" +
-			"RUN --mount=type=cache,id=b,target=/c ls /c > /o\n",
+		// As BuildKit, a cache mount's id is not in the key (nor its content, which
+		// no key holds): the step is reused.
+		df:  "FROM {base}\nRUN --mount=type=cache,id=a,target=/c echo ok > /o\n",
+		dfB: "FROM {base}\nRUN --mount=type=cache,id=b,target=/c echo ok > /o\n",
+		hit: []string{"*"},
 	},
 	{
 		name: "cache/sharing-changed",
