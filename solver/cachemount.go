@@ -49,11 +49,11 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 		}
 		rm.releases = append(rm.releases, src.release)
 		if _, err := bindSourcePath(src.src, source); err != nil {
-			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %w", m.From, m.Source, err)
 		}
 		sum, err := b.selectionDigest(ctx, src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line})
 		if err != nil {
-			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %v", m.From, m.Source, err)
+			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %w", m.From, m.Source, err)
 		}
 		seed = src
 		op.Source, op.Content = source, sum.Digest

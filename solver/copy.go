@@ -107,7 +107,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		if cs.chown != "" {
 			u, err := exec.ResolveUser(root, cs.chown)
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "%s --chown=%s: %v", cs.name, cs.chown, err)
+				return sc.errorf(b.opts.Filename, "%s --chown=%s: %w", cs.name, cs.chown, err)
 			}
 			owner = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
 		}
@@ -257,7 +257,7 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 	for _, s := range cs.sd.SourcePaths {
 		kind, ref, err := sourceKind(s)
 		if err != nil {
-			return parts, sc.errorf(b.opts.Filename, "%s: %v", cs.name, err)
+			return parts, sc.errorf(b.opts.Filename, "%s: %w", cs.name, err)
 		}
 		if kind == sourceLocal {
 			local = append(local, s)
@@ -281,7 +281,7 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 			parts = append(parts, p)
 		}
 		if err != nil {
-			return parts, sc.errorf(b.opts.Filename, "%s %s: %v", cs.name, s, err)
+			return parts, sc.errorf(b.opts.Filename, "%s %s: %w", cs.name, s, err)
 		}
 	}
 	return parts, flush()
@@ -321,7 +321,7 @@ func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 }
 
 func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
-	return sc.errorf(b.opts.Filename, "%s failed: %v", cs.name, err)
+	return sc.errorf(b.opts.Filename, "%s failed: %w", cs.name, err)
 }
 
 // copySource mounts what a COPY reads: another stage's or an image's rootfs for
@@ -363,13 +363,13 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		case ContextDir:
 			bctx, err := buildctx.Open(nc.Ref, "")
 			if err != nil {
-				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 			}
 			return &copySource{src: buildctx.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
 		case ContextGit, ContextURL:
 			src, err := b.remoteContext(ctx, nc)
 			if err != nil {
-				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 			}
 			return src, nil
 		}
@@ -391,7 +391,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 			b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: msg})
 		})
 		if err != nil {
-			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %v", cs.name, cs.from, err)
+			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 		}
 		for _, l := range base.layers {
 			snaps = append(snaps, l.snapshot)
@@ -484,7 +484,7 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 		if user != "" {
 			u, err := exec.ResolveUser(root, user)
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "WORKDIR %s: %v", wd, err)
+				return sc.errorf(b.opts.Filename, "WORKDIR %s: %w", wd, err)
 			}
 			uid, gid = int(u.UID), int(u.GID)
 		}

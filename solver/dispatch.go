@@ -35,7 +35,7 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 				return s, err
 			})
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "%v", err)
+				return sc.errorf(b.opts.Filename, "%w", err)
 			}
 		}
 	}
@@ -48,7 +48,7 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 			return s, err
 		})
 		if err != nil {
-			return sc.errorf(b.opts.Filename, "%v", err)
+			return sc.errorf(b.opts.Filename, "%w", err)
 		}
 	}
 	b.reportUndefined(sc, unmatched, env)
@@ -104,13 +104,13 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		for _, p := range c.Ports {
 			words, err := lex.ProcessWords(p, env)
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "EXPOSE: %v", err)
+				return sc.errorf(b.opts.Filename, "EXPOSE: %w", err)
 			}
 			specs = append(specs, words...)
 		}
 		ports, err := exposedPorts(specs)
 		if err != nil {
-			return sc.errorf(b.opts.Filename, "EXPOSE: %v", err)
+			return sc.errorf(b.opts.Filename, "EXPOSE: %w", err)
 		}
 		if st.cfg.Config.ExposedPorts == nil {
 			st.cfg.Config.ExposedPorts = map[string]struct{}{}
@@ -135,7 +135,7 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		b.history(st, "USER "+c.User)
 	case *instructions.StopSignalCommand:
 		if err := validateSignal(c.Signal); err != nil {
-			return sc.errorf(b.opts.Filename, "STOPSIGNAL: %v", err)
+			return sc.errorf(b.opts.Filename, "STOPSIGNAL: %w", err)
 		}
 		st.cfg.Config.StopSignal = c.Signal
 		b.history(st, "STOPSIGNAL "+c.Signal)
@@ -196,7 +196,7 @@ func (b *build) dispatchArg(sc *stepCtx, c *instructions.ArgCommand, lex *shell.
 			v, unmatched, err := lex.ProcessWord(*arg.Value, env)
 			b.reportUndefined(sc, unmatched, env)
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "ARG %s: %v", arg.Key, err)
+				return sc.errorf(b.opts.Filename, "ARG %s: %w", arg.Key, err)
 			}
 			arg.Value = &v
 		default:

@@ -143,7 +143,7 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 		Compression: b.opts.Compression, Pending: pending, NormalizeTree: true,
 	})
 	if err != nil {
-		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %v", err)
+		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %w", err)
 	}
 	if empty {
 		return e, nil

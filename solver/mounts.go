@@ -117,7 +117,7 @@ func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Moun
 		source = "/"
 	}
 	errorf := func(err error) error {
-		return sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %v", m.Source, err)
+		return sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %w", m.Source, err)
 	}
 	host, err := bindSourcePath(src.src, source)
 	if err != nil {

@@ -55,7 +55,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 
 	args, heredocFile, err := runArgs(st, c)
 	if err != nil {
-		return sc.errorf(b.opts.Filename, "%v", err)
+		return sc.errorf(b.opts.Filename, "%w", err)
 	}
 	if heredocFile != nil {
 		dir, err := os.MkdirTemp("", "kiln-heredoc-")
@@ -173,7 +173,7 @@ func runCommandString(args []string, declared []instructions.KeyValuePairOptiona
 func (b *build) runError(sc *stepCtx, args []string, err error, out, errOut *tailWriter) error {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
-		return sc.errorf(b.opts.Filename, "RUN failed: %v", err)
+		return sc.errorf(b.opts.Filename, "RUN failed: %w", err)
 	}
 	cmd := strings.Join(args, " ")
 	var msg string
@@ -197,6 +197,7 @@ func (b *build) runError(sc *stepCtx, args []string, err error, out, errOut *tai
 		msg += "\n--- last output lines ---\n" + strings.Join(tail, "\n")
 	}
 	e := sc.errorf(b.opts.Filename, "%s", msg).(*parser.Error)
+	e.Err = err // errors.As(err, **exec.ExitError) for callers
 	return e
 }
 

@@ -172,7 +172,7 @@ func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts) e
 	}
 	value, err := src.read(id)
 	if err != nil {
-		return sc.errorf(b.opts.Filename, "RUN --mount=type=secret,id=%s: %v", id, err)
+		return sc.errorf(b.opts.Filename, "RUN --mount=type=secret,id=%s: %w", id, err)
 	}
 	if envName != "" {
 		rm.env = append(rm.env, envName+"="+string(value))

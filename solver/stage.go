@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -75,9 +76,22 @@ type stepCtx struct {
 	pending *buildctx.Pending
 }
 
+// errorf is an error of the step's Dockerfile line. format may wrap a cause with
+// %w: errors.Is and errors.As reach it through the *parser.Error.
 func (sc *stepCtx) errorf(file string, format string, args ...any) error {
+	cause := fmt.Errorf(format, args...)
 	return &parser.Error{File: file, Line: sc.cmd.Line,
-		Msg: fmt.Sprintf(format, args...), Src: firstLine(sc.cmd.Original)}
+		Msg: cause.Error(), Src: firstLine(sc.cmd.Original), Err: errors.Unwrap(cause)}
+}
+
+// atLine gives err the step's line unless it has one (an error made by errorf) or
+// the build was cancelled: the one place errors of a step are wrapped with it.
+func (b *build) atLine(ctx context.Context, sc *stepCtx, err error) error {
+	var pe *parser.Error
+	if err == nil || ctx.Err() != nil || errors.As(err, &pe) {
+		return err
+	}
+	return sc.errorf(b.opts.Filename, "%w", err)
 }
 
 func firstLine(s string) string {
@@ -97,7 +111,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
 		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
 		if err := b.dispatch(ctx, sc); err != nil {
-			return err
+			return b.atLine(ctx, sc, err)
 		}
 	}
 	return nil
