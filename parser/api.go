@@ -1,7 +1,10 @@
 package parser
 
 import (
+	"fmt"
+
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	bkparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
 // Options are the inputs of Parse besides the Dockerfile text.
@@ -80,4 +83,33 @@ type Command struct {
 	Line     int    // first line in the Dockerfile (1-based)
 	EndLine  int    // last line
 	Original string // the instruction's text as written, for history and errors
+
+	// node is the instruction's syntax tree, from which Instantiate makes a fresh
+	// Command: expansion edits a command in place, and a Graph serves many solves.
+	node *bkparser.Node
+}
+
+// NewCommand parses one instruction node (an ONBUILD trigger, say) as a Command
+// located at line.
+func NewCommand(node *bkparser.Node, line int) (Command, error) {
+	c, err := instructions.ParseCommand(node)
+	if err != nil {
+		return Command{}, err
+	}
+	return Command{Command: c, Line: line, EndLine: line, Original: node.Original, node: node}, nil
+}
+
+// Instantiate returns a copy of c whose instruction is parsed afresh from its node,
+// for one solve to expand as it likes: the Graph's own stays as parsed. A Command
+// made without a node is returned as it is.
+func (c Command) Instantiate() (Command, error) {
+	if c.node == nil {
+		return c, nil
+	}
+	cmd, err := instructions.ParseCommand(c.node)
+	if err != nil {
+		return Command{}, fmt.Errorf("line %d: %w", c.Line, err)
+	}
+	c.Command = cmd
+	return c, nil
 }

@@ -142,6 +142,7 @@ func collect(ast *bkparser.Node, src *source, lint *linter.Linter) ([]*rawStage,
 				Line:     node.StartLine,
 				EndLine:  node.EndLine,
 				Original: node.Original,
+				node:     node,
 			})
 		default:
 			return nil, nil, src.errorf(node.StartLine, "%T is not a command type", v)

@@ -273,3 +273,31 @@ func TestEngineErrorsNameTheLine(t *testing.T) {
 		t.Errorf("COPY of a missing file: %v", r.err)
 	}
 }
+
+// One Graph can be solved more than once: each solve expands its own copy of the
+// instructions (an escaped \$ expanded twice would lose its escape).
+func TestEngineGraphSolvedTwice(t *testing.T) {
+	g, err := parser.Parse(strings.NewReader("FROM scratch\nENV A=1\nENV B=\\$A\nWORKDIR /w\nRUN x\n"), parser.Options{Filename: "Dockerfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var envs []string
+	for range 2 {
+		e := newEngine(t)
+		bctx, err := buildctx.Open(e.dir, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Solve(context.Background(), Options{Graph: g, Filename: "Dockerfile", Context: bctx,
+			Store: e.store, Snapshots: e.snaps, Executor: fakeRun(nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, strings.Join(res.Config.Config.Env, " "))
+	}
+	for i, env := range envs {
+		if !strings.Contains(env, "B=$A") {
+			t.Errorf("solve %d: env %q, want B=$A kept literal", i+1, env)
+		}
+	}
+}

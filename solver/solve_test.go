@@ -29,8 +29,7 @@ COPY --from=b /b.txt /out/b.txt
 COPY c.txt /out/c.txt
 `
 
-// solveOnce parses the Dockerfile afresh (dispatch expands commands in place, so a
-// Graph serves one Solve) and builds it on store.
+// solveOnce parses the Dockerfile and builds it on store.
 func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snapshot.Snapshotter, progress Progress) (*Result, error) {
 	g, err := parser.Parse(strings.NewReader(scratchStages), parser.Options{Filename: "Dockerfile"})
 	if err != nil {

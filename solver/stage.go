@@ -107,7 +107,13 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 	}
 	cmds := append(triggers, s.Commands...)
 	total := len(cmds) + 1
-	for i, c := range cmds {
+	for i, parsed := range cmds {
+		// The solve expands its own copy of each instruction: the Graph stays as
+		// parsed, for the next solve of it.
+		c, err := parsed.Instantiate()
+		if err != nil {
+			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
+		}
 		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
 		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
 		if err := b.dispatch(ctx, sc); err != nil {
@@ -201,12 +207,13 @@ func (b *build) parseTriggers(s *parser.Stage, exprs []string) ([]parser.Command
 		}
 		node := res.AST.Children[0]
 		node.StartLine, node.EndLine = s.Line, s.Line
-		c, err := instructions.ParseCommand(node)
+		c, err := parser.NewCommand(node, s.Line)
 		if err != nil {
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line,
-				Msg: fmt.Sprintf("ONBUILD trigger %q: %v", expr, err)}
+				Msg: fmt.Sprintf("ONBUILD trigger %q: %v", expr, err), Err: err}
 		}
-		out = append(out, parser.Command{Command: c, Line: s.Line, EndLine: s.Line, Original: expr})
+		c.Original = expr
+		out = append(out, c)
 	}
 	return out, nil
 }
