@@ -3,7 +3,10 @@ package solver
 import (
 	"context"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // Executor runs one RUN step's process in a rootfs with its mounts, as BuildKit's
@@ -27,3 +30,54 @@ type ExecutorFunc func(ctx context.Context, spec exec.Spec) error
 
 // Run implements Executor.
 func (f ExecutorFunc) Run(ctx context.Context, spec exec.Spec) error { return f(ctx, spec) }
+
+// Store is what the engine keeps across builds: step entries (cache.Entry, by key),
+// content-addressed blobs, resolved refs, file and selection digests, cache-mount
+// dirs. The local store (*cache.Store) is one; a remote cache is another.
+type Store interface {
+	image.BlobStore
+	// GetStep returns the entry of key (and marks it used); ok is false on a miss.
+	GetStep(ctx context.Context, key string) (e *cache.Entry, ok bool, err error)
+	// PutStep records e, replacing an entry of its key.
+	PutStep(ctx context.Context, e *cache.Entry) error
+	// PutStepIfAbsent records e unless its key has an entry, and returns the entry
+	// the key has after the call.
+	PutStepIfAbsent(ctx context.Context, e *cache.Entry) (*cache.Entry, error)
+	// LastInputs and SetLastInputs keep the last op recorded at a step's position,
+	// to explain a miss.
+	LastInputs(ctx context.Context, scope string) ([]byte, bool)
+	SetLastInputs(ctx context.Context, scope string, inputs []byte) error
+	// HashCache remembers digests by key: of files by their metadata, of
+	// selections by their tree's identity.
+	HashCache() interface {
+		Get(key string) (string, bool)
+		Put(key, digest string)
+	}
+	// NewBlobWriter writes a blob, named by its digest on Commit.
+	NewBlobWriter() (cache.BlobWriter, error)
+	// CacheMountDir is the directory of the cache mount of identity.
+	CacheMountDir(ctx context.Context, identity string) (string, error)
+}
+
+// Snapshotter keeps one directory per step's tree and stacks them (package
+// snapshot has the vocabulary: committed snapshots by id, an Active on top of
+// parents, a read-only View). *snapshot.Snapshotter, with overlayfs or its copy
+// fallback, is the implementation.
+type Snapshotter interface {
+	// Prepare makes a writable snapshot over parents (bottom first).
+	Prepare(ctx context.Context, parents []string) (*snapshot.Active, error)
+	// View mounts parents read-only; release unmounts.
+	View(ctx context.Context, parents []string) (root string, release func() error, err error)
+	// Ingest creates committed snapshot id from what fill writes into a dir.
+	Ingest(ctx context.Context, id string, fill func(dir string) error) error
+	// Exists reports whether committed snapshot id is there.
+	Exists(id string) bool
+	// Overlay reports whether layers stack with overlayfs (its upper dir is the
+	// step's diff as it happens), not by copying.
+	Overlay() bool
+}
+
+var (
+	_ Store       = (*cache.Store)(nil)
+	_ Snapshotter = (*snapshot.Snapshotter)(nil)
+)

@@ -15,12 +15,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/buildctx"
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
-	"github.com/kiln-build/kiln/snapshot"
 )
 
 // Options is everything one build needs besides the Dockerfile graph.
@@ -28,8 +26,8 @@ type Options struct {
 	Graph     *parser.Graph
 	Filename  string // the Dockerfile's name in errors, e.g. "Dockerfile"
 	Context   *buildctx.Context
-	Store     *cache.Store
-	Snapshots *snapshot.Snapshotter
+	Store     Store
+	Snapshots Snapshotter
 	// Executor runs RUN steps (nil: SandboxExecutor).
 	Executor Executor
 
