@@ -77,14 +77,21 @@ func createStubs(rootfs string, targets []stubTarget) (*stubs, error) {
 				return s, err
 			}
 			isDir := t.dir || i < len(parts)-1
+			mode := os.FileMode(0o644)
 			if isDir {
-				err = root.Mkdir(p, 0o755)
+				mode = 0o755
+				err = root.Mkdir(p, mode)
 			} else {
 				var f *os.File
-				f, err = root.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+				f, err = root.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 				if err == nil {
 					err = f.Close()
 				}
+			}
+			if err == nil {
+				// A stub the step fills stays in the layer: its mode must not
+				// depend on the umask kiln was started with.
+				err = root.Chmod(p, mode)
 			}
 			if err != nil {
 				return s, fmt.Errorf("create mount point %s in rootfs: %w", p, err)

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// The tests in this file pin behaviours where kiln follows BuildKit (issue 13), each
+// by building a real image: BASE in a Dockerfile is the busybox test image.
+
+// conform is one build of a conformance test.
+type conform struct {
+	t     *testing.T
+	root  string
+	out   string
+	host  string
+	umask string // when set, kiln runs under `umask UMASK`
+}
+
+func newConform(t *testing.T) *conform {
+	t.Helper()
+	root, out := e2e(t)
+	return &conform{t: t, root: root, out: out, host: busyboxRegistry(t)}
+}
+
+// project makes a context whose Dockerfile is dockerfile (BASE replaced) plus files.
+func (c *conform) project(dockerfile string, files map[string]string) string {
+	c.t.Helper()
+	all := map[string]string{"Dockerfile": strings.ReplaceAll(dockerfile, "BASE", c.host+"/busybox:latest")}
+	for k, v := range files {
+		all[k] = v
+	}
+	return project(c.t, all)
+}
+
+// run runs kiln build on dir into an OCI tarball and returns what kiln printed.
+func (c *conform) run(dir string, args ...string) (result, string) {
+	c.t.Helper()
+	dest := filepath.Join(c.out, strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name())+".tar")
+	args = append([]string{"build", "--root", c.root, "--progress", "plain", "-o", "type=oci,dest=" + dest}, args...)
+	args = append(args, ".")
+	if c.umask == "" {
+		return kiln(c.t, dir, args...), dest
+	}
+	// The shell sets the umask and execs kiln (this test binary), so nothing else in
+	// the test process sees it.
+	cmd := osexec.Command("sh", append([]string{"-c", `umask ` + c.umask + ` && exec "$0" "$@"`, os.Args[0]}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KILN_E2E_MAIN=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *osexec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		c.t.Fatalf("run kiln %v: %v", args, err)
+	}
+	return r, dest
+}
+
+// build builds dir and returns the image; the build must succeed.
+func (c *conform) build(dir string, args ...string) v1.Image {
+	c.t.Helper()
+	r, dest := c.run(dir, args...)
+	if r.code != 0 {
+		c.t.Fatalf("kiln build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	return readOCI(c.t, dest)
+}
+
+// wantEntry checks one path of a file listing: its type, permission bits and owner.
+func wantEntry(t *testing.T, files map[string]fileEntry, p string, typ byte, mode int64, uid, gid int) {
+	t.Helper()
+	f, ok := files[p]
+	if !ok {
+		t.Errorf("%s missing", p)
+		return
+	}
+	if f.typ != typ || f.mode != mode || f.uid != uid || f.gid != gid {
+		t.Errorf("%s = type %c mode %#o owner %d:%d, want type %c mode %#o owner %d:%d", p, f.typ, f.mode, f.uid, f.gid, typ, mode, uid, gid)
+	}
+}
+
+// A RUN step runs with umask 0022 whatever the umask kiln was started with, as under
+// BuildKit (runc's default): `umask 077; kiln build` must not make 0700 dirs and 0600
+// files in the image.
+func TestRunUmaskIsDockers(t *testing.T) {
+	c := newConform(t)
+	c.umask = "077"
+	dir := c.project("FROM BASE\nRUN mkdir -p /made/sub && echo x > /made/sub/f && umask > /made/umask\n", nil)
+	files := flatten(t, c.build(dir))
+	wantEntry(t, files, "/made", tar.TypeDir, 0o755, 0, 0)
+	wantEntry(t, files, "/made/sub", tar.TypeDir, 0o755, 0, 0)
+	wantEntry(t, files, "/made/sub/f", tar.TypeReg, 0o644, 0, 0)
+	if got := files["/made/umask"].content; got != "0022\n" {
+		t.Errorf("umask in RUN = %q, want 0022", got)
+	}
+}
