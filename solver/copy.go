@@ -123,11 +123,13 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	do := func(ctx context.Context, root string) error {
 		var owner *buildctx.Owner
 		if cs.chown != "" {
-			u, err := exec.ResolveUser(root, cs.chown)
+			// BuildKit's file-op rules: --chown=UID is UID:UID. A name the image
+			// lacks fails here, where BuildKit silently uses 0.
+			u, err := exec.ResolveFileOwner(root, cs.chown)
 			if err != nil {
 				return sc.errorf(b.opts.Filename, "%s --chown=%s: %v", cs.name, cs.chown, err)
 			}
-			owner = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
+			owner = &buildctx.Owner{UID: u.UID, GID: u.GID}
 		}
 		if pendingOK {
 			sc.pending = buildctx.NewPending(root) // one for all parts: later ones replace earlier files

@@ -107,3 +107,22 @@ func TestRunUmaskIsDockers(t *testing.T) {
 		t.Errorf("umask in RUN = %q, want 0022", got)
 	}
 }
+
+// COPY --chown=UID without a group gives gid UID, as BuildKit's file op does (and
+// Docker documents: "a UID without GID will use the same numeric UID as the GID"),
+// whether or not /etc/passwd has the uid; a user name gives its primary group.
+func TestCopyChownUIDIsGID(t *testing.T) {
+	c := newConform(t)
+	dir := c.project(`FROM BASE
+RUN echo "odd:x:1500:42::/:/bin/sh" >> /etc/passwd
+COPY --chown=4242 f /unknown
+COPY --chown=1500 f /known
+COPY --chown=odd f /byname
+COPY --chown=4242:7 f /both
+`, map[string]string{"f": "x"})
+	files := flatten(t, c.build(dir))
+	wantEntry(t, files, "/unknown", tar.TypeReg, 0o644, 4242, 4242)
+	wantEntry(t, files, "/known", tar.TypeReg, 0o644, 1500, 1500)
+	wantEntry(t, files, "/byname", tar.TypeReg, 0o644, 1500, 42)
+	wantEntry(t, files, "/both", tar.TypeReg, 0o644, 4242, 7)
+}
