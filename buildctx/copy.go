@@ -63,7 +63,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if !dirSyntax {
 		parent = path.Dir(destImg)
 	}
-	if _, err := mkdirAll(destRoot, parent, c.createdOwner()); err != nil {
+	if _, err := MkdirAll(destRoot, parent, c.createdOwner()); err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	destHost, err := rootpath.Resolve(destRoot, destImg)
@@ -169,7 +169,7 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	target, targetImg := destHost, destImg
 	if sel.fi.IsDir() {
 		if fiDest == nil {
-			if _, err := mkdirAll(c.destRoot, destImg, c.createdOwner()); err != nil {
+			if _, err := MkdirAll(c.destRoot, destImg, c.createdOwner()); err != nil {
 				return err
 			}
 		} else if !fiDest.IsDir() {

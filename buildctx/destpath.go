@@ -11,12 +11,13 @@ import (
 	"github.com/kiln-build/kiln/internal/rootpath"
 )
 
-// mkdirAll creates the image path p and its missing parents inside root and returns
-// its host path. Like BuildKit's copy.MkdirAll, each directory it creates is 0755 and
-// owned by owner (the --chown owner, else root); directories that already exist are
-// left alone. Every component is resolved inside root, so an image symlink on the way
-// (even one to "/") is followed within the rootfs, never to the host.
-func mkdirAll(root, p string, owner Owner) (string, error) {
+// MkdirAll creates the image path p and its missing parents inside root and returns
+// its host path. Like BuildKit's copy.MkdirAll (behind COPY's destination and the
+// directory WORKDIR makes), each directory it creates is 0755 whatever the umask and
+// owned by owner; directories that already exist are left alone. Every component is
+// resolved inside root, so an image symlink on the way (even one to "/") is followed
+// within the rootfs, never to the host.
+func MkdirAll(root, p string, owner Owner) (string, error) {
 	cur := "/"
 	for _, c := range strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/") {
 		if c == "" {

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -454,7 +455,9 @@ func fileModeFromUnix(m uint32) fs.FileMode {
 }
 
 // dispatchWorkdir sets the working dir (relative to the previous one) and creates it,
-// owned by the current USER, as BuildKit does.
+// owned by the current USER, as BuildKit does: with a file op, whose owner rules
+// (exec.ResolveFileOwner) do not fail for a user the image lacks. The directory is
+// then root's, and one that exists already is left as it is.
 func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instructions.WorkdirCommand) error {
 	st := sc.st
 	wd := c.Path
@@ -474,47 +477,17 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 	user := st.cfg.Config.User
 	in := &keyInputs{Op: "WORKDIR " + wd, User: user}
 	return b.fsStep(ctx, sc, in, "WORKDIR "+wd, func(ctx context.Context, root string) error {
-		uid, gid := -1, -1
+		var owner buildctx.Owner
 		if user != "" {
-			u, err := exec.ResolveUser(root, user)
-			if err != nil {
-				return sc.errorf(b.opts.Filename, "WORKDIR %s: %v", wd, err)
+			u, err := exec.ResolveFileOwner(root, user)
+			if err != nil && !errors.Is(err, exec.ErrNotInImage) {
+				return sc.errorf(b.opts.Filename, "WORKDIR %s: USER %s: %v", wd, user, err)
 			}
-			uid, gid = int(u.UID), int(u.GID)
+			owner = buildctx.Owner{UID: u.UID, GID: u.GID}
 		}
-		return mkdirAllOwned(root, wd, uid, gid)
+		if _, err := buildctx.MkdirAll(root, wd, owner); err != nil {
+			return sc.errorf(b.opts.Filename, "WORKDIR %s: %v", wd, err)
+		}
+		return nil
 	})
-}
-
-// mkdirAllOwned creates dir (and missing parents) inside root, resolving symlinks inside
-// root, and chowns the dirs it created when uid >= 0.
-func mkdirAllOwned(root, dir string, uid, gid int) error {
-	var created []string
-	cur := "/"
-	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
-		cur = path.Join(cur, part)
-		p, err := rootpath.Resolve(root, cur)
-		if err != nil {
-			return err
-		}
-		fi, err := os.Stat(p)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("%s exists and is not a directory", cur)
-			}
-			continue
-		}
-		if err := os.Mkdir(p, 0o755); err != nil {
-			return err
-		}
-		created = append(created, p)
-	}
-	if uid >= 0 {
-		for _, p := range created {
-			if err := os.Lchown(p, uid, gid); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -126,3 +126,24 @@ COPY --chown=4242:7 f /both
 	wantEntry(t, files, "/byname", tar.TypeReg, 0o644, 1500, 42)
 	wantEntry(t, files, "/both", tar.TypeReg, 0o644, 4242, 7)
 }
+
+// WORKDIR after USER of a user that /etc/passwd lacks works, as in BuildKit, whose
+// WORKDIR is a file op that does not fail for an unknown owner: a directory that
+// exists is left as it is, one that must be made is made root's (0755). A later RUN
+// would fail (the user cannot run), in both.
+func TestWorkdirUnknownUser(t *testing.T) {
+	c := newConform(t)
+	dir := c.project(`FROM BASE
+USER nosuchuser
+WORKDIR /tmp
+WORKDIR /made/here
+`, nil)
+	img := c.build(dir)
+	files := flatten(t, img)
+	wantEntry(t, files, "/tmp", tar.TypeDir, 0o1777, 0, 0)
+	wantEntry(t, files, "/made", tar.TypeDir, 0o755, 0, 0)
+	wantEntry(t, files, "/made/here", tar.TypeDir, 0o755, 0, 0)
+	if cf := config(t, img); cf.Config.User != "nosuchuser" || cf.Config.WorkingDir != "/made/here" {
+		t.Errorf("config User %q WorkingDir %q", cf.Config.User, cf.Config.WorkingDir)
+	}
+}
