@@ -460,17 +460,19 @@ func fileModeFromUnix(m uint32) fs.FileMode {
 // then root's, and one that exists already is left as it is.
 func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instructions.WorkdirCommand) error {
 	st := sc.st
+	// As BuildKit's NormalizeWorkdir: an absolute path is kept as written ("/tmp/"
+	// stays "/tmp/" in the config and the history), a relative one is joined to the
+	// current dir, which cleans it.
 	wd := c.Path
 	if !path.IsAbs(wd) {
 		cur := st.cfg.Config.WorkingDir
 		if cur == "" {
 			cur = "/"
 		}
-		wd = path.Join(cur, wd)
+		wd = path.Join("/", cur, wd)
 	}
-	wd = path.Clean(wd)
 	st.cfg.Config.WorkingDir = wd
-	if wd == "/" {
+	if path.Clean(wd) == "/" {
 		b.history(st, "WORKDIR /")
 		return nil
 	}

@@ -147,3 +147,31 @@ WORKDIR /made/here
 		t.Errorf("config User %q WorkingDir %q", cf.Config.User, cf.Config.WorkingDir)
 	}
 }
+
+// WORKDIR keeps an absolute path as written, trailing "/" included, in the config and
+// the history (BuildKit's NormalizeWorkdir); a relative one is joined and cleaned.
+func TestWorkdirTrailingSlash(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE AS a\nWORKDIR /tmp/\nRUN pwd > /pwd\nCOPY f ./\nFROM a\nWORKDIR sub/\n", map[string]string{"f": "x"})
+	img := c.build(dir, "--target", "a")
+	cf := config(t, img)
+	if cf.Config.WorkingDir != "/tmp/" {
+		t.Errorf("WorkingDir = %q, want /tmp/", cf.Config.WorkingDir)
+	}
+	var workdirs []string
+	for _, h := range cf.History {
+		if strings.HasPrefix(h.CreatedBy, "WORKDIR") {
+			workdirs = append(workdirs, h.CreatedBy)
+		}
+	}
+	if len(workdirs) != 1 || workdirs[0] != "WORKDIR /tmp/" {
+		t.Errorf("history WORKDIR entries %q, want [WORKDIR /tmp/]", workdirs)
+	}
+	files := flatten(t, img)
+	if files["/pwd"].content != "/tmp\n" || files["/tmp/f"].content != "x" {
+		t.Errorf("/pwd = %q, /tmp/f = %q", files["/pwd"].content, files["/tmp/f"].content)
+	}
+	if got := config(t, c.build(dir)).Config.WorkingDir; got != "/tmp/sub" {
+		t.Errorf("relative WORKDIR sub/ after /tmp/ = %q, want /tmp/sub", got)
+	}
+}
