@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // The tests in this file pin behaviours where kiln follows BuildKit (issue 13), each
@@ -173,5 +175,32 @@ func TestWorkdirTrailingSlash(t *testing.T) {
 	}
 	if got := config(t, c.build(dir)).Config.WorkingDir; got != "/tmp/sub" {
 		t.Errorf("relative WORKDIR sub/ after /tmp/ = %q, want /tmp/sub", got)
+	}
+}
+
+// A RUN in FROM scratch leaves /dev, /proc and /sys in the image as empty 0755 dirs
+// owned by root, as under BuildKit (runc makes them and only other mount points are
+// cleaned up); /etc/hosts and /etc/resolv.conf (and /etc) do not stay.
+func TestRunFromScratchLeavesRuntimeDirs(t *testing.T) {
+	c := newConform(t)
+	c.umask = "077"
+	bb, err := testenv.BusyboxPath()
+	if err != nil {
+		t.Skip(err)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := c.project("FROM scratch\nCOPY --chmod=755 busybox /busybox\nRUN [\"/busybox\", \"true\"]\n", map[string]string{"busybox": string(data)})
+	img := c.build(dir)
+	layer := layerEntries(t, img, -1)
+	for _, d := range []string{"/dev", "/proc", "/sys"} {
+		wantEntry(t, layer, d, tar.TypeDir, 0o755, 0, 0)
+	}
+	for p := range layer {
+		if p != "/" && p != "/dev" && p != "/proc" && p != "/sys" {
+			t.Errorf("RUN layer has %s", p)
+		}
 	}
 }
