@@ -250,25 +250,19 @@ func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
 	return sourceLocal, nil, nil
 }
 
-// copyParts prepares what a COPY/ADD reads, in source order. Local sources next to
-// each other share one part (one buildctx.Copy, so wildcards and the dest rules work
-// across them). Remote sources are resolved to something the cache key can name: the
-// downloaded content's digest, the --checksum, or the git commit.
+// copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as
+// BuildKit's dispatchCopy orders its copies). Local sources next to each other share
+// one part (one buildctx.Copy, so wildcards and the dest rules work across them), and
+// the heredocs one more. Remote sources are resolved to something the cache key can
+// name: the downloaded content's digest, the --checksum, or the git commit.
 func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions) ([]*copyPart, error) {
 	var parts []*copyPart
-	if len(cs.sd.SourceContents) > 0 {
-		p, err := b.localPart(ctx, sc, cs, base, nil)
-		if p != nil {
-			parts = append(parts, p)
-		}
-		return parts, err
-	}
 	var local []string
 	flush := func() error {
 		if len(local) == 0 {
 			return nil
 		}
-		p, err := b.localPart(ctx, sc, cs, base, local)
+		p, err := b.localPart(ctx, sc, cs, base, local, false)
 		if p != nil {
 			parts = append(parts, p)
 		}
@@ -305,25 +299,37 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 			return parts, sc.errorf(b.opts.Filename, "%s %s: %v", cs.name, s, err)
 		}
 	}
-	return parts, flush()
+	if err := flush(); err != nil || len(cs.sd.SourceContents) == 0 {
+		return parts, err
+	}
+	p, err := b.localPart(ctx, sc, cs, base, nil, true)
+	if p != nil {
+		parts = append(parts, p)
+	}
+	return parts, err
 }
 
-// localPart reads sources from the context, another stage, an image, a named context
-// or the heredocs.
-func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string) (*copyPart, error) {
-	if len(cs.sd.SourceContents) > 0 {
+// localPart reads sources from the context, another stage, an image or a named
+// context, or (heredocs) the heredoc files of the COPY/ADD.
+func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string, heredocs bool) (*copyPart, error) {
+	var source *copySource
+	var err error
+	if heredocs {
 		for _, c := range cs.sd.SourceContents {
 			sources = append(sources, c.Path)
 		}
+		source, err = heredocSource(cs)
+	} else {
+		source, err = b.copySource(ctx, sc, cs)
 	}
-	source, err := b.copySource(ctx, sc, cs)
 	if err != nil {
 		return nil, err
 	}
 	opts := base
 	opts.Sources = sources
-	opts.Parents = cs.parents && len(cs.sd.SourceContents) == 0
-	if cs.unpack != nil && !*cs.unpack {
+	// BuildKit copies heredocs without --parents and never unpacks them.
+	opts.Parents = cs.parents && !heredocs
+	if heredocs || cs.unpack != nil && !*cs.unpack {
 		opts.KeepArchives = true
 	}
 	p := &copyPart{opts: opts, src: source.src, release: source.release}
@@ -349,30 +355,32 @@ func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
 	return sc.errorf(b.opts.Filename, "%s failed: %v", cs.name, err)
 }
 
+// heredocSource writes the heredoc files of a COPY/ADD into a temporary directory.
+func heredocSource(cs copySpec) (*copySource, error) {
+	dir, err := os.MkdirTemp("", "kiln-heredoc-")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs.sd.SourceContents {
+		p, err := rootpath.Resolve(dir, c.Path)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(p, []byte(c.Data), 0o644)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
+		}
+	}
+	return &copySource{src: buildctx.Source{Root: dir}, release: func() { os.RemoveAll(dir) }}, nil
+}
+
 // copySource mounts what a COPY reads: another stage's or an image's rootfs for
-// --from, the heredoc files, or the build context.
+// --from, or the build context.
 func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copySource, error) {
 	noop := func() {}
-	if len(cs.sd.SourceContents) > 0 {
-		dir, err := os.MkdirTemp("", "kiln-heredoc-")
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range cs.sd.SourceContents {
-			p, err := rootpath.Resolve(dir, c.Path)
-			if err == nil {
-				err = os.MkdirAll(filepath.Dir(p), 0o755)
-			}
-			if err == nil {
-				err = os.WriteFile(p, []byte(c.Data), 0o644)
-			}
-			if err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
-			}
-		}
-		return &copySource{src: buildctx.Source{Root: dir}, release: func() { os.RemoveAll(dir) }}, nil
-	}
 	if cs.from == "" {
 		return &copySource{src: buildctx.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
 	}

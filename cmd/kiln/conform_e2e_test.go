@@ -204,3 +204,19 @@ func TestRunFromScratchLeavesRuntimeDirs(t *testing.T) {
 		}
 	}
 }
+
+// A COPY that mixes a heredoc with ordinary sources copies both (BuildKit copies the
+// sources, then the heredocs), from the context or from another stage.
+func TestCopyHeredocAndFiles(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE AS other\nRUN echo staged > /s.txt\n"+
+		"FROM BASE\nCOPY <<EOF a.txt /dst/\nhello\nEOF\n"+
+		"COPY --from=other <<DOC /s.txt /from/\ndoc\nDOC\n", map[string]string{"a.txt": "from context\n"})
+	files := flatten(t, c.build(dir))
+	for p, want := range map[string]string{"/dst/EOF": "hello\n", "/dst/a.txt": "from context\n", "/from/DOC": "doc\n", "/from/s.txt": "staged\n"} {
+		if f, ok := files[p]; !ok || f.content != want {
+			t.Errorf("%s = %q (present %v), want %q", p, f.content, ok, want)
+		}
+	}
+	wantEntry(t, files, "/dst/EOF", tar.TypeReg, 0o644, 0, 0)
+}
