@@ -369,6 +369,11 @@ func heredocSource(cs copySpec) (*copySource, error) {
 		if err == nil {
 			err = os.WriteFile(p, []byte(c.Data), 0o644)
 		}
+		if err == nil {
+			// The copy keeps the file's mode: 0644 as BuildKit's Mkfile, whatever
+			// the umask.
+			err = os.Chmod(p, 0o644)
+		}
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)

@@ -220,3 +220,35 @@ func TestCopyHeredocAndFiles(t *testing.T) {
 	}
 	wantEntry(t, files, "/dst/EOF", tar.TypeReg, 0o644, 0, 0)
 }
+
+// What kiln itself writes into an image does not depend on the umask it runs with:
+// COPY of context files and heredocs, the parents ADD makes for a tar's entries, the
+// dirs WORKDIR and COPY create.
+func TestOwnWritesIgnoreUmask(t *testing.T) {
+	c := newConform(t)
+	c.umask = "077"
+	dir := c.project("FROM BASE\nCOPY <<EOF /h\nhi\nEOF\nCOPY f /new/deep/f\nCOPY d /d/\nADD t.tar /add/\nWORKDIR /wd/sub\n",
+		map[string]string{"f": "x", "d/g": "y"})
+	// A tar that names a file but not its directories.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	if err := tw.WriteHeader(&tar.Header{Name: "p/q/r", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t.tar"), tb.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := flatten(t, c.build(dir))
+	for _, p := range []string{"/h", "/new/deep/f", "/d/g", "/add/p/q/r"} {
+		wantEntry(t, files, p, tar.TypeReg, 0o644, 0, 0)
+	}
+	for _, p := range []string{"/new", "/new/deep", "/d", "/add", "/add/p", "/add/p/q", "/wd", "/wd/sub"} {
+		wantEntry(t, files, p, tar.TypeDir, 0o755, 0, 0)
+	}
+}
