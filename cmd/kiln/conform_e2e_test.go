@@ -252,3 +252,14 @@ func TestOwnWritesIgnoreUmask(t *testing.T) {
 		wantEntry(t, files, p, tar.TypeDir, 0o755, 0, 0)
 	}
 }
+
+// A RUN heredoc script with a shebang runs as a non-root USER, under any umask: the
+// script and its dir are 0755 as BuildKit's /dev/pipes.
+func TestRunHeredocScriptAsUser(t *testing.T) {
+	c := newConform(t)
+	c.umask = "077"
+	dir := c.project("FROM BASE\nUSER app\nRUN <<EOF\n#!/bin/sh\nid -u > /tmp/ran\nEOF\n", nil)
+	if got := flatten(t, c.build(dir))["/tmp/ran"].content; got != "1000\n" {
+		t.Errorf("/tmp/ran = %q, want 1000", got)
+	}
+}
