@@ -43,7 +43,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if len(opts.Sources) > 1 && !dirSyntax {
 		return fmt.Errorf("%s: when using more than one source, the destination must be a directory and end with a /: %s", w, opts.Dest)
 	}
-	sels, err := selectSources(src, opts)
+	sels, err := selectSources(ctx, src, opts)
 	if err != nil {
 		return err
 	}

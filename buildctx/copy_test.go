@@ -182,6 +182,24 @@ func TestCopyRules(t *testing.T) {
 			want: map[string]string{"app/": "", "app/homer.go": "G"},
 		},
 		{
+			name:    "ignored dir whose exception names nothing is absent",
+			ctx:     map[string]string{".dockerignore": "d\n!d/missing\n!d/sub/missing\n", "d/x": "X", "d/sub/y": "Y"},
+			sources: []string{"d"}, dest: "/app/",
+			wantErr: "excluded by .dockerignore",
+		},
+		{
+			name:    "ignored dir whose exception names nothing matches no wildcard",
+			ctx:     map[string]string{".dockerignore": "d\n!d/missing\n", "d/x": "X"},
+			sources: []string{"d*"}, dest: "/app/",
+			want: map[string]string{},
+		},
+		{
+			name:    "ignored dir brings back what its exception names",
+			ctx:     map[string]string{".dockerignore": "d\n!d/sub/keep\n", "d/x": "X", "d/sub/keep": "K", "d/sub/y": "Y"},
+			sources: []string{"d"}, dest: "/app/",
+			want: map[string]string{"app/": "", "app/sub/": "", "app/sub/keep": "K"},
+		},
+		{
 			name:    "unusual names",
 			ctx:     map[string]string{"d/with space.txt": "1", "d/ünïcødé": "2", "d/bad\xff\xfe": "3", "d/-dash": "4"},
 			sources: []string{"d"}, dest: "/app/",

@@ -66,7 +66,7 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 			addEntry(e.rel, e)
 		}
 	} else {
-		sels, err := selectSources(src, opts)
+		sels, err := selectSources(ctx, src, opts)
 		if err != nil {
 			return nil, err
 		}

@@ -106,7 +106,7 @@ func parentsFrom(ctx context.Context, root, base, pattern string, pm *patternmat
 	var pending []entry
 	for i := range ancestors {
 		rel := path.Join(comps[:i+1]...)
-		sel, ok, err := resolveSelection(root, path.Join(base, rel), pm)
+		sel, ok, err := resolveSelection(ctx, root, path.Join(base, rel), pm)
 		if err != nil {
 			return 0, err
 		}
@@ -122,7 +122,7 @@ func parentsFrom(ctx context.Context, root, base, pattern string, pm *patternmat
 	if top == "" {
 		top = "."
 	}
-	sel, ok, err := resolveSelection(root, path.Join(base, top), pm)
+	sel, ok, err := resolveSelection(ctx, root, path.Join(base, top), pm)
 	if err != nil || !ok {
 		return 0, err
 	}

@@ -263,3 +263,26 @@ func TestRunHeredocScriptAsUser(t *testing.T) {
 		t.Errorf("/tmp/ran = %q, want 1000", got)
 	}
 }
+
+// A .dockerignore "!" exception that names a file that does not exist brings nothing
+// back, so the excluded directory stays out of every copy, as BuildKit never sends it
+// in the context: not copied, not matched by a wildcard, not made by --parents, and
+// an error when named.
+func TestDockerignoreExceptionOfNothing(t *testing.T) {
+	c := newConform(t)
+	ctx := map[string]string{".dockerignore": "dir\n!dir/missing\n!dir/sub/missing\n", "dir/a": "a", "dir/sub/b": "b", "keep": "k"}
+	dir := c.project("FROM BASE\nCOPY . /all/\nCOPY d* /w/\nCOPY --parents ./di* /p/\n", ctx)
+	files := flatten(t, c.build(dir))
+	if files["/all/keep"].content != "k" {
+		t.Errorf("/all/keep = %q", files["/all/keep"].content)
+	}
+	for _, p := range []string{"/all/dir", "/w", "/p/dir"} {
+		if _, ok := files[p]; ok {
+			t.Errorf("%s is in the image; the ignored dir should be absent", p)
+		}
+	}
+	named := c.project("FROM BASE\nCOPY dir /x/\n", ctx)
+	if r, _ := c.run(named); r.code == 0 || !strings.Contains(r.stderr, "excluded by .dockerignore") {
+		t.Errorf("COPY of the ignored dir: exit %d\n%s", r.code, r.stderr)
+	}
+}
