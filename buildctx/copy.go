@@ -181,6 +181,13 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	} else if fiDest != nil && fiDest.IsDir() {
 		base := path.Base(sel.name) // one component named by the source: safe to join
 		target, targetImg = filepath.Join(destHost, base), path.Join(destImg, base)
+	} else if fiDest == nil {
+		// dest may be a symlink whose target's parents are missing ("/l ->
+		// /opt/x/f"): BuildKit's prepareTargetDir makes them, inside the rootfs, and
+		// copies through the link.
+		if err := mkdirHost(c.destRoot, filepath.Dir(destHost), c.createdOwner()); err != nil {
+			return err
+		}
 	}
 	return c.copyEntries(ctx, entries, target, targetImg)
 }

@@ -166,6 +166,18 @@ func TestCopyRules(t *testing.T) {
 			want: map[string]string{"up": "->../../../../", "a": "A"},
 		},
 		{
+			name: "dest symlink to a missing absolute path: parents made inside", ctx: map[string]string{"a": "A"},
+			image:   map[string]string{"l": "->/opt/t/file"},
+			sources: []string{"a"}, dest: "/l",
+			want: map[string]string{"l": "->/opt/t/file", "opt/": "", "opt/t/": "", "opt/t/file": "A"},
+		},
+		{
+			name: "dir to a dest under a dangling symlink", ctx: map[string]string{"d/x": "X"},
+			image:   map[string]string{"l": "->/opt/t"},
+			sources: []string{"d"}, dest: "/l/a/b",
+			want: map[string]string{"l": "->/opt/t", "opt/": "", "opt/t/": "", "opt/t/a/": "", "opt/t/a/b/": "", "opt/t/a/b/x": "X"},
+		},
+		{
 			name: "dir over a file is refused", ctx: map[string]string{"d/x": "X"},
 			image:   map[string]string{"app": "file"},
 			sources: []string{"d"}, dest: "/app",

@@ -7,8 +7,10 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -284,5 +286,31 @@ func TestDockerignoreExceptionOfNothing(t *testing.T) {
 	named := c.project("FROM BASE\nCOPY dir /x/\n", ctx)
 	if r, _ := c.run(named); r.code == 0 || !strings.Contains(r.stderr, "excluded by .dockerignore") {
 		t.Errorf("COPY of the ignored dir: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// COPY onto a destination that is a symlink with an absolute target follows it inside
+// the rootfs, never on the host, and makes the target's missing parents (BuildKit's
+// prepareTargetDir), for a file and for a directory's contents.
+func TestCopyOntoAbsoluteSymlink(t *testing.T) {
+	c := newConform(t)
+	escape := "/kiln-conform-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	// The last COPY is written straight into its layer (Pending), the others not.
+	dir := c.project("FROM BASE\nRUN ln -s "+escape+"/file /tofile && ln -s "+escape+"/d /todir && ln -s "+escape+"/last/f /last\n"+
+		"COPY f /tofile\nCOPY d /todir/a/\nRUN cat /tofile /todir/a/g > /both\nCOPY f /last\n", map[string]string{"f": "F", "d/g": "G"})
+	files := flatten(t, c.build(dir))
+	if got := files["/both"].content; got != "FG" {
+		t.Errorf("/both = %q, want FG", got)
+	}
+	if f := files["/tofile"]; f.typ != tar.TypeSymlink || f.link != escape+"/file" {
+		t.Errorf("/tofile = %+v, want the symlink kept", f)
+	}
+	wantEntry(t, files, escape, tar.TypeDir, 0o755, 0, 0)
+	wantEntry(t, files, escape+"/file", tar.TypeReg, 0o644, 0, 0)
+	wantEntry(t, files, escape+"/d/a/g", tar.TypeReg, 0o644, 0, 0)
+	wantEntry(t, files, escape+"/last/f", tar.TypeReg, 0o644, 0, 0)
+	if _, err := os.Lstat(escape); !errors.Is(err, os.ErrNotExist) {
+		os.RemoveAll(escape)
+		t.Errorf("COPY wrote %s on the host (%v)", escape, err)
 	}
 }
