@@ -210,7 +210,8 @@ func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOpti
 	if err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
-	if err := c.copyEntries(ctx, entries, destHost, destImg); err != nil {
+	// Hard links are kept across all the sources here: their entries are merged.
+	if err := c.copyEntries(ctx, entries, destHost, destImg, 0); err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	return nil

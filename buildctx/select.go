@@ -22,6 +22,7 @@ type selection struct {
 	fi       fs.FileInfo // Lstat of host
 	ignoreMI patternmatcher.MatchInfo
 	wildcard bool // selected by a wildcard (so --exclude applies to it too)
+	source   int  // index in CopyOptions.Sources of the source that selected it
 }
 
 // where names the instruction in errors: "COPY at Dockerfile:12".
@@ -76,7 +77,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 		return nil, err
 	}
 	var out []selection
-	for _, s := range opts.Sources {
+	for i, s := range opts.Sources {
 		rel, err := cleanSource(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where(opts), err)
@@ -89,6 +90,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 			if !ok {
 				return nil, notFound(src, opts, rel)
 			}
+			sel.source = i
 			out = append(out, sel)
 			continue
 		}
@@ -102,7 +104,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 				return nil, fmt.Errorf("%s: %s: %w", where(opts), name, err)
 			}
 			if ok {
-				sel.wildcard = true
+				sel.wildcard, sel.source = true, i
 				out = append(out, sel)
 			}
 		}

@@ -314,3 +314,30 @@ func TestCopyOntoAbsoluteSymlink(t *testing.T) {
 		t.Errorf("COPY wrote %s on the host (%v)", escape, err)
 	}
 }
+
+// COPY keeps hard links between the files it copies (within one source, as
+// BuildKit): two context files that are one inode are one file and a hard link to it
+// in the layer, and one inode in the image. Checked for a COPY a RUN reads and for a
+// last COPY (written straight into its layer).
+func TestCopyKeepsHardLinks(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nCOPY src /mid/\nRUN [ $(stat -c %i /mid/a) = $(stat -c %i /mid/sub/b) ] && stat -c %h /mid/a > /nlink\nCOPY src /last/\n",
+		map[string]string{"src/a": "same", "src/sub/": "", "src/c": "other"})
+	if err := os.Link(filepath.Join(dir, "src/a"), filepath.Join(dir, "src/sub/b")); err != nil {
+		t.Fatal(err)
+	}
+	img := c.build(dir)
+	if got := flatten(t, img)["/nlink"].content; got != "2\n" {
+		t.Errorf("/mid/a has %q links, want 2", got)
+	}
+	for i, d := range map[int]string{-3: "/mid", -1: "/last"} {
+		layer := layerEntries(t, img, i)
+		a, b := layer[d+"/a"], layer[d+"/sub/b"]
+		if a.typ != tar.TypeReg || a.content != "same" || b.typ != tar.TypeLink || b.link != strings.TrimPrefix(d, "/")+"/a" {
+			t.Errorf("layer of COPY to %s: a = %+v, sub/b = %+v; want a file and a hard link to it", d, a, b)
+		}
+		if f := layer[d+"/c"]; f.typ != tar.TypeReg {
+			t.Errorf("layer of COPY to %s: c = %+v", d, f)
+		}
+	}
+}
