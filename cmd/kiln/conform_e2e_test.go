@@ -341,3 +341,21 @@ func TestCopyKeepsHardLinks(t *testing.T) {
 		}
 	}
 }
+
+// A backslash before a glob character in a COPY source is eaten by the Dockerfile's
+// word expansion (BuildKit's shell lexer: `a\*b` becomes `a*b`) before the source is
+// matched, so `COPY a\*b` is the pattern a*b in BuildKit as in kiln, matching axb
+// too. Docker documents the way to name a glob character literally: a class, `a[*]b`.
+func TestCopyGlobCharacterInName(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nCOPY a\\*b /esc/\nCOPY a[*]b /cls/\n", map[string]string{"a*b": "star", "axb": "x"})
+	files := flatten(t, c.build(dir))
+	for p, want := range map[string]string{"/esc/a*b": "star", "/esc/axb": "x", "/cls/a*b": "star"} {
+		if f, ok := files[p]; !ok || f.content != want {
+			t.Errorf("%s = %q (present %v), want %q", p, f.content, ok, want)
+		}
+	}
+	if _, ok := files["/cls/axb"]; ok {
+		t.Error("COPY a[*]b copied axb")
+	}
+}
