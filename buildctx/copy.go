@@ -43,7 +43,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if len(opts.Sources) > 1 && !dirSyntax {
 		return fmt.Errorf("%s: when using more than one source, the destination must be a directory and end with a /: %s", w, opts.Dest)
 	}
-	sels, err := selectSources(src, opts)
+	sels, err := selectSources(ctx, src, opts)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if !dirSyntax {
 		parent = path.Dir(destImg)
 	}
-	if _, err := mkdirAll(destRoot, parent, c.createdOwner()); err != nil {
+	if _, err := MkdirAll(destRoot, parent, c.createdOwner()); err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	destHost, err := rootpath.Resolve(destRoot, destImg)
@@ -123,6 +123,15 @@ type copier struct {
 	destRoot string
 	opts     CopyOptions
 	filters  filters
+	links    map[linkKey]string // first destination of each multiply-linked source inode
+}
+
+// linkKey names a source inode within one source as written: BuildKit copies each
+// source of a COPY with its own copier, so hard links are kept within a source (a
+// directory, or a wildcard's matches) but not across two sources.
+type linkKey struct {
+	source   int
+	dev, ino uint64
 }
 
 // createdOwner owns the directories a copy creates on its way to dest.
@@ -169,7 +178,7 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	target, targetImg := destHost, destImg
 	if sel.fi.IsDir() {
 		if fiDest == nil {
-			if _, err := mkdirAll(c.destRoot, destImg, c.createdOwner()); err != nil {
+			if _, err := MkdirAll(c.destRoot, destImg, c.createdOwner()); err != nil {
 				return err
 			}
 		} else if !fiDest.IsDir() {
@@ -181,8 +190,15 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	} else if fiDest != nil && fiDest.IsDir() {
 		base := path.Base(sel.name) // one component named by the source: safe to join
 		target, targetImg = filepath.Join(destHost, base), path.Join(destImg, base)
+	} else if fiDest == nil {
+		// dest may be a symlink whose target's parents are missing ("/l ->
+		// /opt/x/f"): BuildKit's prepareTargetDir makes them, inside the rootfs, and
+		// copies through the link.
+		if err := mkdirHost(c.destRoot, filepath.Dir(destHost), c.createdOwner()); err != nil {
+			return err
+		}
 	}
-	return c.copyEntries(ctx, entries, target, targetImg)
+	return c.copyEntries(ctx, entries, target, targetImg, sel.source)
 }
 
 type fileJob struct {
@@ -193,7 +209,7 @@ type fileJob struct {
 // copyEntries writes entries under target: directories, links and nodes in order on
 // this goroutine, regular files on a few workers, and directory metadata last (deepest
 // first) so adding children does not disturb the directories' mtimes.
-func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targetImg string) error {
+func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targetImg string, source int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan fileJob)
 	for range copyWorkers {
@@ -208,6 +224,7 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 		})
 	}
 	var dirs []fileJob
+	var linkBuf []byte
 	g.Go(func() error {
 		defer close(jobs)
 		for _, e := range entries {
@@ -234,6 +251,13 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 				dirs = append(dirs, j)
 				if c.opts.Pending != nil {
 					c.opts.Pending.dirInUpper(j.dst)
+				}
+			case m.IsRegular() && statOf(e.fi).Nlink > 1:
+				if linkBuf == nil {
+					linkBuf = make([]byte, copyBufSize)
+				}
+				if err := c.copyLinked(j, source, linkBuf); err != nil {
+					return err
 				}
 			case m.IsRegular() && c.opts.Pending != nil:
 				if err := c.opts.Pending.add(c, j); err != nil {
@@ -346,6 +370,40 @@ func (c *copier) copyFile(j fileJob, buf []byte) error {
 		return fmt.Errorf("write %s: %w", j.img, err)
 	}
 	return c.finish(j)
+}
+
+// copyLinked copies a regular file that has other hard links, as BuildKit's copier
+// does: the first of them the copy reaches is written (here, on the walking
+// goroutine, and never left pending, so that it exists to be linked to), the others
+// become hard links to it. The layer then records them as one file and hard links.
+func (c *copier) copyLinked(j fileJob, source int, buf []byte) error {
+	if c.opts.Pending != nil {
+		c.opts.Pending.drop(j.dst)
+	}
+	st := statOf(j.e.fi)
+	k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
+	first, ok := c.links[k]
+	if !ok {
+		if err := c.copyFile(j, buf); err != nil {
+			return err
+		}
+		if c.links == nil {
+			c.links = map[linkKey]string{}
+		}
+		c.links[k] = j.dst
+		return nil
+	}
+	if err := clearTarget(j.dst, j.img); err != nil {
+		return err
+	}
+	if err := os.Link(first, j.dst); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = le.Err // not the host paths
+		}
+		return fmt.Errorf("hard link %s: %w", j.img, err)
+	}
+	return nil
 }
 
 // copySpecial recreates a symlink (as a link, never followed), device node or fifo.

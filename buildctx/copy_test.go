@@ -166,6 +166,18 @@ func TestCopyRules(t *testing.T) {
 			want: map[string]string{"up": "->../../../../", "a": "A"},
 		},
 		{
+			name: "dest symlink to a missing absolute path: parents made inside", ctx: map[string]string{"a": "A"},
+			image:   map[string]string{"l": "->/opt/t/file"},
+			sources: []string{"a"}, dest: "/l",
+			want: map[string]string{"l": "->/opt/t/file", "opt/": "", "opt/t/": "", "opt/t/file": "A"},
+		},
+		{
+			name: "dir to a dest under a dangling symlink", ctx: map[string]string{"d/x": "X"},
+			image:   map[string]string{"l": "->/opt/t"},
+			sources: []string{"d"}, dest: "/l/a/b",
+			want: map[string]string{"l": "->/opt/t", "opt/": "", "opt/t/": "", "opt/t/a/": "", "opt/t/a/b/": "", "opt/t/a/b/x": "X"},
+		},
+		{
 			name: "dir over a file is refused", ctx: map[string]string{"d/x": "X"},
 			image:   map[string]string{"app": "file"},
 			sources: []string{"d"}, dest: "/app",
@@ -180,6 +192,24 @@ func TestCopyRules(t *testing.T) {
 			name: "exclude applies to wildcard matches", ctx: map[string]string{"home.txt": "T", "homer.go": "G"},
 			sources: []string{"hom*"}, dest: "/app/", exclude: []string{"*.txt"},
 			want: map[string]string{"app/": "", "app/homer.go": "G"},
+		},
+		{
+			name:    "ignored dir whose exception names nothing is absent",
+			ctx:     map[string]string{".dockerignore": "d\n!d/missing\n!d/sub/missing\n", "d/x": "X", "d/sub/y": "Y"},
+			sources: []string{"d"}, dest: "/app/",
+			wantErr: "excluded by .dockerignore",
+		},
+		{
+			name:    "ignored dir whose exception names nothing matches no wildcard",
+			ctx:     map[string]string{".dockerignore": "d\n!d/missing\n", "d/x": "X"},
+			sources: []string{"d*"}, dest: "/app/",
+			want: map[string]string{},
+		},
+		{
+			name:    "ignored dir brings back what its exception names",
+			ctx:     map[string]string{".dockerignore": "d\n!d/sub/keep\n", "d/x": "X", "d/sub/keep": "K", "d/sub/y": "Y"},
+			sources: []string{"d"}, dest: "/app/",
+			want: map[string]string{"app/": "", "app/sub/": "", "app/sub/keep": "K"},
 		},
 		{
 			name:    "unusual names",

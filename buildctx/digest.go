@@ -37,13 +37,23 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 		path, host string
 		fi         fs.FileInfo
 		key, data  string
+		linkTo     string // a hard link Copy makes to this earlier path
 	}
 	var items []item
 	var misses []int
-	addEntry := func(p string, e entry) {
+	firstLink := map[linkKey]string{}
+	addEntry := func(p string, e entry, source int) {
 		it := item{path: p, host: e.host, fi: e.fi}
 		if e.fi.Mode()&fs.ModeSocket != 0 {
 			return // Copy skips sockets
+		}
+		if st := statOf(e.fi); e.fi.Mode().IsRegular() && st.Nlink > 1 {
+			k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
+			if first, ok := firstLink[k]; ok {
+				it.linkTo = first
+			} else {
+				firstLink[k] = p
+			}
 		}
 		if hc != nil {
 			it.key = hashKey(e.host, e.fi)
@@ -63,10 +73,10 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 			return nil, err
 		}
 		for _, e := range entries {
-			addEntry(e.rel, e)
+			addEntry(e.rel, e, 0)
 		}
 	} else {
-		sels, err := selectSources(src, opts)
+		sels, err := selectSources(ctx, src, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +89,7 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 				return nil, fmt.Errorf("%s: %w", where(opts), err)
 			}
 			for _, e := range entries {
-				addEntry(join(sel.name, e.rel), e)
+				addEntry(join(sel.name, e.rel), e, sel.source)
 			}
 		}
 	}
@@ -134,6 +144,10 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 		rec = strconv.AppendInt(rec, int64(gid), 10)
 		rec = append(rec, ' ')
 		rec = append(rec, it.data...)
+		if it.linkTo != "" {
+			rec = append(rec, " hardlink "...)
+			rec = append(rec, it.linkTo...)
+		}
 		d := sha256.Sum256(rec)
 		sum.Files[i] = FileSum{Path: it.path, Digest: "sha256:" + hex.EncodeToString(d[:])}
 	}

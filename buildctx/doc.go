@@ -13,8 +13,9 @@
 //
 // Not supported: remote sources (the solver downloads URLs and clones git refs into a
 // directory and copies from there), COPY --link (the solver copies into an empty
-// snapshot; to this package it is a plain copy), hard links
-// inside a copied tree (each link is copied as a separate file), sockets (skipped), and
+// snapshot; to this package it is a plain copy), hard links across two sources of
+// one COPY (as in BuildKit, each source is copied on its own; within a source they
+// are kept), sockets (skipped), and
 // user or group names for --chown (the solver resolves them to numbers first). Paths
 // are resolved with filepath-securejoin; a concurrent writer renaming directories inside
 // the destination rootfs while a copy runs is out of scope, since kiln owns that tree.

@@ -106,7 +106,7 @@ func parentsFrom(ctx context.Context, root, base, pattern string, pm *patternmat
 	var pending []entry
 	for i := range ancestors {
 		rel := path.Join(comps[:i+1]...)
-		sel, ok, err := resolveSelection(root, path.Join(base, rel), pm)
+		sel, ok, err := resolveSelection(ctx, root, path.Join(base, rel), pm)
 		if err != nil {
 			return 0, err
 		}
@@ -122,7 +122,7 @@ func parentsFrom(ctx context.Context, root, base, pattern string, pm *patternmat
 	if top == "" {
 		top = "."
 	}
-	sel, ok, err := resolveSelection(root, path.Join(base, top), pm)
+	sel, ok, err := resolveSelection(ctx, root, path.Join(base, top), pm)
 	if err != nil || !ok {
 		return 0, err
 	}
@@ -206,11 +206,12 @@ func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOpti
 	}
 	c := &copier{src: src, destRoot: destRoot, opts: opts, filters: f}
 	destImg := path.Clean("/" + filepath.ToSlash(opts.Dest))
-	destHost, err := mkdirAll(destRoot, destImg, c.createdOwner())
+	destHost, err := MkdirAll(destRoot, destImg, c.createdOwner())
 	if err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
-	if err := c.copyEntries(ctx, entries, destHost, destImg); err != nil {
+	// Hard links are kept across all the sources here: their entries are merged.
+	if err := c.copyEntries(ctx, entries, destHost, destImg, 0); err != nil {
 		return fmt.Errorf("%s: %w", w, err)
 	}
 	return nil

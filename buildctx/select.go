@@ -1,6 +1,7 @@
 package buildctx
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,7 @@ type selection struct {
 	fi       fs.FileInfo // Lstat of host
 	ignoreMI patternmatcher.MatchInfo
 	wildcard bool // selected by a wildcard (so --exclude applies to it too)
+	source   int  // index in CopyOptions.Sources of the source that selected it
 }
 
 // where names the instruction in errors: "COPY at Dockerfile:12".
@@ -69,25 +71,26 @@ func containsWildcards(name string) bool {
 // wildcard's matches in lexical order. Ignored paths behave as absent. A plain source
 // that is absent is an error; a wildcard matching nothing is not (BuildKit's
 // AllowEmptyWildcard).
-func selectSources(src Source, opts CopyOptions) ([]selection, error) {
+func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selection, error) {
 	pm, err := src.Context.matcher()
 	if err != nil {
 		return nil, err
 	}
 	var out []selection
-	for _, s := range opts.Sources {
+	for i, s := range opts.Sources {
 		rel, err := cleanSource(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where(opts), err)
 		}
 		if !containsWildcards(rel) {
-			sel, ok, err := resolveSelection(src.Root, rel, pm)
+			sel, ok, err := resolveSelection(ctx, src.Root, rel, pm)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", where(opts), s, err)
 			}
 			if !ok {
 				return nil, notFound(src, opts, rel)
 			}
+			sel.source = i
 			out = append(out, sel)
 			continue
 		}
@@ -96,12 +99,12 @@ func selectSources(src Source, opts CopyOptions) ([]selection, error) {
 			return nil, fmt.Errorf("%s: %s: %w", where(opts), s, err)
 		}
 		for _, name := range names {
-			sel, ok, err := resolveSelection(src.Root, name, pm)
+			sel, ok, err := resolveSelection(ctx, src.Root, name, pm)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", where(opts), name, err)
 			}
 			if ok {
-				sel.wildcard = true
+				sel.wildcard, sel.source = true, i
 				out = append(out, sel)
 			}
 		}
@@ -119,8 +122,10 @@ func notFound(src Source, opts CopyOptions, rel string) error {
 // resolveSelection follows name inside root. BuildKit's dockerfile frontend sets
 // FollowSymlinks for COPY/ADD sources, so a source that is itself a symlink copies
 // what it points to (resolved inside root, never on the host), under the link's name.
-// ok is false when the path does not exist or is ignored.
-func resolveSelection(root, name string, pm *patternmatcher.PatternMatcher) (selection, bool, error) {
+// ok is false when the path does not exist or is ignored. An ignored directory is
+// there only for what a "!" exception brings back below it: one that names nothing
+// that exists leaves it ignored, as BuildKit's context transfer never sends it.
+func resolveSelection(ctx context.Context, root, name string, pm *patternmatcher.PatternMatcher) (selection, bool, error) {
 	host, err := rootpath.Resolve(root, name)
 	if err != nil {
 		return selection{}, false, err
@@ -146,12 +151,18 @@ func resolveSelection(root, name string, pm *patternmatcher.PatternMatcher) (sel
 		if err != nil {
 			return selection{}, false, err
 		}
-		// An ignored directory is still there when a "!" pattern may bring back
+		// An ignored directory is still there when a "!" pattern brings back
 		// something below it; the walk filters its contents.
 		if excluded && !(fi.IsDir() && mayHoldExceptions(pm, rel)) {
 			return selection{}, false, nil
 		}
 		sel.ignoreMI = mi
+		if excluded {
+			kept, err := filters{ignore: pm}.keepsAnything(ctx, sel)
+			if err != nil || !kept {
+				return selection{}, false, err
+			}
+		}
 	}
 	return sel, true, nil
 }

@@ -2,6 +2,7 @@ package buildctx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -29,6 +30,22 @@ type entry struct {
 type filters struct {
 	ignore  *patternmatcher.PatternMatcher // context ignore rules, on paths relative to the context root
 	exclude *patternmatcher.PatternMatcher // --exclude, on paths relative to the selection
+	probe   bool                           // stop the walk at the first path kept (keepsAnything)
+}
+
+// errProbeHit stops a probing walk: something below the selection is kept.
+var errProbeHit = errors.New("a path is kept")
+
+// keepsAnything reports whether the filters keep anything below the directory sel
+// (an excluded directory is kept only for what an exception brings back), without
+// listing it all.
+func (f filters) keepsAnything(ctx context.Context, sel selection) (bool, error) {
+	f.probe = true
+	_, err := f.walk(ctx, sel)
+	if errors.Is(err, errProbeHit) {
+		return true, nil
+	}
+	return false, err
 }
 
 func newFilters(src Source, opts CopyOptions) (filters, error) {
@@ -107,6 +124,9 @@ func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
 			}
 			mark := len(out)
 			out = append(out, entry{rel: childRel, host: host, de: de})
+			if f.probe && !dropped {
+				return errProbeHit
+			}
 			if !isDir {
 				continue
 			}

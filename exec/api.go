@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 )
@@ -99,3 +100,22 @@ type User struct {
 // its name. Home is the passwd entry's, "/" when unknown. Missing files are fine for
 // numeric ids.
 func ResolveUser(rootfs, user string) (User, error) { return resolveUser(rootfs, user) }
+
+// FileOwner is the owner of what a COPY --chown copies or a WORKDIR creates.
+type FileOwner struct{ UID, GID int }
+
+// ErrNotInImage is the error of ResolveFileOwner for a user or group name that the
+// image's /etc/passwd or /etc/group lacks.
+var ErrNotInImage = errors.New("no matching entries in the image's passwd or group file")
+
+// ResolveFileOwner resolves a "user[:group]" (names or numbers) against rootfs as
+// BuildKit's file operations do (COPY --chown, the directory WORKDIR creates),
+// which differs from ResolveUser (a RUN's USER): a numeric user is the gid too
+// ("--chown=1000" is 1000:1000 whatever /etc/passwd says, as Docker documents); a
+// user name gives its uid and primary gid; a group part overrides the gid. "root"
+// is 0 even without /etc/passwd. For a name the image lacks, the error wraps
+// ErrNotInImage and the owner returned is BuildKit's, which does not fail: 0 for
+// the user (and gid), the user's gid for the group.
+func ResolveFileOwner(rootfs, spec string) (FileOwner, error) {
+	return resolveFileOwner(rootfs, spec)
+}

@@ -13,7 +13,7 @@
 // resolved user and execs the command as pid 1, so the kernel kills whatever the
 // step leaves running when it exits. Mount points the image lacked are created
 // before the step and removed after it when still empty, so they never reach the
-// layer. After the step every process left in the cgroup is killed and the cgroup
+// layer; only /dev, /proc and /sys stay, empty, as under runc and BuildKit. After the step every process left in the cgroup is killed and the cgroup
 // removed, on every path including cancellation. Isolate puts kiln itself in a
 // private mount namespace so its overlay mounts die with it.
 //

@@ -70,7 +70,8 @@ func setupSandbox(cfg *initConfig) error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare cgroup namespace: %w", err)
 	}
-	old := unix.Umask(0)
+	// Mount points are created with exactly the modes asked for.
+	unix.Umask(0)
 	if err := setupRootfs(cfg); err != nil {
 		return err
 	}
@@ -97,7 +98,9 @@ func setupSandbox(cfg *initConfig) error {
 	if err := unix.Chdir(cfg.Cwd); err != nil {
 		return fmt.Errorf("chdir to %s: %w", cfg.Cwd, err)
 	}
-	unix.Umask(old)
+	// The step runs with runc's default umask, 0022, whatever the umask kiln was
+	// started with: a caller's 077 must not make the image's files 0600.
+	unix.Umask(0o022)
 	if err := dropCaps(last); err != nil {
 		return err
 	}

@@ -57,6 +57,9 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 		return err
 	}
 
+	if err := createRuntimeDirs(cfg.Rootfs); err != nil {
+		return err
+	}
 	st, err := createStubs(cfg.Rootfs, mountTargets(spec))
 	defer func() {
 		if err := st.remove(); err != nil {

@@ -156,9 +156,20 @@ func TestRunNetFilesAndStubs(t *testing.T) {
 	if out != string(host)+"ro\n" {
 		t.Errorf("/etc/hosts = %q", out)
 	}
-	for _, p := range []string{"etc/hosts", "etc/resolv.conf", "proc", "dev", "sys"} {
+	for _, p := range []string{"etc/hosts", "etc/resolv.conf"} {
 		if _, err := os.Lstat(filepath.Join(fs.upper, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("mount point stub %s left in the layer (%v)", p, err)
+		}
+	}
+	// /proc, /dev and /sys stay, empty and 0755, as runc leaves them under BuildKit.
+	for _, p := range runtimeDirs {
+		fi, err := os.Lstat(filepath.Join(fs.upper, p))
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
+			t.Errorf("/%s in the layer: %v, %v; want an empty 0755 dir", p, fi, err)
+			continue
+		}
+		if ents, _ := os.ReadDir(filepath.Join(fs.upper, p)); len(ents) != 0 {
+			t.Errorf("/%s in the layer holds %d entries", p, len(ents))
 		}
 	}
 	lowerEtc, _ := os.Stat(filepath.Join(fs.lower, "etc"))

@@ -43,6 +43,34 @@ type stubs struct {
 	list   []stub
 }
 
+// runtimeDirs are the mount points of the sandbox's /proc, /dev and /sys. Unlike other
+// mount points they stay: runc creates them in the rootfs as it mounts (0755, root's)
+// and BuildKit's stub cleaner removes only the step's own mount points and /etc/hosts
+// and /etc/resolv.conf, so a RUN in FROM scratch leaves /dev, /proc and /sys, empty,
+// in its layer. createRuntimeDirs makes the ones the image lacks, before the stubs.
+var runtimeDirs = []string{"proc", "dev", "sys"}
+
+func createRuntimeDirs(rootfs string) error {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return fmt.Errorf("open rootfs: %w", err)
+	}
+	defer root.Close()
+	for _, d := range runtimeDirs {
+		// Whatever is there already (a dir, or a link the stubs resolve) is kept.
+		if _, err := root.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := root.Mkdir(d, 0o755); err != nil {
+			return fmt.Errorf("create /%s in rootfs: %w", d, err)
+		}
+		if err := root.Chmod(d, 0o755); err != nil { // whatever the umask
+			return fmt.Errorf("create /%s in rootfs: %w", d, err)
+		}
+	}
+	return nil
+}
+
 // createStubs creates every missing component of each target inside rootfs.
 func createStubs(rootfs string, targets []stubTarget) (*stubs, error) {
 	s := &stubs{rootfs: rootfs}
@@ -77,14 +105,21 @@ func createStubs(rootfs string, targets []stubTarget) (*stubs, error) {
 				return s, err
 			}
 			isDir := t.dir || i < len(parts)-1
+			mode := os.FileMode(0o644)
 			if isDir {
-				err = root.Mkdir(p, 0o755)
+				mode = 0o755
+				err = root.Mkdir(p, mode)
 			} else {
 				var f *os.File
-				f, err = root.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+				f, err = root.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 				if err == nil {
 					err = f.Close()
 				}
+			}
+			if err == nil {
+				// A stub the step fills stays in the layer: its mode must not
+				// depend on the umask kiln was started with.
+				err = root.Chmod(p, mode)
 			}
 			if err != nil {
 				return s, fmt.Errorf("create mount point %s in rootfs: %w", p, err)

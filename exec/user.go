@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -210,4 +211,68 @@ func field(f []string, i int) string {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// resolveFileOwner follows BuildKit's readUser for file operations (COPY --chown,
+// the directory WORKDIR creates): a number, or "root", is taken as is and, for the
+// user part, as the gid too; a user name gives its passwd uid and primary gid; a
+// group name its gid. A name the files lack (or a missing file) leaves 0 for a user
+// and the user's gid for a group, and is reported as ErrNotInImage.
+func resolveFileOwner(rootfs, spec string) (FileOwner, error) {
+	usr, grp, _ := strings.Cut(spec, ":")
+	var o FileOwner
+	var missing []string
+	u, err := fileOwnerArg(usr)
+	if err != nil {
+		return FileOwner{}, err
+	}
+	switch {
+	case u == nil:
+	case u.numeric:
+		o.UID, o.GID = u.id, u.id
+	default:
+		passwd, err := readPasswd(rootfs)
+		if err != nil {
+			return FileOwner{}, fmt.Errorf("resolve owner %q: %w", spec, err)
+		}
+		i := slices.IndexFunc(passwd, func(p passwdEntry) bool { return p.name == u.name })
+		if i < 0 {
+			missing = append(missing, "user "+u.name)
+		} else {
+			o.UID, o.GID = passwd[i].uid, passwd[i].gid
+		}
+	}
+	g, err := fileOwnerArg(grp)
+	if err != nil {
+		return FileOwner{}, err
+	}
+	switch {
+	case g == nil:
+	case g.numeric:
+		o.GID = g.id
+	default:
+		group, err := readGroup(rootfs)
+		if err != nil {
+			return FileOwner{}, fmt.Errorf("resolve owner %q: %w", spec, err)
+		}
+		i := slices.IndexFunc(group, func(e groupEntry) bool { return e.name == g.name })
+		if i < 0 {
+			missing = append(missing, "group "+g.name)
+		} else {
+			o.GID = group[i].gid
+		}
+	}
+	if len(missing) > 0 {
+		return o, fmt.Errorf("unable to find %s: %w", strings.Join(missing, " and "), ErrNotInImage)
+	}
+	return o, nil
+}
+
+// fileOwnerArg is parseIDArg with BuildKit's one special name: "root" is 0 without
+// a lookup (llb.WithUser's parseUID).
+func fileOwnerArg(s string) (*idArg, error) {
+	if s == "root" {
+		return &idArg{name: s, numeric: true}, nil
+	}
+	return parseIDArg(s)
 }

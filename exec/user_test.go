@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -85,5 +86,52 @@ func writeFile(t *testing.T, root, name, content string) {
 	}
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestResolveFileOwner(t *testing.T) {
+	full := t.TempDir()
+	writeFile(t, full, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nother:x:1001:50::/home/other:/bin/sh\n")
+	writeFile(t, full, "etc/group", "root:x:0:\napp:x:1000:\nstaff:x:50:\n")
+	empty := t.TempDir()
+
+	tests := []struct {
+		rootfs, spec string
+		want         FileOwner
+		missing      bool // the error wraps ErrNotInImage and want is BuildKit's fallback
+		err          string
+	}{
+		{rootfs: full, spec: "app", want: FileOwner{1000, 1000}},
+		{rootfs: full, spec: "other", want: FileOwner{1001, 50}},
+		// A number is the uid and the gid, whatever passwd says about it.
+		{rootfs: full, spec: "4242", want: FileOwner{4242, 4242}},
+		{rootfs: full, spec: "1001", want: FileOwner{1001, 1001}},
+		{rootfs: full, spec: "4242:7", want: FileOwner{4242, 7}},
+		{rootfs: full, spec: "app:staff", want: FileOwner{1000, 50}},
+		{rootfs: full, spec: "root", want: FileOwner{0, 0}},
+		{rootfs: empty, spec: "root:root", want: FileOwner{0, 0}},
+		{rootfs: empty, spec: "12", want: FileOwner{12, 12}},
+		{rootfs: full, spec: "ghost", want: FileOwner{0, 0}, missing: true, err: "unable to find user ghost"},
+		{rootfs: full, spec: "app:ghosts", want: FileOwner{1000, 1000}, missing: true, err: "unable to find group ghosts"},
+		{rootfs: empty, spec: "app", want: FileOwner{0, 0}, missing: true, err: "unable to find user app"},
+		{rootfs: full, spec: "-1", err: "uids and gids must be in range"},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.rootfs)+"/"+tt.spec, func(t *testing.T) {
+			got, err := ResolveFileOwner(tt.rootfs, tt.spec)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || errors.Is(err, ErrNotInImage) != tt.missing {
+					t.Fatalf("error = %v, want %q (not in image: %v)", err, tt.err, tt.missing)
+				}
+				if !tt.missing {
+					return
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

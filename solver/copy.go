@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -105,11 +106,13 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	do := func(ctx context.Context, root string) error {
 		var owner *buildctx.Owner
 		if cs.chown != "" {
-			u, err := exec.ResolveUser(root, cs.chown)
+			// BuildKit's file-op rules: --chown=UID is UID:UID. A name the image
+			// lacks fails here, where BuildKit silently uses 0.
+			u, err := exec.ResolveFileOwner(root, cs.chown)
 			if err != nil {
 				return sc.errorf(b.opts.Filename, "%s --chown=%s: %w", cs.name, cs.chown, err)
 			}
-			owner = &buildctx.Owner{UID: int(u.UID), GID: int(u.GID)}
+			owner = &buildctx.Owner{UID: u.UID, GID: u.GID}
 		}
 		if pendingOK {
 			sc.pending = buildctx.NewPending(root) // one for all parts: later ones replace earlier files
@@ -229,25 +232,19 @@ func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
 	return sourceLocal, nil, nil
 }
 
-// copyParts prepares what a COPY/ADD reads, in source order. Local sources next to
-// each other share one part (one buildctx.Copy, so wildcards and the dest rules work
-// across them). Remote sources are resolved to something the cache key can name: the
-// downloaded content's digest, the --checksum, or the git commit.
+// copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as
+// BuildKit's dispatchCopy orders its copies). Local sources next to each other share
+// one part (one buildctx.Copy, so wildcards and the dest rules work across them), and
+// the heredocs one more. Remote sources are resolved to something the cache key can
+// name: the downloaded content's digest, the --checksum, or the git commit.
 func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions) ([]*copyPart, error) {
 	var parts []*copyPart
-	if len(cs.sd.SourceContents) > 0 {
-		p, err := b.localPart(ctx, sc, cs, base, nil)
-		if p != nil {
-			parts = append(parts, p)
-		}
-		return parts, err
-	}
 	var local []string
 	flush := func() error {
 		if len(local) == 0 {
 			return nil
 		}
-		p, err := b.localPart(ctx, sc, cs, base, local)
+		p, err := b.localPart(ctx, sc, cs, base, local, false)
 		if p != nil {
 			parts = append(parts, p)
 		}
@@ -284,25 +281,37 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 			return parts, sc.errorf(b.opts.Filename, "%s %s: %w", cs.name, s, err)
 		}
 	}
-	return parts, flush()
+	if err := flush(); err != nil || len(cs.sd.SourceContents) == 0 {
+		return parts, err
+	}
+	p, err := b.localPart(ctx, sc, cs, base, nil, true)
+	if p != nil {
+		parts = append(parts, p)
+	}
+	return parts, err
 }
 
-// localPart reads sources from the context, another stage, an image, a named context
-// or the heredocs.
-func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string) (*copyPart, error) {
-	if len(cs.sd.SourceContents) > 0 {
+// localPart reads sources from the context, another stage, an image or a named
+// context, or (heredocs) the heredoc files of the COPY/ADD.
+func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string, heredocs bool) (*copyPart, error) {
+	var source *copySource
+	var err error
+	if heredocs {
 		for _, c := range cs.sd.SourceContents {
 			sources = append(sources, c.Path)
 		}
+		source, err = heredocSource(cs)
+	} else {
+		source, err = b.copySource(ctx, sc, cs)
 	}
-	source, err := b.copySource(ctx, sc, cs)
 	if err != nil {
 		return nil, err
 	}
 	opts := base
 	opts.Sources = sources
-	opts.Parents = cs.parents && len(cs.sd.SourceContents) == 0
-	if cs.unpack != nil && !*cs.unpack {
+	// BuildKit copies heredocs without --parents and never unpacks them.
+	opts.Parents = cs.parents && !heredocs
+	if heredocs || cs.unpack != nil && !*cs.unpack {
 		opts.KeepArchives = true
 	}
 	p := &copyPart{opts: opts, src: source.src, release: source.release}
@@ -324,35 +333,44 @@ func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
 	return sc.errorf(b.opts.Filename, "%s failed: %w", cs.name, err)
 }
 
+// heredocSource writes the heredoc files of a COPY/ADD into a temporary directory.
+func heredocSource(cs copySpec) (*copySource, error) {
+	dir, err := os.MkdirTemp("", "kiln-heredoc-")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs.sd.SourceContents {
+		p, err := rootpath.Resolve(dir, c.Path)
+		if err == nil {
+			err = os.MkdirAll(filepath.Dir(p), 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(p, []byte(c.Data), 0o644)
+		}
+		if err == nil {
+			// The copy keeps the file's mode: 0644 as BuildKit's Mkfile, whatever
+			// the umask.
+			err = os.Chmod(p, 0o644)
+		}
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
+		}
+	}
+	// The heredocs' text is the identity of the tree: their digest is memoised by
+	// it (selectionDigest), and the temp dir's metadata never fills the file cache.
+	var texts []string
+	for _, c := range cs.sd.SourceContents {
+		texts = append(texts, c.Path, c.Data)
+	}
+	return &copySource{src: buildctx.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
+		release: func() { os.RemoveAll(dir) }}, nil
+}
+
 // copySource mounts what a COPY reads: another stage's or an image's rootfs for
-// --from, the heredoc files, or the build context.
+// --from, or the build context.
 func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copySource, error) {
 	noop := func() {}
-	if len(cs.sd.SourceContents) > 0 {
-		dir, err := os.MkdirTemp("", "kiln-heredoc-")
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range cs.sd.SourceContents {
-			p, err := rootpath.Resolve(dir, c.Path)
-			if err == nil {
-				err = os.MkdirAll(filepath.Dir(p), 0o755)
-			}
-			if err == nil {
-				err = os.WriteFile(p, []byte(c.Data), 0o644)
-			}
-			if err != nil {
-				os.RemoveAll(dir)
-				return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
-			}
-		}
-		var texts []string
-		for _, c := range cs.sd.SourceContents {
-			texts = append(texts, c.Path, c.Data)
-		}
-		return &copySource{src: buildctx.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
-			release: func() { os.RemoveAll(dir) }}, nil
-	}
 	if cs.from == "" {
 		return &copySource{src: buildctx.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
 	}
@@ -460,67 +478,41 @@ func fileModeFromUnix(m uint32) fs.FileMode {
 }
 
 // dispatchWorkdir sets the working dir (relative to the previous one) and creates it,
-// owned by the current USER, as BuildKit does.
+// owned by the current USER, as BuildKit does: with a file op, whose owner rules
+// (exec.ResolveFileOwner) do not fail for a user the image lacks. The directory is
+// then root's, and one that exists already is left as it is.
 func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instructions.WorkdirCommand) error {
 	st := sc.st
+	// As BuildKit's NormalizeWorkdir: an absolute path is kept as written ("/tmp/"
+	// stays "/tmp/" in the config and the history), a relative one is joined to the
+	// current dir, which cleans it.
 	wd := c.Path
 	if !path.IsAbs(wd) {
 		cur := st.cfg.Config.WorkingDir
 		if cur == "" {
 			cur = "/"
 		}
-		wd = path.Join(cur, wd)
+		wd = path.Join("/", cur, wd)
 	}
-	wd = path.Clean(wd)
 	st.cfg.Config.WorkingDir = wd
-	if wd == "/" {
+	if path.Clean(wd) == "/" {
 		b.history(st, "WORKDIR /")
 		return nil
 	}
 	user := st.cfg.Config.User
 	op := &Op{Workdir: &WorkdirOp{Path: wd, User: user}}
 	return b.fsStep(ctx, sc, op, nil, "WORKDIR "+wd, func(ctx context.Context, root string) error {
-		uid, gid := -1, -1
+		var owner buildctx.Owner
 		if user != "" {
-			u, err := exec.ResolveUser(root, user)
-			if err != nil {
-				return sc.errorf(b.opts.Filename, "WORKDIR %s: %w", wd, err)
+			u, err := exec.ResolveFileOwner(root, user)
+			if err != nil && !errors.Is(err, exec.ErrNotInImage) {
+				return sc.errorf(b.opts.Filename, "WORKDIR %s: USER %s: %w", wd, user, err)
 			}
-			uid, gid = int(u.UID), int(u.GID)
+			owner = buildctx.Owner{UID: u.UID, GID: u.GID}
 		}
-		return mkdirAllOwned(root, wd, uid, gid)
+		if _, err := buildctx.MkdirAll(root, wd, owner); err != nil {
+			return sc.errorf(b.opts.Filename, "WORKDIR %s: %w", wd, err)
+		}
+		return nil
 	})
-}
-
-// mkdirAllOwned creates dir (and missing parents) inside root, resolving symlinks inside
-// root, and chowns the dirs it created when uid >= 0.
-func mkdirAllOwned(root, dir string, uid, gid int) error {
-	var created []string
-	cur := "/"
-	for _, part := range strings.Split(strings.Trim(dir, "/"), "/") {
-		cur = path.Join(cur, part)
-		p, err := rootpath.Resolve(root, cur)
-		if err != nil {
-			return err
-		}
-		fi, err := os.Stat(p)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("%s exists and is not a directory", cur)
-			}
-			continue
-		}
-		if err := os.Mkdir(p, 0o755); err != nil {
-			return err
-		}
-		created = append(created, p)
-	}
-	if uid >= 0 {
-		for _, p := range created {
-			if err := os.Lchown(p, uid, gid); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

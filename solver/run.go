@@ -64,8 +64,16 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 		}
 		defer os.RemoveAll(dir)
 		name := filepath.Base(heredocFile.Name)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(heredocFile.Data), 0o755); err != nil {
+		script := filepath.Join(dir, name)
+		if err := os.WriteFile(script, []byte(heredocFile.Data), 0o755); err != nil {
 			return err
+		}
+		// Any USER must reach and run the script, whatever kiln's umask (MkdirTemp
+		// makes the dir 0700): 0755 both, as BuildKit's /dev/pipes.
+		for _, p := range []string{dir, script} {
+			if err := os.Chmod(p, 0o755); err != nil {
+				return err
+			}
 		}
 		mounts.list = append(mounts.list, exec.Mount{Type: "bind", Source: dir, Target: "/dev/pipes", ReadOnly: true})
 		mounts.ops = append(mounts.ops, MountOp{Type: "heredoc", Target: path.Join("/dev/pipes", name), ReadOnly: true, Content: digestOf(heredocFile.Data)})

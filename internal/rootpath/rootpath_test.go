@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -70,5 +71,34 @@ func TestMkdirAllThroughSymlinks(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(parent, name)); err == nil {
 			t.Errorf("%s created outside root", name)
 		}
+	}
+}
+
+func TestMkdirAllModeIgnoresUmask(t *testing.T) {
+	root := t.TempDir()
+	before, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	if err := os.Symlink("/made/by/link", filepath.Join(root, "l")); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"a/b/c", "l/d"} {
+		if _, err := MkdirAll(root, in, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"a", "a/b", "a/b/c", "made", "made/by", "made/by/link", "made/by/link/d"} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+		} else if fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s mode %v, want 0755 under umask 077", p, fi.Mode())
+		}
+	}
+	if fi, _ := os.Stat(root); fi.Mode() != before.Mode() {
+		t.Errorf("root's mode changed to %v", fi.Mode())
 	}
 }
