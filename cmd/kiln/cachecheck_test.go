@@ -69,8 +69,7 @@ type cachePair struct {
 	want map[string]string // path → content both B images must have ("<absent>": no such path)
 	fail bool              // B must fail (in both builds)
 
-	// mtimesNotKeyed marks a pair whose context changes only in mtimes (or in
-	// which of two equal files is a hard link, which moves an mtime). Docker's
+	// mtimesNotKeyed marks a pair whose context changes only in mtimes. Docker's
 	// documented cache rule, which BuildKit follows, leaves mtimes out of the
 	// checksums of COPY/ADD sources and bind mounts: such a B must reuse every step
 	// after A, and then keeps A's mtimes. The two B images are compared without
