@@ -64,7 +64,12 @@ func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string
 	if err := materialise(ctx, lowers, lower); err != nil {
 		return nil, err
 	}
-	if err := cfs.CopyDir(merged, lower); err != nil {
+	// Root must show what an overlay over the parents shows: every dir's times as the
+	// parents have them (applyLayer sets a dir's times after its entries; a plain
+	// recursive copy leaves them at the time of the copy), and as its own root the
+	// dir Prepare made, as overlay's merged root is its fresh upper root whatever the
+	// parents' roots are.
+	if err := applyLayer(ctx, lower, merged, false); err != nil {
 		return nil, fmt.Errorf("copy parents to %s: %w", merged, err)
 	}
 	cs := &copyState{lower: lower, dirIDs: map[string]dirID{}}
@@ -89,7 +94,7 @@ func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string
 // honouring whiteouts and opaque dirs as overlay would.
 func materialise(ctx context.Context, lowersTopFirst []string, dst string) error {
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
-		if err := applyLayer(ctx, lowersTopFirst[i], dst); err != nil {
+		if err := applyLayer(ctx, lowersTopFirst[i], dst, true); err != nil {
 			return fmt.Errorf("apply layer %s: %w", lowersTopFirst[i], err)
 		}
 	}
@@ -99,8 +104,9 @@ func materialise(ctx context.Context, lowersTopFirst []string, dst string) error
 // applyLayer copies one overlay-format layer dir onto dst. Relative paths come from
 // walking our own layer dir, and WalkDir visits a dir before its children, which this
 // loop turns into a real dir in dst first: so no parent in dst can be a symlink when a
-// child is written, and joining the paths cannot escape dst.
-func applyLayer(ctx context.Context, src, dst string) error {
+// child is written, and joining the paths cannot escape dst. With withRoot, dst's
+// root takes src's root metadata too; without, it is left as it is.
+func applyLayer(ctx context.Context, src, dst string, withRoot bool) error {
 	links := map[uint64]string{}
 	var dirs []string
 	err := filepath.WalkDir(src, func(p string, _ fs.DirEntry, err error) error {
@@ -113,6 +119,9 @@ func applyLayer(ctx context.Context, src, dst string) error {
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return err
+		}
+		if rel == "." && !withRoot {
+			return nil
 		}
 		target := filepath.Join(dst, rel)
 		var st unix.Stat_t
@@ -181,8 +190,10 @@ func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error 
 	}
 	checked := map[string]bool{}
 	copyOpaque := func(rel string) error {
+		// applyLayer copies times too, dirs' last. It would take a 0/0 device in
+		// merged for a whiteout and leave it out: in an opaque dir that is the same.
 		dst := filepath.Join(upper, rel)
-		if err := cfs.CopyDir(dst, filepath.Join(merged, rel)); err != nil {
+		if err := applyLayer(ctx, filepath.Join(merged, rel), dst, true); err != nil {
 			return err
 		}
 		opaque = append(opaque, rel)
