@@ -259,12 +259,13 @@ func testUnmountDiff(e *env) {
 }
 
 // A dir whose only change is something created and removed inside it, with its
-// times put back (RUN's mount-point stubs), is not in the diff; a dir whose mtime
-// the step changed, one removed and recreated, and a new empty dir are.
+// times put back (RUN's mount-point stubs), is not in the diff; a dir whose mtime,
+// mode or xattrs alone the step changed, one removed and recreated (even empty and
+// with its old times), and a new empty dir are.
 func testUnmountPrunesUnchangedDirs(e *env) {
 	e.ingest("base", Mkdir("etc", 0o755), Mkdir("deep", 0o755), Mkdir("deep/er", 0o755),
 		Mkdir("touched", 0o755), Mkdir("opaque", 0o755), WriteFile("opaque/f", "x", 0o644),
-		Mkdir("chmodded", 0o755), Mkdir("xattred", 0o755), oldTimes)
+		Mkdir("chmodded", 0o755), Mkdir("xattred", 0o755), Mkdir("recreated", 0o755), oldTimes)
 	a := e.prepare("base")
 	apply(e.t, a.Root,
 		WriteFile("etc/stub", "", 0o644), Remove("etc/stub"), Chtimes("etc", old),
@@ -274,13 +275,15 @@ func testUnmountPrunesUnchangedDirs(e *env) {
 		Mkdir("new", 0o755),
 		Chmod("chmodded", 0o700),
 		Xattr("xattred", "user.kiln", "x"),
+		Remove("recreated"), Mkdir("recreated", 0o755), Chtimes("recreated", old),
 	)
 	if err := a.Unmount(e.ctx); err != nil {
 		e.t.Fatal(err)
 	}
 	checkTree(e.t, "Upper", describe(e.t, a.Upper), Build(e.t,
 		Mkdir("touched", 0o755), Mkdir("opaque", 0o755), Opaque("opaque"), Mkdir("new", 0o755),
-		Mkdir("chmodded", 0o700), Mkdir("xattred", 0o755), Xattr("xattred", "user.kiln", "x")))
+		Mkdir("chmodded", 0o700), Mkdir("xattred", 0o755), Xattr("xattred", "user.kiln", "x"),
+		Mkdir("recreated", 0o755), Opaque("recreated")))
 }
 
 // KeepDirs keeps a dir in Upper that the step made overlay copy up without changing
