@@ -47,6 +47,11 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
+	// Mounting is quick and does not look at ctx; a cancelled build must still not
+	// start a step.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
 	w, err := newWorkDir(s.dir("active"))
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
@@ -160,6 +165,9 @@ func (a *Active) Discard(ctx context.Context) error {
 func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, release func() error, err error) {
 	lowers, err := s.parentPaths(parents)
 	if err != nil {
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
 		return "", nil, fmt.Errorf("view: %w", err)
 	}
 	w, err := newWorkDir(s.dir("active"))

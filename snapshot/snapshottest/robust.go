@@ -27,8 +27,8 @@ func testRepeatedParent(e *env) {
 		Build(e.t, WriteFile("a", "a", 0o644), WriteFile("shared", "from a", 0o644), Mkdir("o", 0o755), WriteFile("o/a", "a", 0o644)))
 }
 
-// An operation started with a cancelled context fails with its error and leaves
-// nothing; a fill that sees its context cancelled leaves no snapshot. Unmount with a
+// An operation started with a cancelled context fails with its error, does no work
+// and leaves nothing; a fill that sees its context cancelled leaves no snapshot. Unmount with a
 // cancelled context may finish or fail, but either way a second Unmount gives
 // exactly the diff.
 func testCancellation(e *env) {
@@ -47,8 +47,9 @@ func testCancellation(e *env) {
 		}
 		e.t.Errorf("View with a cancelled context = %v, want context.Canceled", err)
 	}
-	if err := e.s.Ingest(cancelled, "id", func(dir string) error { return nil }); !errors.Is(err, context.Canceled) {
-		e.t.Errorf("Ingest with a cancelled context = %v, want context.Canceled", err)
+	called := false
+	if err := e.s.Ingest(cancelled, "id", func(string) error { called = true; return nil }); !errors.Is(err, context.Canceled) || called {
+		e.t.Errorf("Ingest with a cancelled context = %v, fill called %v; want context.Canceled, not called", err, called)
 	}
 	during, cancel := context.WithCancel(e.ctx)
 	err := e.s.Ingest(during, "id", func(dir string) error {
