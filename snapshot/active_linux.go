@@ -20,6 +20,7 @@ type Active struct {
 	mu      sync.Mutex
 	w       *workDir
 	mounted bool       // overlay mounted at Root
+	prune   bool       // unmounted, copy-ups not pruned yet (an Unmount stopped)
 	copy    *copyState // non-nil in copy-fallback mode until the diff is written
 	s       *Snapshotter
 	done    bool     // committed or discarded
@@ -99,17 +100,26 @@ func (a *Active) Unmount(ctx context.Context) error {
 }
 
 func (a *Active) unmountLocked(ctx context.Context) error {
+	// An Unmount that fails (ctx cancelled) leaves the Active for the next Unmount to
+	// finish, or for Discard: each stage is done again until it succeeds.
 	if a.mounted {
 		if err := unmount(a.Root); err != nil {
 			return err
 		}
-		a.mounted = false
+		a.mounted, a.prune = false, true
+	}
+	if a.prune {
 		if err := pruneCopyUps(ctx, a.Upper, a.lowers, a.keep); err != nil {
 			return fmt.Errorf("prune the upper dir: %w", err)
 		}
+		a.prune = false
 	}
 	if a.copy != nil {
 		if err := a.copy.writeDiff(ctx, a.Root, a.Upper); err != nil {
+			// The diff is written in one go: the next try starts from an empty Upper.
+			if cerr := emptyDir(a.Upper); cerr != nil {
+				return fmt.Errorf("copy-mode diff: %w (and clearing the partial diff: %v)", err, cerr)
+			}
 			return fmt.Errorf("copy-mode diff: %w", err)
 		}
 		a.copy = nil

@@ -345,3 +345,34 @@ func TestInvalidIDs(t *testing.T) {
 		t.Error("Path of an invalid id")
 	}
 }
+
+// A copy-mode Unmount that fails part-way leaves Upper empty, so the next Unmount
+// writes the whole diff again instead of failing on what the first one wrote.
+func TestCopyUnmountRetriesFromEmptyUpper(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t, WithoutOverlay())
+	ingest(t, s, "sha256-base", baseFiles)
+	var uppers []string
+	for _, blocked := range []bool{false, true} {
+		a, err := s.Prepare(ctx, []string{"sha256-base"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Discard(ctx)
+		step(t, a.Root)
+		if blocked {
+			// In the way of the diff's "new", after "a" and "d" were written.
+			mustWrite(t, filepath.Join(a.Upper, "new"), "in the way")
+			if err := a.Unmount(ctx); err == nil {
+				t.Fatal("Unmount over a blocked Upper succeeded")
+			}
+		}
+		if err := a.Unmount(ctx); err != nil {
+			t.Fatalf("blocked %v: %v", blocked, err)
+		}
+		uppers = append(uppers, describe(t, a.Upper))
+	}
+	if uppers[0] != uppers[1] {
+		t.Errorf("diff after a failed Unmount:\n%s\nwant:\n%s", uppers[1], uppers[0])
+	}
+}
