@@ -43,6 +43,9 @@ func (a *Active) KeepDirs(dirs []string) {
 }
 
 // Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
+// Root shows the parents' tree, times included, under a fresh 0755 root dir owned by
+// the caller whatever the parents' roots are (overlay's merged root is its upper root).
+// The behaviour every implementation shares is tested by package snapshottest.
 func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, error) {
 	lowers, err := s.parentPaths(parents)
 	if err != nil {
@@ -91,8 +94,9 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 	return a, nil
 }
 
-// Unmount detaches the merged view; Upper stays valid. Safe to call twice. In copy
-// mode it writes the diff between the parents and Root into Upper.
+// Unmount detaches the merged view; Upper stays valid. Safe to call twice, and after
+// an Unmount that failed (ctx cancelled) the next one finishes the job. In copy mode
+// it writes the diff between the parents and Root into Upper.
 func (a *Active) Unmount(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()

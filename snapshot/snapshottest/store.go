@@ -72,7 +72,9 @@ func testViewHidesWhiteouts(e *env) {
 // does not exist while fill runs, and afterwards holds exactly what fill wrote.
 func testIngest(e *env) {
 	tree := append([]Applier{WriteFile("f", "x", 0o644), Mkdir("d", 0o700), Whiteout("d/w"), Mkdir("o", 0o755), Opaque("o")}, oldTimes)
+	var filled uint64
 	err := e.s.Ingest(e.ctx, "id", func(dir string) error {
+		filled = inode(e, dir)
 		if got := entries(e.t, dir); len(got) != 0 {
 			e.t.Errorf("fill got a dir holding %v", got)
 		}
@@ -92,6 +94,9 @@ func testIngest(e *env) {
 	}
 	if !e.s.Exists("id") {
 		e.t.Fatal("Ingest did not create the snapshot")
+	}
+	if inode(e, e.s.Path("id")) != filled {
+		e.t.Error("the snapshot is not the renamed fill dir")
 	}
 	checkTree(e.t, "ingested snapshot", describe(e.t, e.s.Path("id"), WithTimes), buildWithTimes(e, tree...))
 	e.checkEmptyWorkDirs("after Ingest")
