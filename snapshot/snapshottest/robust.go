@@ -143,6 +143,25 @@ func testHardLinksXattrsModes(e *env) {
 	checkTree(e.t, "View(base, l1) against the step's Root", describe(e.t, e.view("base", "l1"), WithTimes), seen)
 }
 
+// Changing one name of a parent's hard-linked file. The implementations differ, as
+// overlayfs documents: with index=off (snapshot's overlayOptions) a copy-up breaks
+// the link, so overlay's Root and diff change h1 alone and h2 stays the parent's
+// file; the copy fallback has one real inode behind both names, so both change and
+// the diff has both, still linked. Docker's and BuildKit's overlay do the former.
+func testChangeHardLinkedParentFile(e *env) {
+	e.ingest("base", WriteFile("h1", "h", 0o644), Hardlink("h2", "h1"))
+	a := e.prepare("base")
+	apply(e.t, a.Root, Chmod("h1", 0o600))
+	if err := a.Unmount(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	want := Build(e.t, WriteFile("h1", "h", 0o600), Hardlink("h2", "h1"))
+	if e.s.Overlay() {
+		want = Build(e.t, WriteFile("h1", "h", 0o600))
+	}
+	checkTree(e.t, "Upper", describe(e.t, a.Upper), want)
+}
+
 // No operation follows a symlink out of the tree: not stacking a layer whose dir
 // replaces a parent's symlink to outside, not diffing a step that replaced dirs with
 // such symlinks or chowned and set xattrs on them, not committing, viewing or

@@ -59,6 +59,7 @@ var subtests = []struct {
 	{"RepeatedParent", testRepeatedParent},
 	{"Cancellation", testCancellation},
 	{"HardLinksXattrsModes", testHardLinksXattrsModes},
+	{"ChangeHardLinkedParentFile", testChangeHardLinkedParentFile},
 	{"SymlinksNotFollowed", testSymlinksNotFollowed},
 	{"NewCleansLeftovers", testNewCleansLeftovers},
 }
