@@ -20,6 +20,7 @@ type Active struct {
 	mu      sync.Mutex
 	w       *workDir
 	mounted bool       // overlay mounted at Root
+	prune   bool       // unmounted, copy-ups not pruned yet (an Unmount stopped)
 	copy    *copyState // non-nil in copy-fallback mode until the diff is written
 	s       *Snapshotter
 	done    bool     // committed or discarded
@@ -42,9 +43,17 @@ func (a *Active) KeepDirs(dirs []string) {
 }
 
 // Prepare mounts a fresh writable layer over parents (lowest first; empty for scratch).
+// Root shows the parents' tree, times included, under a fresh 0755 root dir owned by
+// the caller whatever the parents' roots are (overlay's merged root is its upper root).
+// The behaviour every implementation shares is tested by package snapshottest.
 func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, error) {
 	lowers, err := s.parentPaths(parents)
 	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	// Mounting is quick and does not look at ctx; a cancelled build must still not
+	// start a step.
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
 	w, err := newWorkDir(s.dir("active"))
@@ -85,8 +94,9 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 	return a, nil
 }
 
-// Unmount detaches the merged view; Upper stays valid. Safe to call twice. In copy
-// mode it writes the diff between the parents and Root into Upper.
+// Unmount detaches the merged view; Upper stays valid. Safe to call twice, and after
+// an Unmount that failed (ctx cancelled) the next one finishes the job. In copy mode
+// it writes the diff between the parents and Root into Upper.
 func (a *Active) Unmount(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -94,17 +104,26 @@ func (a *Active) Unmount(ctx context.Context) error {
 }
 
 func (a *Active) unmountLocked(ctx context.Context) error {
+	// An Unmount that fails (ctx cancelled) leaves the Active for the next Unmount to
+	// finish, or for Discard: each stage is done again until it succeeds.
 	if a.mounted {
 		if err := unmount(a.Root); err != nil {
 			return err
 		}
-		a.mounted = false
+		a.mounted, a.prune = false, true
+	}
+	if a.prune {
 		if err := pruneCopyUps(ctx, a.Upper, a.lowers, a.keep); err != nil {
 			return fmt.Errorf("prune the upper dir: %w", err)
 		}
+		a.prune = false
 	}
 	if a.copy != nil {
 		if err := a.copy.writeDiff(ctx, a.Root, a.Upper); err != nil {
+			// The diff is written in one go: the next try starts from an empty Upper.
+			if cerr := emptyDir(a.Upper); cerr != nil {
+				return fmt.Errorf("copy-mode diff: %w (and clearing the partial diff: %v)", err, cerr)
+			}
 			return fmt.Errorf("copy-mode diff: %w", err)
 		}
 		a.copy = nil
@@ -160,6 +179,9 @@ func (a *Active) Discard(ctx context.Context) error {
 func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, release func() error, err error) {
 	lowers, err := s.parentPaths(parents)
 	if err != nil {
+		return "", nil, fmt.Errorf("view: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
 		return "", nil, fmt.Errorf("view: %w", err)
 	}
 	w, err := newWorkDir(s.dir("active"))

@@ -127,6 +127,9 @@ func (s *Snapshotter) Ingest(ctx context.Context, id string, fill func(dir strin
 	if s.Exists(id) {
 		return nil
 	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ingest %s: %w", id, err)
+	}
 	w, err := newWorkDir(s.dir("tmp"))
 	if err != nil {
 		return fmt.Errorf("ingest %s: %w", id, err)

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	cfs "github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +63,12 @@ func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string
 	if err := materialise(ctx, lowers, lower); err != nil {
 		return nil, err
 	}
-	if err := cfs.CopyDir(merged, lower); err != nil {
+	// Root must show what an overlay over the parents shows: every dir's times as the
+	// parents have them (applyLayer sets a dir's times after its entries; a plain
+	// recursive copy leaves them at the time of the copy), and as its own root the
+	// dir Prepare made, as overlay's merged root is its fresh upper root whatever the
+	// parents' roots are.
+	if err := applyLayer(ctx, lower, merged, false); err != nil {
 		return nil, fmt.Errorf("copy parents to %s: %w", merged, err)
 	}
 	cs := &copyState{lower: lower, dirIDs: map[string]dirID{}}
@@ -89,7 +93,7 @@ func prepareCopy(ctx context.Context, lowers []string, w *workDir, merged string
 // honouring whiteouts and opaque dirs as overlay would.
 func materialise(ctx context.Context, lowersTopFirst []string, dst string) error {
 	for i := len(lowersTopFirst) - 1; i >= 0; i-- {
-		if err := applyLayer(ctx, lowersTopFirst[i], dst); err != nil {
+		if err := applyLayer(ctx, lowersTopFirst[i], dst, true); err != nil {
 			return fmt.Errorf("apply layer %s: %w", lowersTopFirst[i], err)
 		}
 	}
@@ -99,8 +103,9 @@ func materialise(ctx context.Context, lowersTopFirst []string, dst string) error
 // applyLayer copies one overlay-format layer dir onto dst. Relative paths come from
 // walking our own layer dir, and WalkDir visits a dir before its children, which this
 // loop turns into a real dir in dst first: so no parent in dst can be a symlink when a
-// child is written, and joining the paths cannot escape dst.
-func applyLayer(ctx context.Context, src, dst string) error {
+// child is written, and joining the paths cannot escape dst. With withRoot, dst's
+// root takes src's root metadata too; without, it is left as it is.
+func applyLayer(ctx context.Context, src, dst string, withRoot bool) error {
 	links := map[uint64]string{}
 	var dirs []string
 	err := filepath.WalkDir(src, func(p string, _ fs.DirEntry, err error) error {
@@ -113,6 +118,9 @@ func applyLayer(ctx context.Context, src, dst string) error {
 		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return err
+		}
+		if rel == "." && !withRoot {
+			return nil
 		}
 		target := filepath.Join(dst, rel)
 		var st unix.Stat_t
@@ -153,131 +161,6 @@ func applyLayer(ctx context.Context, src, dst string) error {
 		return err
 	}
 	return setDirTimes(src, dst, dirs)
-}
-
-// writeDiff writes the changes from cs.lower to merged into upper in overlay format.
-func (cs *copyState) writeDiff(ctx context.Context, merged, upper string) error {
-	links := map[uint64]string{}
-	var dirs []string
-	created := map[string]bool{"/": true}
-	var opaque []string // dirs copied whole; changes below them are already in upper
-
-	// ensureParents creates upper's missing ancestors of rel with merged's metadata,
-	// as overlay's copy-up does.
-	ensureParents := func(rel string) error {
-		var missing []string
-		for d := filepath.Dir(rel); !created[d]; d = filepath.Dir(d) {
-			missing = append(missing, d)
-		}
-		for i := len(missing) - 1; i >= 0; i-- {
-			d := missing[i]
-			if err := mkdirLike(filepath.Join(merged, d), filepath.Join(upper, d)); err != nil {
-				return err
-			}
-			created[d] = true
-			dirs = append(dirs, d)
-		}
-		return nil
-	}
-	checked := map[string]bool{}
-	copyOpaque := func(rel string) error {
-		dst := filepath.Join(upper, rel)
-		if err := cfs.CopyDir(dst, filepath.Join(merged, rel)); err != nil {
-			return err
-		}
-		opaque = append(opaque, rel)
-		created[rel] = true
-		return unix.Lsetxattr(dst, opaqueXattr, []byte("y"), 0)
-	}
-	err := cfs.Changes(ctx, cs.lower, merged, func(k cfs.ChangeKind, rel string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		for _, o := range opaque {
-			if strings.HasPrefix(rel, o+"/") {
-				return nil
-			}
-		}
-		if k == cfs.ChangeKindUnmodified {
-			return nil
-		}
-		// Changes does not report a recreated dir whose metadata is unchanged, only
-		// its children: check the ancestors of every change.
-		for _, anc := range ancestors(rel) {
-			if checked[anc] {
-				continue
-			}
-			checked[anc] = true
-			orig, ok := cs.dirIDs[anc]
-			if !ok {
-				continue
-			}
-			cur, err := identify(filepath.Join(merged, anc))
-			if err != nil {
-				return err
-			}
-			if cur != orig {
-				if err := ensureParents(anc); err != nil {
-					return err
-				}
-				return copyOpaque(anc)
-			}
-		}
-		if err := ensureParents(rel); err != nil {
-			return err
-		}
-		src, dst := filepath.Join(merged, rel), filepath.Join(upper, rel)
-		if k == cfs.ChangeKindDelete {
-			return unix.Mknod(dst, unix.S_IFCHR, 0)
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(src, &st); err != nil {
-			return err
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return copyNode(src, dst, &st, links)
-		}
-		// A dir that replaced a lower dir (removed and recreated) or a lower non-dir is
-		// opaque, as overlay makes any dir created over a whiteout, and holds all of its
-		// content.
-		replaced := k == cfs.ChangeKindModify
-		if orig, ok := cs.dirIDs[rel]; ok {
-			cur, err := identify(src)
-			if err != nil {
-				return err
-			}
-			replaced = cur != orig
-		}
-		if replaced {
-			return copyOpaque(rel)
-		}
-		if err := mkdirLike(src, dst); err != nil {
-			return err
-		}
-		created[rel] = true
-		dirs = append(dirs, rel)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(merged, &st); err != nil {
-		return err
-	}
-	if err := copyMeta(merged, upper, &st, false); err != nil {
-		return err
-	}
-	return setDirTimes(merged, upper, append(dirs, "/"))
-}
-
-// ancestors lists the dirs above "/"-rooted rel, outermost first, without "/".
-func ancestors(rel string) []string {
-	var out []string
-	for d := filepath.Dir(rel); d != "/" && d != "."; d = filepath.Dir(d) {
-		out = append([]string{d}, out...)
-	}
-	return out
 }
 
 func mkdirLike(src, dst string) error {

@@ -34,6 +34,10 @@ type mountSpec struct {
 // its own "lowerdir+" fsconfig call (kernel >= 6.8), so neither the 4096-byte limit on
 // mount(2)'s data page nor overlay's ':' and ',' escaping applies.
 func mountOverlay(spec mountSpec) error {
+	if len(spec.lowers) > maxOverlayLowers {
+		// Both mount APIs fail with a bare EINVAL (the new one logs the reason).
+		return fmt.Errorf("overlay: a stack of %d layers is more than the %d overlayfs can mount; build with fewer layers (squash some RUN steps) or with the copy snapshotter", len(spec.lowers), maxOverlayLowers)
+	}
 	if !spec.classicMount {
 		err := mountOverlayFsconfig(spec)
 		if err == nil || !errors.Is(err, errNoNewAPI) {
@@ -42,6 +46,10 @@ func mountOverlay(spec mountSpec) error {
 	}
 	return mountOverlayClassic(spec)
 }
+
+// maxOverlayLowers is the kernel's limit on an overlay's lower layers (OVL_MAX_STACK
+// in fs/overlayfs).
+const maxOverlayLowers = 500
 
 var errNoNewAPI = errors.New("new mount API or lowerdir+ unsupported")
 

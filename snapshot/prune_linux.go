@@ -44,6 +44,7 @@ func pruneCopyUps(ctx context.Context, upper string, lowers []string, keep map[s
 			return false, err
 		}
 		remaining, pruned := len(entries), false
+		var werr error
 		for _, e := range entries {
 			if !e.IsDir() {
 				continue
@@ -51,18 +52,21 @@ func pruneCopyUps(ctx context.Context, upper string, lowers []string, keep map[s
 			child := filepath.Join(rel, e.Name())
 			empty, err := walk(child)
 			if err != nil {
-				return false, err
+				werr = err
+				break
 			}
 			if !empty || keep[child] {
 				continue
 			}
 			same, err := sameAsLower(filepath.Join(upper, child), child, lowers)
 			if err != nil {
-				return false, err
+				werr = err
+				break
 			}
 			if same {
 				if err := unix.Rmdir(filepath.Join(upper, child)); err != nil {
-					return false, fmt.Errorf("prune copied-up dir %s: %w", child, err)
+					werr = fmt.Errorf("prune copied-up dir %s: %w", child, err)
+					break
 				}
 				remaining--
 				pruned = true
@@ -71,10 +75,14 @@ func pruneCopyUps(ctx context.Context, upper string, lowers []string, keep map[s
 		if pruned {
 			// Removing a child bumped this dir's mtime: put it back, so the dir still
 			// reads as unchanged if it is otherwise, and keeps its real time if not.
+			// Also when stopping early, so that pruning again sees the dir as it was.
 			ts := []unix.Timespec{before.Atim, before.Mtim}
-			if err := unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return false, fmt.Errorf("restore times of %s: %w", rel, err)
+			if err := unix.UtimesNanoAt(unix.AT_FDCWD, dir, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil && werr == nil {
+				werr = fmt.Errorf("restore times of %s: %w", rel, err)
 			}
+		}
+		if werr != nil {
+			return false, werr
 		}
 		return remaining == 0, nil
 	}
