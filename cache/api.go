@@ -19,6 +19,7 @@ import (
 //	snapshots/           layer dirs (owned by package snapshot; the store only names the dir)
 //	mounts/<sha256(id)>  RUN --mount=type=cache dirs
 //	meta.db              bbolt: step cache, ref → digest, file hash cache
+//	meta.db.damaged-<t>  an index found damaged, set aside for inspection
 //	tmp/                 blobs being written (blob-<pid>-<random>)
 //	gc.lock              flock: shared while a Store is open, exclusive during Prune
 //
@@ -52,9 +53,28 @@ func (s *Store) Sync() error {
 	return nil
 }
 
+// Option configures Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	warn func(msg string)
+}
+
+// WithWarnings has the store tell warn what the user should know but what does not fail
+// the operation, such as a damaged index that was set aside and replaced by an empty
+// one. warn may be called from any goroutine, during Open or any later call. The store
+// never prints.
+func WithWarnings(warn func(msg string)) Option {
+	return func(o *openOptions) { o.warn = warn }
+}
+
 // Open opens (creating) the store at root. It takes a shared lock on root/gc.lock,
 // held until Close, so a Prune in another process waits for this build to finish.
-func Open(ctx context.Context, root string) (*Store, error) {
+func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
@@ -72,7 +92,7 @@ func Open(ctx context.Context, root string) (*Store, error) {
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: clean tmp: %w", err)
 	}
-	if s.db, err = openDB(ctx, s.path("meta.db")); err != nil {
+	if s.db, err = openDB(ctx, s.path("meta.db"), o.warn); err != nil {
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}

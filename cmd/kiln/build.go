@@ -205,7 +205,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return err
 	}
 
-	store, err := cache.Open(ctx, o.root)
+	// Progress first: the store warns through it, from Open on (a damaged index).
+	prog := newProgress(o.progressMode(stderr), stderr)
+	defer prog.Close()
+	store, err := cache.Open(ctx, o.root, cache.WithWarnings(prog.Warn))
 	if err != nil {
 		return fmt.Errorf("open kiln root %s: %w", o.root, err)
 	}
@@ -215,8 +218,6 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
 
-	prog := newProgress(o.progressMode(stderr), stderr)
-	defer prog.Close()
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
