@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // Store is kiln's local state under --root:
@@ -20,7 +22,8 @@ import (
 //	mounts/<sha256(id)>  RUN --mount=type=cache dirs
 //	meta.db              bbolt: step cache, ref → digest, file hash cache
 //	meta.db.damaged-<t>  an index found damaged, set aside for inspection
-//	tmp/                 blobs being written (blob-<pid>-<random>)
+//	tmp/<owner>.owner    leased (flock) by a live Store from Open to Close
+//	tmp/<owner>-*        its blobs being written, pulls and scratch dirs (TempDir)
 //	gc.lock              flock: shared while a Store is open, exclusive during Prune
 //
 // Several kiln processes may share one Store; every write is temp + fsync + rename, so
@@ -29,6 +32,11 @@ type Store struct {
 	root string
 	db   *db
 	gc   *os.File // gc.lock, shared-locked from Open to Close
+
+	// owner leases tmp/<ownerID>.owner from Open to Close (lock_linux.go).
+	owner     *lease.Lease
+	ownerFile *os.File
+	ownerID   string
 
 	hashes *hashCache
 
@@ -88,11 +96,17 @@ func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
 	if s.gc, err = lockShared(ctx, s.path("gc.lock")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := cleanTemp(s.path("tmp")); err != nil {
+	if err := s.takeOwnership(); err != nil {
+		s.gc.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.cleanTemp(); err != nil {
+		s.releaseOwnership()
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: clean tmp: %w", err)
 	}
 	if s.db, err = openDB(ctx, s.path("meta.db"), o.warn); err != nil {
+		s.releaseOwnership()
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -108,6 +122,9 @@ func (s *Store) Close() error {
 		if serr := s.Sync(); err == nil {
 			err = serr
 		}
+	}
+	if oerr := s.releaseOwnership(); err == nil {
+		err = oerr
 	}
 	if s.gc != nil {
 		s.gc.Close() // releases the shared gc lock

@@ -77,7 +77,7 @@ type BlobWriter interface {
 
 // NewBlobWriter starts a new blob in tmp/ (same filesystem, so Commit is a rename).
 func (s *Store) NewBlobWriter() (BlobWriter, error) {
-	f, err := os.CreateTemp(s.path("tmp"), tempPrefix())
+	f, err := s.CreateTemp("blob-")
 	if err != nil {
 		return nil, fmt.Errorf("new blob: %w", err)
 	}

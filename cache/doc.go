@@ -5,7 +5,10 @@
 // fsynced and renamed into place; metadata changes are bbolt transactions; meta.db is
 // opened per operation so no process holds its lock for a whole build; a shared flock
 // on gc.lock held by every open Store keeps Prune from collecting what a running build
-// has written but not yet recorded. Step entries are checked on every hit (blob present
+// has written but not yet recorded. Each open Store leases tmp/<owner>.owner (package
+// lease) and names its temp files and scratch dirs (TempDir, CreateTemp) after it, so
+// Open removes what killed builds left there and never a live build's. Step entries
+// are checked on every hit (blob present
 // with the right size, snapshot dir present) and dropped when they are not usable. A
 // meta.db that bbolt cannot read (truncated, scribbled: bbolt panics or faults on such
 // pages) is set aside as meta.db.damaged-<time> and replaced by an empty index; the

@@ -28,10 +28,11 @@ func writeSmallBlob(store BlobStore, want v1.Hash, b []byte) error {
 	return nil
 }
 
-// writeBlobStream copies r into the store under want: to a temp file in the blob's own
-// directory (so the rename cannot cross filesystems), hashing as it goes, then fsync,
-// verify, rename, fsync of the directory. A kill at any instant leaves either no blob
-// or the whole verified blob, never a truncated one under its final name.
+// writeBlobStream copies r into the store under want: to a temp file of the store's
+// (on the blobs' filesystem, so the rename cannot cross filesystems, and removed by the
+// next build if this one is killed), hashing as it goes, then fsync, verify, rename,
+// fsync of the directory. A kill at any instant leaves either no blob or the whole
+// verified blob, never a truncated one under its final name.
 func writeBlobStream(ctx context.Context, store BlobStore, want v1.Hash, size int64, r io.Reader) (err error) {
 	if want.Algorithm != "sha256" {
 		return fmt.Errorf("blob %s: unsupported digest algorithm", want)
@@ -41,7 +42,7 @@ func writeBlobStream(ctx context.Context, store BlobStore, want v1.Hash, size in
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store blob %s: %w", want, err)
 	}
-	f, err := os.CreateTemp(dir, ".incoming-*")
+	f, err := store.CreateTemp("incoming-")
 	if err != nil {
 		return fmt.Errorf("store blob %s: %w", want, err)
 	}

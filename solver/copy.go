@@ -351,7 +351,7 @@ func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
 func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copySource, error) {
 	noop := func() {}
 	if len(cs.sd.SourceContents) > 0 {
-		dir, err := os.MkdirTemp("", "kiln-heredoc-")
+		dir, err := b.opts.Store.TempDir("kiln-heredoc-")
 		if err != nil {
 			return nil, err
 		}

@@ -90,7 +90,7 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 			keys["bind "+target] = fmt.Sprintf("from=%s source=%s rw=%v %s", m.From, source, !m.ReadOnly, content)
 			if !m.ReadOnly {
 				// Writes to an rw bind mount are discarded: mount a private copy.
-				tmp, err := os.MkdirTemp("", "kiln-bind-rw-")
+				tmp, err := b.opts.Store.TempDir("kiln-bind-rw-")
 				if err != nil {
 					return fail(err)
 				}

@@ -127,6 +127,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := exec.Isolate(); err != nil {
 		return fmt.Errorf("enter a private mount namespace: %w", err)
 	}
+	// What killed builds left: their step cgroups here, their temp files when the
+	// store and the snapshotter open, their partial outputs when one is written.
+	exec.RemoveStaleCgroups()
 	if stop, err := startProfiles(); err != nil {
 		return err
 	} else {

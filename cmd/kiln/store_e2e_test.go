@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // The store under damage and crashes, end to end (issue 15).
@@ -107,5 +109,97 @@ func TestStoreDamagedIndex(t *testing.T) {
 				t.Errorf("warned again on a healthy index:\n%s", third.log)
 			}
 		})
+	}
+}
+
+// leftover is one path a killed (or a live) build leaves, planted by the test.
+type leftover struct {
+	path string
+	dir  bool
+	live bool // leased by this test process, as a live build would hold it
+}
+
+// plant creates each leftover, leasing the live ones until the test ends.
+func plant(t *testing.T, items []leftover) {
+	t.Helper()
+	for _, it := range items {
+		if err := os.MkdirAll(filepath.Dir(it.path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if it.dir {
+			err = os.Mkdir(it.path, 0o700)
+		} else {
+			err = os.WriteFile(it.path, []byte("partial"), 0o600)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.live {
+			l, err := lease.Take(it.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Release() })
+		}
+	}
+}
+
+// A build that starts removes what killed builds left, and only that: partial pulls
+// and scratch dirs in the store's tmp/ (their owner's lease is free), snapshot work
+// dirs, the temp file of a killed write to the same output, and step cgroups (with no
+// RUN step in the build). The same things held by a live build stay.
+func TestStoreStartRemovesLeftovers(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	dir := project(t, map[string]string{
+		"Dockerfile":     fmt.Sprintf("FROM %s/busybox\nCOPY a.txt /a.txt\n", host),
+		"run.Dockerfile": fmt.Sprintf("FROM %s/busybox\nRUN true\n", host),
+		"a.txt":          "a\n",
+	})
+	// The store's layout, and a RUN step's cgroup parents to plant stale cgroups in.
+	mustBuild(t, dir, "--root", root, "-f", filepath.Join(dir, "run.Dockerfile"), ".")
+
+	tmp := filepath.Join(root, "tmp")
+	const deadID, liveID = "00000000000000d1", "00000000000000a1"
+	items := []leftover{
+		{path: filepath.Join(tmp, deadID+".owner")},
+		{path: filepath.Join(tmp, deadID+"-incoming-1")},
+		{path: filepath.Join(tmp, deadID+"-kiln-heredoc-2"), dir: true},
+		{path: filepath.Join(tmp, liveID+".owner"), live: true},
+		{path: filepath.Join(tmp, liveID+"-incoming-3")},
+		{path: filepath.Join(tmp, liveID+"-kiln-bind-rw-4"), dir: true},
+		{path: filepath.Join(root, "snapshots", "active", "00000000000000d2"), dir: true},
+		{path: filepath.Join(root, "snapshots", "tmp", "00000000000000a2"), dir: true, live: true},
+		{path: filepath.Join(out, ".image.tar.kiln-tmp-dead")},
+		{path: filepath.Join(out, ".image.tar.kiln-tmp-live"), live: true},
+	}
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/kiln")
+	if fi, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil && fi.Mode().IsRegular() {
+		parents = []string{"/sys/fs/cgroup/kiln"}
+	}
+	if len(parents) == 0 {
+		t.Fatal("no kiln cgroup parent after a RUN step")
+	}
+	for _, p := range parents {
+		stale, held := filepath.Join(p, "step-00000000000000d3"), filepath.Join(p, "step-00000000000000a3")
+		items = append(items, leftover{path: stale, dir: true}, leftover{path: held, dir: true, live: true})
+		t.Cleanup(func() { os.Remove(stale); os.Remove(held) })
+	}
+	plant(t, items)
+
+	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "image.tar"), ".")
+	readOCI(t, filepath.Join(out, "image.tar"))
+	liveOwned := map[string]bool{liveID + "-incoming-3": true, liveID + "-kiln-bind-rw-4": true}
+	for _, it := range items {
+		_, err := os.Stat(it.path)
+		switch kept := err == nil; {
+		case it.live || liveOwned[filepath.Base(it.path)]:
+			if !kept {
+				t.Errorf("live build's %s was removed", it.path)
+			}
+		case kept:
+			t.Errorf("leftover %s was not removed", it.path)
+		}
 	}
 }
