@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"runtime/debug"
 	"strings"
 
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/panicsite"
 )
 
 // damageError is an index bbolt could not read: it reported it invalid, or it panicked
@@ -76,27 +77,10 @@ func (d *db) guard(file func() (*os.File, os.FileInfo), fn func() error) (err er
 
 // panicIsDamage tells a panic caused by the index file from a bug: a fault at an address
 // past the first page (a read of the mapping), or a panic raised inside bbolt. It must
-// be called from the deferred function that recovered p: the panicking frames are still
-// on the stack below runtime.gopanic.
+// be called from the deferred function that recovered p (see panicsite.In).
 func panicIsDamage(p any) bool {
 	if f, ok := p.(interface{ Addr() uintptr }); ok && f.Addr() >= 4096 {
 		return true // below is a nil dereference
 	}
-	pcs := make([]uintptr, 64)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
-	inPanic := false
-	for {
-		fr, more := frames.Next()
-		switch {
-		case fr.Function == "runtime.gopanic":
-			inPanic = true
-		case inPanic && !strings.HasPrefix(fr.Function, "runtime."):
-			// The first frame below the runtime's panic machinery raised it.
-			return strings.HasPrefix(fr.Function, "go.etcd.io/bbolt.") ||
-				strings.HasPrefix(fr.Function, "go.etcd.io/bbolt/")
-		}
-		if !more {
-			return false
-		}
-	}
+	return panicsite.In("go.etcd.io/bbolt")
 }
