@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 
 	"github.com/kiln-build/kiln/internal/lease"
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 func TestRunOutputAndExitCodes(t *testing.T) {
@@ -273,9 +274,7 @@ func TestRunConcurrent(t *testing.T) {
 
 // BenchmarkRun measures the per-step overhead: namespaces, cgroup, mounts, exec.
 func BenchmarkRun(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.RequireRoot(b)
 	lower := b.TempDir()
 	if err := os.MkdirAll(filepath.Join(lower, "bin"), 0o755); err != nil {
 		b.Fatal(err)

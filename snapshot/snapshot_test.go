@@ -15,20 +15,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/internal/lease"
+	"github.com/kiln-build/kiln/internal/testenv"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for overlay mounts")
-	}
-}
 
 // newTestSnapshotter returns a snapshotter in a temp dir and checks, after every other
 // cleanup, that no mount is left under it (detaching any so the dir can be removed).
 func newTestSnapshotter(t *testing.T, opts ...Option) *Snapshotter {
 	t.Helper()
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	t.Cleanup(func() {
 		mps, err := mountsUnder(dir)
