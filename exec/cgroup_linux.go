@@ -18,8 +18,9 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
-	"github.com/kiln-build/kiln/internal/lease"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // cgroupParent is the cgroup, at the root of each hierarchy, under which every step
