@@ -43,7 +43,7 @@ type Store struct {
 	usedMu sync.Mutex
 	used   map[string]time.Time // step keys hit since the last flush
 
-	dirty atomic.Bool // blobs were committed without fsync since Open
+	dirty atomic.Bool // blobs were committed since Open: Close syncs meta.db and the snapshots
 }
 
 // Sync flushes the filesystem holding the store to disk (syncfs): snapshots, blobs and
@@ -115,7 +115,8 @@ func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
 }
 
 // Close flushes pending hash-cache entries and use times, makes what this process
-// wrote durable with one syncfs (see blobWriter.Commit), and releases the store.
+// wrote durable with one syncfs (meta.db commits and snapshot files are not fsynced
+// one by one; blobs are, by blobWriter.Commit), and releases the store.
 func (s *Store) Close() error {
 	err := s.Flush(context.Background())
 	if s.dirty.Load() {

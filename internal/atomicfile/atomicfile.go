@@ -1,5 +1,7 @@
 // Package atomicfile writes files and directories that appear complete or not at all,
-// and leaves nothing behind when the writer is killed.
+// and leaves nothing behind when the writer is killed. Commit is the last step of every
+// such write in kiln (outputs, pulled blobs, built blobs): fsync, rename, fsync of the
+// directory.
 //
 // A file is written into an anonymous O_TMPFILE inode in dest's directory, fsynced,
 // and linked in by linkat(2) only once complete: straight at dest when dest does not
@@ -107,10 +109,25 @@ func writeNamed(dir, base, dest string, perm os.FileMode, fn func(io.Writer) err
 	if err := fill(f, perm, fn); err != nil {
 		return fmt.Errorf("write %s: %w", dest, err)
 	}
-	if err := os.Rename(f.Name(), dest); err != nil {
-		return fmt.Errorf("write %s: %w", dest, err)
+	return Commit(f, dest)
+}
+
+// Commit gives f, a temp file in dest's directory (or on its filesystem) that the
+// caller has written completely, the name dest: it fsyncs f, closes it, renames it over
+// dest and fsyncs the directory, so once Commit returns dest is the whole new file,
+// across a kill -9 or a power loss. This is kiln's one policy for a file appearing
+// under its final name; on error the caller removes f.
+func Commit(f *os.File, dest string) error {
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
-	return syncDir(dir)
+	if err := f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), dest); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dest))
 }
 
 func createLeased(dir, base string) (*os.File, *lease.Lease, error) {
