@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // testTar is a small archive: a directory, a file owned by 42:43 and a ".wh." name,
@@ -46,7 +48,7 @@ func gz(t *testing.T, b []byte) []byte {
 }
 
 func TestAdd(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tarball := testTar(t)
 	plainGz := gz(t, []byte("not a tar, just text"))
 	for _, tc := range []struct {

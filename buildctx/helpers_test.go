@@ -107,10 +107,3 @@ func openCtx(t *testing.T, dir string) *Context {
 	}
 	return c
 }
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to set file owners")
-	}
-}

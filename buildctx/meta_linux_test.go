@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 type meta struct {
@@ -26,7 +28,7 @@ func metaOf(t *testing.T, p string) meta {
 }
 
 func TestCopyOwnersAndModes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	chown := &Owner{UID: 1234, GID: 5678}
 	m0640 := fs.FileMode(0o640)
 	for _, tc := range []struct {
@@ -121,7 +123,7 @@ func TestCopyOwnersAndModes(t *testing.T) {
 }
 
 func TestCopyKeepsXattrsAndLinkOwners(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	srcDir, root := t.TempDir(), t.TempDir()
 	writeTree(t, srcDir, map[string]string{"d/f": "F", "d/l": "->f"})
 	if err := os.Lchown(filepath.Join(srcDir, "d/l"), 3, 4); err != nil {

@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // Store is kiln's local state under --root:
@@ -19,7 +21,9 @@ import (
 //	snapshots/           layer dirs (owned by package snapshot; the store only names the dir)
 //	mounts/<sha256(id)>  RUN --mount=type=cache dirs
 //	meta.db              bbolt: step cache, ref → digest, file hash cache
-//	tmp/                 blobs being written (blob-<pid>-<random>)
+//	meta.db.damaged-<t>  an index found damaged, set aside for inspection
+//	tmp/<owner>.owner    leased (flock) by a live Store from Open to Close
+//	tmp/<owner>-*        its blobs being written, pulls and scratch dirs (TempDir)
 //	gc.lock              flock: shared while a Store is open, exclusive during Prune
 //
 // Several kiln processes may share one Store; every write is temp + fsync + rename, so
@@ -29,12 +33,17 @@ type Store struct {
 	db   *db
 	gc   *os.File // gc.lock, shared-locked from Open to Close
 
+	// owner leases tmp/<ownerID>.owner from Open to Close (lock_linux.go).
+	owner     *lease.Lease
+	ownerFile *os.File
+	ownerID   string
+
 	hashes *hashCache
 
 	usedMu sync.Mutex
 	used   map[string]time.Time // step keys hit since the last flush
 
-	dirty atomic.Bool // blobs were committed without fsync since Open
+	dirty atomic.Bool // blobs were committed since Open: Close syncs meta.db and the snapshots
 }
 
 // Sync flushes the filesystem holding the store to disk (syncfs): snapshots, blobs and
@@ -52,9 +61,28 @@ func (s *Store) Sync() error {
 	return nil
 }
 
+// Option configures Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	warn func(msg string)
+}
+
+// WithWarnings has the store tell warn what the user should know but what does not fail
+// the operation, such as a damaged index that was set aside and replaced by an empty
+// one. warn may be called from any goroutine, during Open or any later call. The store
+// never prints.
+func WithWarnings(warn func(msg string)) Option {
+	return func(o *openOptions) { o.warn = warn }
+}
+
 // Open opens (creating) the store at root. It takes a shared lock on root/gc.lock,
 // held until Close, so a Prune in another process waits for this build to finish.
-func Open(ctx context.Context, root string) (*Store, error) {
+func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", root, err)
@@ -68,11 +96,17 @@ func Open(ctx context.Context, root string) (*Store, error) {
 	if s.gc, err = lockShared(ctx, s.path("gc.lock")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := cleanTemp(s.path("tmp")); err != nil {
+	if err := s.takeOwnership(); err != nil {
+		s.gc.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.cleanTemp(); err != nil {
+		s.releaseOwnership()
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: clean tmp: %w", err)
 	}
-	if s.db, err = openDB(ctx, s.path("meta.db")); err != nil {
+	if s.db, err = openDB(ctx, s.path("meta.db"), o.warn); err != nil {
+		s.releaseOwnership()
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -81,13 +115,17 @@ func Open(ctx context.Context, root string) (*Store, error) {
 }
 
 // Close flushes pending hash-cache entries and use times, makes what this process
-// wrote durable with one syncfs (see blobWriter.Commit), and releases the store.
+// wrote durable with one syncfs (meta.db commits and snapshot files are not fsynced
+// one by one; blobs are, by blobWriter.Commit), and releases the store.
 func (s *Store) Close() error {
 	err := s.Flush(context.Background())
 	if s.dirty.Load() {
 		if serr := s.Sync(); err == nil {
 			err = serr
 		}
+	}
+	if oerr := s.releaseOwnership(); err == nil {
+		err = oerr
 	}
 	if s.gc != nil {
 		s.gc.Close() // releases the shared gc lock

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/internal/atomicfile"
 )
 
 // validHash reports whether h is a sha256 digest safe to use as a file name.
@@ -77,7 +79,7 @@ type BlobWriter interface {
 
 // NewBlobWriter starts a new blob in tmp/ (same filesystem, so Commit is a rename).
 func (s *Store) NewBlobWriter() (BlobWriter, error) {
-	f, err := os.CreateTemp(s.path("tmp"), tempPrefix())
+	f, err := s.CreateTemp("blob-")
 	if err != nil {
 		return nil, fmt.Errorf("new blob: %w", err)
 	}
@@ -116,25 +118,22 @@ func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
 	if got := w.Digest(); verify && got != d {
 		return fmt.Errorf("blob digest mismatch: content is %s, expected %s", got, d)
 	}
-	// No fsync here: a killed process loses nothing the kernel already has, and power
-	// loss is covered by one syncfs of the store when the build closes it (Store.Close),
-	// instead of an fsync per blob on the hot path. GetStep's size check drops an entry
-	// whose blob a crash truncated.
 	if err := w.f.Chmod(0o644); err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("close blob %s: %w", d, err)
-	}
-	dst := w.s.BlobPath(d)
 	if w.s.HasBlob(d) {
 		return nil // keep the existing blob; Abort removes ours
 	}
-	if err := os.Rename(w.f.Name(), dst); err != nil {
+	// kiln's one policy for a file taking its final name (atomicfile.Commit): fsync,
+	// rename, fsync of blobs/sha256. An fsync costs about 0.8 ms for a small blob on
+	// ext4 and nothing measurable for a big one (its writeback is due anyway); a warm
+	// build writes no blob. A step entry is recorded only after this returns, so an
+	// entry never names a blob that power loss could take back.
+	if err := atomicfile.Commit(w.f, w.s.BlobPath(d)); err != nil {
 		return fmt.Errorf("commit blob %s: %w", d, err)
 	}
 	w.done = true
-	w.s.dirty.Store(true)
+	w.s.dirty.Store(true) // meta.db and the snapshots still wait for Store.Close's syncfs
 	return nil
 }
 

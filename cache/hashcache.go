@@ -30,6 +30,7 @@ func (c *hashCache) load() {
 	c.known = map[string]string{}
 	c.pending = map[string]string{}
 	c.loadErr = c.db.view(context.Background(), func(tx *bolt.Tx) error {
+		clear(c.known) // a retry on a fresh index after damage starts over
 		return tx.Bucket(bucketHashes).ForEach(func(k, v []byte) error {
 			c.known[string(k)] = string(v)
 			return nil

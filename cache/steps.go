@@ -21,6 +21,7 @@ import (
 func (s *Store) GetStep(ctx context.Context, key string) (e *Entry, ok bool, err error) {
 	var raw []byte
 	err = s.db.view(ctx, func(tx *bolt.Tx) error {
+		raw = nil // a retry on a fresh index after damage starts over
 		if v := tx.Bucket(bucketSteps).Get([]byte(key)); v != nil {
 			raw = append([]byte(nil), v...)
 		}
@@ -140,6 +141,7 @@ func (s *Store) PutStepIfAbsent(ctx context.Context, e *Entry) (*Entry, error) {
 	}
 	var found *Entry
 	err = s.db.update(ctx, func(tx *bolt.Tx) error {
+		found = nil // a retry on a fresh index after damage starts over
 		bucket := tx.Bucket(bucketSteps)
 		if v := bucket.Get([]byte(c.Key)); v != nil {
 			prev := &Entry{}
@@ -204,6 +206,7 @@ func (s *Store) flushUsed(ctx context.Context) error {
 func (s *Store) entries(ctx context.Context) ([]*Entry, error) {
 	var out []*Entry
 	err := s.db.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0] // a retry on a fresh index after damage starts over
 		return tx.Bucket(bucketSteps).ForEach(func(k, v []byte) error {
 			e := &Entry{}
 			if json.Unmarshal(v, e) != nil {
@@ -220,6 +223,7 @@ func (s *Store) entries(ctx context.Context) ([]*Entry, error) {
 func (s *Store) getString(ctx context.Context, bucket []byte, key string) ([]byte, bool) {
 	var out []byte
 	err := s.db.view(ctx, func(tx *bolt.Tx) error {
+		out = nil // a retry on a fresh index after damage starts over
 		if v := tx.Bucket(bucket).Get([]byte(key)); v != nil {
 			out = append([]byte{}, v...)
 		}

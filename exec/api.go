@@ -84,6 +84,11 @@ func MaybeInit() { maybeInit() }
 // a multi-threaded Go process.
 func Isolate() error { return isolate() }
 
+// RemoveStaleCgroups removes the step cgroups that kiln processes killed with SIGKILL
+// left behind (empty dirs under /kiln in each hierarchy). A build calls it when it
+// starts; it never touches the cgroup of a live step, in this process or another.
+func RemoveStaleCgroups() { removeStaleCgroups() }
+
 // User is a resolved identity.
 type User struct {
 	UID, GID       uint32

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,7 +19,8 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // cgroupParent is the cgroup, at the root of each hierarchy, under which every step
@@ -39,45 +41,129 @@ type stepCgroup interface {
 	// pids limit refused a fork.
 	events() (oomKilled, pidsLimited bool)
 	delete() error
+	// dirs are the cgroup's directories: one per v1 hierarchy, or the v2 one.
+	dirs() []string
 }
 
-// newStepCgroup creates kiln/<pid>-<random> with lim applied, in the v2 hierarchy when
-// the host is unified, else in every v1 hierarchy. The pid is kiln's own: a kiln
-// killed with SIGKILL cannot delete its step's cgroup (its processes die with it, by
-// Pdeathsig, but the empty dir stays), so every new step first removes the cgroups
-// whose kiln is gone.
+// Step cgroups are kiln/step-<random>. A kiln killed with SIGKILL cannot delete its
+// step's cgroup (its processes die with it, by Pdeathsig, but the empty dir stays), so
+// each step holds its cgroup's lease (package lease: an flock on each of its dirs) from
+// creation to deletion, and RemoveStaleCgroups, at the start of every build, removes the
+// cgroups whose lease is free. Cgroups of kiln versions before leases are
+// kiln/<pid>-<random>; they are removed once older than legacyCgroupAge.
+const stepPrefix = "step-"
+
+// legacyCgroupAge is how old a pre-lease cgroup must be to be taken for a leftover. An
+// rmdir of a cgroup that still has processes fails, so the age only guards the moments
+// when a live pre-lease step's cgroup is empty: while it is set up and torn down.
+const legacyCgroupAge = time.Hour
+
+// newStepCgroup creates a step's cgroup with lim applied, in the v2 hierarchy when the
+// host is unified, else in every v1 hierarchy, and leases it until delete.
 func newStepCgroup(lim Limits) (stepCgroup, error) {
-	reapStaleCgroups()
-	var b [8]byte
-	rand.Read(b[:])
-	path := cgroupParent + "/" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
-	if cgroups.Mode() == cgroups.Unified {
-		return newCgroup2(path, lim)
+	for try := 0; ; try++ {
+		var b [8]byte
+		rand.Read(b[:])
+		path := cgroupParent + "/" + stepPrefix + hex.EncodeToString(b[:])
+		var cg stepCgroup
+		var err error
+		if cgroups.Mode() == cgroups.Unified {
+			cg, err = newCgroup2(path, lim)
+		} else {
+			cg, err = newCgroup1(path, lim)
+		}
+		if err == nil {
+			var leases []*lease.Lease
+			if leases, err = leaseAll(cg.dirs()); err == nil {
+				return &leasedCgroup{stepCgroup: cg, leases: leases}, nil
+			}
+			_ = cg.delete()
+		}
+		// A cleaner that found the new cgroup before its lease removes it: try again.
+		if try < 3 && (errors.Is(err, lease.ErrHeld) || errors.Is(err, os.ErrNotExist)) {
+			continue
+		}
+		return nil, err
 	}
-	return newCgroup1(path, lim)
 }
 
-// reapStaleCgroups removes step cgroups left by kiln processes that no longer exist.
-// Only empty cgroups can be removed (rmdir fails otherwise), and a cgroup whose kiln is
-// alive is never touched, so this cannot race with a running step.
-func reapStaleCgroups() {
-	parent := strings.TrimPrefix(cgroupParent, "/")
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + parent + "/*")
-	v2, _ := filepath.Glob("/sys/fs/cgroup/" + parent + "/*")
-	for _, d := range append(dirs, v2...) {
-		pidStr, _, ok := strings.Cut(filepath.Base(d), "-")
-		if !ok {
-			continue
+// leaseAll leases each of dirs once (v1 hierarchies mounted together, as cpu and
+// cpuacct often are, name one dir twice).
+func leaseAll(dirs []string) ([]*lease.Lease, error) {
+	var leases []*lease.Lease
+	var seen []os.FileInfo
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil {
+			if slices.ContainsFunc(seen, func(o os.FileInfo) bool { return os.SameFile(o, fi) }) {
+				continue
+			}
+			seen = append(seen, fi)
 		}
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid <= 0 {
-			continue
+		l, err := lease.Take(d)
+		if err != nil {
+			for _, l := range leases {
+				l.Release()
+			}
+			return nil, fmt.Errorf("create cgroup: %w", err)
 		}
-		if err := unix.Kill(pid, 0); !errors.Is(err, unix.ESRCH) {
-			continue // alive, or not ours to judge
-		}
-		_ = os.Remove(d)
+		leases = append(leases, l)
 	}
+	return leases, nil
+}
+
+// leasedCgroup holds its cgroup's lease until the cgroup is deleted.
+type leasedCgroup struct {
+	stepCgroup
+	leases []*lease.Lease
+}
+
+func (c *leasedCgroup) delete() error {
+	err := c.stepCgroup.delete()
+	for _, l := range c.leases {
+		l.Release()
+	}
+	c.leases = nil
+	return err
+}
+
+// removeStaleCgroups removes the step cgroups whose lease is free (their kiln is gone)
+// and pre-lease ones older than legacyCgroupAge. A cgroup is removed only while its
+// lease is held here, so never under a live step; rmdir fails on a cgroup that still has
+// processes, so none is removed with something running in it.
+func removeStaleCgroups() {
+	parent := strings.TrimPrefix(cgroupParent, "/")
+	dirs, _ := filepath.Glob(filepath.Join(unifiedRoot, "*", parent, "*"))
+	v2, _ := filepath.Glob(filepath.Join(unifiedRoot, parent, "*"))
+	for _, d := range append(dirs, v2...) {
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		name := filepath.Base(d)
+		if strings.HasPrefix(name, stepPrefix) {
+			if l, err := lease.Take(d); err == nil {
+				_ = os.Remove(d)
+				l.Release()
+			}
+			continue
+		}
+		if isLegacyCgroup(name) && time.Since(fi.ModTime()) > legacyCgroupAge {
+			_ = os.Remove(d)
+		}
+	}
+}
+
+// isLegacyCgroup reports whether name is "<pid>-<random>", a pre-lease step cgroup.
+func isLegacyCgroup(name string) bool {
+	pid, rest, ok := strings.Cut(name, "-")
+	if !ok || rest == "" {
+		return false
+	}
+	if _, err := strconv.Atoi(pid); err != nil {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil
 }
 
 // deviceRules are Docker's default device cgroup rules: anything may be created
@@ -115,8 +201,9 @@ func pidsLimit(lim Limits) int64 {
 // cgroupV1 is a step's cgroup on a legacy or hybrid host.
 type cgroupV1 struct {
 	cg     cgroup1.Cgroup
-	memory string // the step's directory in the memory hierarchy, "" if absent
-	pids   string // ... in the pids hierarchy
+	memory string   // the step's directory in the memory hierarchy, "" if absent
+	pids   string   // ... in the pids hierarchy
+	paths  []string // ... in each hierarchy
 }
 
 func newCgroup1(path string, lim Limits) (stepCgroup, error) {
@@ -153,6 +240,7 @@ func newCgroup1(path string, lim Limits) (stepCgroup, error) {
 		if !ok {
 			continue
 		}
+		c.paths = append(c.paths, p.Path(path))
 		switch s.Name() {
 		case cgroup1.Memory:
 			c.memory = p.Path(path)
@@ -241,6 +329,8 @@ func (c *cgroupV1) events() (bool, bool) {
 	return oom, pids
 }
 
+func (c *cgroupV1) dirs() []string { return c.paths }
+
 func (c *cgroupV1) delete() error {
 	return retryDelete(c.cg.Delete)
 }
@@ -307,6 +397,8 @@ func (c *cgroupV2) events() (bool, bool) {
 	return readKey(filepath.Join(c.path, "memory.events"), "oom_kill") > 0,
 		readKey(filepath.Join(c.path, "pids.events"), "max") > 0
 }
+
+func (c *cgroupV2) dirs() []string { return []string{c.path} }
 
 func (c *cgroupV2) delete() error {
 	return retryDelete(c.m.Delete)

@@ -3,7 +3,7 @@
 //
 // Run re-executes /proc/self/exe as the sandbox init (MaybeInit, first in main,
 // recognises it) in new mount, pid, uts and ipc namespaces (and net for
-// NetworkNone); once the parent has put it in a fresh cgroup (kiln/<random>, v2
+// NetworkNone); once the parent has put it in a fresh cgroup (kiln/step-<random>, v2
 // when the host is unified, else every v1 hierarchy, with memory, CPU, pids and
 // Docker's device rules), the init unshares its cgroup namespace, mounts /proc
 // (with Docker's masked and read-only paths), a minimal /dev (null, zero, full,
@@ -13,9 +13,12 @@
 // resolved user and execs the command as pid 1, so the kernel kills whatever the
 // step leaves running when it exits. Mount points the image lacked are created
 // before the step and removed after it when still empty, so they never reach the
-// layer; only /dev, /proc and /sys stay, empty, as under runc and BuildKit. After the step every process left in the cgroup is killed and the cgroup
-// removed, on every path including cancellation. Isolate puts kiln itself in a
-// private mount namespace so its overlay mounts die with it.
+// layer; only /dev, /proc and /sys stay, empty, as under runc and BuildKit. After
+// the step every process left in the cgroup is killed and the cgroup
+// removed, on every path including cancellation; the step holds its cgroup's lease
+// (an flock on its dirs) until then, so RemoveStaleCgroups, which a build calls when it
+// starts, removes exactly the cgroups that killed kiln processes left. Isolate puts
+// kiln itself in a private mount namespace so its overlay mounts die with it.
 //
 // Not supported: seccomp and AppArmor/SELinux profiles (runc applies Docker's
 // default seccomp profile; kiln relies on capabilities, device rules and masked

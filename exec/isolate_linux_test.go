@@ -6,6 +6,8 @@ import (
 	osexec "os/exec"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // isolateHelper runs in the test binary re-executed by TestIsolate: it isolates
@@ -29,7 +31,7 @@ func isolateHelper() {
 }
 
 func TestIsolate(t *testing.T) {
-	needRoot(t)
+	testenv.RequireRoot(t)
 	cmd := osexec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), "KILN_TEST_ISOLATE=1")
 	out, err := cmd.Output()

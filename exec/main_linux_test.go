@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -20,13 +22,6 @@ func TestMain(m *testing.M) {
 		isolateHelper()
 	}
 	os.Exit(m.Run())
-}
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
 }
 
 // busyboxRootfs writes a minimal image: busybox with its applets, a passwd with
@@ -80,7 +75,7 @@ type sandboxFS struct {
 
 func newSandboxFS(t *testing.T) sandboxFS {
 	t.Helper()
-	needRoot(t)
+	testenv.RequireRoot(t)
 	lower := busyboxRootfs(t)
 	base := t.TempDir()
 	fs := sandboxFS{lower: lower, upper: filepath.Join(base, "upper"), merged: filepath.Join(base, "merged")}

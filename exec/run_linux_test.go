@@ -2,15 +2,20 @@ package exec
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/containerd/cgroups/v3"
+
+	"github.com/kiln-build/kiln/internal/lease"
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 func TestRunOutputAndExitCodes(t *testing.T) {
@@ -280,9 +285,7 @@ func TestRunConcurrent(t *testing.T) {
 
 // BenchmarkRun measures the per-step overhead: namespaces, cgroup, mounts, exec.
 func BenchmarkRun(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.RequireRoot(b)
 	lower := b.TempDir()
 	if err := os.MkdirAll(filepath.Join(lower, "bin"), 0o755); err != nil {
 		b.Fatal(err)
@@ -302,37 +305,51 @@ func BenchmarkRun(b *testing.B) {
 	}
 }
 
-// A kiln killed with SIGKILL leaves its step's empty cgroup; the next step removes
-// the cgroups of kiln processes that are gone, and only those.
-func TestRunReapsCgroupsOfDeadKilns(t *testing.T) {
+// A kiln killed with SIGKILL leaves its step's empty cgroup; RemoveStaleCgroups (run
+// when a build starts, with no RUN step needed) removes the cgroups whose lease is free
+// and pre-lease ones that are old, and only those.
+func TestRemoveStaleCgroups(t *testing.T) {
 	fs := newSandboxFS(t)
-	dead := osexec.Command("true")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
+	fs.mustRun(t, Spec{}, "true") // creates the kiln parents
+	parents, _ := filepath.Glob("/sys/fs/cgroup/*/kiln")
+	if cgroups.Mode() == cgroups.Unified {
+		parents = []string{"/sys/fs/cgroup/kiln"}
 	}
-	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*/kiln")
-	if len(hierarchies) == 0 {
-		fs.mustRun(t, Spec{}, "true") // creates the kiln parents
-		hierarchies, _ = filepath.Glob("/sys/fs/cgroup/*/kiln")
+	if len(parents) == 0 {
+		t.Fatal("no kiln cgroup parent after a step")
 	}
-	if len(hierarchies) == 0 {
-		t.Skip("no v1 kiln cgroup parent to plant a stale cgroup in")
-	}
-	stale := filepath.Join(hierarchies[0], fmt.Sprintf("%d-deadbeef", dead.Process.Pid))
-	alive := filepath.Join(hierarchies[0], fmt.Sprintf("%d-cafe", os.Getppid()))
-	for _, d := range []string{stale, alive} {
+	parent := parents[0]
+	var b [8]byte
+	rand.Read(b[:])
+	name := func(prefix string) string { return filepath.Join(parent, prefix+hex.EncodeToString(b[:])) }
+	stale, held := name("step-0"), name("step-1")
+	legacyOld, legacyNew := filepath.Join(parent, "1-"+hex.EncodeToString(b[:])), filepath.Join(parent, "2-"+hex.EncodeToString(b[:]))
+	for _, d := range []string{stale, held, legacyOld, legacyNew} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		defer os.Remove(d)
 	}
-	defer os.Remove(alive)
-	defer os.Remove(stale)
-	fs.mustRun(t, Spec{}, "true")
-	if _, err := os.Stat(stale); err == nil {
-		t.Errorf("cgroup of a dead kiln was not removed: %s", stale)
+	long := time.Now().Add(-2 * legacyCgroupAge)
+	if err := os.Chtimes(legacyOld, long, long); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(alive); err != nil {
-		t.Errorf("cgroup of a live process was removed: %s", alive)
+	l, err := lease.Take(held) // as a live step in another process would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+
+	RemoveStaleCgroups()
+	for _, d := range []string{stale, legacyOld} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("stale cgroup %s was not removed", d)
+		}
+	}
+	for _, d := range []string{held, legacyNew} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("cgroup %s of a live step was removed", d)
+		}
 	}
 }
 

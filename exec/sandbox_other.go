@@ -14,3 +14,5 @@ func run(context.Context, Spec) error { return errNotLinux }
 func maybeInit() {}
 
 func isolate() error { return errNotLinux }
+
+func removeStaleCgroups() {}

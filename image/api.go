@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"os"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -13,6 +14,10 @@ type BlobStore interface {
 	BlobPath(h v1.Hash) string
 	HasBlob(h v1.Hash) bool
 	WriteBlob(b []byte) (v1.Hash, error)
+	// CreateTemp creates a temp file, as os.CreateTemp does with pattern, on the
+	// filesystem of BlobPath's files (so it can be renamed there) and where the store
+	// removes it if the process dies while writing it.
+	CreateTemp(pattern string) (*os.File, error)
 	GetRef(ctx context.Context, ref string) (string, bool)
 	PutRef(ctx context.Context, ref, digest string) error
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/internal/atomicfile"
 )
 
 // writeSmallBlob stores b through the store and checks it got the digest want, so a
@@ -28,10 +30,11 @@ func writeSmallBlob(store BlobStore, want v1.Hash, b []byte) error {
 	return nil
 }
 
-// writeBlobStream copies r into the store under want: to a temp file in the blob's own
-// directory (so the rename cannot cross filesystems), hashing as it goes, then fsync,
-// verify, rename, fsync of the directory. A kill at any instant leaves either no blob
-// or the whole verified blob, never a truncated one under its final name.
+// writeBlobStream copies r into the store under want: to a temp file of the store's
+// (on the blobs' filesystem, so the rename cannot cross filesystems, and removed by the
+// next build if this one is killed), hashing as it goes, then verify and
+// atomicfile.Commit (fsync, rename, fsync of the directory). A kill at any instant leaves either no blob or the whole
+// verified blob, never a truncated one under its final name.
 func writeBlobStream(ctx context.Context, store BlobStore, want v1.Hash, size int64, r io.Reader) (err error) {
 	if want.Algorithm != "sha256" {
 		return fmt.Errorf("blob %s: unsupported digest algorithm", want)
@@ -41,7 +44,7 @@ func writeBlobStream(ctx context.Context, store BlobStore, want v1.Hash, size in
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("store blob %s: %w", want, err)
 	}
-	f, err := os.CreateTemp(dir, ".incoming-*")
+	f, err := store.CreateTemp("incoming-")
 	if err != nil {
 		return fmt.Errorf("store blob %s: %w", want, err)
 	}
@@ -62,26 +65,8 @@ func writeBlobStream(ctx context.Context, store BlobStore, want v1.Hash, size in
 	if got := hex.EncodeToString(h.Sum(nil)); got != want.Hex {
 		return fmt.Errorf("blob digest mismatch: expected %s, got sha256:%s", want, got)
 	}
-	if err := f.Sync(); err != nil {
+	if err := atomicfile.Commit(f, final); err != nil {
 		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	if err := os.Rename(f.Name(), final); err != nil {
-		return fmt.Errorf("store blob %s: %w", want, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -29,6 +29,10 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	// A registry's manifest was limited as it was read; a layout's is checked here.
+	if err := checkMetadataSize("manifest", int64(len(rawManifest))); err != nil {
+		return v1.Hash{}, err
+	}
 	digest, err := img.Digest()
 	if err != nil {
 		return v1.Hash{}, err
@@ -39,6 +43,11 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 	}
 	if mt := m.MediaType; mt != "" && !mt.IsImage() {
 		return v1.Hash{}, fmt.Errorf("unsupported manifest media type %s", mt)
+	}
+	// Refused by its declared size before a byte is fetched: go-containerregistry reads
+	// a config blob no further than that size.
+	if err := checkMetadataSize("config", m.Config.Size); err != nil {
+		return v1.Hash{}, err
 	}
 	// The config is a blob too, and go-containerregistry retries requests but not a
 	// body cut off mid-way (and keeps what it read): retry it with fresh requests.

@@ -37,6 +37,11 @@ func (e *RegistryError) Error() string {
 			return fmt.Sprintf("push access denied to %s: not authorized; run docker login %s", e.Ref, e.Host)
 		}
 		return fmt.Sprintf("pull access denied for %s: repository does not exist or may require authorization; run docker login %s", e.Ref, e.Host)
+	case ErrTooLarge:
+		var tl *tooLargeError
+		if errors.As(e.Err, &tl) {
+			return fmt.Sprintf("%s %s: registry %s: %v", e.Op, e.Ref, e.Host, tl)
+		}
 	case ErrUnreachable:
 		// ggcr tries https then http and joins both failures; the first network error
 		// says it all.
@@ -70,6 +75,9 @@ func registryError(op, ref, host string, err error) error {
 }
 
 func classify(err error) error {
+	if errors.Is(err, ErrTooLarge) {
+		return ErrTooLarge
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		for _, d := range terr.Errors {

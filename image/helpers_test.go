@@ -51,6 +51,13 @@ func (s *testStore) WriteBlob(b []byte) (v1.Hash, error) {
 	return h, os.WriteFile(s.BlobPath(h), b, 0o644)
 }
 
+func (s *testStore) CreateTemp(pattern string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Join(s.dir, "tmp"), 0o755); err != nil {
+		return nil, err
+	}
+	return os.CreateTemp(filepath.Join(s.dir, "tmp"), pattern)
+}
+
 func (s *testStore) GetRef(_ context.Context, ref string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

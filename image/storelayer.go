@@ -1,8 +1,6 @@
 package image
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -11,8 +9,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+
+	"github.com/kiln-build/kiln/layers"
 )
 
 // StoreLayer is a layer whose compressed blob is in the store. It implements v1.Layer
@@ -81,35 +79,15 @@ func (l *storeLayer) Uncompressed() (io.ReadCloser, error) {
 	return r, nil
 }
 
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-)
-
-// decompress sniffs rc's first bytes and returns a reader of the plain bytes that
-// closes rc too.
+// decompress is layers.Decompress (gzip, zstd with its window cap, bzip2, xz, or plain,
+// told by the magic bytes) of rc, closing rc too. One decoder for every path, so a
+// limit set for hostile input holds for all of them.
 func decompress(rc io.ReadCloser) (io.ReadCloser, error) {
-	br := bufio.NewReader(rc)
-	head, err := br.Peek(4)
-	if err != nil && err != io.EOF {
+	r, err := layers.Decompress(rc)
+	if err != nil {
 		return nil, err
 	}
-	switch {
-	case bytes.HasPrefix(head, gzipMagic):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return &multiCloser{Reader: zr, closers: []io.Closer{zr, rc}}, nil
-	case bytes.HasPrefix(head, zstdMagic):
-		zr, err := zstd.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		return &multiCloser{Reader: zr, closers: []io.Closer{zr.IOReadCloser(), rc}}, nil
-	default:
-		return &multiCloser{Reader: br, closers: []io.Closer{rc}}, nil
-	}
+	return &multiCloser{Reader: r, closers: []io.Closer{r, rc}}, nil
 }
 
 type multiCloser struct {

@@ -73,6 +73,29 @@ func TestStoreLayerUncompressed(t *testing.T) {
 	}
 }
 
+// A stored zstd layer whose frame asks for a 256 MiB window (above the 128 MiB cap
+// package layers puts on every other zstd stream, within the library's default) is
+// refused instead of decoded: every path decompresses with layers.Decompress.
+func TestStoreLayerRefusesHugeZstdWindow(t *testing.T) {
+	// Magic, frame descriptor 0x00 (window descriptor, no checksum, dict or content
+	// size), window descriptor 0x90 (2^28 bytes), one empty raw last block.
+	blob := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x90, 0x01, 0x00, 0x00}
+	store := newTestStore(t)
+	d, size, _ := v1.SHA256(bytes.NewReader(blob))
+	if err := writeBlobStream(context.Background(), store, d, size, bytes.NewReader(blob)); err != nil {
+		t.Fatal(err)
+	}
+	diffID, _, _ := v1.SHA256(bytes.NewReader(nil))
+	rc, err := StoreLayer(store, d, diffID, size, types.OCILayerZStd).Uncompressed()
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if err == nil {
+		t.Fatal("a stored zstd layer asking for a 256 MiB window was decoded")
+	}
+}
+
 func TestWriteBlobStreamRejectsWrongDigest(t *testing.T) {
 	store := newTestStore(t)
 	d, size, _ := v1.SHA256(bytes.NewReader([]byte("right")))

@@ -43,7 +43,7 @@ func (s *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = newStallReader(resp.Body, s.stall)
-	return resp, nil
+	return limitManifest(req, resp)
 }
 
 // stallReader closes its body when no Read has returned data for stall, so a Read

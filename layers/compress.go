@@ -19,12 +19,14 @@ import (
 // percent of single-stream gzip.
 const gzipBlockSize = 1 << 20
 
-// gzipBlocks is how many blocks pgzip compresses at once: one per core (at least
-// two, so reading the next block overlaps compressing one). More blocks than cores
-// buy nothing but memory: each costs about 4.5 MB of buffers, and near the soft heap
-// limit the extra live heap is paid in collections. Measured on W2 (COPY of 20,000
-// files, 2 cores): 4 blocks 4.0-4.8 s, 64 MB peak RSS; 2 blocks 3.2 s, 59 MB.
-func gzipBlocks() int { return min(max(runtime.NumCPU(), 2), 8) }
+// gzipBlocks is how many blocks pgzip compresses at once: one per core kiln may use
+// (at least two, so reading the next block overlaps compressing one). More blocks than
+// cores buy nothing but memory: each costs about 4.5 MB of buffers, and near the soft
+// heap limit the extra live heap is paid in collections. Measured on W2 (COPY of 20,000
+// files, 2 cores): 4 blocks 4.0-4.8 s, 64 MB peak RSS; 2 blocks 3.2 s, 59 MB. The cores
+// are GOMAXPROCS, not NumCPU: on a CI runner with a CPU quota the runtime sets it to the
+// quota, while NumCPU counts every core of the host.
+func gzipBlocks() int { return min(max(runtime.GOMAXPROCS(0), 2), 8) }
 
 // countingWriter counts the bytes that pass through it.
 type countingWriter struct{ n int64 }

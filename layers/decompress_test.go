@@ -13,6 +13,8 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // compressWith encodes data with one of the codecs Decompress must recognise.
@@ -93,7 +95,7 @@ func TestDecompressAndIsArchive(t *testing.T) {
 // TestUnpackCompressedUserArchive: ADD of a user's .tar.xz keeps names, modes and
 // contents, and honours KeepOwners=false.
 func TestUnpackCompressedUserArchive(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	tarball := buildTar(t, hdrs(
 		&tar.Header{Typeflag: tar.TypeDir, Name: "pkg/", Mode: 0o755, Uid: 42},
 		&tar.Header{Typeflag: tar.TypeReg, Name: "pkg/run", Mode: 0o755, Uid: 42},

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // FuzzWriteUpperDiff builds an overlay-format upper dir from the fuzz input (files,
@@ -20,9 +22,7 @@ import (
 // it must not fail or panic, every name must be relative and clean, entries sorted,
 // and two writes of the same dir must give the same digest.
 func FuzzWriteUpperDiff(f *testing.F) {
-	if os.Geteuid() != 0 {
-		f.Skip("needs root: whiteouts are char devices and opaque dirs trusted.* xattrs")
-	}
+	testenv.RequireRoot(f) // whiteouts are char devices, opaque dirs trusted.* xattrs
 	f.Add([]byte("f a\nd b\nw c\no b\nl b/x ../a\nh b/y a\n"))
 	f.Add([]byte("d x\nd x/y\nf x/y/z\nw x/gone\nl x/up /etc/passwd\n"))
 	f.Add([]byte("f ..\nf .wh.evil\nd ./a/../b\n"))

@@ -22,16 +22,32 @@ func TestGzipDigestIndependentOfCores(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write := func(procs int) Blob {
+	write := func(procs int) (Blob, int) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		b, _, err := writeLayer(context.Background(), dir, io.Discard, WriteOptions{Compression: Gzip}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return b, gzipBlocks()
 	}
-	one, many := write(1), write(4)
+	one, oneBlocks := write(1)
+	many, manyBlocks := write(4)
+	if oneBlocks == manyBlocks {
+		t.Fatalf("both writes compressed %d blocks at once: the test compares nothing", oneBlocks)
+	}
 	if one.Digest != many.Digest || one.DiffID != many.DiffID {
-		t.Fatalf("digest depends on cores: %s with 1, %s with 4", one.Digest, many.Digest)
+		t.Fatalf("digest depends on cores: %s with %d blocks, %s with %d", one.Digest, oneBlocks, many.Digest, manyBlocks)
+	}
+}
+
+// The blocks in flight follow GOMAXPROCS (what a CPU quota sets), within 2 and 8.
+func TestGzipBlocksFollowGOMAXPROCS(t *testing.T) {
+	for procs, want := range map[int]int{1: 2, 3: 3, 4: 4, 16: 8} {
+		func() {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			if got := gzipBlocks(); got != want {
+				t.Errorf("GOMAXPROCS %d: %d blocks, want %d", procs, got, want)
+			}
+		}()
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/xattr"
 	"io"
 	"io/fs"
 	"os"
@@ -18,18 +17,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // capNetBindService is a valid VFS_CAP_REVISION_2 security.capability value granting
 // cap_net_bind_service (effective, permitted): the kernel checks the format.
 var capNetBindService = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root: device nodes, owners, trusted xattrs")
-	}
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()

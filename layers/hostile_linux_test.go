@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/internal/xattr"
 
 	"archive/tar"
@@ -84,7 +85,7 @@ func (s *sandbox) checkContained(t testing.TB) {
 }
 
 func TestUnpackHostile(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	long := strings.Repeat("n", 300)
 	longPath := strings.Repeat(strings.Repeat("p", 200)+"/", 10) + "f"
 	tests := []struct {
@@ -233,9 +234,7 @@ func wantFile(rel, content string) func(*testing.T, *sandbox) {
 }
 
 func FuzzUnpack(f *testing.F) {
-	if os.Getuid() != 0 {
-		f.Skip("needs root: device nodes and owners")
-	}
+	testenv.RequireRoot(f) // device nodes and owners
 	f.Add([]byte{})
 	f.Add([]byte("not a tar at all"))
 	f.Add(buildTar(f, hdrs(hdrSym("up", "../../.."), hdrReg("up/canary"), hdrLink("h", "../canary")), nil))

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/internal/xattr"
 
 	"bytes"
@@ -43,7 +44,7 @@ func mountOverlay(t *testing.T, lower, upper string) (merged string, unmount fun
 }
 
 func TestWriteUpperDiffOverlay(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	lower, upper := t.TempDir(), t.TempDir()
 	writeFile(t, filepath.Join(lower, "a"), "a", 0o644)
 	writeFile(t, filepath.Join(lower, "keep"), "k", 0o644)
@@ -119,7 +120,7 @@ func TestWriteUpperDiffOverlay(t *testing.T) {
 // layer (e.g. names sorting before ".wh."), which must survive while lower content
 // inside a merged subdirectory does not.
 func TestApplyOpaqueAfterChildren(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	dest := t.TempDir()
 	for _, p := range []string{"d/old", "d/sub/old", "d/-x"} {
 		writeFile(t, filepath.Join(dest, p), "lower", 0o644)

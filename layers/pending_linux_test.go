@@ -11,13 +11,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // TestPendingFilesSameBytes writes one tree twice: once with its regular files in the
 // upper dir, once with them pending (read from elsewhere). The layers must be the same
 // bytes: a COPY that skips writing its files must not change the image.
 func TestPendingFilesSameBytes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	real, sparse, src := t.TempDir(), t.TempDir(), t.TempDir()
 	mtime := time.Date(2021, 5, 6, 7, 8, 9, 500, time.UTC)
 	type file struct {
@@ -83,7 +85,7 @@ func TestPendingFilesSameBytes(t *testing.T) {
 }
 
 func TestPendingFilesRefused(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "f"), "12345", 0o644)
 	cases := []struct {

@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // The export transform of a cached layer: without an epoch the tar comes out entry
 // for entry the same (one diffID, whatever the codec); with one, exactly the mtimes
 // above it change, to it, as if the writer had clamped them.
 func TestRewrite(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	writeFile(t, filepath.Join(src, "new"), "now", 0o644) // mtime: now
@@ -59,7 +61,7 @@ func TestRewrite(t *testing.T) {
 // too, sockets gone, and the directory of a removed socket keeps the mtime its layer
 // entry has.
 func TestNormalizeTree(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	frac := time.Date(2022, 3, 4, 5, 6, 7, 891011121, time.UTC)

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 func TestRoundTrip(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	want := describeTree(t, src)
@@ -48,7 +50,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestTarFormat(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	_, _, blob := writeUpper(t, src, WriteOptions{Compression: Uncompressed})
@@ -88,7 +90,7 @@ func TestTarFormat(t *testing.T) {
 }
 
 func TestDeterministicAndEpoch(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	writeFile(t, filepath.Join(src, "new"), "now", 0o644) // mtime: now
@@ -113,7 +115,7 @@ func TestDeterministicAndEpoch(t *testing.T) {
 }
 
 func TestBlobDigests(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	src := t.TempDir()
 	makeRichTree(t, src)
 	tests := []struct {

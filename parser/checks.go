@@ -313,22 +313,26 @@ func (b *graphBuilder) staticUndefinedVars(cmd instructions.Command, lex *shell.
 			return word, nil
 		}
 	}
-	if _, isArg := cmd.(*instructions.ArgCommand); !isArg {
-		if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
-			_ = ex.Expand(collect(lex))
-		}
-	} else {
-		for _, kv := range cmd.(*instructions.ArgCommand).Args {
-			if kv.Value != nil {
-				_, _ = collect(lex)(*kv.Value)
+	// Only for warnings: what buildkit's lexer fails on is reported by expand.
+	_ = callBuildkit(func() error {
+		if _, isArg := cmd.(*instructions.ArgCommand); !isArg {
+			if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
+				_ = ex.Expand(collect(lex))
+			}
+		} else {
+			for _, kv := range cmd.(*instructions.ArgCommand).Args {
+				if kv.Value != nil {
+					_, _ = collect(lex)(*kv.Value)
+				}
 			}
 		}
-	}
-	if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
-		raw := shell.NewLex('\\')
-		raw.SkipProcessQuotes = true
-		_ = ex.ExpandRaw(collect(raw))
-	}
+		if ex, ok := cmd.(instructions.SupportsSingleWordExpansionRaw); ok {
+			raw := shell.NewLex('\\')
+			raw.SkipProcessQuotes = true
+			_ = ex.ExpandRaw(collect(raw))
+		}
+		return nil
+	})
 	ReportUndefinedVars(cmd.Location(), unmatched, declared, env.Keys(), lint)
 }
 

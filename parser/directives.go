@@ -63,7 +63,11 @@ type directives struct {
 func readDirectives(dt []byte, buildArgs map[string]string, src *source) (directives, error) {
 	var d directives
 	var dp bkparser.DirectiveParser
-	all, err := dp.ParseAll(bytes.TrimPrefix(dt, []byte("\xef\xbb\xbf"))) // as buildkit, skip a BOM
+	var all []*bkparser.Directive
+	err := callBuildkit(func() (err error) {
+		all, err = dp.ParseAll(bytes.TrimPrefix(dt, []byte("\xef\xbb\xbf"))) // as buildkit, skip a BOM
+		return err
+	})
 	if err != nil {
 		return d, src.errorf(len(all)+1, "%v", err)
 	}

@@ -17,5 +17,6 @@
 // contexts (--build-context) standing in for stages; variables in COPY --from
 // (refused, as in BuildKit); ONBUILD triggers of image bases (the solver sees
 // them only after pulling). Every error is an *Error naming the file and line;
-// a panic inside buildkit's parser is turned into an error.
+// a panic raised inside buildkit's packages is turned into an error, and any other
+// panic (a bug in kiln) is not recovered.
 package parser

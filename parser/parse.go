@@ -15,7 +15,16 @@ import (
 // directives (docker/dockerfile 1.x frontends are built natively; others refused).
 // Every error it returns is an *Error naming the file and, where there is one,
 // the line.
-func Parse(r io.Reader, opts Options) (g *Graph, err error) {
+//
+// Panics are not recovered here: only those raised inside buildkit's packages become
+// errors (callBuildkit), so a bug in kiln's own code still crashes FuzzParse and the
+// tests instead of reading as a parse error.
+func Parse(r io.Reader, opts Options) (*Graph, error) {
+	return parseFile(r, opts, parse)
+}
+
+// parseFile reads the Dockerfile and hands it to body (parse; a test passes another).
+func parseFile(r io.Reader, opts Options, body func(dt []byte, src *source, opts Options) (*Graph, error)) (*Graph, error) {
 	file := opts.Filename
 	if file == "" {
 		file = "Dockerfile"
@@ -24,15 +33,7 @@ func Parse(r io.Reader, opts Options) (g *Graph, err error) {
 	if err != nil {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("read: %v", err), Err: err}
 	}
-	src := newSource(file, dt)
-	// buildkit's parser is not written for hostile input; a panic in it must
-	// become an error for this one file, never a crashed build.
-	defer func() {
-		if p := recover(); p != nil {
-			g, err = nil, &Error{File: file, Msg: fmt.Sprintf("cannot parse: internal parser error: %v", p), Err: fmt.Errorf("panic: %v", p)}
-		}
-	}()
-	return parse(dt, src, opts)
+	return body(dt, newSource(file, dt), opts)
 }
 
 func parse(dt []byte, src *source, opts Options) (*Graph, error) {
@@ -61,7 +62,11 @@ func parse(dt []byte, src *source, opts Options) (*Graph, error) {
 	}
 
 	g := &Graph{Syntax: dirs.syntax, CheckDirective: dirs.check}
-	res, err := bkparser.Parse(bytes.NewReader(dt))
+	var res *bkparser.Result
+	err = callBuildkit(func() (err error) {
+		res, err = bkparser.Parse(bytes.NewReader(dt))
+		return err
+	})
 	if err != nil {
 		e := src.wrap(err, 0)
 		if e.Msg == "file with no instructions" {
@@ -120,7 +125,11 @@ func collect(ast *bkparser.Node, src *source, lint *linter.Linter) ([]*rawStage,
 	var stages []*rawStage
 	var metaArgs []*instructions.ArgCommand
 	for _, node := range ast.Children {
-		v, err := instructions.ParseInstructionWithLinter(node, lint)
+		var v any
+		err := callBuildkit(func() (err error) {
+			v, err = instructions.ParseInstructionWithLinter(node, lint)
+			return err
+		})
 		if err != nil {
 			return nil, nil, src.wrap(err, node.StartLine)
 		}

@@ -149,7 +149,12 @@ func (b *graphBuilder) expand(word string, env argEnv) (shell.ProcessWordResult,
 	if !utf8.ValidString(word) {
 		return shell.ProcessWordResult{}, fmt.Errorf("invalid UTF-8 in %q", word)
 	}
-	return b.lex.ProcessWordWithMatches(word, env)
+	var res shell.ProcessWordResult
+	err := callBuildkit(func() (err error) {
+		res, err = b.lex.ProcessWordWithMatches(word, env)
+		return err
+	})
+	return res, err
 }
 
 // stageIndex reports whether s is a plain decimal stage index.
@@ -238,13 +243,21 @@ func (b *graphBuilder) onbuildDeps(i int) error {
 		if !ok {
 			continue
 		}
-		res, err := bkparser.Parse(strings.NewReader(ob.Expression))
+		var res *bkparser.Result
+		err := callBuildkit(func() (err error) {
+			res, err = bkparser.Parse(strings.NewReader(ob.Expression))
+			return err
+		})
 		if err != nil {
 			b.deferErr(i, b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err)))
 			return nil
 		}
 		for _, node := range res.AST.Children {
-			cmd, err := instructions.ParseCommand(node)
+			var cmd instructions.Command
+			err := callBuildkit(func() (err error) {
+				cmd, err = instructions.ParseCommand(node)
+				return err
+			})
 			if err != nil {
 				b.deferErr(i, b.src.errorf(st.Line, "ONBUILD trigger from line %d: %v", c.Line, cleanMessage(err)))
 				return nil

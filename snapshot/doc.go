@@ -8,8 +8,9 @@
 // Linux 6.8), with a mount(2) fallback through short symlink names. Where overlay
 // cannot mount (probed once in New), a copy-based fallback materialises the stack and
 // computes the overlay-format diff itself, at the cost of two rootfs copies per step.
-// Every work dir is owned by a flock so several processes can share one root and New
-// only clears what dead processes left.
+// Every work dir is leased by its owner (package lease: an flock on the dir, dropped by
+// the kernel when the owner dies) so several processes can share one root and New only
+// clears what dead processes left.
 //
 // Not supported: rootless overlay (user.overlay xattrs / userxattr), redirect_dir and
 // metacopy (refused on purpose: the layer differ needs plain upper dirs), fsync of

@@ -9,9 +9,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/internal/lease"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -92,6 +94,13 @@ func describe(t *testing.T, root string) string {
 	return strings.Join(lines, "\n")
 }
 
+func mustMkdir(t *testing.T, p string) {
+	t.Helper()
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func mustWrite(t *testing.T, p, content string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -160,42 +169,76 @@ func TestManyParents(t *testing.T) {
 	}
 }
 
-// What the suite's NewCleansLeftovers cannot make with a real process, because it
-// exists only for an instant or only after a crash: dirs still being set up (hidden
-// names) by a dead and by a live process, and a dead process's dir with a bind mount
-// of a committed layer in it, which RemoveAll would empty if New did not unmount it
-// first. The suite covers Actives and Ingests of a killed process.
-func TestNewCleansHiddenAndMountedLeftovers(t *testing.T) {
+// New removes the work dirs of processes that are gone (their lease is free), with any
+// mount left in them, and nothing else: not a live Active of this process, not a dir
+// leased by another holder, not a committed layer.
+func TestNewCleansLeftovers(t *testing.T) {
 	ctx := context.Background()
 	s := newTestSnapshotter(t)
 	ingest(t, s, "sha256-base", map[string]string{"f": "precious"})
-	dead := filepath.Join(s.root, "active", "1-dead")
+	live, err := s.Prepare(ctx, []string{"sha256-base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Discard(ctx)
+	// A dead process's Active, with a mount still in place.
+	dead := filepath.Join(s.root, "active", "0123456789abcdef")
 	merged := filepath.Join(dead, "merged")
 	if err := os.MkdirAll(merged, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, filepath.Join(dead, lockName), "") // not locked: its owner is gone
 	if err := unix.Mount(s.Path("sha256-base"), merged, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
-	deadHidden := filepath.Join(s.root, "tmp", ".999999999-x")
-	liveHidden := filepath.Join(s.root, "tmp", fmt.Sprintf(".%d-x", os.Getpid()))
-	for _, d := range []string{deadHidden, liveHidden} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
+	// A pre-lease kiln's dir: an unlocked lock file inside.
+	legacyDead := filepath.Join(s.root, "active", "1-dead")
+	mustMkdir(t, legacyDead)
+	mustWrite(t, filepath.Join(legacyDead, legacyLockName), "")
+	// A pre-lease kiln's dir being set up, long ago.
+	hidden := filepath.Join(s.root, "tmp", ".999999999-x")
+	if err := os.Mkdir(hidden, 0o700); err != nil {
+		t.Fatal(err)
 	}
-	defer os.Remove(liveHidden)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(hidden, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// Live work of another holder: a leased dir, a pre-lease dir whose lock is held,
+	// and a pre-lease dir being set up now.
+	held := filepath.Join(s.root, "tmp", "fedcba9876543210")
+	if err := os.Mkdir(held, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lease.Take(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	legacyLive := filepath.Join(s.root, "active", "2-live")
+	mustMkdir(t, legacyLive)
+	mustWrite(t, filepath.Join(legacyLive, legacyLockName), "")
+	ll, err := lease.Take(filepath.Join(legacyLive, legacyLockName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ll.Release()
+	settingUp := filepath.Join(s.root, "tmp", ".1-now")
+	if err := os.Mkdir(settingUp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := New(ctx, s.root); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{dead, deadHidden} {
+	for _, p := range []string{dead, legacyDead, hidden} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s not cleaned", p)
 		}
 	}
-	if _, err := os.Stat(liveHidden); err != nil {
-		t.Errorf("a live process's dir being set up was removed: %v", err)
+	for _, p := range []string{held, legacyLive, settingUp, filepath.Join(live.Root, "f")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("live work was cleaned: %v", err)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(s.Path("sha256-base"), "f")); err != nil || string(b) != "precious" {
 		t.Errorf("base layer damaged: %q %v", b, err)

@@ -11,84 +11,96 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/lease"
 )
 
 // A workDir is a scratch dir under active/ or tmp/ owned by one live process.
 //
 // Several kiln processes may share one snapshot root, so New must not delete another
 // process's work in progress when it clears leftovers of killed runs. Each work dir is
-// named "<pid>-<random>" and holds a "lock" file flocked for the dir's lifetime: the
-// kernel drops the flock when its owner dies (even on SIGKILL), so a dir whose lock can
-// be taken is stale. The dir is set up under a hidden name ".<pid>-<random>" and
-// renamed to its final name only once its lock is held (a flock follows the inode
-// through the rename), so a visible dir without a held lock is never one being set
-// up; a hidden one is stale when the pid in its name is not running.
+// named by a random id and its owner holds the dir's lease (package lease: an flock on
+// the dir itself) for the dir's lifetime: the kernel drops it when the owner dies (even
+// on SIGKILL, even while it is an unreaped zombie), so a dir whose lease can be taken is
+// stale. The dir is created, then leased; a cleaner that leased it in between removes
+// it, and the owner, told so by lease.Take, makes another.
+//
+// Dirs of kiln versions before leases are told apart too: "<pid>-<random>" dirs with a
+// "lock" file flocked by their owner, and ".<pid>-<random>" dirs that existed only while
+// being set up (a moment), stale once older than hiddenStaleAge.
 type workDir struct {
-	path string
-	lock *os.File
+	path  string
+	lease *lease.Lease
 }
 
-const lockName = "lock"
+// legacyLockName is the lock file inside work dirs of kiln versions before leases.
+const legacyLockName = "lock"
+
+// hiddenStaleAge is how old a pre-lease ".<pid>-…" dir must be to be a leftover.
+const hiddenStaleAge = 10 * time.Minute
 
 func newWorkDir(parent string) (*workDir, error) {
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
-	}
-	name := strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b[:])
-	hidden, p := filepath.Join(parent, "."+name), filepath.Join(parent, name)
-	if err := os.Mkdir(hidden, 0o700); err != nil {
-		return nil, fmt.Errorf("create work dir: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(hidden, lockName), os.O_CREATE|os.O_RDWR, 0o600)
-	if err == nil {
-		if err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			err = os.Rename(hidden, p)
+	for try := 0; try < 5; try++ {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		p := filepath.Join(parent, hex.EncodeToString(b[:]))
+		if err := os.Mkdir(p, 0o700); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				continue
+			}
+			return nil, fmt.Errorf("create work dir: %w", err)
+		}
+		l, err := lease.Take(p)
+		if errors.Is(err, lease.ErrHeld) || errors.Is(err, os.ErrNotExist) {
+			continue // a cleaner took it for a leftover: it removes it
 		}
 		if err != nil {
-			f.Close()
+			os.Remove(p)
+			return nil, fmt.Errorf("create work dir: %w", err)
 		}
+		return &workDir{path: p, lease: l}, nil
 	}
-	if err != nil {
-		os.RemoveAll(hidden)
-		return nil, fmt.Errorf("lock work dir %s: %w", p, err)
-	}
-	return &workDir{path: p, lock: f}, nil
+	return nil, fmt.Errorf("create work dir in %s: every new dir was taken for a leftover", parent)
 }
 
 func (w *workDir) sub(name string) string { return filepath.Join(w.path, name) }
 
-// remove deletes the dir (its mounts must already be gone) and drops the lock last,
+// remove deletes the dir (its mounts must already be gone) and drops the lease last,
 // so no other process treats it as stale while it is being deleted.
 func (w *workDir) remove() error {
 	err := os.RemoveAll(w.path)
-	if w.lock != nil {
-		w.lock.Close()
-		w.lock = nil
-	}
+	w.lease.Release()
+	w.lease = nil
 	if err != nil {
 		return fmt.Errorf("remove %s: %w", w.path, err)
 	}
 	return nil
 }
 
-// stale reports whether work dir p belongs to no live process.
-func stale(p string) bool {
+// takeStale returns the lease of work dir p if it belongs to no live process (the
+// caller removes p, then releases it), or nil if p is live or gone.
+func takeStale(p string) (*lease.Lease, bool) {
 	if name := filepath.Base(p); strings.HasPrefix(name, ".") {
-		pid, err := strconv.Atoi(strings.SplitN(name[1:], "-", 2)[0])
-		if err != nil || pid <= 0 {
-			return true
+		fi, err := os.Lstat(p)
+		if err != nil || time.Since(fi.ModTime()) < hiddenStaleAge {
+			return nil, false
 		}
-		return unix.Kill(pid, 0) == unix.ESRCH
 	}
-	f, err := os.OpenFile(filepath.Join(p, lockName), os.O_RDWR, 0)
+	l, err := lease.Take(p)
 	if err != nil {
-		return true
+		return nil, false
 	}
-	defer f.Close() // closing releases the probe lock at once
-	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil
+	legacy := filepath.Join(p, legacyLockName)
+	if _, err := os.Lstat(legacy); err == nil && !lease.Abandoned(legacy) {
+		l.Release()
+		return nil, false // a pre-lease kiln holds its lock file
+	}
+	return l, true
 }
 
 // cleanStale removes stale work dirs under parent, detaching any mount left under them
@@ -101,14 +113,19 @@ func cleanStale(parent string) error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(parent, e.Name())
-		if !stale(p) {
+		l, ok := takeStale(p)
+		if !ok {
 			continue
 		}
-		if err := unmountUnder(p); err != nil {
-			return err
+		err := unmountUnder(p)
+		if err == nil {
+			if err = os.RemoveAll(p); err != nil {
+				err = fmt.Errorf("remove leftover %s: %w", p, err)
+			}
 		}
-		if err := os.RemoveAll(p); err != nil {
-			return fmt.Errorf("remove leftover %s: %w", p, err)
+		l.Release()
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -300,7 +300,7 @@ func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 		for _, c := range cs.sd.SourceContents {
 			sources = append(sources, c.Path)
 		}
-		source, err = heredocSource(cs)
+		source, err = b.heredocSource(cs)
 	} else {
 		source, err = b.copySource(ctx, sc, cs)
 	}
@@ -333,9 +333,10 @@ func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
 	return sc.errorf(b.opts.Filename, "%s failed: %w", cs.name, err)
 }
 
-// heredocSource writes the heredoc files of a COPY/ADD into a temporary directory.
-func heredocSource(cs copySpec) (*copySource, error) {
-	dir, err := os.MkdirTemp("", "kiln-heredoc-")
+// heredocSource writes the heredoc files of a COPY/ADD into a temporary directory of
+// the store (removed at the next start if kiln is killed).
+func (b *build) heredocSource(cs copySpec) (*copySource, error) {
+	dir, err := b.opts.Store.TempDir("kiln-heredoc-")
 	if err != nil {
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Moun
 		return MountOp{}, errorf(err)
 	}
 	if !m.ReadOnly || src.content == "" {
-		tmp, err := os.MkdirTemp("", "kiln-bind-")
+		tmp, err := b.opts.Store.TempDir("kiln-bind-")
 		if err != nil {
 			return MountOp{}, err
 		}

@@ -58,7 +58,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 		return sc.errorf(b.opts.Filename, "%w", err)
 	}
 	if heredocFile != nil {
-		dir, err := os.MkdirTemp("", "kiln-heredoc-")
+		dir, err := b.opts.Store.TempDir("kiln-heredoc-")
 		if err != nil {
 			return err
 		}

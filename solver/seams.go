@@ -55,6 +55,9 @@ type Store interface {
 	}
 	// NewBlobWriter writes a blob, named by its digest on Commit.
 	NewBlobWriter() (cache.BlobWriter, error)
+	// TempDir makes a scratch dir in the store's tmp/, removed by the next build
+	// to open the store if this one is killed.
+	TempDir(pattern string) (string, error)
 	// CacheMountDir is the directory of the cache mount of identity.
 	CacheMountDir(ctx context.Context, identity string) (string, error)
 }

@@ -11,10 +11,18 @@ import (
 
 	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
 )
+
+// TestMain lets the test binary be a RUN step's sandbox init: exec re-executes
+// /proc/self/exe for it.
+func TestMain(m *testing.M) {
+	exec.MaybeInit()
+	os.Exit(m.Run())
+}
 
 // A multi-stage FROM scratch build: no registry and no RUN, so Solve runs in-process.
 const scratchStages = `FROM scratch AS a
@@ -125,16 +133,27 @@ func TestSolveConcurrentOnOneStore(t *testing.T) {
 	}
 }
 
-// A cancelled context stops Solve with the context's error and leaves no mount.
+// Cancelling a solve while a RUN step runs stops the step at once (its sandbox is
+// killed, not waited for), returns the context's error and leaves no mount and no
+// work dir. The cancel comes once the step has started: a context cancelled before
+// Solve is refused before any step, which tests none of that.
 func TestSolveCancelled(t *testing.T) {
 	testenv.RequireRoot(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	root, dir := t.TempDir(), t.TempDir()
-	for _, name := range []string{"a.txt", "b.txt", "c.txt"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	root, dir, layout := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := testenv.WriteBusyboxOCILayout(layout); err != nil {
+		t.Fatal(err)
+	}
+	busybox, err := ParseNamedContext("oci-layout://" + layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := parser.Parse(strings.NewReader("FROM busybox\nRUN echo started; sleep 60\n"), parser.Options{Filename: "Dockerfile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, err := buildctx.Open(dir, "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	store, err := cache.Open(context.Background(), root)
 	if err != nil {
@@ -145,10 +164,44 @@ func TestSolveCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := solveOnce(ctx, dir, store, snaps, nil); err == nil {
-		t.Fatal("a cancelled solve succeeded")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	started := make(chan struct{})
+	progress := func(e Event) {
+		if e.Kind == StepLog && strings.Contains(string(e.Data), "started") {
+			once.Do(func() { close(started) })
+		}
+	}
+	go func() {
+		select {
+		case <-started: // the step's command is running
+			cancel()
+		case <-time.After(30 * time.Second):
+		}
+	}()
+	begin := time.Now()
+	_, err = Solve(ctx, Options{
+		Graph: g, Filename: "Dockerfile", Context: bctx, Store: store, Snapshots: snaps,
+		NamedContexts: map[string]NamedContext{"busybox": busybox}, Jobs: 2, Progress: progress,
+	})
+	select {
+	case <-started:
+	default:
+		t.Fatalf("the RUN step never started: %v", err)
+	}
+	// The RUN error keeps only the message of the cause (run.go formats it with %v).
+	if err == nil || !strings.Contains(err.Error(), context.Canceled.Error()) {
+		t.Fatalf("solve cancelled mid-step = %v, want an error saying %v", err, context.Canceled)
+	}
+	if d := time.Since(begin); d > 20*time.Second {
+		t.Errorf("the cancelled step ran on for %v", d)
 	}
 	noMountsUnder(t, root)
+	if left, _ := os.ReadDir(filepath.Join(root, "snapshots", "active")); len(left) != 0 {
+		t.Errorf("work dirs left in active/: %d", len(left))
+	}
 }
 
 // noMountsUnder fails if a mount is left under dir.

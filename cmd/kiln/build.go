@@ -129,6 +129,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := exec.Isolate(); err != nil {
 		return fmt.Errorf("enter a private mount namespace: %w", err)
 	}
+	// What killed builds left: their step cgroups here, their temp files when the
+	// store and the snapshotter open, their partial outputs when one is written.
+	exec.RemoveStaleCgroups()
 	if stop, err := startProfiles(); err != nil {
 		return err
 	} else {
@@ -210,7 +213,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return err
 	}
 
-	store, err := cache.Open(ctx, o.root)
+	// Progress first: the store warns through it, from Open on (a damaged index).
+	prog := newProgress(o.progressMode(stderr), stderr)
+	defer prog.Close()
+	store, err := cache.Open(ctx, o.root, cache.WithWarnings(prog.Warn))
 	if err != nil {
 		return fmt.Errorf("open kiln root %s: %w", o.root, err)
 	}
@@ -220,8 +226,6 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
 
-	prog := newProgress(o.progressMode(stderr), stderr)
-	defer prog.Close()
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}

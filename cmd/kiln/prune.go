@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,7 +45,7 @@ func newPruneCmd() *cobra.Command {
 				}
 				opts.Until = d
 			}
-			return withStore(cmd.Context(), root, func(store *cache.Store, snaps *snapshot.Snapshotter) error {
+			return withStore(cmd.Context(), root, cmd.ErrOrStderr(), func(store *cache.Store, snaps *snapshot.Snapshotter) error {
 				opts.RemoveSnapshot = snaps.Remove
 				opts.ListSnapshots = snaps.List
 				freed, err := store.Prune(cmd.Context(), opts)
@@ -70,7 +71,7 @@ func newDuCmd() *cobra.Command {
 		Short: "Show disk usage of the build cache",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), root, func(store *cache.Store, _ *snapshot.Snapshotter) error {
+			return withStore(cmd.Context(), root, cmd.ErrOrStderr(), func(store *cache.Store, _ *snapshot.Snapshotter) error {
 				u, err := store.DiskUsage(cmd.Context())
 				if err != nil {
 					return err
@@ -84,8 +85,15 @@ func newDuCmd() *cobra.Command {
 	return cmd
 }
 
-func withStore(ctx context.Context, root string, fn func(*cache.Store, *snapshot.Snapshotter) error) error {
-	store, err := cache.Open(ctx, root)
+// withStore opens the store at root for fn; its warnings go to stderr.
+func withStore(ctx context.Context, root string, stderr io.Writer, fn func(*cache.Store, *snapshot.Snapshotter) error) error {
+	var mu sync.Mutex
+	warn := func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, "WARNING: %s\n", msg)
+	}
+	store, err := cache.Open(ctx, root, cache.WithWarnings(warn))
 	if err != nil {
 		return fmt.Errorf("open kiln root %s: %w", root, err)
 	}

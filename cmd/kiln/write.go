@@ -5,18 +5,19 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
 )
 
 // writeOutputs writes every requested output. Files and dirs appear at dest only
-// complete: they are written under a temp name beside dest and renamed.
+// complete (package atomicfile: an O_TMPFILE linked in when complete, or a leased temp
+// name beside dest that the next build to dest removes if this one is killed).
 func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *solver.Result, snaps *snapshot.Snapshotter, stdout io.Writer, prog *progress) error {
 	for _, out := range outs {
 		var err error
@@ -92,27 +93,9 @@ func writeLocal(ctx context.Context, root, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return layers.Unpack(ctx, pr, dir, layers.UnpackOptions{Whiteouts: layers.NoWhiteouts, KeepOwners: true})
 	}
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.MkdirTemp(parent, ".kiln-tmp-")
-	if err != nil {
-		return err
-	}
-	if err := layers.Unpack(ctx, pr, tmp, layers.UnpackOptions{Whiteouts: layers.NoWhiteouts, KeepOwners: true}); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.WriteDir(dir, 0o755, func(tmp string) error {
+		return layers.Unpack(ctx, pr, tmp, layers.UnpackOptions{Whiteouts: layers.NoWhiteouts, KeepOwners: true})
+	})
 }
 
 // writeTo writes to stdout for "-", else atomically to the file dest.
@@ -123,36 +106,10 @@ func writeTo(dest string, stdout io.Writer, fn func(io.Writer) error) error {
 	return writeFileAtomic(dest, fn)
 }
 
-// writeFileAtomic writes dest through a temp file in the same dir, fsynced and renamed,
-// so dest is either the old file or the complete new one, never a partial one.
-func writeFileAtomic(dest string, fn func(io.Writer) error) (err error) {
-	dir := filepath.Dir(dest)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".kiln-tmp-")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fn(f); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dest)
+// writeFileAtomic writes dest so that it is either the old file or the complete new
+// one, and a kill -9 leaves nothing beside it that the next build would not remove.
+func writeFileAtomic(dest string, fn func(io.Writer) error) error {
+	return atomicfile.Write(dest, 0o644, fn)
 }
 
 func pullOptions(o buildOptions) image.PullOptions {

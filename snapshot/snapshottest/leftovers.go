@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"strings"
 	"testing"
 
@@ -84,8 +84,9 @@ func testNewCleansLeftovers(e *env) {
 	mine := e.prepare("base")
 	apply(e.t, mine.Root, WriteFile("mine", "m", 0o644))
 
-	child, pid := startChild(e, "base")
-	theirs := childWorkDirs(e, pid)
+	before := workDirs(e)
+	child, _ := startChild(e, "base")
+	theirs := newWorkDirs(e, before)
 	if len(theirs) != 2 {
 		e.t.Fatalf("the child's work dirs: %v, want one in active/ and one in tmp/", theirs)
 	}
@@ -108,7 +109,7 @@ func testNewCleansLeftovers(e *env) {
 	}
 	child.Wait()
 	e.newFunc(e.t, e.root)
-	if left := childWorkDirs(e, pid); len(left) > 0 {
+	if left := newWorkDirs(e, before); len(left) > 0 {
 		e.t.Errorf("New left the dead process's work dirs: %v", left)
 	}
 	if mps, _ := mountsUnder(filepath.Join(e.root, "active")); len(mps) > 1 || (len(mps) == 1) != e.s.Overlay() {
@@ -161,17 +162,30 @@ func startChild(e *env, parent string) (*exec.Cmd, int) {
 	return cmd, cmd.Process.Pid
 }
 
-// childWorkDirs lists the work dirs of process pid in active/ and tmp/, named
-// "<pid>-<random>" (see the layout on snapshot.Snapshotter).
-func childWorkDirs(e *env, pid int) []string {
+// workDirs lists the work dirs in active/ and tmp/.
+func workDirs(e *env) map[string]bool {
+	e.t.Helper()
+	out := map[string]bool{}
+	for _, sub := range []string{"active", "tmp"} {
+		for _, name := range entries(e.t, filepath.Join(e.root, sub)) {
+			out[filepath.Join(e.root, sub, name)] = true
+		}
+	}
+	return out
+}
+
+// newWorkDirs lists the work dirs in active/ and tmp/ that were not there before
+// (work dirs are named at random and told apart by their lease, not by a pid).
+func newWorkDirs(e *env, before map[string]bool) []string {
 	e.t.Helper()
 	var out []string
 	for _, sub := range []string{"active", "tmp"} {
 		for _, name := range entries(e.t, filepath.Join(e.root, sub)) {
-			if strings.HasPrefix(name, strconv.Itoa(pid)+"-") {
-				out = append(out, filepath.Join(e.root, sub, name))
+			if p := filepath.Join(e.root, sub, name); !before[p] {
+				out = append(out, p)
 			}
 		}
 	}
+	sort.Strings(out) // active/ before tmp/
 	return out
 }
