@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -168,4 +169,18 @@ func (s *Store) WriteBlob(b []byte) (v1.Hash, error) {
 		return v1.Hash{}, err
 	}
 	return h, nil
+}
+
+// RemoveBlob deletes blob h (a blob found damaged): the entries that name it then
+// miss (the solver checks a hit's blob), so the next build makes it again. Removing
+// a blob that is not there is not an error.
+func (s *Store) RemoveBlob(h v1.Hash) error {
+	p := s.BlobPath(h)
+	if p == "" {
+		return validHash(h)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", h, err)
+	}
+	return nil
 }

@@ -157,15 +157,21 @@ func writeLayer(ctx context.Context, tw *tar.Writer, raw io.Writer, img v1.Image
 		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
 	}
 	defer rc.Close()
-	src, srcIsFile := rc.(*os.File)
+	vb, srcIsFile := rc.(*verifiedBlob)
 	dst, dstIsFile := raw.(*os.File)
 	if srcIsFile && dstIsFile {
-		return copyLayerFile(ctx, tw, dst, src, path, d)
+		verified := verifyConcurrently(vb.f, d.Size, d.Digest)
+		err := copyLayerFile(ctx, tw, dst, vb.f, path, d)
+		if verr := <-verified; verr != nil {
+			return fmt.Errorf("write archive: layer %s: %w", d.Digest, verr)
+		}
+		return err
 	}
 	if err := tw.WriteHeader(tarHeader(path, tar.TypeReg, 0o644, d.Size)); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
-	n, err := io.Copy(tw, ctxReader{ctx: ctx, r: io.LimitReader(rc, d.Size)})
+	// One byte more than the size, so that a verifying reader reaches its end.
+	n, err := io.Copy(tw, ctxReader{ctx: ctx, r: io.LimitReader(rc, d.Size+1)})
 	if err != nil {
 		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
 	}

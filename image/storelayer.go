@@ -3,7 +3,6 @@ package image
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -55,8 +54,12 @@ func (l *storeLayer) Size() (int64, error)                { return l.size, nil }
 func (l *storeLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
 
 // Compressed opens the stored blob as is.
+//
+// The reader verifies as it goes: the read that reaches the end fails with a
+// *CorruptBlobError when the bytes do not hash to the layer's digest, so no reader
+// that reads to the end passes damaged bytes on.
 func (l *storeLayer) Compressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.store.BlobPath(l.digest))
+	f, err := openVerified(l.store.BlobPath(l.digest), l.digest)
 	if err != nil {
 		return nil, fmt.Errorf("open layer %s: %w", l.digest, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -97,6 +98,9 @@ func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform
 		opts.SourceDateEpoch = &e
 	}
 	blob, err := layers.Rewrite(ctx, rc, bw, opts)
+	if err == nil {
+		_, err = io.Copy(io.Discard, rc) // to the end, where the blob's digest is checked
+	}
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("layer %s: %w", diffID, err)
 	}

@@ -54,11 +54,18 @@ func (b *build) step(ctx context.Context, sc *stepCtx, op *Op, files map[string]
 		if err != nil {
 			return fmt.Errorf("read cache: %w", err)
 		}
+		if ok && !b.hasLayerBlob(e) {
+			// The entry outlived its blob (removed as damaged, or by hand): the
+			// step is made again.
+			ok, why = false, "its layer blob is gone from the store"
+		}
 		if ok {
 			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
 			return b.applyEntry(st, e, stageKey, createdBy)
 		}
-		why = b.explainMiss(ctx, scope, rec)
+		if why == "" {
+			why = b.explainMiss(ctx, scope, rec)
+		}
 	}
 
 	release, err := b.acquire(ctx)
@@ -287,4 +294,13 @@ func snapshotName(key string) (string, error) {
 		return "", fmt.Errorf("name snapshot: %w", err)
 	}
 	return fmt.Sprintf("s-%.40s-%x", key, run), nil
+}
+
+// hasLayerBlob reports whether the blob of e's layer (if it has one) is in the store.
+func (b *build) hasLayerBlob(e *cache.Entry) bool {
+	if e.Layer == nil {
+		return true
+	}
+	d, err := v1.NewHash(e.Layer.Digest)
+	return err == nil && b.opts.Store.HasBlob(d)
 }

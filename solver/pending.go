@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"io"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -76,6 +77,11 @@ func (b *build) unpackSnapshot(ctx context.Context, id string, l v1.Layer) error
 		}
 		defer rc.Close()
 		if err := layers.Unpack(ctx, rc, dir, layers.UnpackOptions{Whiteouts: layers.OverlayWhiteouts, KeepOwners: true}); err != nil {
+			return fmt.Errorf("unpack layer %s: %w", d, err)
+		}
+		// Read to the end, where a stored blob's reader checks its digest: the tar
+		// ends before the stream does.
+		if _, err := io.Copy(io.Discard, rc); err != nil {
 			return fmt.Errorf("unpack layer %s: %w", d, err)
 		}
 		return nil

@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
@@ -248,23 +249,39 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			needRootfs = true
 		}
 	}
-	res, err := solver.Solve(ctx, solver.Options{
-		Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
-		NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
-		Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
-		Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
-		NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
-		Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
-		Warn: func(w string) { checkFindings++; prog.Warn(w) },
-	})
-	if err != nil {
-		return err
-	}
-	if checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
-		return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
-	}
-	if err := writeOutputs(ctx, o, outputs, res, snaps, stdout, prog); err != nil {
-		return err
+	// A damaged store blob found while building or writing the outputs (every blob
+	// is verified as it is read) is removed and the build done again, which makes or
+	// pulls what needed it; each attempt can find one more.
+	parseFindings := checkFindings
+	var res *solver.Result
+	for attempt := 1; ; attempt++ {
+		checkFindings = parseFindings
+		res, err = solver.Solve(ctx, solver.Options{
+			Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
+			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
+			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
+			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
+			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
+			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
+			Warn: func(w string) { checkFindings++; prog.Warn(w) },
+		})
+		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
+			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
+		}
+		if err == nil {
+			err = writeOutputs(ctx, o, outputs, res, snaps, stdout, prog)
+		}
+		bad, damaged := image.AsCorruptBlob(err)
+		if !damaged || attempt == maxRepairs {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if rerr := store.RemoveBlob(bad.Digest); rerr != nil {
+			return fmt.Errorf("%w; removing it failed: %v", err, rerr)
+		}
+		prog.Warn(fmt.Sprintf("%v: removed it from the store; building again to make or pull what needs it", bad))
 	}
 	if err := writeResultFiles(o, res); err != nil {
 		return err
@@ -272,6 +289,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	autoGC(ctx, o.root, store, snaps, prog.Warn)
 	return nil
 }
+
+// maxRepairs bounds how many builds one kiln build runs when it finds damaged blobs.
+const maxRepairs = 4
 
 // readDockerfile returns the Dockerfile's path (for the ignore file beside it), the
 // name errors use, and its bytes.
