@@ -85,3 +85,51 @@ func TestDamagedBlobIsRepairedNotExported(t *testing.T) {
 		})
 	}
 }
+
+// kiln check finds a damaged blob and a damaged step snapshot, --repair removes
+// them, and the next build makes them again: the same image as before the damage.
+func TestCheckAndRepair(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	epoch := []string{"--build-arg", "SOURCE_DATE_EPOCH=1700000000"}
+	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox\n" +
+		"RUN echo one > /one.txt\nRUN echo two > /two.txt\n"})
+	first := filepath.Join(out, "1.tar")
+	mustBuild(t, dir, append(epoch, "--root", root, "-o", "type=oci,dest="+first, ".")...)
+	if r := kiln(t, dir, "check", "--root", root); r.code != 0 || !strings.Contains(r.stdout, "checked") || !strings.Contains(r.stdout, "MB/s") {
+		t.Fatalf("check of a sound store: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ls, err := readOCI(t, first).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := ls[len(ls)-1].Digest()
+	scribble(t, root, d)
+	snaps, err := filepath.Glob(filepath.Join(root, "snapshots", "committed", "s-*", "one.txt"))
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("the first RUN's snapshot: %v %v", snaps, err)
+	}
+	if err := os.WriteFile(snaps[0], []byte("eno\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := kiln(t, dir, "check", "--root", root)
+	if r.code != 1 || !strings.Contains(r.stdout, "blob "+d.String()+": damaged") || !strings.Contains(r.stdout, "snapshot s-") {
+		t.Fatalf("check of a damaged store: exit %d, want 1 naming the blob and the snapshot\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := kiln(t, dir, "check", "--root", root, "--repair"); r.code != 0 || strings.Count(r.stdout, "damaged, removed") != 2 {
+		t.Fatalf("check --repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := kiln(t, dir, "check", "--root", root); r.code != 0 || strings.Contains(r.stdout, "damaged") {
+		t.Fatalf("check after --repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	second := filepath.Join(out, "2.tar")
+	mustBuild(t, dir, append(epoch, "--root", root, "-o", "type=oci,dest="+second, ".")...)
+	want, _ := readOCI(t, first).Digest()
+	if got, _ := readOCI(t, second).Digest(); got != want {
+		t.Errorf("after the repair the image is %s, want %s", got, want)
+	}
+	files := flatten(t, readOCI(t, second))
+	if files["/one.txt"].content != "one\n" {
+		t.Errorf("/one.txt = %q after the repair", files["/one.txt"].content)
+	}
+}

@@ -78,7 +78,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBuildCmd(), newPruneCmd(), newDuCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newPruneCmd(), newDuCmd(), newCheckCmd(), newVersionCmd())
 	return root
 }
 
