@@ -1,0 +1,89 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/internal/testenv"
+)
+
+// flakyRegistry fails one request in five at random (seeded), whatever it is (a
+// HEAD, a blob GET, an upload's POST, PATCH or PUT, a manifest PUT), with a 500 or a
+// dropped connection.
+func flakyRegistry(t *testing.T, seed uint64) (host string, failed *atomic.Int64, healthy *atomic.Bool) {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(seed, 5))
+	failed, healthy = &atomic.Int64{}, &atomic.Bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		k := rng.IntN(10)
+		mu.Unlock()
+		if k < 2 && r.URL.Path != "/v2/" && !healthy.Load() {
+			failed.Add(1)
+			if k == 0 {
+				if hj, ok := w.(http.Hijacker); ok {
+					if c, _, err := hj.Hijack(); err == nil {
+						c.Close()
+						return
+					}
+				}
+			}
+			http.Error(w, "flaky", http.StatusInternalServerError)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return testenv.Host(srv), failed, healthy
+}
+
+// A registry that fails one request in five still gives a complete push in one run:
+// each blob's upload is retried as a whole, as BuildKit retries each blob. The image
+// is then pulled back from the registry, no longer failing, and compared.
+func TestFlakyRegistryPush(t *testing.T) {
+	ctx := context.Background()
+	store, _, img := assembleOnBusyboxAt(t, testenv.Registry(t))
+	for i := range 8 {
+		l := newStoreLayer(t, store, fmt.Sprintf("f%d.txt", i), fmt.Sprintf("file %d\n", i), types.OCILayer)
+		var err error
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		host, failed, healthy := flakyRegistry(t, uint64(round))
+		ref := host + "/app:v1"
+		if err := Push(ctx, img, []string{ref}, PushOptions{Jobs: 2}); err != nil {
+			t.Fatalf("round %d: push through a flaky registry (%d requests failed): %v", round, failed.Load(), err)
+		}
+		if failed.Load() == 0 {
+			t.Fatal("the registry failed no request: the test proves nothing")
+		}
+		healthy.Store(true)
+		p, err := Pull(ctx, newTestStore(t), ref, PullOptions{})
+		if err != nil {
+			t.Fatalf("round %d: pull of what was pushed: %v", round, err)
+		}
+		if p.ManifestDigest != want {
+			t.Fatalf("round %d: pulled %s, pushed %s", round, p.ManifestDigest, want)
+		}
+	}
+}
