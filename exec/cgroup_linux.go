@@ -53,6 +53,10 @@ type stepCgroup interface {
 // kiln/<pid>-<random>; they are removed once older than legacyCgroupAge.
 const stepPrefix = "step-"
 
+// stepSetupGrace is how long a new step cgroup may go without its lease: the time
+// from its mkdir to the lease, which writes the limits in between.
+const stepSetupGrace = time.Minute
+
 // legacyCgroupAge is how old a pre-lease cgroup must be to be taken for a leftover. An
 // rmdir of a cgroup that still has processes fails, so the age only guards the moments
 // when a live pre-lease step's cgroup is empty: while it is set up and torn down.
@@ -141,6 +145,12 @@ func removeStaleCgroups() {
 		}
 		name := filepath.Base(d)
 		if strings.HasPrefix(name, stepPrefix) {
+			// A step's cgroup is created and its limits written before its lease
+			// is taken: a young one with a free lease may be being set up by a live
+			// kiln (removing it failed that step's write of pids.max with ENODEV).
+			if time.Since(fi.ModTime()) < stepSetupGrace {
+				continue
+			}
 			if l, err := lease.Take(d); err == nil {
 				_ = os.Remove(d)
 				l.Release()

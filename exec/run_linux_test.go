@@ -307,7 +307,8 @@ func BenchmarkRun(b *testing.B) {
 
 // A kiln killed with SIGKILL leaves its step's empty cgroup; RemoveStaleCgroups (run
 // when a build starts, with no RUN step needed) removes the cgroups whose lease is free
-// and pre-lease ones that are old, and only those.
+// (unless just made: a step being set up) and pre-lease ones that are old, and only
+// those.
 func TestRemoveStaleCgroups(t *testing.T) {
 	fs := newSandboxFS(t)
 	fs.mustRun(t, Spec{}, "true") // creates the kiln parents
@@ -322,17 +323,19 @@ func TestRemoveStaleCgroups(t *testing.T) {
 	var b [8]byte
 	rand.Read(b[:])
 	name := func(prefix string) string { return filepath.Join(parent, prefix+hex.EncodeToString(b[:])) }
-	stale, held := name("step-0"), name("step-1")
+	stale, held, young := name("step-0"), name("step-1"), name("step-2")
 	legacyOld, legacyNew := filepath.Join(parent, "1-"+hex.EncodeToString(b[:])), filepath.Join(parent, "2-"+hex.EncodeToString(b[:]))
-	for _, d := range []string{stale, held, legacyOld, legacyNew} {
+	for _, d := range []string{stale, held, young, legacyOld, legacyNew} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		defer os.Remove(d)
 	}
 	long := time.Now().Add(-2 * legacyCgroupAge)
-	if err := os.Chtimes(legacyOld, long, long); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{legacyOld, stale, held} {
+		if err := os.Chtimes(d, long, long); err != nil {
+			t.Fatal(err)
+		}
 	}
 	l, err := lease.Take(held) // as a live step in another process would
 	if err != nil {
@@ -346,7 +349,9 @@ func TestRemoveStaleCgroups(t *testing.T) {
 			t.Errorf("stale cgroup %s was not removed", d)
 		}
 	}
-	for _, d := range []string{held, legacyNew} {
+	// young has a free lease but was just made: a live step between its mkdir and
+	// its lease.
+	for _, d := range []string{held, young, legacyNew} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("cgroup %s of a live step was removed", d)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/internal/lease"
 )
@@ -181,12 +182,22 @@ func TestStoreStartRemovesLeftovers(t *testing.T) {
 	if len(parents) == 0 {
 		t.Fatal("no kiln cgroup parent after a RUN step")
 	}
+	var staleCgroups []string
 	for _, p := range parents {
 		stale, held := filepath.Join(p, "step-00000000000000d3"), filepath.Join(p, "step-00000000000000a3")
 		items = append(items, leftover{path: stale, dir: true}, leftover{path: held, dir: true, live: true})
+		staleCgroups = append(staleCgroups, stale)
 		t.Cleanup(func() { os.Remove(stale); os.Remove(held) })
 	}
 	plant(t, items)
+	// A killed kiln's cgroup is older than a step's set-up time (a young one with a
+	// free lease may be a live step's, between its mkdir and its lease).
+	old := time.Now().Add(-time.Hour)
+	for _, d := range staleCgroups {
+		if err := os.Chtimes(d, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "image.tar"), ".")
 	readOCI(t, filepath.Join(out, "image.tar"))
