@@ -24,7 +24,7 @@ func newTestSnapshotter(t *testing.T, opts ...Option) *Snapshotter {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
 	t.Cleanup(func() {
-		mps, err := mountsUnder(dir)
+		mps, err := MountsUnder(dir)
 		if err != nil {
 			t.Errorf("read mounts: %v", err)
 		}

@@ -131,8 +131,9 @@ func cleanStale(parent string) error {
 	return nil
 }
 
-// mountsUnder lists mount points at or below dir from /proc/self/mountinfo, deepest first.
-func mountsUnder(dir string) ([]string, error) {
+// MountsUnder lists the mount points at or below dir from /proc/self/mountinfo,
+// deepest first (the order to unmount them in).
+func MountsUnder(dir string) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
@@ -179,7 +180,7 @@ func unescapeMountinfo(s string) string {
 
 // unmountUnder lazily detaches every mount at or below dir.
 func unmountUnder(dir string) error {
-	mps, err := mountsUnder(dir)
+	mps, err := MountsUnder(dir)
 	if err != nil {
 		return fmt.Errorf("read mounts: %w", err)
 	}

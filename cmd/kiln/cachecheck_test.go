@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -510,24 +509,7 @@ func (r *pairRun) startServers(t *testing.T) {
 		}
 		t.Cleanup(func() { os.RemoveAll(sockDir) })
 		r.ssh = filepath.Join(sockDir, "agent.sock")
-		ln, err := net.Listen("unix", r.ssh)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte("agent here\n"))
-				c.Close()
-			}
-		}()
-		t.Cleanup(func() { ln.Close(); wg.Wait() })
+		fakeSSHAgent(t, r.ssh)
 	}
 }
 

@@ -177,24 +177,7 @@ func TestSSHMount(t *testing.T) {
 	root, out := e2e(t)
 	host := busyboxRegistry(t)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("agent here\n"))
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	fakeSSHAgent(t, sock)
 
 	dir := mountsProject(t, host, ""+
 		"RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock && stat -c %a \"$SSH_AUTH_SOCK\" > /mode\n"+
@@ -287,4 +270,28 @@ func TestBuildCheck(t *testing.T) {
 	if r := kiln(t, dir, "build", "--check", "-f", filepath.Join(dir, "clean"), "."); r.code != 0 {
 		t.Errorf("clean Dockerfile: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// fakeSSHAgent listens on sock as an ssh agent stand-in: every connection gets
+// "agent here\n" and is closed. It stops when the test ends.
+func fakeSSHAgent(t *testing.T, sock string) {
+	t.Helper()
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("agent here\n"))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
 }

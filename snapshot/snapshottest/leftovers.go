@@ -112,7 +112,7 @@ func testNewCleansLeftovers(e *env) {
 	if left := newWorkDirs(e, before); len(left) > 0 {
 		e.t.Errorf("New left the dead process's work dirs: %v", left)
 	}
-	if mps, _ := mountsUnder(filepath.Join(e.root, "active")); len(mps) > 1 || (len(mps) == 1) != e.s.Overlay() {
+	if mps, _ := snapshot.MountsUnder(filepath.Join(e.root, "active")); len(mps) > 1 || (len(mps) == 1) != e.s.Overlay() {
 		e.t.Errorf("mounts under active/ after New: %v, want only this process's own", mps)
 	}
 	if e.s.Exists("from-child") {

@@ -12,14 +12,10 @@
 package snapshottest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -101,7 +97,7 @@ func newEnv(t *testing.T, newSnapshotter NewFunc) *env {
 // can be removed) or a work dir is left in active/ or tmp/.
 func checkNothingLeft(t *testing.T, dir, root string) {
 	t.Helper()
-	mps, err := mountsUnder(dir)
+	mps, err := snapshot.MountsUnder(dir)
 	if err != nil {
 		t.Errorf("read mounts: %v", err)
 	}
@@ -116,46 +112,6 @@ func checkNothingLeft(t *testing.T, dir, root string) {
 			t.Errorf("left in %s/: %v", sub, left)
 		}
 	}
-}
-
-// mountsUnder lists the mount points at or below dir in /proc/self/mountinfo.
-func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeOctal(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(out))) // deepest first, for unmounting
-	return out, sc.Err()
-}
-
-// unescapeOctal undoes mountinfo's \ooo escapes (\040 for a space).
-func unescapeOctal(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // entries lists the names in dir ("" for a missing dir).
@@ -236,7 +192,7 @@ func (e *env) checkEmptyWorkDirs(when string) {
 // checkNoMounts fails the test if anything is mounted under the snapshot root now.
 func (e *env) checkNoMounts(when string) {
 	e.t.Helper()
-	mps, err := mountsUnder(e.root)
+	mps, err := snapshot.MountsUnder(e.root)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -248,7 +204,7 @@ func (e *env) checkNoMounts(when string) {
 // mounted reports whether p is a mount point.
 func mounted(t testing.TB, p string) bool {
 	t.Helper()
-	mps, err := mountsUnder(p)
+	mps, err := snapshot.MountsUnder(p)
 	if err != nil {
 		t.Fatal(err)
 	}
