@@ -87,3 +87,42 @@ func TestFlakyRegistryPush(t *testing.T) {
 		}
 	}
 }
+
+// A pull through a registry that fails one request in five (its tag HEAD, manifest
+// and config GETs, blob GETs) completes in one run with the pushed image.
+func TestFlakyRegistryPull(t *testing.T) {
+	ctx := context.Background()
+	store, _, img := assembleOnBusyboxAt(t, testenv.Registry(t))
+	for i := range 4 {
+		l := newStoreLayer(t, store, fmt.Sprintf("f%d.txt", i), fmt.Sprintf("file %d\n", i), types.OCILayer)
+		var err error
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	totalFailed := int64(0)
+	for round := range 12 {
+		host, failed, healthy := flakyRegistry(t, uint64(100+round))
+		healthy.Store(true)
+		ref := host + "/app:v1"
+		if err := Push(ctx, img, []string{ref}, PushOptions{Jobs: 2}); err != nil {
+			t.Fatalf("round %d: push: %v", round, err)
+		}
+		healthy.Store(false)
+		p, err := Pull(ctx, newTestStore(t), ref, PullOptions{})
+		if err != nil {
+			t.Fatalf("round %d: pull through a flaky registry (%d requests failed): %v", round, failed.Load(), err)
+		}
+		if p.ManifestDigest != want {
+			t.Fatalf("round %d: pulled %s, pushed %s", round, p.ManifestDigest, want)
+		}
+		totalFailed += failed.Load()
+	}
+	if totalFailed == 0 {
+		t.Fatal("the registry failed no request: the test proves nothing")
+	}
+}

@@ -164,11 +164,15 @@ func retryBackoff() remote.Backoff {
 // away (reset, closed, cut short), or a request other than a GET got a transient
 // status (5xx, 429). A GET's status is left to ggcr's transport, which has retried it
 // already with the same backoff: a second level multiplied the tries (a registry that
-// always answers 500 took 24 requests and 11 s). Uploads cannot be resent by the
+// always answers 500 took 24 requests and 11 s); idempotentRetry retries GET and HEAD
+// statuses below both. Uploads cannot be resent by the
 // transport (their body is a stream), and the blob HEADs of a push are not retried
 // there either; without this a registry failing one request in five failed most
 // pushes (TestFlakyRegistryPush).
 func retryable(err error) bool {
+	if isRetried(err) {
+		return false // a GET or HEAD that idempotentRetry has sent its tries already
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
 		return true

@@ -29,7 +29,7 @@ func registryTransport(stall time.Duration) http.RoundTripper {
 	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 30 * time.Second
 	t.ResponseHeaderTimeout = stall
-	return &stallTransport{base: t, stall: stall}
+	return newIdempotentRetry(&stallTransport{base: t, stall: stall})
 }
 
 type stallTransport struct {
