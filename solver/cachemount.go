@@ -11,7 +11,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 )
 
 // cacheMount resolves a type=cache mount to its dir in the store and holds it as
@@ -38,7 +38,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	}
 	identity := id
 	var seed *copySource
-	source := path.Join("/", m.Source)
+	srcPath := path.Join("/", m.Source)
 	op := MountOp{Type: "cache", ReadOnly: m.ReadOnly,
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)}
 	switch {
@@ -48,17 +48,17 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 			return "", op, err
 		}
 		rm.releases = append(rm.releases, src.release)
-		if _, err := bindSourcePath(src.src, source); err != nil {
+		if _, err := bindSourcePath(src.src, srcPath); err != nil {
 			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %w", m.From, m.Source, err)
 		}
-		sum, err := b.selectionDigest(ctx, src, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line})
+		sum, err := b.selectionDigest(ctx, src, source.CopyOptions{Sources: []string{srcPath}, Dest: "/", Line: sc.cmd.Line})
 		if err != nil {
 			return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,from=%s,source=%s: %w", m.From, m.Source, err)
 		}
 		seed = src
-		op.Source, op.Content = source, sum.Digest
-		identity += fmt.Sprintf("\x00from=%s:%s@%s", m.From, source, sum.Digest)
-	case m.Source != "" && source != "/":
+		op.Source, op.Content = srcPath, sum.Digest
+		identity += fmt.Sprintf("\x00from=%s:%s@%s", m.From, srcPath, sum.Digest)
+	case m.Source != "" && srcPath != "/":
 		return "", op, sc.errorf(b.opts.Filename, "RUN --mount=type=cache,source=%s needs from= (the stage or image to seed the cache from)", m.Source)
 	}
 	own := seed == nil && (m.UID != nil || m.GID != nil || m.Mode != nil)
@@ -93,7 +93,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	if lock != nil {
 		rm.releases = append(rm.releases, func() { lock.Close() })
 	}
-	if err := b.initCacheDir(ctx, sc, dir, m, seed, source, own, lock != nil); err != nil {
+	if err := b.initCacheDir(ctx, sc, dir, m, seed, srcPath, own, lock != nil); err != nil {
 		return "", op, fmt.Errorf("cache mount %s: %w", id, err)
 	}
 	return dir, op, nil
@@ -131,7 +131,7 @@ func lockCacheDir(ctx context.Context, dir string, wait bool) (*os.File, error) 
 // initCacheDir gives a cache dir its base the first time it is used: the seed's
 // content or the requested ownership. A marker beside the dir records that it was
 // done; a step that does not hold the dir's lock takes it for the while.
-func (b *build) initCacheDir(ctx context.Context, sc *stepCtx, dir string, m *instructions.Mount, seed *copySource, source string, own, locked bool) error {
+func (b *build) initCacheDir(ctx context.Context, sc *stepCtx, dir string, m *instructions.Mount, seed *copySource, srcPath string, own, locked bool) error {
 	marker := dir + ".init"
 	if seed == nil && !own {
 		return nil
@@ -150,8 +150,8 @@ func (b *build) initCacheDir(ctx context.Context, sc *stepCtx, dir string, m *in
 		}
 	}
 	if seed != nil {
-		if err := buildctx.Copy(ctx, seed.src, dir, buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}); err != nil {
-			return fmt.Errorf("seed from %s:%s: %w", m.From, source, err)
+		if err := source.Copy(ctx, seed.src, dir, source.CopyOptions{Sources: []string{srcPath}, Dest: "/", Line: sc.cmd.Line}); err != nil {
+			return fmt.Errorf("seed from %s:%s: %w", m.From, srcPath, err)
 		}
 	} else {
 		if err := os.Lchown(dir, optID(m.UID), optID(m.GID)); err != nil {

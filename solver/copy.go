@@ -15,7 +15,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/rootpath"
 )
@@ -39,7 +39,7 @@ type copySpec struct {
 
 // copySource is where a COPY reads from, mounted for the duration of the step.
 type copySource struct {
-	src     buildctx.Source
+	src     source.Source
 	content string // cache-key content when known without hashing (a stage's key)
 	release func()
 }
@@ -47,13 +47,13 @@ type copySource struct {
 // copyPart is a run of a COPY/ADD's sources read from one place: the local sources
 // (context, stage, image) between remote ones, or one URL or git repository.
 type copyPart struct {
-	opts    buildctx.CopyOptions
-	src     buildctx.Source
+	opts    source.CopyOptions
+	src     source.Source
 	content string            // cache-key content of what the part reads
 	files   map[string]string // per-path digests, to explain a cache miss
 	// fetch, when set, materialises src on a cache miss: a URL pinned by --checksum
 	// or a git commit is keyed before it is downloaded.
-	fetch   func(ctx context.Context) (buildctx.Source, error)
+	fetch   func(ctx context.Context) (source.Source, error)
 	release func()
 }
 
@@ -71,7 +71,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		mode = &fm
 	}
 	dest := b.copyDest(sc.st, cs.sd.DestPath)
-	parts, err := b.copyParts(ctx, sc, cs, buildctx.CopyOptions{
+	parts, err := b.copyParts(ctx, sc, cs, source.CopyOptions{
 		Dest: dest, Chmod: mode, Add: cs.add, Excludes: cs.excludes, Line: sc.cmd.Line,
 	})
 	defer func() {
@@ -104,7 +104,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
 	pendingOK := b.pendingOK(sc, cs)
 	do := func(ctx context.Context, root string) error {
-		var owner *buildctx.Owner
+		var owner *source.Owner
 		if cs.chown != "" {
 			// BuildKit's file-op rules: --chown=UID is UID:UID. A name the image
 			// lacks fails here, where BuildKit silently uses 0.
@@ -112,10 +112,10 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 			if err != nil {
 				return sc.errorf(b.opts.Filename, "%s --chown=%s: %w", cs.name, cs.chown, err)
 			}
-			owner = &buildctx.Owner{UID: u.UID, GID: u.GID}
+			owner = &source.Owner{UID: u.UID, GID: u.GID}
 		}
 		if pendingOK {
-			sc.pending = buildctx.NewPending(root) // one for all parts: later ones replace earlier files
+			sc.pending = source.NewPending(root) // one for all parts: later ones replace earlier files
 		}
 		for _, p := range parts {
 			if p.fetch != nil {
@@ -128,7 +128,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 			opts := p.opts
 			opts.Chown = owner
 			opts.Pending = sc.pending
-			if err := buildctx.Copy(ctx, p.src, root, opts); err != nil {
+			if err := source.Copy(ctx, p.src, root, opts); err != nil {
 				return b.copyError(sc, cs, err)
 			}
 		}
@@ -234,10 +234,10 @@ func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
 
 // copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as
 // BuildKit's dispatchCopy orders its copies). Local sources next to each other share
-// one part (one buildctx.Copy, so wildcards and the dest rules work across them), and
+// one part (one source.Copy, so wildcards and the dest rules work across them), and
 // the heredocs one more. Remote sources are resolved to something the cache key can
 // name: the downloaded content's digest, the --checksum, or the git commit.
-func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions) ([]*copyPart, error) {
+func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base source.CopyOptions) ([]*copyPart, error) {
 	var parts []*copyPart
 	var local []string
 	flush := func() error {
@@ -293,7 +293,7 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base bu
 
 // localPart reads sources from the context, another stage, an image or a named
 // context, or (heredocs) the heredoc files of the COPY/ADD.
-func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string, heredocs bool) (*copyPart, error) {
+func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base source.CopyOptions, sources []string, heredocs bool) (*copyPart, error) {
 	var source *copySource
 	var err error
 	if heredocs {
@@ -364,7 +364,7 @@ func (b *build) heredocSource(cs copySpec) (*copySource, error) {
 	for _, c := range cs.sd.SourceContents {
 		texts = append(texts, c.Path, c.Data)
 	}
-	return &copySource{src: buildctx.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
+	return &copySource{src: source.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
 		release: func() { os.RemoveAll(dir) }}, nil
 }
 
@@ -373,18 +373,18 @@ func (b *build) heredocSource(cs copySpec) (*copySource, error) {
 func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copySource, error) {
 	noop := func() {}
 	if cs.from == "" {
-		return &copySource{src: buildctx.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
+		return &copySource{src: source.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
 	}
 	var snaps []string
 	var content string
 	if nc, ok := b.namedContext(cs.from); ok {
 		switch nc.Kind {
 		case ContextDir:
-			bctx, err := buildctx.Open(nc.Ref, "")
+			bctx, err := source.Open(nc.Ref, "")
 			if err != nil {
 				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 			}
-			return &copySource{src: buildctx.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
+			return &copySource{src: source.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
 		case ContextGit, ContextURL:
 			src, err := b.remoteContext(ctx, nc)
 			if err != nil {
@@ -421,7 +421,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 	if err != nil {
 		return nil, fmt.Errorf("mount %s --from=%s: %w", cs.name, cs.from, err)
 	}
-	return &copySource{src: buildctx.Source{Root: root}, content: content, release: func() { _ = release() }}, nil
+	return &copySource{src: source.Source{Root: root}, content: content, release: func() { _ = release() }}, nil
 }
 
 // stageIndex finds a stage by name or index, -1 when the name is not a stage.
@@ -503,15 +503,15 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 	user := st.cfg.Config.User
 	op := &Op{Workdir: &WorkdirOp{Path: wd, User: user}}
 	return b.fsStep(ctx, sc, op, nil, "WORKDIR "+wd, func(ctx context.Context, root string) error {
-		var owner buildctx.Owner
+		var owner source.Owner
 		if user != "" {
 			u, err := exec.ResolveFileOwner(root, user)
 			if err != nil && !errors.Is(err, exec.ErrNotInImage) {
 				return sc.errorf(b.opts.Filename, "WORKDIR %s: USER %s: %w", wd, user, err)
 			}
-			owner = buildctx.Owner{UID: u.UID, GID: u.GID}
+			owner = source.Owner{UID: u.UID, GID: u.GID}
 		}
-		if _, err := buildctx.MkdirAll(root, wd, owner); err != nil {
+		if _, err := source.MkdirAll(root, wd, owner); err != nil {
 			return sc.errorf(b.opts.Filename, "WORKDIR %s: %w", wd, err)
 		}
 		return nil

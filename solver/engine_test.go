@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/parser"
@@ -95,7 +95,7 @@ func (e *engine) solve(ctx context.Context, dockerfile string, opts Options) sol
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	bctx, err := buildctx.Open(e.dir, "")
+	bctx, err := source.Open(e.dir, "")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestEngineGraphSolvedTwice(t *testing.T) {
 	var envs []string
 	for range 2 {
 		e := newEngine(t)
-		bctx, err := buildctx.Open(e.dir, "")
+		bctx, err := source.Open(e.dir, "")
 		if err != nil {
 			t.Fatal(err)
 		}

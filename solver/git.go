@@ -12,7 +12,7 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/internal/rootpath"
 )
 
@@ -52,7 +52,7 @@ func (g *gitRepo) release() {
 }
 
 // gitPart prepares an ADD of a git repository.
-func (b *build) gitPart(ctx context.Context, cs copySpec, base buildctx.CopyOptions, src string, ref *dfgitutil.GitRef) (*copyPart, error) {
+func (b *build) gitPart(ctx context.Context, cs copySpec, base source.CopyOptions, src string, ref *dfgitutil.GitRef) (*copyPart, error) {
 	g, err := resolveGitRef(ctx, ref, cs.checksum, cs.keepGitDir)
 	if err != nil {
 		return nil, err
@@ -64,12 +64,12 @@ func (b *build) gitPart(ctx context.Context, cs copySpec, base buildctx.CopyOpti
 		opts: opts, content: g.key(), release: g.release,
 		files: map[string]string{src: g.commit},
 	}
-	p.fetch = func(ctx context.Context) (buildctx.Source, error) {
+	p.fetch = func(ctx context.Context) (source.Source, error) {
 		root, err := g.checkout(ctx)
 		if err != nil {
-			return buildctx.Source{}, err
+			return source.Source{}, err
 		}
-		return buildctx.Source{Root: root}, nil
+		return source.Source{Root: root}, nil
 	}
 	return p, nil
 }

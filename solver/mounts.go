@@ -8,7 +8,7 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/rootpath"
 )
@@ -112,18 +112,18 @@ func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Moun
 		return MountOp{}, err
 	}
 	rm.releases = append(rm.releases, src.release)
-	source := m.Source
-	if source == "" {
-		source = "/"
+	srcPath := m.Source
+	if srcPath == "" {
+		srcPath = "/"
 	}
 	errorf := func(err error) error {
 		return sc.errorf(b.opts.Filename, "RUN --mount=type=bind,source=%s: %w", m.Source, err)
 	}
-	host, err := bindSourcePath(src.src, source)
+	host, err := bindSourcePath(src.src, srcPath)
 	if err != nil {
 		return MountOp{}, errorf(err)
 	}
-	sel := buildctx.CopyOptions{Sources: []string{source}, Dest: "/", Line: sc.cmd.Line}
+	sel := source.CopyOptions{Sources: []string{srcPath}, Dest: "/", Line: sc.cmd.Line}
 	sum, err := b.selectionDigest(ctx, src, sel)
 	if err != nil {
 		return MountOp{}, errorf(err)
@@ -135,13 +135,13 @@ func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Moun
 		}
 		rm.releases = append(rm.releases, func() { os.RemoveAll(tmp) })
 		sel.Dest = "/data"
-		if err := buildctx.Copy(ctx, src.src, tmp, sel); err != nil {
+		if err := source.Copy(ctx, src.src, tmp, sel); err != nil {
 			return MountOp{}, errorf(err)
 		}
 		host = tmp + "/data"
 	}
 	rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
-	return MountOp{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Source: path.Clean("/" + source), Content: sum.Digest}, nil
+	return MountOp{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Source: path.Clean("/" + srcPath), Content: sum.Digest}, nil
 }
 
 // workdir is the stage's working directory, "/" when unset.
@@ -153,8 +153,8 @@ func (sc *stepCtx) workdir() string {
 }
 
 // bindSourcePath resolves a bind mount's source inside its root.
-func bindSourcePath(src buildctx.Source, source string) (string, error) {
-	p, err := rootpath.Resolve(src.Root, source)
+func bindSourcePath(src source.Source, srcPath string) (string, error) {
+	p, err := rootpath.Resolve(src.Root, srcPath)
 	if err != nil {
 		return "", err
 	}

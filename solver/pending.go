@@ -15,7 +15,7 @@ import (
 // A COPY whose files nothing in the build reads makes its layer straight from the
 // sources: it creates the directories (so every destination rule runs against the
 // real rootfs) but not the files, and the layer writer reads each file from where the
-// copy would have read it (buildctx.Pending). Each file is read once, and the step
+// copy would have read it (source.Pending). Each file is read once, and the step
 // creates no inodes for them, which is most of a big COPY's cost. Its snapshot is not
 // committed; a later build that needs it (a step added after the COPY, a local
 // output) unpacks it from the layer (materialize).

@@ -16,7 +16,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 )
 
 // ADD of an http(s) URL, as BuildKit's http source and dockerfile frontend do it: the
@@ -70,7 +70,7 @@ func urlFileName(raw string) string {
 }
 
 // urlPart prepares an ADD of a URL.
-func (b *build) urlPart(ctx context.Context, cs copySpec, base buildctx.CopyOptions, raw string) (*copyPart, error) {
+func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOptions, raw string) (*copyPart, error) {
 	name := urlFileName(raw)
 	opts := base
 	opts.Sources = []string{name}
@@ -83,13 +83,13 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base buildctx.CopyOpti
 		}
 		p.content = digestOf("url-checksum", name, cs.checksum)
 		p.files = map[string]string{raw: cs.checksum}
-		p.fetch = func(ctx context.Context) (buildctx.Source, error) {
+		p.fetch = func(ctx context.Context) (source.Source, error) {
 			d, err := fetchURL(ctx, raw, name, cs.checksum)
 			if err != nil {
-				return buildctx.Source{}, err
+				return source.Source{}, err
 			}
 			p.release = d.release
-			return buildctx.Source{Root: d.dir}, nil
+			return source.Source{Root: d.dir}, nil
 		}
 		return p, nil
 	}
@@ -98,7 +98,7 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base buildctx.CopyOpti
 		return nil, err
 	}
 	p.release = d.release
-	p.src = buildctx.Source{Root: d.dir}
+	p.src = source.Source{Root: d.dir}
 	p.content = digestOf("url", name, d.digest, d.lastMod)
 	p.files = map[string]string{raw: d.digest}
 	return p, nil
@@ -245,7 +245,7 @@ func (b *build) remoteContext(ctx context.Context, nc NamedContext) (*copySource
 			return nil, err
 		}
 		return &copySource{
-			src:     buildctx.Source{Root: d.dir},
+			src:     source.Source{Root: d.dir},
 			content: digestOf("url", "context", d.digest, d.lastMod),
 			release: d.release,
 		}, nil
@@ -259,5 +259,5 @@ func (b *build) remoteContext(ctx context.Context, nc NamedContext) (*copySource
 		g.release()
 		return nil, err
 	}
-	return &copySource{src: buildctx.Source{Root: root}, content: g.key(), release: g.release}, nil
+	return &copySource{src: source.Source{Root: root}, content: g.key(), release: g.release}, nil
 }

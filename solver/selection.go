@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 )
 
 // selectionDigest is the content digest of exactly what opts selects in src, the
@@ -17,7 +17,7 @@ import (
 // (identity, selection): a warm build does not read the files again. The context and
 // other directories have no such identity; they are hashed through the file-metadata
 // cache as for COPY, and their per-file digests come back to explain a miss.
-func (b *build) selectionDigest(ctx context.Context, src *copySource, opts buildctx.CopyOptions) (*buildctx.Sum, error) {
+func (b *build) selectionDigest(ctx context.Context, src *copySource, opts source.CopyOptions) (*source.Sum, error) {
 	hc := b.opts.Store.HashCache()
 	memo := ""
 	if src.content != "" {
@@ -29,7 +29,7 @@ func (b *build) selectionDigest(ctx context.Context, src *copySource, opts build
 		data, _ := json.Marshal(sel)
 		memo = "selection:" + digestOf(string(data))
 		if d, ok := hc.Get(memo); ok {
-			return &buildctx.Sum{Digest: d}, nil
+			return &source.Sum{Digest: d}, nil
 		}
 	}
 	// A stage's files are seen through a fresh mount each time (new device, new
@@ -39,7 +39,7 @@ func (b *build) selectionDigest(ctx context.Context, src *copySource, opts build
 	if memo != "" {
 		fileCache = nil
 	}
-	sum, err := buildctx.Digest(ctx, src.src, opts, fileCache)
+	sum, err := source.Digest(ctx, src.src, opts, fileCache)
 	if err != nil {
 		return nil, err
 	}

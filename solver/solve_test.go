@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/testenv"
@@ -43,7 +43,7 @@ func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snaps
 	if err != nil {
 		return nil, err
 	}
-	bctx, err := buildctx.Open(dir, "")
+	bctx, err := source.Open(dir, "")
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func TestSolveCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bctx, err := buildctx.Open(dir, "")
+	bctx, err := source.Open(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}

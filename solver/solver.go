@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
@@ -25,7 +25,7 @@ import (
 type Options struct {
 	Graph     *parser.Graph
 	Filename  string // the Dockerfile's name in errors, e.g. "Dockerfile"
-	Context   *buildctx.Context
+	Context   *source.Context
 	Store     Store
 	Snapshots Snapshotter
 	// Executor runs RUN steps (nil: SandboxExecutor).

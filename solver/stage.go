@@ -14,7 +14,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/parser"
 )
 
@@ -73,7 +73,7 @@ type stepCtx struct {
 	pos   int              // position in the stage (1 is FROM)
 	rest  []parser.Command // the stage's commands after this one
 	// pending collects the files a COPY leaves out of the snapshot (see pendingOK).
-	pending *buildctx.Pending
+	pending *source.Pending
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with

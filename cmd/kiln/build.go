@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-build/kiln/buildctx"
+	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
@@ -209,7 +209,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	bctx, err := buildctx.Open(contextDir, dfPath)
+	bctx, err := source.Open(contextDir, dfPath)
 	if err != nil {
 		return err
 	}

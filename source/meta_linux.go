@@ -1,4 +1,4 @@
-package buildctx
+package source
 
 import (
 	"errors"

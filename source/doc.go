@@ -1,4 +1,4 @@
-// Package buildctx reads the sources of COPY and ADD: the build context directory (with
+// Package source reads the sources of COPY and ADD: the build context directory (with
 // its .dockerignore or <Dockerfile>.dockerignore rules) or another stage's or image's
 // rootfs. It selects sources by Docker's rules (wildcards per path component, a leading
 // "/" meaning the source root, a top-level symlink followed inside the root), copies them
@@ -19,4 +19,4 @@
 // user or group names for --chown (the solver resolves them to numbers first). Paths
 // are resolved with filepath-securejoin; a concurrent writer renaming directories inside
 // the destination rootfs while a copy runs is out of scope, since kiln owns that tree.
-package buildctx
+package source
