@@ -15,9 +15,9 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/source"
 )
 
 // copySpec is a COPY or ADD after expansion.

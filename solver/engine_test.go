@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
+	"github.com/kiln-build/kiln/source"
 )
 
 // The engine tested without root (only options that need none: cache-mount and secret

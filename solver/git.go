@@ -12,8 +12,8 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/source"
 )
 
 // ADD of a git repository (and git --build-context values), with the git binary:

@@ -8,9 +8,9 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/source"
 )
 
 // runMounts is what a RUN's --mount flags resolved to.

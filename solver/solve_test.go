@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
+	"github.com/kiln-build/kiln/source"
 )
 
 // TestMain lets the test binary be a RUN step's sandbox init: exec re-executes

@@ -14,11 +14,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/source"
 )
 
 // Options is everything one build needs besides the Dockerfile graph.

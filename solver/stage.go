@@ -14,8 +14,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 
-	"github.com/kiln-build/kiln/source"
 	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/source"
 )
 
 // defaultPath is the PATH an image without one gets, as in BuildKit (system.DefaultPathEnv).
