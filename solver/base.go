@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/source"
 )
 
 // baseImage is a pulled image ready to build on: its config and its layers, each
@@ -59,9 +60,9 @@ func (b *build) resolveImage(ctx context.Context, ref, platform string, note fun
 	}
 	if nc, ok := b.namedContext(ref); ok {
 		switch nc.Kind {
-		case ContextOCILayout:
+		case source.ContextOCILayout:
 			return image.LoadOCILayout(ctx, b.opts.Store, nc.Ref, opts)
-		case ContextImage:
+		case source.ContextImage:
 			return image.Pull(ctx, b.opts.Store, nc.Ref, opts)
 		default:
 			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/exec"
@@ -175,7 +174,7 @@ func (b *build) checkCopyFlags(sc *stepCtx, cs copySpec) error {
 		if len(cs.sd.SourcePaths) != 1 {
 			return sc.errorf(b.opts.Filename, "checksum can't be specified for multiple sources")
 		}
-		if k, _, _ := sourceKind(cs.sd.SourcePaths[0]); k == sourceLocal {
+		if k, _, _ := source.Classify(cs.sd.SourcePaths[0]); k == source.KindLocal {
 			return sc.errorf(b.opts.Filename, "checksum requires HTTP(S) or Git sources")
 		}
 	}
@@ -206,32 +205,6 @@ func isDirSyntax(dest string) bool {
 	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
 }
 
-// sourceKind of a COPY/ADD source
-type srcKind int
-
-const (
-	sourceLocal srcKind = iota
-	sourceHTTP
-	sourceGit
-)
-
-// sourceKind classifies a source as BuildKit's dispatchCopy does: a git reference
-// (dfgitutil, not the deprecated "github.com/x/y" form, which is a local path here),
-// else an http(s) URL, else a local path. A malformed git URL is an error.
-func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
-	ref, isGit, err := dfgitutil.ParseGitRef(src)
-	if err != nil && isGit {
-		return sourceGit, nil, fmt.Errorf("invalid git source %s: %w", src, err)
-	}
-	if err == nil && !ref.IndistinguishableFromLocal {
-		return sourceGit, ref, nil
-	}
-	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		return sourceHTTP, nil, nil
-	}
-	return sourceLocal, nil, nil
-}
-
 // copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as
 // BuildKit's dispatchCopy orders its copies). Local sources next to each other share
 // one part (one source.Copy, so wildcards and the dest rules work across them), and
@@ -252,11 +225,11 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base so
 		return err
 	}
 	for _, s := range cs.sd.SourcePaths {
-		kind, ref, err := sourceKind(s)
+		kind, ref, err := source.Classify(s)
 		if err != nil {
 			return parts, sc.errorf(b.opts.Filename, "%s: %w", cs.name, err)
 		}
-		if kind == sourceLocal {
+		if kind == source.KindLocal {
 			local = append(local, s)
 			continue
 		}
@@ -265,11 +238,11 @@ func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base so
 		}
 		var p *copyPart
 		switch {
-		case kind == sourceGit && !cs.add:
+		case kind == source.KindGit && !cs.add:
 			return parts, sc.errorf(b.opts.Filename, "source can't be a git ref for COPY")
-		case kind == sourceHTTP && !cs.add:
+		case kind == source.KindHTTP && !cs.add:
 			return parts, sc.errorf(b.opts.Filename, "source can't be a URL for COPY")
-		case kind == sourceGit:
+		case kind == source.KindGit:
 			p, err = b.gitPart(ctx, cs, base, s, ref)
 		default:
 			p, err = b.urlPart(ctx, cs, base, s)
@@ -379,13 +352,13 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 	var content string
 	if nc, ok := b.namedContext(cs.from); ok {
 		switch nc.Kind {
-		case ContextDir:
+		case source.ContextDir:
 			bctx, err := source.Open(nc.Ref, "")
 			if err != nil {
 				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 			}
 			return &copySource{src: source.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
-		case ContextGit, ContextURL:
+		case source.ContextGit, source.ContextURL:
 			src, err := b.remoteContext(ctx, nc)
 			if err != nil {
 				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)

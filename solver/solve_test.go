@@ -143,7 +143,7 @@ func TestSolveCancelled(t *testing.T) {
 	if err := testenv.WriteBusyboxOCILayout(layout); err != nil {
 		t.Fatal(err)
 	}
-	busybox, err := ParseNamedContext("oci-layout://" + layout)
+	busybox, err := source.ParseNamedContext("oci-layout://" + layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestSolveCancelled(t *testing.T) {
 	begin := time.Now()
 	_, err = Solve(ctx, Options{
 		Graph: g, Filename: "Dockerfile", Context: bctx, Store: store, Snapshots: snaps,
-		NamedContexts: map[string]NamedContext{"busybox": busybox}, Jobs: 2, Progress: progress,
+		NamedContexts: map[string]source.NamedContext{"busybox": busybox}, Jobs: 2, Progress: progress,
 	})
 	select {
 	case <-started:

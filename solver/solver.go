@@ -45,7 +45,7 @@ type Options struct {
 	SourceDateEpoch *time.Time
 
 	// NamedContexts are --build-context NAME=VALUE, by name.
-	NamedContexts map[string]NamedContext
+	NamedContexts map[string]source.NamedContext
 
 	// Secrets are the --secret values by id, SSH the --ssh agent sockets by id:
 	// RUN --mount=type=secret|ssh reads them. Neither reaches a layer, the history
@@ -66,48 +66,6 @@ type Options struct {
 	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
 	Jobs     int
 	Progress Progress
-}
-
-// ContextKind says what a named build context is.
-type ContextKind int
-
-const (
-	ContextDir       ContextKind = iota // a local directory (COPY --from=NAME)
-	ContextOCILayout                    // an image in an OCI layout dir: path[:tag|@digest]
-	ContextImage                        // an image reference in a registry
-	ContextGit                          // a git repository (COPY --from=NAME): URL#ref:subdir
-	ContextURL                          // a file at an http(s) URL, as /context (COPY --from=NAME)
-)
-
-// NamedContext is one --build-context value.
-type NamedContext struct {
-	Kind ContextKind
-	Ref  string // the dir, the layout path with its tag/digest, or the image reference
-}
-
-// ParseNamedContext parses a --build-context value as buildx and BuildKit's dockerui
-// do: oci-layout:///path[:tag|@digest], docker-image://REF, a git repository
-// (git@host:repo, git://, ssh://, or http(s)://…/repo.git, with #ref:subdir), any
-// other http(s) URL (a file, seen by COPY --from=NAME as /context, not extracted), or
-// a local directory.
-func ParseNamedContext(value string) (NamedContext, error) {
-	switch {
-	case strings.HasPrefix(value, "oci-layout://"):
-		return NamedContext{Kind: ContextOCILayout, Ref: strings.TrimPrefix(value, "oci-layout://")}, nil
-	case strings.HasPrefix(value, "docker-image://"):
-		return NamedContext{Kind: ContextImage, Ref: strings.TrimPrefix(value, "docker-image://")}, nil
-	}
-	if kind, _, err := sourceKind(value); err != nil {
-		return NamedContext{}, fmt.Errorf("build context %q: %w", value, err)
-	} else if kind == sourceGit {
-		return NamedContext{Kind: ContextGit, Ref: value}, nil
-	} else if kind == sourceHTTP {
-		return NamedContext{Kind: ContextURL, Ref: value}, nil
-	}
-	if strings.Contains(value, "://") {
-		return NamedContext{}, fmt.Errorf("build context %q: only oci-layout://, docker-image://, git repositories, http(s) URLs and local directories are supported", value)
-	}
-	return NamedContext{Kind: ContextDir, Ref: value}, nil
 }
 
 // Result is a built image.
@@ -231,7 +189,7 @@ func (b *build) noCacheFor(stage *parser.Stage) bool {
 // namedContext finds a --build-context by the name a FROM or --from used. As in
 // BuildKit, an image name is looked up by its familiar form without ":latest", so
 // "docker.io/library/alpine:latest" finds the context "alpine".
-func (b *build) namedContext(ref string) (NamedContext, bool) {
+func (b *build) namedContext(ref string) (source.NamedContext, bool) {
 	if nc, ok := b.opts.NamedContexts[ref]; ok {
 		return nc, true
 	}

@@ -2,8 +2,6 @@ package solver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,13 +238,7 @@ func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
 }
 
 // digestOf hashes its parts, separated so that ("ab","c") and ("a","bc") differ.
-func digestOf(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s\n", len(p), p)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func digestOf(parts ...string) string { return source.DigestOf(parts...) }
 
 // lookupEnv finds key in a KEY=VALUE list (the last definition wins).
 func lookupEnv(env []string, key string) (string, bool) {

@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kiln-build/kiln/internal/rootpath"
 	"github.com/kiln-build/kiln/layers"
-	"golang.org/x/sync/errgroup"
 )
 
 // copyWorkers bounds the regular files copied at once: copying is I/O bound, so a few

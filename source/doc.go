@@ -11,8 +11,14 @@
 // COPY --parents keeps each source's parent directories (below an optional "/./"
 // pivot); ADD --unpack=false (KeepArchives) copies archives as they are.
 //
-// Not supported: remote sources (the solver downloads URLs and clones git refs into a
-// directory and copies from there), COPY --link (the solver copies into an empty
+// Remote sources are fetched into a scratch dir of the store (TempDirFunc) and copied
+// from there: http(s) downloads (http.go: retries, a stall watchdog, --checksum,
+// credentials redacted from messages), git repositories (git.go: ls-remote to resolve
+// a ref before anything is fetched, then a shallow fetch of the commit), and the
+// --build-context values (named.go: ParseNamedContext, FetchNamed). Base images are
+// not here: pulling is package image's, unpacking into snapshots the solver's.
+//
+// Not supported: COPY --link (the solver copies into an empty
 // snapshot; to this package it is a plain copy), hard links across two sources of
 // one COPY (as in BuildKit, each source is copied on its own; within a source they
 // are kept), sockets (skipped), and

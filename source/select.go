@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/kiln-build/kiln/internal/rootpath"
 	"github.com/moby/patternmatcher"
+
+	"github.com/kiln-build/kiln/internal/rootpath"
 )
 
 // selection is one top-level source of a COPY/ADD after wildcard expansion.

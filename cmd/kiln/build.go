@@ -155,13 +155,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	named := map[string]solver.NamedContext{}
+	named := map[string]source.NamedContext{}
 	for _, bc := range o.buildContexts {
 		k, v, ok := strings.Cut(bc, "=")
 		if !ok || k == "" || v == "" {
 			return fmt.Errorf("invalid --build-context %q: want NAME=VALUE", bc)
 		}
-		nc, err := solver.ParseNamedContext(v)
+		nc, err := source.ParseNamedContext(v)
 		if err != nil {
 			return err
 		}

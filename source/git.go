@@ -1,4 +1,4 @@
-package solver
+package source
 
 import (
 	"bytes"
@@ -13,10 +13,9 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 
 	"github.com/kiln-build/kiln/internal/rootpath"
-	"github.com/kiln-build/kiln/source"
 )
 
-// ADD of a git repository (and git --build-context values), with the git binary:
+// Git sources: ADD of a git repository and git --build-context values, with the git binary:
 // the URL is parsed by BuildKit's dfgitutil (remote, "#ref:subdir" fragment, query
 // options), the ref is resolved to a commit with `git ls-remote` (no download, so a
 // cache hit costs one round trip), and on a miss the commit alone is fetched
@@ -29,8 +28,8 @@ import (
 // kiln has no --ssh forwarding of its own. Submodules are fetched unless the URL says
 // submodules=false.
 
-// gitRepo is a git source resolved to a commit.
-type gitRepo struct {
+// GitRepo is a git source resolved to a commit. Release removes its checkout.
+type GitRepo struct {
 	ref    *dfgitutil.GitRef
 	commit string
 	// fetch is what `git fetch` asks for: the remote ref name that resolved to commit,
@@ -38,54 +37,40 @@ type gitRepo struct {
 	fetch string
 	keep  bool
 	dir   string // the work tree, once fetched
+	// tmp makes the work tree's dir, in the store's tmp/ (a crash leaves nothing
+	// behind that the next start does not remove).
+	tmp TempDirFunc
 }
 
-// key names the checkout's content for the cache key.
-func (g *gitRepo) key() string {
-	return digestOf("git", g.commit, g.ref.SubDir, fmt.Sprint(g.keep))
+// Key names the checkout's content for a cache key: the commit, the subdir and
+// keep-git-dir.
+func (g *GitRepo) Key() string {
+	return DigestOf("git", g.commit, g.ref.SubDir, fmt.Sprint(g.keep))
 }
 
-func (g *gitRepo) release() {
+// Commit is the commit the ref resolved to.
+func (g *GitRepo) Commit() string { return g.commit }
+
+// Release removes the checkout, if any.
+func (g *GitRepo) Release() {
 	if g.dir != "" {
 		os.RemoveAll(g.dir)
 	}
 }
 
-// gitPart prepares an ADD of a git repository.
-func (b *build) gitPart(ctx context.Context, cs copySpec, base source.CopyOptions, src string, ref *dfgitutil.GitRef) (*copyPart, error) {
-	g, err := resolveGitRef(ctx, ref, cs.checksum, cs.keepGitDir)
-	if err != nil {
-		return nil, err
-	}
-	opts := base
-	opts.Sources = []string{"."} // the checkout's contents go into dest
-	opts.KeepArchives = true     // BuildKit's git copy never extracts
-	p := &copyPart{
-		opts: opts, content: g.key(), release: g.release,
-		files: map[string]string{src: g.commit},
-	}
-	p.fetch = func(ctx context.Context) (source.Source, error) {
-		root, err := g.checkout(ctx)
-		if err != nil {
-			return source.Source{}, err
-		}
-		return source.Source{Root: root}, nil
-	}
-	return p, nil
-}
-
-// resolveGit parses src as a git URL and resolves it.
-func resolveGit(ctx context.Context, src, checksum string, keep *bool) (*gitRepo, error) {
+// ResolveGit parses src as a git URL and resolves it (see ResolveGitRef).
+func ResolveGit(ctx context.Context, src, checksum string, keep *bool, tmp TempDirFunc) (*GitRepo, error) {
 	ref, isGit, err := dfgitutil.ParseGitRef(src)
 	if err != nil || !isGit {
 		return nil, fmt.Errorf("invalid git source %s: %v", src, err)
 	}
-	return resolveGitRef(ctx, ref, checksum, keep)
+	return ResolveGitRef(ctx, ref, checksum, keep, tmp)
 }
 
-// resolveGitRef applies --keep-git-dir and --checksum (which must agree with the URL's
+// ResolveGitRef applies --keep-git-dir and --checksum (which must agree with the URL's
 // own options, as in BuildKit) and resolves the ref to a commit.
-func resolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, keep *bool) (*gitRepo, error) {
+// The caller releases the result. tmp makes the scratch dir of a fetch.
+func ResolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, keep *bool, tmp TempDirFunc) (*GitRepo, error) {
 	if keep != nil && ref.KeepGitDir != nil && *keep != *ref.KeepGitDir {
 		return nil, fmt.Errorf("inconsistent keep-git-dir configuration")
 	}
@@ -101,7 +86,7 @@ func resolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, 
 	if ref.Checksum != "" {
 		checksum = ref.Checksum
 	}
-	g := &gitRepo{ref: ref, keep: keep != nil && *keep}
+	g := &GitRepo{ref: ref, keep: keep != nil && *keep, tmp: tmp}
 	name := ref.Ref
 	if name == "" {
 		name = "HEAD"
@@ -118,7 +103,7 @@ func resolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, 
 		case isCommitID(name):
 			// An abbreviated commit: only a full fetch can expand it.
 			if err := g.fetchAll(ctx); err != nil {
-				g.release()
+				g.Release()
 				return nil, err
 			}
 		case checksum != "" && ref.Ref == "":
@@ -128,7 +113,7 @@ func resolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, 
 		}
 	}
 	if checksum != "" && !strings.HasPrefix(g.commit, checksum) {
-		g.release()
+		g.Release()
 		return nil, fmt.Errorf("expected checksum to match %s, got %s (commit of %s)", checksum, g.commit, name)
 	}
 	return g, nil
@@ -173,8 +158,8 @@ func isCommitID(s string) bool {
 }
 
 // initRepo creates the temp repository with the remote as origin.
-func (g *gitRepo) initRepo(ctx context.Context) error {
-	dir, err := os.MkdirTemp("", "kiln-git-")
+func (g *GitRepo) initRepo(ctx context.Context) error {
+	dir, err := g.tmp("kiln-git-")
 	if err != nil {
 		return err
 	}
@@ -187,7 +172,7 @@ func (g *gitRepo) initRepo(ctx context.Context) error {
 }
 
 // fetchAll fetches every branch and tag to expand an abbreviated commit.
-func (g *gitRepo) fetchAll(ctx context.Context) error {
+func (g *GitRepo) fetchAll(ctx context.Context) error {
 	if err := g.initRepo(ctx); err != nil {
 		return err
 	}
@@ -202,9 +187,9 @@ func (g *gitRepo) fetchAll(ctx context.Context) error {
 	return nil
 }
 
-// checkout fetches the commit (unless fetchAll did), checks it out and returns the
+// Checkout fetches the commit (unless fetchAll did), checks it out and returns the
 // directory to copy: the work tree or its subdir, resolved inside it.
-func (g *gitRepo) checkout(ctx context.Context) (string, error) {
+func (g *GitRepo) Checkout(ctx context.Context) (string, error) {
 	if g.dir == "" {
 		if err := g.initRepo(ctx); err != nil {
 			return "", err

@@ -1,4 +1,4 @@
-package solver
+package source
 
 import (
 	"context"
@@ -21,8 +21,8 @@ func TestURLFileName(t *testing.T) {
 		{"https://example.com/a/..", "download"},
 		{"https://example.com/%0a", "download"},
 	} {
-		if got := urlFileName(tc.url); got != tc.want {
-			t.Errorf("urlFileName(%q) = %q, want %q", tc.url, got, tc.want)
+		if got := URLFileName(tc.url); got != tc.want {
+			t.Errorf("URLFileName(%q) = %q, want %q", tc.url, got, tc.want)
 		}
 	}
 }
@@ -76,24 +76,16 @@ func TestMatchRemoteRef(t *testing.T) {
 	}
 }
 
-func TestChownByName(t *testing.T) {
-	for in, want := range map[string]bool{"1000": false, "1000:1000": false, ":5": false, "app": true, "1000:staff": true, "app:5": true} {
-		if got := chownByName(in); got != want {
-			t.Errorf("chownByName(%q) = %v", in, got)
-		}
-	}
-}
-
 func TestCheckSHA256(t *testing.T) {
 	good := "sha256:" + strings.Repeat("ab", 32)
 	for in, ok := range map[string]bool{good: true, "sha256:abc": false, "sha512:" + strings.Repeat("ab", 32): false, strings.Repeat("ab", 32): false} {
-		if err := checkSHA256(in); (err == nil) != ok {
-			t.Errorf("checkSHA256(%q) = %v", in, err)
+		if err := CheckSHA256(in); (err == nil) != ok {
+			t.Errorf("CheckSHA256(%q) = %v", in, err)
 		}
 	}
 }
 
-// fetchURL retries a 5xx, not a 4xx, sets the mode and mtime, and checks --checksum.
+// FetchURL retries a 5xx, not a 4xx, sets the mode and mtime, and checks --checksum.
 func TestFetchURL(t *testing.T) {
 	var calls atomic.Int32
 	mod := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -114,33 +106,44 @@ func TestFetchURL(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
+	scratch := t.TempDir()
+	tmp := func(pattern string) (string, error) { return os.MkdirTemp(scratch, pattern) }
 
-	d, err := fetchURL(ctx, srv.URL+"/flaky", "f", "")
+	d, err := FetchURL(ctx, srv.URL+"/flaky", "f", "", tmp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.release()
+	defer d.Release()
+	if filepath.Dir(d.Dir) != scratch {
+		t.Errorf("download in %s, want a dir of the store's tmp %s (issue #15)", d.Dir, scratch)
+	}
 	if calls.Load() != 2 {
 		t.Errorf("%d requests, want 2 (one retry)", calls.Load())
 	}
-	fi, err := os.Stat(filepath.Join(d.dir, "f"))
+	fi, err := os.Stat(filepath.Join(d.Dir, "f"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 || !fi.ModTime().Equal(mod) || fi.Size() != 4 {
 		t.Errorf("file: mode %v mtime %v size %d", fi.Mode(), fi.ModTime(), fi.Size())
 	}
-	if want := "sha256:3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"; d.digest != want {
-		t.Errorf("digest %s, want %s", d.digest, want)
+	if want := "sha256:3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"; d.Digest != want {
+		t.Errorf("digest %s, want %s", d.Digest, want)
 	}
 
 	calls.Store(0)
-	if _, err := fetchURL(ctx, srv.URL+"/gone", "f", ""); err == nil || !strings.Contains(err.Error(), "404") || calls.Load() != 1 {
+	if _, err := FetchURL(ctx, srv.URL+"/gone", "f", "", tmp); err == nil || !strings.Contains(err.Error(), "404") || calls.Load() != 1 {
 		t.Errorf("404: err %v after %d requests, want one request", err, calls.Load())
 	}
 	wrong := "sha256:" + strings.Repeat("0", 64)
-	_, err = fetchURL(ctx, srv.URL+"/ok", "f", wrong)
-	if err == nil || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), d.digest) {
+	_, err = FetchURL(ctx, srv.URL+"/ok", "f", wrong, tmp)
+	if err == nil || !strings.Contains(err.Error(), wrong) || !strings.Contains(err.Error(), d.Digest) {
 		t.Errorf("checksum mismatch: %v", err)
+	}
+	// A failed download leaves nothing in the scratch dir; the good one is there
+	// until released.
+	d.Release()
+	if left, _ := os.ReadDir(scratch); len(left) != 0 {
+		t.Errorf("left in the store's tmp: %v", left)
 	}
 }
