@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/solver"
 )
 
 // maxSecretSize is BuildKit's limit on one secret (secretsprovider.MaxSecretSize).
@@ -156,7 +157,7 @@ func (b *build) secretMount(sc *stepCtx, m *instructions.Mount, rm *runMounts) e
 			return sc.errorf(b.opts.Filename, "RUN --mount=type=secret,id=%s: env= needs a variable name", id)
 		}
 	}
-	rm.ops = append(rm.ops, MountOp{Type: "secret", Target: target, ID: id, Env: envName, Required: m.Required,
+	rm.ops = append(rm.ops, solver.MountOp{Type: "secret", Target: target, ID: id, Env: envName, Required: m.Required,
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	src, ok := b.opts.Secrets[id]
@@ -237,4 +238,12 @@ func optNum(v *uint64, base int) string {
 		return fmt.Sprintf("%o", *v)
 	}
 	return fmt.Sprint(*v)
+}
+
+// optString renders an optional number option of a mount as the key keeps it.
+func optString(v *uint64, base int) string {
+	if v == nil {
+		return ""
+	}
+	return optNum(v, base)
 }

@@ -1,4 +1,4 @@
-package source
+package remote
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/kiln-build/kiln/source"
 )
 
 // HTTP sources: ADD of an http(s) URL, as BuildKit's http source and dockerfile frontend do it: the
@@ -80,7 +82,7 @@ func CheckSHA256(sum string) error {
 
 // FetchURL downloads raw into a new scratch dir (made by tmp) as name, with retries,
 // and verifies checksum when given. The caller releases the result.
-func FetchURL(ctx context.Context, raw, name, checksum string, tmp TempDirFunc) (*Download, error) {
+func FetchURL(ctx context.Context, raw, name, checksum string, tmp source.TempDirFunc) (*Download, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("invalid URL %q", raw)

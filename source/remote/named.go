@@ -1,19 +1,14 @@
-package source
+package remote
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
-)
 
-// TempDirFunc makes a scratch dir whose name starts with pattern. The build passes
-// its store's (Store.TempDir): a dir left by a killed build is removed when the
-// next one opens the store, which os.MkdirTemp("") would leave behind for good.
-type TempDirFunc func(pattern string) (string, error)
+	"github.com/kiln-build/kiln/source"
+)
 
 // ContextKind says what a named build context is.
 type ContextKind int
@@ -96,14 +91,14 @@ type Fetched struct {
 // COPY --from. A URL context is a directory holding the downloaded file as "context"
 // (BuildKit's dockerui named contexts: llb.HTTP with Filename "context"); a git
 // context is the checkout (its subdir when the URL names one).
-func FetchNamed(ctx context.Context, nc NamedContext, tmp TempDirFunc) (*Fetched, error) {
+func FetchNamed(ctx context.Context, nc NamedContext, tmp source.TempDirFunc) (*Fetched, error) {
 	switch nc.Kind {
 	case ContextURL:
 		d, err := FetchURL(ctx, nc.Ref, "context", "", tmp)
 		if err != nil {
 			return nil, err
 		}
-		return &Fetched{Root: d.Dir, Content: DigestOf("url", "context", d.Digest, d.LastMod), Release: d.Release}, nil
+		return &Fetched{Root: d.Dir, Content: source.DigestOf("url", "context", d.Digest, d.LastMod), Release: d.Release}, nil
 	case ContextGit:
 		g, err := ResolveGit(ctx, nc.Ref, "", nil, tmp)
 		if err != nil {
@@ -117,14 +112,4 @@ func FetchNamed(ctx context.Context, nc NamedContext, tmp TempDirFunc) (*Fetched
 		return &Fetched{Root: root, Content: g.Key(), Release: g.Release}, nil
 	}
 	return nil, fmt.Errorf("build context %s is not a git repository or a URL", nc.Ref)
-}
-
-// DigestOf hashes its parts, separated so that ("ab","c") and ("a","bc") differ:
-// the identity of a source's content where it has no digest of its own.
-func DigestOf(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s\n", len(p), p)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }

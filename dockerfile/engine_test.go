@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
+	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
 )
 
@@ -26,7 +27,7 @@ import (
 
 // fakeRun writes /out/<n> with the step's argv, env, user, cwd and network, one per
 // line, and returns after calling hook (when set) with the spec.
-func fakeRun(hook func(ctx context.Context, spec exec.Spec) error) ExecutorFunc {
+func fakeRun(hook func(ctx context.Context, spec exec.Spec) error) solver.ExecutorFunc {
 	var n atomic.Int64
 	return func(ctx context.Context, spec exec.Spec) error {
 		if hook != nil {
@@ -73,16 +74,16 @@ func newEngine(t *testing.T) *engine {
 
 // solveResult is what a solve did: the events and the result or error.
 type solveResult struct {
-	res    *Result
+	res    *solver.Result
 	err    error
-	events []Event
+	events []solver.Event
 }
 
 // started lists the names of the steps that ran (were not cached).
 func (r solveResult) started() []string {
 	var out []string
 	for _, e := range r.events {
-		if e.Kind == StepStarted && !strings.Contains(e.Name, "] FROM ") {
+		if e.Kind == solver.StepStarted && !strings.Contains(e.Name, "] FROM ") {
 			out = append(out, e.Name)
 		}
 	}
@@ -105,12 +106,12 @@ func (e *engine) solve(ctx context.Context, dockerfile string, opts Options) sol
 	if opts.Executor == nil {
 		opts.Executor = fakeRun(nil)
 	}
-	opts.Progress = func(ev Event) {
+	opts.Progress = func(ev solver.Event) {
 		mu.Lock()
 		r.events = append(r.events, ev)
 		mu.Unlock()
 	}
-	r.res, r.err = Solve(ctx, opts)
+	r.res, r.err = Build(ctx, opts)
 	return r
 }
 
@@ -288,7 +289,7 @@ func TestEngineGraphSolvedTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Solve(context.Background(), Options{Graph: g, Filename: "Dockerfile", Context: bctx,
+		res, err := Build(context.Background(), Options{Graph: g, Filename: "Dockerfile", Context: bctx,
 			Store: e.store, Snapshots: e.snaps, Executor: fakeRun(nil)})
 		if err != nil {
 			t.Fatal(err)

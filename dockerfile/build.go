@@ -1,14 +1,13 @@
-package solver
+package dockerfile
 
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/kiln-build/kiln/source/remote"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -18,18 +17,20 @@ import (
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
 )
 
-// Options is everything one build needs besides the Dockerfile graph.
+// Options is everything one build needs: the Dockerfile graph, the engine's parts
+// and the build's flags.
 type Options struct {
 	Graph     *parser.Graph
 	Filename  string // the Dockerfile's name in errors, e.g. "Dockerfile"
 	Context   *source.Context
-	Store     Store
-	Snapshots Snapshotter
-	// Executor runs RUN steps (nil: SandboxExecutor).
-	Executor Executor
+	Store     solver.Store
+	Snapshots solver.Snapshotter
+	// Executor runs RUN steps (nil: solver.SandboxExecutor).
+	Executor solver.Executor
 
 	// NoCache rebuilds every step; NoCacheFilter only the named stages.
 	NoCache       bool
@@ -45,7 +46,7 @@ type Options struct {
 	SourceDateEpoch *time.Time
 
 	// NamedContexts are --build-context NAME=VALUE, by name.
-	NamedContexts map[string]source.NamedContext
+	NamedContexts map[string]remote.NamedContext
 
 	// Secrets are the --secret values by id, SSH the --ssh agent sockets by id:
 	// RUN --mount=type=secret|ssh reads them. Neither reaches a layer, the history
@@ -65,41 +66,25 @@ type Options struct {
 
 	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
 	Jobs     int
-	Progress Progress
+	Progress solver.Progress
 }
 
-// Result is a built image.
-type Result struct {
-	Image  v1.Image
-	Config *v1.ConfigFile
-	// Snapshots are the committed snapshot ids of the final rootfs, lowest first, for
-	// outputs that need the flattened filesystem (snapshot.View).
-	Snapshots []string
-}
-
-// Solve builds opts.Graph's target.
-func Solve(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Jobs <= 0 {
-		opts.Jobs = runtime.NumCPU()
-	}
-	if opts.Compression == "" {
-		opts.Compression = layers.Gzip
-	}
-	if opts.Platform.OS == "" {
-		opts.Platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	}
-	if opts.Progress == nil {
-		opts.Progress = func(Event) {}
-	}
-	if opts.Executor == nil {
-		opts.Executor = SandboxExecutor{}
-	}
+// Build builds opts.Graph's target: the stages the target needs run concurrently
+// (each waits for the stages it reads), every instruction becomes ops the engine
+// keys, looks up and executes.
+func Build(ctx context.Context, opts Options) (*solver.Result, error) {
+	eng := solver.New(solver.Options{
+		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
+		Platform: opts.Platform, Pull: opts.Pull, Limits: opts.Limits,
+		Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch,
+		Jobs: opts.Jobs, Progress: opts.Progress,
+	})
+	opts.Platform = eng.Platform()
 	b := &build{
 		opts:   opts,
+		eng:    eng,
 		g:      opts.Graph,
 		states: make([]*stageState, len(opts.Graph.Stages)),
-		sem:    make(chan struct{}, opts.Jobs),
-		images: map[string]*imageOnce{},
 	}
 	for _, i := range b.g.Needed {
 		b.states[i] = &stageState{done: make(chan struct{})}
@@ -121,26 +106,14 @@ func Solve(ctx context.Context, opts Options) (*Result, error) {
 	return b.finish(ctx, final)
 }
 
-// build is the state of one Solve.
+// build is the state of one Build.
 type build struct {
 	opts   Options
+	eng    *solver.Engine
 	g      *parser.Graph
 	states []*stageState
-	sem    chan struct{} // bounds executing steps
-
-	nextID atomic.Int64
-
-	mu     sync.Mutex
-	images map[string]*imageOnce // base images pulled once per build, by ref
 
 	checks buildChecks
-}
-
-// imageOnce dedupes concurrent pulls of one ref within a build.
-type imageOnce struct {
-	once sync.Once
-	base *baseImage
-	err  error
 }
 
 // wait blocks until stage i is built and returns its state.
@@ -167,16 +140,6 @@ func (b *build) stageLabel(i int) string {
 	return fmt.Sprint(i)
 }
 
-// acquire takes an execution slot; the returned func releases it.
-func (b *build) acquire(ctx context.Context) (func(), error) {
-	select {
-	case b.sem <- struct{}{}:
-		return func() { <-b.sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 func (b *build) noCacheFor(stage *parser.Stage) bool {
 	if b.opts.NoCache {
 		return true
@@ -189,7 +152,7 @@ func (b *build) noCacheFor(stage *parser.Stage) bool {
 // namedContext finds a --build-context by the name a FROM or --from used. As in
 // BuildKit, an image name is looked up by its familiar form without ":latest", so
 // "docker.io/library/alpine:latest" finds the context "alpine".
-func (b *build) namedContext(ref string) (source.NamedContext, bool) {
+func (b *build) namedContext(ref string) (remote.NamedContext, bool) {
 	if nc, ok := b.opts.NamedContexts[ref]; ok {
 		return nc, true
 	}
@@ -222,9 +185,4 @@ func familiarName(ref string) string {
 	return repo
 }
 
-func (b *build) emit(e Event) {
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	b.opts.Progress(e)
-}
+func (b *build) emit(e solver.Event) { b.eng.Emit(e) }

@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
 )
 
@@ -24,11 +25,12 @@ type stageState struct {
 	done chan struct{}
 	err  error
 
-	cfg    *v1.ConfigFile
-	layers []stageLayer
-	// key is the cache key of the stage's filesystem so far (changes with every
-	// filesystem step); metadata steps do not change it.
-	key string
+	cfg *v1.ConfigFile
+	// fs is the stage's filesystem as the engine built it so far: layers, key (the
+	// parent of the next op; metadata steps do not change it) and the time of the
+	// last filesystem step, stamped on history entries of metadata steps so a fully
+	// cached rebuild gives the same image digest.
+	fs solver.State
 	// env is what the expansion and RUN see: the image's Env plus ARG values, in order
 	// of definition (BuildKit's llb state env). ARG values never reach cfg.
 	env []string
@@ -38,27 +40,6 @@ type stageState struct {
 	cmdSet bool
 	// triggers are ONBUILD expressions recorded in this stage, run by child stages.
 	triggers []string
-	// created is the time stamped on history entries of metadata steps: the time of
-	// the last filesystem step, so a fully cached rebuild gives the same image digest.
-	created time.Time
-}
-
-// stageLayer is one layer of a stage's filesystem.
-type stageLayer struct {
-	layer    v1.Layer
-	snapshot string
-	// step says the layer is a step's (not a base image's): outputs get it through
-	// the export transform (export.go).
-	step bool
-}
-
-// snapshots lists the stage's committed snapshot ids, lowest first.
-func (st *stageState) snapshots() []string {
-	ids := make([]string, len(st.layers))
-	for i, l := range st.layers {
-		ids[i] = l.snapshot
-	}
-	return ids
 }
 
 // stepCtx is one instruction being dispatched.
@@ -70,8 +51,6 @@ type stepCtx struct {
 	name  string           // "[stage 2/5] RUN make"
 	pos   int              // position in the stage (1 is FROM)
 	rest  []parser.Command // the stage's commands after this one
-	// pending collects the files a COPY leaves out of the snapshot (see pendingOK).
-	pending *source.Pending
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -137,7 +116,7 @@ func displayInstruction(c parser.Command) string {
 // initStage gives st the stage's base: scratch, an image, or an earlier stage. It
 // returns the ONBUILD triggers to run before the stage's own commands.
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
-	id := int(b.nextID.Add(1))
+	id := b.eng.NextID()
 	name := fmt.Sprintf("[%s 1/%d] FROM %s", stageDisplayName(s), len(s.Commands)+1, s.Base)
 	start := time.Now()
 	var triggerExprs []string
@@ -149,13 +128,11 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 		}
 		st.cfg = cloneConfig(parent.cfg)
 		st.cfg.Config.OnBuild = nil
-		st.layers = append([]stageLayer(nil), parent.layers...)
-		st.key = parent.key
+		st.fs = parent.fs // a value: ops return new states
 		st.env = append([]string(nil), parent.env...)
 		st.args = append([]instructions.KeyValuePairOptional(nil), parent.args...)
-		st.created = parent.created
 		triggerExprs = parent.triggers
-		b.emit(Event{Kind: StepDone, ID: id, Name: name, Duration: time.Since(start)})
+		b.emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
 	case strings.EqualFold(s.Base, "scratch"):
 		st.cfg = &v1.ConfigFile{
 			OS:           b.opts.Platform.OS,
@@ -164,24 +141,21 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 			RootFS:       v1.RootFS{Type: "layers"},
 			Config:       v1.Config{WorkingDir: "/", Env: []string{"PATH=" + defaultPath}},
 		}
-		st.key = digestOf("scratch", b.opts.Platform.String())
-		st.created = b.epochOr(time.Unix(0, 0).UTC())
+		st.fs = b.eng.Scratch()
 	default:
-		b.emit(Event{Kind: StepStarted, ID: id, Name: name, Time: start})
+		b.emit(solver.Event{Kind: solver.StepStarted, ID: id, Name: name, Time: start})
 		base, err := b.baseImage(ctx, s.Base, s.Platform, func(msg string) {
-			b.emit(Event{Kind: StepInfo, ID: id, Name: name, Message: msg})
+			b.emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
-			b.emit(Event{Kind: StepFailed, ID: id, Name: name, Message: err.Error()})
+			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}
 		}
-		st.cfg = cloneConfig(base.cfg)
-		st.layers = append([]stageLayer(nil), base.layers...)
-		st.key = digestOf("image", base.manifest.String())
-		st.created = b.epochOr(base.created)
+		st.cfg = cloneConfig(base.Config)
+		st.fs = base.State
 		triggerExprs = st.cfg.Config.OnBuild
 		st.cfg.Config.OnBuild = nil
-		b.emit(Event{Kind: StepDone, ID: id, Name: name, Duration: time.Since(start)})
+		b.emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
 	}
 	// An image without PATH gets the default one, in its config too (as BuildKit does).
 	if _, ok := lookupEnv(st.cfg.Config.Env, "PATH"); !ok {
@@ -216,13 +190,6 @@ func (b *build) parseTriggers(s *parser.Stage, exprs []string) ([]parser.Command
 	return out, nil
 }
 
-func (b *build) epochOr(t time.Time) time.Time {
-	if b.opts.SourceDateEpoch != nil {
-		return *b.opts.SourceDateEpoch
-	}
-	return t
-}
-
 // cloneConfig deep-copies a config through JSON: configs are small and this keeps
 // stages from sharing maps and slices.
 func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
@@ -239,6 +206,57 @@ func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
 
 // digestOf hashes its parts, separated so that ("ab","c") and ("a","bc") differ.
 func digestOf(parts ...string) string { return source.DigestOf(parts...) }
+
+// scope names a step's position across builds (same context, Dockerfile, stage and
+// step), under which the engine keeps its last op to explain a later miss.
+func (b *build) scope(sc *stepCtx) string {
+	dir := ""
+	if b.opts.Context != nil {
+		dir = b.opts.Context.Dir
+	}
+	return digestOf("scope", dir, b.opts.Filename, sc.stage.Name, fmt.Sprint(sc.stage.Index), fmt.Sprint(sc.pos))
+}
+
+// step is the engine's Step of sc's op: its progress name, position, whether the
+// cache applies, and errors given the instruction's line.
+func (b *build) step(ctx context.Context, sc *stepCtx, op *solver.Op, files map[string]string) solver.Step {
+	sc.id = b.eng.NextID()
+	return solver.Step{
+		Op: op, ID: sc.id, Name: sc.name, Display: displayInstruction(sc.cmd),
+		Scope: b.scope(sc), Files: files, NoCache: b.noCacheFor(sc.stage),
+		Annotate: func(err error) error { return b.atLine(ctx, sc, err) },
+	}
+}
+
+// apply records what an op did in the stage: its state, and in the config its
+// layer's diff ID and a history entry.
+func (b *build) apply(st *stageState, r solver.StepResult, createdBy string) {
+	st.fs = r.State
+	h := v1.History{Created: v1.Time{Time: st.fs.Created}, CreatedBy: createdBy, Comment: historyComment}
+	if r.DiffID == nil {
+		h.EmptyLayer = true
+	} else {
+		st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, *r.DiffID)
+	}
+	st.cfg.History = append(st.cfg.History, h)
+}
+
+// fsStep hands an op's result to the stage (apply), or its error back.
+func (b *build) fsStep(st *stageState, createdBy string, r solver.StepResult, err error) error {
+	if err != nil {
+		return err
+	}
+	b.apply(st, r, createdBy)
+	return nil
+}
+
+// epochOr is t, or SOURCE_DATE_EPOCH when set.
+func (b *build) epochOr(t time.Time) time.Time {
+	if b.opts.SourceDateEpoch != nil {
+		return *b.opts.SourceDateEpoch
+	}
+	return t
+}
 
 // lookupEnv finds key in a KEY=VALUE list (the last definition wins).
 func lookupEnv(env []string, key string) (string, bool) {

@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/solver"
 )
 
 // ParseSSH parses a --ssh value as buildx does: ID=SOCKET, or a bare ID (usually
@@ -69,7 +70,7 @@ func (b *build) sshMount(ctx context.Context, sc *stepCtx, m *instructions.Mount
 	if m.Mode != nil {
 		mode = fileModeFromUnix(uint32(*m.Mode))
 	}
-	rm.ops = append(rm.ops, MountOp{Type: "ssh", Target: target, ID: id, Required: m.Required,
+	rm.ops = append(rm.ops, solver.MountOp{Type: "ssh", Target: target, ID: id, Required: m.Required,
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)})
 
 	agent, ok := b.opts.SSH[id]

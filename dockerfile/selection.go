@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // other directories have no such identity; they are hashed through the file-metadata
 // cache as for COPY, and their per-file digests come back to explain a miss.
 func (b *build) selectionDigest(ctx context.Context, src *copySource, opts source.CopyOptions) (*source.Sum, error) {
-	hc := b.opts.Store.HashCache()
+	hc := b.eng.HashCache()
 	memo := ""
 	if src.content != "" {
 		sel := struct {

@@ -1,7 +1,9 @@
-package solver
+package dockerfile
 
 import (
 	"context"
+
+	"github.com/kiln-build/kiln/source/remote"
 
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 
@@ -11,7 +13,7 @@ import (
 // gitPart prepares an ADD of a git repository (package source resolves and checks it
 // out): keyed by the commit before anything is fetched.
 func (b *build) gitPart(ctx context.Context, cs copySpec, base source.CopyOptions, src string, ref *dfgitutil.GitRef) (*copyPart, error) {
-	g, err := source.ResolveGitRef(ctx, ref, cs.checksum, cs.keepGitDir, b.opts.Store.TempDir)
+	g, err := remote.ResolveGitRef(ctx, ref, cs.checksum, cs.keepGitDir, b.eng.TempDir)
 	if err != nil {
 		return nil, err
 	}
@@ -36,21 +38,21 @@ func (b *build) gitPart(ctx context.Context, cs copySpec, base source.CopyOption
 // the file name, and the download waits for a miss; without, the URL is fetched on
 // every build and keyed by its content (see package source).
 func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOptions, raw string) (*copyPart, error) {
-	name := source.URLFileName(raw)
+	name := remote.URLFileName(raw)
 	opts := base
 	opts.Sources = []string{name}
 	// Remote files are not extracted unless --unpack=true.
 	opts.KeepArchives = cs.unpack == nil || !*cs.unpack
 	p := &copyPart{opts: opts, release: func() {}}
-	tmp := b.opts.Store.TempDir
+	tmp := b.eng.TempDir
 	if cs.checksum != "" {
-		if err := source.CheckSHA256(cs.checksum); err != nil {
+		if err := remote.CheckSHA256(cs.checksum); err != nil {
 			return nil, err
 		}
 		p.content = digestOf("url-checksum", name, cs.checksum)
 		p.files = map[string]string{raw: cs.checksum}
 		p.fetch = func(ctx context.Context) (source.Source, error) {
-			d, err := source.FetchURL(ctx, raw, name, cs.checksum, tmp)
+			d, err := remote.FetchURL(ctx, raw, name, cs.checksum, tmp)
 			if err != nil {
 				return source.Source{}, err
 			}
@@ -59,7 +61,7 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOption
 		}
 		return p, nil
 	}
-	d, err := source.FetchURL(ctx, raw, name, "", tmp)
+	d, err := remote.FetchURL(ctx, raw, name, "", tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +73,8 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOption
 }
 
 // remoteContext materialises a git or URL --build-context for COPY --from.
-func (b *build) remoteContext(ctx context.Context, nc source.NamedContext) (*copySource, error) {
-	f, err := source.FetchNamed(ctx, nc, b.opts.Store.TempDir)
+func (b *build) remoteContext(ctx context.Context, nc remote.NamedContext) (*copySource, error) {
+	f, err := remote.FetchNamed(ctx, nc, b.eng.TempDir)
 	if err != nil {
 		return nil, err
 	}

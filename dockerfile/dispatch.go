@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -238,7 +238,7 @@ func (b *build) platformArgs() map[string]string {
 // history appends a metadata-only history entry.
 func (b *build) history(st *stageState, createdBy string) {
 	st.cfg.History = append(st.cfg.History, v1.History{
-		Created: v1.Time{Time: st.created}, CreatedBy: createdBy,
+		Created: v1.Time{Time: st.fs.Created}, CreatedBy: createdBy,
 		Comment: historyComment, EmptyLayer: true,
 	})
 }

@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
 )
 
@@ -18,7 +19,7 @@ type runMounts struct {
 	list     []exec.Mount
 	releases []func()
 	// ops are the mounts as the step's key sees them, in the order written.
-	ops []MountOp
+	ops []solver.MountOp
 	// env is what the mounts add to the step's environment (secrets as env,
 	// SSH_AUTH_SOCK); it is never part of the cache key or the image.
 	env  []string
@@ -86,7 +87,7 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 				opts = append(opts, fmt.Sprintf("size=%d", m.SizeLimit))
 			}
 			rm.list = append(rm.list, exec.Mount{Type: "tmpfs", Target: target, Options: opts})
-			rm.ops = append(rm.ops, MountOp{Type: "tmpfs", Target: target, Size: m.SizeLimit})
+			rm.ops = append(rm.ops, solver.MountOp{Type: "tmpfs", Target: target, Size: m.SizeLimit})
 		default:
 			return fail(sc.errorf(b.opts.Filename, "RUN --mount=type=%s is not supported by kiln yet", m.Type))
 		}
@@ -106,10 +107,10 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 // copy of the selection (rw, whose writes are discarded); the build context and other
 // directories are always shown as a copy of the selection, as COPY would make it
 // (.dockerignore applied, owners 0:0, no sockets), never as the live host directory.
-func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (MountOp, error) {
+func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (solver.MountOp, error) {
 	src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=bind"})
 	if err != nil {
-		return MountOp{}, err
+		return solver.MountOp{}, err
 	}
 	rm.releases = append(rm.releases, src.release)
 	srcPath := m.Source
@@ -121,27 +122,27 @@ func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Moun
 	}
 	host, err := bindSourcePath(src.src, srcPath)
 	if err != nil {
-		return MountOp{}, errorf(err)
+		return solver.MountOp{}, errorf(err)
 	}
 	sel := source.CopyOptions{Sources: []string{srcPath}, Dest: "/", Line: sc.cmd.Line}
 	sum, err := b.selectionDigest(ctx, src, sel)
 	if err != nil {
-		return MountOp{}, errorf(err)
+		return solver.MountOp{}, errorf(err)
 	}
 	if !m.ReadOnly || src.content == "" {
-		tmp, err := b.opts.Store.TempDir("kiln-bind-")
+		tmp, err := b.eng.TempDir("kiln-bind-")
 		if err != nil {
-			return MountOp{}, err
+			return solver.MountOp{}, err
 		}
 		rm.releases = append(rm.releases, func() { os.RemoveAll(tmp) })
 		sel.Dest = "/data"
 		if err := source.Copy(ctx, src.src, tmp, sel); err != nil {
-			return MountOp{}, errorf(err)
+			return solver.MountOp{}, errorf(err)
 		}
 		host = tmp + "/data"
 	}
 	rm.list = append(rm.list, exec.Mount{Type: "bind", Source: host, Target: target, ReadOnly: m.ReadOnly})
-	return MountOp{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Source: path.Clean("/" + srcPath), Content: sum.Digest}, nil
+	return solver.MountOp{Type: "bind", Target: target, ReadOnly: m.ReadOnly, Source: path.Clean("/" + srcPath), Content: sum.Digest}, nil
 }
 
 // workdir is the stage's working directory, "/" when unset.

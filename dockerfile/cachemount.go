@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
 )
 
@@ -28,10 +29,10 @@ import (
 // of its root. The seed is copied in, and the ownership set, only when the dir is
 // created. Its content never enters a layer or a cache key.
 //
-// The MountOp it returns is what the step's key holds of the mount (the caller adds
+// The solver.MountOp it returns is what the step's key holds of the mount (the caller adds
 // the target): as BuildKit's, every option but the id and the sharing mode, with the
 // digest of the seed's selected content.
-func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, rm *runMounts) (string, MountOp, error) {
+func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, rm *runMounts) (string, solver.MountOp, error) {
 	id := m.CacheID
 	if id == "" {
 		id = path.Clean(m.Target)
@@ -39,7 +40,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	identity := id
 	var seed *copySource
 	srcPath := path.Join("/", m.Source)
-	op := MountOp{Type: "cache", ReadOnly: m.ReadOnly,
+	op := solver.MountOp{Type: "cache", ReadOnly: m.ReadOnly,
 		UID: optString(m.UID, 10), GID: optString(m.GID, 10), Mode: optString(m.Mode, 8)}
 	switch {
 	case m.From != "":
@@ -71,7 +72,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	var err error
 	switch m.CacheSharing {
 	case instructions.MountSharingLocked:
-		if dir, err = b.opts.Store.CacheMountDir(ctx, identity); err == nil {
+		if dir, err = b.eng.CacheMountDir(ctx, identity); err == nil {
 			lock, err = lockCacheDir(ctx, dir, true)
 		}
 	case instructions.MountSharingPrivate:
@@ -80,12 +81,12 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 			if n > 0 {
 				name = fmt.Sprintf("%s\x00private=%d", identity, n)
 			}
-			if dir, err = b.opts.Store.CacheMountDir(ctx, name); err == nil {
+			if dir, err = b.eng.CacheMountDir(ctx, name); err == nil {
 				lock, err = lockCacheDir(ctx, dir, false)
 			}
 		}
 	default:
-		dir, err = b.opts.Store.CacheMountDir(ctx, identity)
+		dir, err = b.eng.CacheMountDir(ctx, identity)
 	}
 	if err != nil {
 		return "", op, fmt.Errorf("cache mount %s: %w", id, err)

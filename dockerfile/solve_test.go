@@ -1,4 +1,4 @@
-package solver
+package dockerfile
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/source/remote"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
@@ -38,7 +41,7 @@ COPY c.txt /out/c.txt
 `
 
 // solveOnce parses the Dockerfile and builds it on store.
-func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snapshot.Snapshotter, progress Progress) (*Result, error) {
+func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snapshot.Snapshotter, progress solver.Progress) (*solver.Result, error) {
 	g, err := parser.Parse(strings.NewReader(scratchStages), parser.Options{Filename: "Dockerfile"})
 	if err != nil {
 		return nil, err
@@ -48,7 +51,7 @@ func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snaps
 		return nil, err
 	}
 	epoch := time.Unix(1700000000, 0).UTC()
-	return Solve(ctx, Options{
+	return Build(ctx, Options{
 		Graph: g, Filename: "Dockerfile", Context: bctx, Store: store, Snapshots: snaps,
 		SourceDateEpoch: &epoch, Jobs: 4, Progress: progress,
 	})
@@ -104,8 +107,8 @@ func TestSolveConcurrentOnOneStore(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	var events []Event
-	res, err := solveOnce(ctx, dir, store, snaps, func(e Event) {
+	var events []solver.Event
+	res, err := solveOnce(ctx, dir, store, snaps, func(e solver.Event) {
 		mu.Lock()
 		events = append(events, e)
 		mu.Unlock()
@@ -119,9 +122,9 @@ func TestSolveConcurrentOnOneStore(t *testing.T) {
 	cached := 0
 	for _, e := range events {
 		switch e.Kind {
-		case StepCached:
+		case solver.StepCached:
 			cached++
-		case StepStarted:
+		case solver.StepStarted:
 			t.Errorf("warm solve ran %s", e.Name)
 		}
 	}
@@ -143,7 +146,7 @@ func TestSolveCancelled(t *testing.T) {
 	if err := testenv.WriteBusyboxOCILayout(layout); err != nil {
 		t.Fatal(err)
 	}
-	busybox, err := source.ParseNamedContext("oci-layout://" + layout)
+	busybox, err := remote.ParseNamedContext("oci-layout://" + layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +172,8 @@ func TestSolveCancelled(t *testing.T) {
 	defer cancel()
 	var once sync.Once
 	started := make(chan struct{})
-	progress := func(e Event) {
-		if e.Kind == StepLog && strings.Contains(string(e.Data), "started") {
+	progress := func(e solver.Event) {
+		if e.Kind == solver.StepLog && strings.Contains(string(e.Data), "started") {
 			once.Do(func() { close(started) })
 		}
 	}
@@ -182,9 +185,9 @@ func TestSolveCancelled(t *testing.T) {
 		}
 	}()
 	begin := time.Now()
-	_, err = Solve(ctx, Options{
+	_, err = Build(ctx, Options{
 		Graph: g, Filename: "Dockerfile", Context: bctx, Store: store, Snapshots: snaps,
-		NamedContexts: map[string]source.NamedContext{"busybox": busybox}, Jobs: 2, Progress: progress,
+		NamedContexts: map[string]remote.NamedContext{"busybox": busybox}, Jobs: 2, Progress: progress,
 	})
 	select {
 	case <-started:

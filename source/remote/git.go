@@ -1,4 +1,4 @@
-package source
+package remote
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
 
 	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/source"
 )
 
 // Git sources: ADD of a git repository and git --build-context values, with the git binary:
@@ -39,13 +40,13 @@ type GitRepo struct {
 	dir   string // the work tree, once fetched
 	// tmp makes the work tree's dir, in the store's tmp/ (a crash leaves nothing
 	// behind that the next start does not remove).
-	tmp TempDirFunc
+	tmp source.TempDirFunc
 }
 
 // Key names the checkout's content for a cache key: the commit, the subdir and
 // keep-git-dir.
 func (g *GitRepo) Key() string {
-	return DigestOf("git", g.commit, g.ref.SubDir, fmt.Sprint(g.keep))
+	return source.DigestOf("git", g.commit, g.ref.SubDir, fmt.Sprint(g.keep))
 }
 
 // Commit is the commit the ref resolved to.
@@ -59,7 +60,7 @@ func (g *GitRepo) Release() {
 }
 
 // ResolveGit parses src as a git URL and resolves it (see ResolveGitRef).
-func ResolveGit(ctx context.Context, src, checksum string, keep *bool, tmp TempDirFunc) (*GitRepo, error) {
+func ResolveGit(ctx context.Context, src, checksum string, keep *bool, tmp source.TempDirFunc) (*GitRepo, error) {
 	ref, isGit, err := dfgitutil.ParseGitRef(src)
 	if err != nil || !isGit {
 		return nil, fmt.Errorf("invalid git source %s: %v", src, err)
@@ -70,7 +71,7 @@ func ResolveGit(ctx context.Context, src, checksum string, keep *bool, tmp TempD
 // ResolveGitRef applies --keep-git-dir and --checksum (which must agree with the URL's
 // own options, as in BuildKit) and resolves the ref to a commit.
 // The caller releases the result. tmp makes the scratch dir of a fetch.
-func ResolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, keep *bool, tmp TempDirFunc) (*GitRepo, error) {
+func ResolveGitRef(ctx context.Context, ref *dfgitutil.GitRef, checksum string, keep *bool, tmp source.TempDirFunc) (*GitRepo, error) {
 	if keep != nil && ref.KeepGitDir != nil && *keep != *ref.KeepGitDir {
 		return nil, fmt.Errorf("inconsistent keep-git-dir configuration")
 	}
