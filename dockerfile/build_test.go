@@ -4,55 +4,35 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/solvertest"
 	"github.com/kiln-build/kiln/source"
 )
 
-// The engine tested without root (only options that need none: cache-mount and secret
+// The front end tested without root (only options that need none: cache-mount and secret
 // ownership need root and are covered by the e2e harness): FROM scratch, the copy snapshotter, and a fake
 // executor that "runs" a step by writing its argv and env into the rootfs, so that
 // what a step saw is what its layer holds. These tests cover keys (what reruns a
 // step), scheduling (--jobs), cancellation and error wrapping.
 
-// fakeRun writes /out/<n> with the step's argv, env, user, cwd and network, one per
-// line, and returns after calling hook (when set) with the spec.
+// fakeRun is the fake executor: it writes what a step saw into its rootfs.
 func fakeRun(hook func(ctx context.Context, spec exec.Spec) error) solver.ExecutorFunc {
-	var n atomic.Int64
-	return func(ctx context.Context, spec exec.Spec) error {
-		if hook != nil {
-			if err := hook(ctx, spec); err != nil {
-				return err
-			}
-		}
-		dir := filepath.Join(spec.Rootfs, "out")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		seen := strings.Join([]string{strings.Join(spec.Args, "\x00"), strings.Join(spec.Env, "\x00"),
-			spec.User, spec.Cwd, string(spec.Network)}, "\n")
-		name := filepath.Join(dir, strings.ReplaceAll(strings.Join(spec.Args, "_"), "/", "-"))
-		if len(name) > 200 {
-			name = filepath.Join(dir, "step"+strings.Repeat("x", int(n.Add(1))))
-		}
-		return os.WriteFile(name, []byte(seen), 0o644)
-	}
+	return solvertest.Executor(hook)
 }
 
-// engine is one store and context for root-free solves.
+// engine is one store (the in-memory fake) and context for root-free solves.
 type engine struct {
 	t     *testing.T
-	store *cache.Store
+	store *solvertest.Store
 	snaps *snapshot.Snapshotter
 	dir   string // the build context
 }
@@ -60,12 +40,11 @@ type engine struct {
 func newEngine(t *testing.T) *engine {
 	t.Helper()
 	ctx := context.Background()
-	store, err := cache.Open(ctx, t.TempDir())
+	store, err := solvertest.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	snaps, err := snapshot.New(ctx, store.SnapshotsDir(), snapshot.WithoutOverlay())
+	snaps, err := snapshot.New(ctx, t.TempDir(), snapshot.WithoutOverlay())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +98,7 @@ func graphArgs(args map[string]string) *parser.Graph { return &parser.Graph{Buil
 
 // What reruns a RUN: each case builds A, then B on the same store, and says whether
 // B's RUN must run again.
-func TestEngineRunKeys(t *testing.T) {
+func TestBuildRunKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		a, b     string
@@ -175,7 +154,7 @@ func TestEngineRunKeys(t *testing.T) {
 }
 
 // Independent stages run at once, never more than --jobs of them.
-func TestEngineJobsBoundConcurrency(t *testing.T) {
+func TestBuildJobsBoundConcurrency(t *testing.T) {
 	e := newEngine(t)
 	var cur, peak atomic.Int64
 	exe := fakeRun(func(ctx context.Context, spec exec.Spec) error {
@@ -203,7 +182,7 @@ func TestEngineJobsBoundConcurrency(t *testing.T) {
 
 // Cancelling the build while a step runs stops it: the executor sees its context
 // done, Solve returns the context's error, and nothing of the step is cached.
-func TestEngineCancelMidStep(t *testing.T) {
+func TestBuildCancelMidStep(t *testing.T) {
 	e := newEngine(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -236,7 +215,7 @@ func TestEngineCancelMidStep(t *testing.T) {
 var errSandbox = errors.New("sandbox broke")
 
 // A step's error names its Dockerfile line and keeps its cause for errors.Is/As.
-func TestEngineErrorsNameTheLine(t *testing.T) {
+func TestBuildErrorsNameTheLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		exe  func(ctx context.Context, spec exec.Spec) error
@@ -277,7 +256,7 @@ func TestEngineErrorsNameTheLine(t *testing.T) {
 
 // One Graph can be solved more than once: each solve expands its own copy of the
 // instructions (an escaped \$ expanded twice would lose its escape).
-func TestEngineGraphSolvedTwice(t *testing.T) {
+func TestBuildGraphSolvedTwice(t *testing.T) {
 	g, err := parser.Parse(strings.NewReader("FROM scratch\nENV A=1\nENV B=\\$A\nWORKDIR /w\nRUN x\n"), parser.Options{Filename: "Dockerfile"})
 	if err != nil {
 		t.Fatal(err)
