@@ -58,7 +58,7 @@ fuzz:
 	$(GO) test ./parser/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
 	$(GO) test ./layers/ -run '^$$' -fuzz FuzzUnpack -fuzztime $(FUZZTIME)
 	$(GO) test ./layers/ -run '^$$' -fuzz FuzzWriteUpperDiff -fuzztime $(FUZZTIME)
-	$(GO) test ./buildctx/ -run '^$$' -fuzz FuzzDockerignore -fuzztime $(FUZZTIME)
+	$(GO) test ./source/ -run '^$$' -fuzz FuzzDockerignore -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin $(DEMO)

@@ -84,7 +84,7 @@ func (c *hashCache) Flush(ctx context.Context) error {
 	return nil
 }
 
-// HashCache is the file-digest cache buildctx uses (key: dev/inode/size/mtime/ctime).
+// HashCache is the file-digest cache package source uses (key: dev/inode/size/mtime/ctime).
 // Puts are buffered in memory until FlushHashes or Close. Safe for concurrent use.
 func (s *Store) HashCache() interface {
 	Get(key string) (string, bool)

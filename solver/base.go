@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -12,66 +13,74 @@ import (
 	"github.com/kiln-build/kiln/image"
 )
 
-// baseImage is a pulled image ready to build on: its config and its layers, each
-// unpacked into a committed snapshot.
-type baseImage struct {
-	cfg      *v1.ConfigFile
-	layers   []stageLayer
-	manifest v1.Hash
-	created  time.Time
+// ImageRef is a base image to pull: a registry reference, or an image in an OCI
+// layout dir (path[:tag|@digest]), for the platform (the build's when zero).
+type ImageRef struct {
+	Ref      string
+	Layout   bool
+	Platform v1.Platform
 }
 
-// baseImage pulls ref (once per build) and unpacks its layers into snapshots (once per
+// Base is a pulled image ready to build on: its config and its layers, each
+// unpacked into a committed snapshot, as a State (keyed by the manifest digest,
+// created when the image says, or at SOURCE_DATE_EPOCH). Config is shared by every
+// caller of one ref: clone it before changing it.
+type Base struct {
+	Config   *v1.ConfigFile
+	State    State
+	Manifest v1.Hash
+}
+
+// id names ref in the engine's pull memo.
+func (r ImageRef) id() string {
+	return fmt.Sprintf("%q %v %s", r.Ref, r.Layout, r.Platform.String())
+}
+
+// imageOnce dedupes concurrent pulls of one ref within a build.
+type imageOnce struct {
+	once sync.Once
+	base *Base
+	err  error
+}
+
+// Image pulls ref (once per build) and unpacks its layers into snapshots (once per
 // store: a snapshot is named by the layer's diffID). note receives what the pull has
 // to tell the user (offline use of a stored image), as a note of the calling step.
-func (b *build) baseImage(ctx context.Context, ref, platform string, note func(string)) (*baseImage, error) {
-	key := ref + "|" + platform
-	b.mu.Lock()
-	once, ok := b.images[key]
+func (e *Engine) Image(ctx context.Context, ref ImageRef, note func(string)) (*Base, error) {
+	if ref.Platform.OS == "" {
+		ref.Platform = e.opts.Platform
+	}
+	e.mu.Lock()
+	id := ref.id()
+	once, ok := e.images[id]
 	if !ok {
 		once = &imageOnce{}
-		b.images[key] = once
+		e.images[id] = once
 	}
-	b.mu.Unlock()
-	once.once.Do(func() { once.base, once.err = b.loadBase(ctx, ref, platform, note) })
+	e.mu.Unlock()
+	once.once.Do(func() { once.base, once.err = e.loadBase(ctx, ref, note) })
 	return once.base, once.err
 }
 
-func (b *build) loadBase(ctx context.Context, ref, platform string, note func(string)) (*baseImage, error) {
-	pulled, err := b.resolveImage(ctx, ref, platform, note)
+func (e *Engine) loadBase(ctx context.Context, ref ImageRef, note func(string)) (*Base, error) {
+	opts := e.opts.Pull
+	opts.Platform = ref.Platform
+	opts.Progress = note
+	var pulled *image.Pulled
+	var err error
+	if ref.Layout {
+		pulled, err = image.LoadOCILayout(ctx, e.opts.Store, ref.Ref, opts)
+	} else {
+		pulled, err = image.Pull(ctx, e.opts.Store, ref.Ref, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
-	return b.unpackBase(ctx, ref, pulled)
-}
-
-// resolveImage finds ref: a named build context of that name, else a registry image.
-func (b *build) resolveImage(ctx context.Context, ref, platform string, note func(string)) (*image.Pulled, error) {
-	opts := b.opts.Pull
-	opts.Platform = b.opts.Platform
-	opts.Progress = note
-	if platform != "" {
-		p, err := v1.ParsePlatform(platform)
-		if err != nil {
-			return nil, fmt.Errorf("FROM --platform=%s: %w", platform, err)
-		}
-		opts.Platform = *p
-	}
-	if nc, ok := b.namedContext(ref); ok {
-		switch nc.Kind {
-		case ContextOCILayout:
-			return image.LoadOCILayout(ctx, b.opts.Store, nc.Ref, opts)
-		case ContextImage:
-			return image.Pull(ctx, b.opts.Store, nc.Ref, opts)
-		default:
-			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)
-		}
-	}
-	return image.Pull(ctx, b.opts.Store, ref, opts)
+	return e.unpackBase(ctx, ref.Ref, pulled)
 }
 
 // unpackBase unpacks every layer of pulled into its snapshot.
-func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled) (*baseImage, error) {
+func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulled) (*Base, error) {
 	cfg, err := pulled.Image.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read config of %s: %w", ref, err)
@@ -80,8 +89,10 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 	if err != nil {
 		return nil, fmt.Errorf("read layers of %s: %w", ref, err)
 	}
-	base := &baseImage{cfg: cfg, manifest: pulled.ManifestDigest, created: cfg.Created.Time}
-	base.layers = make([]stageLayer, len(ls))
+	base := &Base{Config: cfg, Manifest: pulled.ManifestDigest, State: State{
+		Key: digestOf("image", pulled.ManifestDigest.String()), Created: e.epochOr(cfg.Created.Time),
+	}}
+	base.State.Layers = make([]Layer, len(ls))
 	keepBlobs := []string{pulled.ManifestDigest.String()}
 	if cd, err := pulled.Image.ConfigName(); err == nil {
 		keepBlobs = append(keepBlobs, cd.String())
@@ -89,7 +100,7 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 	var keepSnaps []string
 
 	eg, egctx := errgroup.WithContext(ctx)
-	eg.SetLimit(b.opts.Jobs)
+	eg.SetLimit(e.opts.Jobs)
 	for i, l := range ls {
 		diffID, err := l.DiffID()
 		if err != nil {
@@ -100,14 +111,14 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 			return nil, fmt.Errorf("layer %d of %s: %w", i, ref, err)
 		}
 		id := "l-" + diffID.Hex
-		base.layers[i] = stageLayer{layer: l, snapshot: id}
+		base.State.Layers[i] = Layer{Layer: l, Snapshot: id}
 		keepBlobs = append(keepBlobs, d.String())
 		keepSnaps = append(keepSnaps, id)
-		if b.opts.Snapshots.Exists(id) {
+		if e.opts.Snapshots.Exists(id) {
 			continue
 		}
 		eg.Go(func() error {
-			if err := b.unpackSnapshot(egctx, id, l); err != nil {
+			if err := e.unpackSnapshot(egctx, id, l); err != nil {
 				return fmt.Errorf("%s: %w", ref, err)
 			}
 			return nil
@@ -119,10 +130,10 @@ func (b *build) unpackBase(ctx context.Context, ref string, pulled *image.Pulled
 	// A FROM entry keeps the image's blobs and snapshots alive in GC. When it exists,
 	// looking it up marks it used; rewriting it on every build would cost a write.
 	fromKey := "from:" + pulled.ManifestDigest.String()
-	if _, ok, err := b.opts.Store.GetStep(ctx, fromKey); err == nil && ok {
+	if _, ok, err := e.opts.Store.GetStep(ctx, fromKey); err == nil && ok {
 		return base, nil
 	}
-	err = b.opts.Store.PutStep(ctx, &cache.Entry{
+	err = e.opts.Store.PutStep(ctx, &cache.Entry{
 		Key: fromKey, KeepBlobs: keepBlobs, KeepSnapshots: keepSnaps,
 		Created: time.Now(), Used: time.Now(),
 	})

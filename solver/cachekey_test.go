@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/kiln-build/kiln/cache"
 )
 
@@ -116,7 +114,7 @@ func TestExplainMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	b := &build{opts: Options{Store: store}}
+	b := New(Options{Store: store})
 
 	if got := b.explainMiss(ctx, "never-built", &opRecord{}); got != "" {
 		t.Errorf("first build at a position: %q, want no explanation", got)
@@ -197,7 +195,7 @@ func TestApplyEntryKeysByResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	b := &build{opts: Options{Store: store}}
+	b := New(Options{Store: store})
 	layer := func(diffID string) *cache.Entry {
 		return &cache.Entry{Key: "k", Layer: &cache.Layer{
 			Digest: "sha256:" + strings.Repeat("a", 64), DiffID: "sha256:" + strings.Repeat(diffID, 64),
@@ -205,11 +203,11 @@ func TestApplyEntryKeysByResult(t *testing.T) {
 		}}
 	}
 	keyAfter := func(e *cache.Entry) string {
-		st := &stageState{cfg: &v1.ConfigFile{}}
-		if err := b.applyEntry(st, e, "k", "RUN x"); err != nil {
+		r, err := b.applyEntry(State{Key: "parent"}, e, "k")
+		if err != nil {
 			t.Fatal(err)
 		}
-		return st.key
+		return r.State.Key
 	}
 	one, two, again := keyAfter(layer("1")), keyAfter(layer("2")), keyAfter(layer("1"))
 	if one == two {

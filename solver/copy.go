@@ -4,516 +4,93 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"maps"
-	"os"
-	"path"
-	"path/filepath"
-	"strconv"
-	"strings"
 
-	"github.com/moby/buildkit/frontend/dockerfile/dfgitutil"
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-
-	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/exec"
-	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/source"
 )
 
-// copySpec is a COPY or ADD after expansion.
-type copySpec struct {
-	sd       instructions.SourcesAndDest
-	from     string
-	chown    string
-	chmod    string
-	link     bool
-	parents  bool
-	excludes []string
-	add      bool
-	name     string // "COPY" or "ADD"
-
-	checksum   string // ADD --checksum
-	keepGitDir *bool  // ADD --keep-git-dir
-	unpack     *bool  // ADD --unpack
+// CopyInputs is what a COPY/ADD op reads, resolved by the front end.
+type CopyInputs struct {
+	// Name is "COPY" or "ADD", in errors.
+	Name string
+	// Parts are copied in order, each with its own source; a later one replaces
+	// the files of an earlier one.
+	Parts []CopyPart
+	// Link copies into an empty snapshot and keys the op without the state below
+	// it (COPY --link, link.go).
+	Link bool
+	// Pending lets the copy write only its layer when nothing later reads its
+	// files (pending.go); it applies only where the snapshotter stacks with
+	// overlay and never to ADD.
+	Pending bool
 }
 
-// copySource is where a COPY reads from, mounted for the duration of the step.
-type copySource struct {
-	src     buildctx.Source
-	content string // cache-key content when known without hashing (a stage's key)
-	release func()
+// CopyPart is a run of a COPY/ADD's sources read from one place.
+type CopyPart struct {
+	Source  source.Source
+	Options source.CopyOptions
+	// Fetch, when set, materialises Source on a miss: a URL pinned by --checksum or
+	// a git commit is keyed before it is downloaded.
+	Fetch func(ctx context.Context) (source.Source, error)
 }
 
-// copyPart is a run of a COPY/ADD's sources read from one place: the local sources
-// (context, stage, image) between remote ones, or one URL or git repository.
-type copyPart struct {
-	opts    buildctx.CopyOptions
-	src     buildctx.Source
-	content string            // cache-key content of what the part reads
-	files   map[string]string // per-path digests, to explain a cache miss
-	// fetch, when set, materialises src on a cache miss: a URL pinned by --checksum
-	// or a git commit is keyed before it is downloaded.
-	fetch   func(ctx context.Context) (buildctx.Source, error)
-	release func()
-}
-
-func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) error {
-	if err := b.checkCopyFlags(sc, cs); err != nil {
-		return err
-	}
-	var mode *fs.FileMode
-	if cs.chmod != "" {
-		m, err := strconv.ParseUint(cs.chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return sc.errorf(b.opts.Filename, "%s --chmod=%s: invalid mode, use octal like 0755", cs.name, cs.chmod)
-		}
-		fm := fileModeFromUnix(uint32(m))
-		mode = &fm
-	}
-	dest := b.copyDest(sc.st, cs.sd.DestPath)
-	parts, err := b.copyParts(ctx, sc, cs, buildctx.CopyOptions{
-		Dest: dest, Chmod: mode, Add: cs.add, Excludes: cs.excludes, Line: sc.cmd.Line,
-	})
-	defer func() {
-		for _, p := range parts {
-			p.release()
-		}
-	}()
-	if err != nil {
-		return err
-	}
-
-	var srcNames []string
-	for _, p := range parts {
-		srcNames = append(srcNames, p.opts.Sources...)
-	}
-	cop := &CopyOp{
-		Add: cs.add, Sources: srcNames, Dest: dest, Chown: cs.chown,
-		Link: cs.link, Parents: cs.parents, Excludes: cs.excludes,
-		Unpack: optBool(cs.unpack), KeepGitDir: optBool(cs.keepGitDir), Checksum: cs.checksum,
-	}
-	if mode != nil {
-		cop.Chmod = strconv.FormatUint(uint64(unixPerm(*mode)), 8)
-	}
-	files := map[string]string{}
-	for _, p := range parts {
-		cop.Content = append(cop.Content, p.content)
-		maps.Copy(files, p.files)
-	}
-	op := &Op{Copy: cop}
-	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
-	pendingOK := b.pendingOK(sc, cs)
-	do := func(ctx context.Context, root string) error {
-		var owner *buildctx.Owner
-		if cs.chown != "" {
-			// BuildKit's file-op rules: --chown=UID is UID:UID. A name the image
-			// lacks fails here, where BuildKit silently uses 0.
-			u, err := exec.ResolveFileOwner(root, cs.chown)
+// Copy executes a COPY/ADD op (s.Op.Copy) on st: the op's --chown is resolved in
+// the tree it copies into (BuildKit's file-op rules: --chown=UID is UID:UID, a name
+// the image lacks fails), then every part is copied with package source.
+func (e *Engine) Copy(ctx context.Context, st State, s Step, in CopyInputs) (StepResult, error) {
+	chown := s.Op.Copy.Chown
+	pendingOK := in.Pending && !s.Op.Copy.Add && e.opts.Snapshots.Overlay()
+	x := &stepExec{Step: s, linked: in.Link}
+	x.do = func(ctx context.Context, root string) error {
+		var owner *source.Owner
+		if chown != "" {
+			u, err := exec.ResolveFileOwner(root, chown)
 			if err != nil {
-				return sc.errorf(b.opts.Filename, "%s --chown=%s: %w", cs.name, cs.chown, err)
+				return fmt.Errorf("%s --chown=%s: %w", in.Name, chown, err)
 			}
-			owner = &buildctx.Owner{UID: u.UID, GID: u.GID}
+			owner = &source.Owner{UID: u.UID, GID: u.GID}
 		}
 		if pendingOK {
-			sc.pending = buildctx.NewPending(root) // one for all parts: later ones replace earlier files
+			x.pending = source.NewPending(root) // one for all parts: later ones replace earlier files
 		}
-		for _, p := range parts {
-			if p.fetch != nil {
-				src, err := p.fetch(ctx)
-				if err != nil {
-					return b.copyError(sc, cs, err)
+		for _, p := range in.Parts {
+			src := p.Source
+			if p.Fetch != nil {
+				var err error
+				if src, err = p.Fetch(ctx); err != nil {
+					return fmt.Errorf("%s failed: %w", in.Name, err)
 				}
-				p.src = src
 			}
-			opts := p.opts
+			opts := p.Options
 			opts.Chown = owner
-			opts.Pending = sc.pending
-			if err := buildctx.Copy(ctx, p.src, root, opts); err != nil {
-				return b.copyError(sc, cs, err)
+			opts.Pending = x.pending
+			if err := source.Copy(ctx, src, root, opts); err != nil {
+				return fmt.Errorf("%s failed: %w", in.Name, err)
 			}
 		}
 		return nil
 	}
-	// BuildKit links a layer only without --chmod (its MergeOp path); with --chmod it
-	// copies onto the stage as usual.
-	if cs.link && cs.chmod == "" {
-		return b.linkedStep(ctx, sc, op, files, createdBy, do)
-	}
-	return b.fsStep(ctx, sc, op, files, createdBy, do)
+	return e.step(ctx, st, x)
 }
 
-// copyDest resolves a COPY/ADD destination against the stage's working directory,
-// keeping a trailing "/".
-func (b *build) copyDest(st *stageState, dest string) string {
-	if path.IsAbs(dest) {
-		return dest
-	}
-	workdir := st.cfg.Config.WorkingDir
-	if workdir == "" {
-		workdir = "/"
-	}
-	if dest == "." || dest == "" {
-		dest = "./"
-	}
-	keepSlash := strings.HasSuffix(dest, "/")
-	dest = path.Join(workdir, dest)
-	if keepSlash && !strings.HasSuffix(dest, "/") {
-		dest += "/"
-	}
-	return dest
-}
-
-// checkCopyFlags refuses flag combinations as BuildKit's dispatchCopy does.
-func (b *build) checkCopyFlags(sc *stepCtx, cs copySpec) error {
-	if cs.link && cs.chown != "" && chownByName(cs.chown) {
-		return sc.errorf(b.opts.Filename, "%s --chown=%s: user and group names can't be resolved when used with --link, use numeric uid[:gid] instead", cs.name, cs.chown)
-	}
-	if cs.checksum != "" {
-		if !cs.add {
-			return sc.errorf(b.opts.Filename, "checksum can't be specified for COPY")
-		}
-		if len(cs.sd.SourcePaths) != 1 {
-			return sc.errorf(b.opts.Filename, "checksum can't be specified for multiple sources")
-		}
-		if k, _, _ := sourceKind(cs.sd.SourcePaths[0]); k == sourceLocal {
-			return sc.errorf(b.opts.Filename, "checksum requires HTTP(S) or Git sources")
-		}
-	}
-	if n := len(cs.sd.SourcePaths) + len(cs.sd.SourceContents); n > 1 && !cs.parents && !isDirSyntax(cs.sd.DestPath) {
-		return sc.errorf(b.opts.Filename, "%s: when using more than one source, the destination must be a directory and end with a /: %s", cs.name, cs.sd.DestPath)
-	}
-	return nil
-}
-
-// chownByName reports whether a --chown value names a user or group instead of
-// giving numbers (BuildKit refuses names with --link: there is no /etc/passwd to
-// read in the empty layer).
-func chownByName(chown string) bool {
-	user, group, _ := strings.Cut(chown, ":")
-	for _, s := range []string{user, group} {
-		if s == "" {
-			continue
-		}
-		if _, err := strconv.ParseUint(s, 10, 32); err != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// isDirSyntax reports whether dest names a directory by its spelling.
-func isDirSyntax(dest string) bool {
-	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
-}
-
-// sourceKind of a COPY/ADD source
-type srcKind int
-
-const (
-	sourceLocal srcKind = iota
-	sourceHTTP
-	sourceGit
-)
-
-// sourceKind classifies a source as BuildKit's dispatchCopy does: a git reference
-// (dfgitutil, not the deprecated "github.com/x/y" form, which is a local path here),
-// else an http(s) URL, else a local path. A malformed git URL is an error.
-func sourceKind(src string) (srcKind, *dfgitutil.GitRef, error) {
-	ref, isGit, err := dfgitutil.ParseGitRef(src)
-	if err != nil && isGit {
-		return sourceGit, nil, fmt.Errorf("invalid git source %s: %w", src, err)
-	}
-	if err == nil && !ref.IndistinguishableFromLocal {
-		return sourceGit, ref, nil
-	}
-	if strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
-		return sourceHTTP, nil, nil
-	}
-	return sourceLocal, nil, nil
-}
-
-// copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as
-// BuildKit's dispatchCopy orders its copies). Local sources next to each other share
-// one part (one buildctx.Copy, so wildcards and the dest rules work across them), and
-// the heredocs one more. Remote sources are resolved to something the cache key can
-// name: the downloaded content's digest, the --checksum, or the git commit.
-func (b *build) copyParts(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions) ([]*copyPart, error) {
-	var parts []*copyPart
-	var local []string
-	flush := func() error {
-		if len(local) == 0 {
-			return nil
-		}
-		p, err := b.localPart(ctx, sc, cs, base, local, false)
-		if p != nil {
-			parts = append(parts, p)
-		}
-		local = nil
-		return err
-	}
-	for _, s := range cs.sd.SourcePaths {
-		kind, ref, err := sourceKind(s)
-		if err != nil {
-			return parts, sc.errorf(b.opts.Filename, "%s: %w", cs.name, err)
-		}
-		if kind == sourceLocal {
-			local = append(local, s)
-			continue
-		}
-		if err := flush(); err != nil {
-			return parts, err
-		}
-		var p *copyPart
-		switch {
-		case kind == sourceGit && !cs.add:
-			return parts, sc.errorf(b.opts.Filename, "source can't be a git ref for COPY")
-		case kind == sourceHTTP && !cs.add:
-			return parts, sc.errorf(b.opts.Filename, "source can't be a URL for COPY")
-		case kind == sourceGit:
-			p, err = b.gitPart(ctx, cs, base, s, ref)
-		default:
-			p, err = b.urlPart(ctx, cs, base, s)
-		}
-		if p != nil {
-			parts = append(parts, p)
-		}
-		if err != nil {
-			return parts, sc.errorf(b.opts.Filename, "%s %s: %w", cs.name, s, err)
-		}
-	}
-	if err := flush(); err != nil || len(cs.sd.SourceContents) == 0 {
-		return parts, err
-	}
-	p, err := b.localPart(ctx, sc, cs, base, nil, true)
-	if p != nil {
-		parts = append(parts, p)
-	}
-	return parts, err
-}
-
-// localPart reads sources from the context, another stage, an image or a named
-// context, or (heredocs) the heredoc files of the COPY/ADD.
-func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base buildctx.CopyOptions, sources []string, heredocs bool) (*copyPart, error) {
-	var source *copySource
-	var err error
-	if heredocs {
-		for _, c := range cs.sd.SourceContents {
-			sources = append(sources, c.Path)
-		}
-		source, err = b.heredocSource(cs)
-	} else {
-		source, err = b.copySource(ctx, sc, cs)
-	}
-	if err != nil {
-		return nil, err
-	}
-	opts := base
-	opts.Sources = sources
-	// BuildKit copies heredocs without --parents and never unpacks them.
-	opts.Parents = cs.parents && !heredocs
-	if heredocs || cs.unpack != nil && !*cs.unpack {
-		opts.KeepArchives = true
-	}
-	p := &copyPart{opts: opts, src: source.src, release: source.release}
-	sum, err := b.selectionDigest(ctx, source, opts)
-	if err != nil {
-		return p, b.copyError(sc, cs, err)
-	}
-	p.content = sum.Digest
-	if source.src.Context != nil {
-		p.files = make(map[string]string, len(sum.Files))
-		for _, f := range sum.Files {
-			p.files[f.Path] = f.Digest
-		}
-	}
-	return p, nil
-}
-
-func (b *build) copyError(sc *stepCtx, cs copySpec, err error) error {
-	return sc.errorf(b.opts.Filename, "%s failed: %w", cs.name, err)
-}
-
-// heredocSource writes the heredoc files of a COPY/ADD into a temporary directory of
-// the store (removed at the next start if kiln is killed).
-func (b *build) heredocSource(cs copySpec) (*copySource, error) {
-	dir, err := b.opts.Store.TempDir("kiln-heredoc-")
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range cs.sd.SourceContents {
-		p, err := rootpath.Resolve(dir, c.Path)
-		if err == nil {
-			err = os.MkdirAll(filepath.Dir(p), 0o755)
-		}
-		if err == nil {
-			err = os.WriteFile(p, []byte(c.Data), 0o644)
-		}
-		if err == nil {
-			// The copy keeps the file's mode: 0644 as BuildKit's Mkfile, whatever
-			// the umask.
-			err = os.Chmod(p, 0o644)
-		}
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("write heredoc %s: %w", c.Path, err)
-		}
-	}
-	// The heredocs' text is the identity of the tree: their digest is memoised by
-	// it (selectionDigest), and the temp dir's metadata never fills the file cache.
-	var texts []string
-	for _, c := range cs.sd.SourceContents {
-		texts = append(texts, c.Path, c.Data)
-	}
-	return &copySource{src: buildctx.Source{Root: dir}, content: digestOf(append([]string{"heredocs"}, texts...)...),
-		release: func() { os.RemoveAll(dir) }}, nil
-}
-
-// copySource mounts what a COPY reads: another stage's or an image's rootfs for
-// --from, or the build context.
-func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copySource, error) {
-	noop := func() {}
-	if cs.from == "" {
-		return &copySource{src: buildctx.Source{Root: b.opts.Context.Dir, Context: b.opts.Context}, release: noop}, nil
-	}
-	var snaps []string
-	var content string
-	if nc, ok := b.namedContext(cs.from); ok {
-		switch nc.Kind {
-		case ContextDir:
-			bctx, err := buildctx.Open(nc.Ref, "")
-			if err != nil {
-				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
-			}
-			return &copySource{src: buildctx.Source{Root: bctx.Dir, Context: bctx}, release: noop}, nil
-		case ContextGit, ContextURL:
-			src, err := b.remoteContext(ctx, nc)
-			if err != nil {
-				return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
-			}
-			return src, nil
-		}
-	}
-	if idx := b.stageIndex(cs.from); idx >= 0 {
-		if idx == sc.stage.Index {
-			return nil, sc.errorf(b.opts.Filename, "%s --from=%s refers to the stage itself", cs.name, cs.from)
-		}
-		other, err := b.wait(ctx, idx)
-		if err != nil {
-			return nil, err
-		}
-		if err := b.materialize(ctx, other.layers); err != nil {
-			return nil, fmt.Errorf("%s --from=%s: %w", cs.name, cs.from, err)
-		}
-		snaps, content = other.snapshots(), "stage:"+other.key
-	} else {
-		base, err := b.baseImage(ctx, cs.from, "", func(msg string) {
-			b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: msg})
-		})
-		if err != nil {
-			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
-		}
-		for _, l := range base.layers {
-			snaps = append(snaps, l.snapshot)
-		}
-		content = "image:" + base.manifest.String()
-	}
-	root, release, err := b.opts.Snapshots.View(ctx, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s --from=%s: %w", cs.name, cs.from, err)
-	}
-	return &copySource{src: buildctx.Source{Root: root}, content: content, release: func() { _ = release() }}, nil
-}
-
-// stageIndex finds a stage by name or index, -1 when the name is not a stage.
-func (b *build) stageIndex(ref string) int {
-	if n, err := strconv.Atoi(ref); err == nil {
-		if n >= 0 && n < len(b.g.Stages) {
-			return n
-		}
-		return -1
-	}
-	for _, s := range b.g.Stages {
-		if s.Name != "" && strings.EqualFold(s.Name, ref) {
-			return s.Index
-		}
-	}
-	return -1
-}
-
-// unixPerm is the inverse of fileModeFromUnix.
-func unixPerm(m fs.FileMode) uint32 {
-	u := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		u |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		u |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		u |= 0o1000
-	}
-	return u
-}
-
-// optBool renders a tri-state flag as the key keeps it: "" when not given.
-func optBool(v *bool) string {
-	if v == nil {
-		return ""
-	}
-	return strconv.FormatBool(*v)
-}
-
-// fileModeFromUnix converts permission and special bits from their unix values.
-func fileModeFromUnix(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
-
-// dispatchWorkdir sets the working dir (relative to the previous one) and creates it,
-// owned by the current USER, as BuildKit does: with a file op, whose owner rules
+// Workdir executes a WORKDIR op (s.Op.Workdir): it creates the directory owned by
+// the op's user, as BuildKit does, with a file op whose owner rules
 // (exec.ResolveFileOwner) do not fail for a user the image lacks. The directory is
 // then root's, and one that exists already is left as it is.
-func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instructions.WorkdirCommand) error {
-	st := sc.st
-	// As BuildKit's NormalizeWorkdir: an absolute path is kept as written ("/tmp/"
-	// stays "/tmp/" in the config and the history), a relative one is joined to the
-	// current dir, which cleans it.
-	wd := c.Path
-	if !path.IsAbs(wd) {
-		cur := st.cfg.Config.WorkingDir
-		if cur == "" {
-			cur = "/"
-		}
-		wd = path.Join("/", cur, wd)
-	}
-	st.cfg.Config.WorkingDir = wd
-	if path.Clean(wd) == "/" {
-		b.history(st, "WORKDIR /")
-		return nil
-	}
-	user := st.cfg.Config.User
-	op := &Op{Workdir: &WorkdirOp{Path: wd, User: user}}
-	return b.fsStep(ctx, sc, op, nil, "WORKDIR "+wd, func(ctx context.Context, root string) error {
-		var owner buildctx.Owner
+func (e *Engine) Workdir(ctx context.Context, st State, s Step) (StepResult, error) {
+	wd, user := s.Op.Workdir.Path, s.Op.Workdir.User
+	return e.step(ctx, st, &stepExec{Step: s, do: func(ctx context.Context, root string) error {
+		var owner source.Owner
 		if user != "" {
 			u, err := exec.ResolveFileOwner(root, user)
 			if err != nil && !errors.Is(err, exec.ErrNotInImage) {
-				return sc.errorf(b.opts.Filename, "WORKDIR %s: USER %s: %w", wd, user, err)
+				return fmt.Errorf("WORKDIR %s: USER %s: %w", wd, user, err)
 			}
-			owner = buildctx.Owner{UID: u.UID, GID: u.GID}
+			owner = source.Owner{UID: u.UID, GID: u.GID}
 		}
-		if _, err := buildctx.MkdirAll(root, wd, owner); err != nil {
-			return sc.errorf(b.opts.Filename, "WORKDIR %s: %w", wd, err)
+		if _, err := source.MkdirAll(root, wd, owner); err != nil {
+			return fmt.Errorf("WORKDIR %s: %w", wd, err)
 		}
 		return nil
-	})
+	}})
 }

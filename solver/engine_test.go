@@ -1,214 +1,304 @@
-package solver
+package solver_test
 
 import (
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/buildctx"
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
-	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/solver/solvertest"
+	"github.com/kiln-build/kiln/source"
 )
 
-// The engine tested without root (only options that need none: cache-mount and secret
-// ownership need root and are covered by the e2e harness): FROM scratch, the copy snapshotter, and a fake
-// executor that "runs" a step by writing its argv and env into the rootfs, so that
-// what a step saw is what its layer holds. These tests cover keys (what reruns a
-// step), scheduling (--jobs), cancellation and error wrapping.
+// The engine tested through its seams' fakes, without root: the in-memory store,
+// the copy snapshotter in a temp dir and a fake executor. The tests speak ops, not
+// Dockerfiles (those are package dockerfile's tests).
 
-// fakeRun writes /out/<n> with the step's argv, env, user, cwd and network, one per
-// line, and returns after calling hook (when set) with the spec.
-func fakeRun(hook func(ctx context.Context, spec exec.Spec) error) ExecutorFunc {
-	var n atomic.Int64
-	return func(ctx context.Context, spec exec.Spec) error {
-		if hook != nil {
-			if err := hook(ctx, spec); err != nil {
-				return err
-			}
-		}
-		dir := filepath.Join(spec.Rootfs, "out")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		seen := strings.Join([]string{strings.Join(spec.Args, "\x00"), strings.Join(spec.Env, "\x00"),
-			spec.User, spec.Cwd, string(spec.Network)}, "\n")
-		name := filepath.Join(dir, strings.ReplaceAll(strings.Join(spec.Args, "_"), "/", "-"))
-		if len(name) > 200 {
-			name = filepath.Join(dir, "step"+strings.Repeat("x", int(n.Add(1))))
-		}
-		return os.WriteFile(name, []byte(seen), 0o644)
-	}
+// rig is one store and snapshotter; engines made from it share what they cache, as
+// builds on one --root do.
+type rig struct {
+	t      *testing.T
+	store  *solvertest.Store
+	snaps  *snapshot.Snapshotter
+	mu     sync.Mutex
+	events []solver.Event
 }
 
-// engine is one store and context for root-free solves.
-type engine struct {
-	t     *testing.T
-	store *cache.Store
-	snaps *snapshot.Snapshotter
-	dir   string // the build context
-}
-
-func newEngine(t *testing.T) *engine {
+func newRig(t *testing.T) *rig {
 	t.Helper()
-	ctx := context.Background()
-	store, err := cache.Open(ctx, t.TempDir())
+	dir := t.TempDir()
+	store, err := solvertest.NewStore(filepath.Join(dir, "store"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { store.Close() })
-	snaps, err := snapshot.New(ctx, store.SnapshotsDir(), snapshot.WithoutOverlay())
+	snaps, err := snapshot.New(context.Background(), filepath.Join(dir, "snapshots"), snapshot.WithoutOverlay())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &engine{t: t, store: store, snaps: snaps, dir: t.TempDir()}
+	return &rig{t: t, store: store, snaps: snaps}
 }
 
-// solveResult is what a solve did: the events and the result or error.
-type solveResult struct {
-	res    *Result
-	err    error
-	events []Event
+// engine is a new build on the rig; opts may set the executor, limits, jobs….
+// Step numbers start again with each build, so the events kept are the last
+// build's.
+func (r *rig) engine(opts solver.Options) *solver.Engine {
+	r.mu.Lock()
+	r.events = nil
+	r.mu.Unlock()
+	opts.Store, opts.Snapshots = r.store, r.snaps
+	if opts.Executor == nil {
+		opts.Executor = solvertest.Executor(nil)
+	}
+	opts.Progress = func(e solver.Event) {
+		r.mu.Lock()
+		r.events = append(r.events, e)
+		r.mu.Unlock()
+	}
+	return solver.New(opts)
 }
 
-// started lists the names of the steps that ran (were not cached).
-func (r solveResult) started() []string {
-	var out []string
+// kinds are the events of step id, in order.
+func (r *rig) kinds(id int) []solver.EventKind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []solver.EventKind
 	for _, e := range r.events {
-		if e.Kind == StepStarted && !strings.Contains(e.Name, "] FROM ") {
-			out = append(out, e.Name)
+		if e.ID == id {
+			out = append(out, e.Kind)
 		}
 	}
 	return out
 }
 
-func (e *engine) solve(ctx context.Context, dockerfile string, opts Options) solveResult {
-	e.t.Helper()
-	g, err := parser.Parse(strings.NewReader(dockerfile), parser.Options{Filename: "Dockerfile", BuildArgs: opts.Graph.BuildArgs})
-	if err != nil {
-		e.t.Fatal(err)
+func (r *rig) messages(id int, kind solver.EventKind) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		if e.ID == id && e.Kind == kind {
+			out = append(out, e.Message+string(e.Data))
+		}
 	}
-	bctx, err := buildctx.Open(e.dir, "")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var r solveResult
-	opts.Graph, opts.Filename, opts.Context, opts.Store, opts.Snapshots = g, "Dockerfile", bctx, e.store, e.snaps
-	if opts.Executor == nil {
-		opts.Executor = fakeRun(nil)
-	}
-	opts.Progress = func(ev Event) {
-		mu.Lock()
-		r.events = append(r.events, ev)
-		mu.Unlock()
-	}
-	r.res, r.err = Solve(ctx, opts)
-	return r
+	return out
 }
 
-func graphArgs(args map[string]string) *parser.Graph { return &parser.Graph{BuildArgs: args} }
+func runOp(args ...string) *solver.Op {
+	return &solver.Op{Run: &solver.RunOp{Args: args, Env: []string{"PATH=/bin"}, Workdir: "/", Network: "host", Security: "sandbox"}}
+}
 
-// What reruns a RUN: each case builds A, then B on the same store, and says whether
-// B's RUN must run again.
+func step(e *solver.Engine, op *solver.Op) solver.Step {
+	return solver.Step{Op: op, ID: e.NextID(), Name: "step", Display: "RUN", Scope: "scope"}
+}
+
+// ran reports whether a RUN of op on st executed (rather than came from the cache).
+func (r *rig) ran(e *solver.Engine, st solver.State, op *solver.Op, in solver.RunInputs) (bool, solver.StepResult) {
+	r.t.Helper()
+	s := step(e, op)
+	res, err := e.Run(context.Background(), st, s, in)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return slices.Contains(r.kinds(s.ID), solver.StepStarted), res
+}
+
+// What reruns a RUN: each case runs op A, then op B on a new engine (a new build)
+// on the same store, and says whether B executed.
 func TestEngineRunKeys(t *testing.T) {
+	base := func() *solver.Op { return runOp("make") }
 	for _, tc := range []struct {
-		name     string
-		a, b     string
-		optsB    func(*Options)
-		rerun    bool
-		argsA, B map[string]string
+		name   string
+		change func(op *solver.Op)
+		optsB  func(*solver.Options)
+		inB    solver.RunInputs
+		parent string // B runs on another state (its key)
+		rerun  bool
 	}{
-		{name: "same", a: "RUN a b", b: "RUN a b"},
-		{name: "argv split vs one arg", a: `RUN ["touch","/x y"]`, b: `RUN ["touch","/x","y"]`, rerun: true},
-		{name: "exec vs shell form", a: `RUN ["/bin/sh","-c","echo hi"]`, b: `RUN echo hi`},
-		{name: "shell changed", a: "RUN echo hi", b: "SHELL [\"/bin/ash\",\"-c\"]\nRUN echo hi", rerun: true},
-		{name: "env", a: "ENV A=1\nRUN x", b: "ENV A=2\nRUN x", rerun: true},
-		{name: "unused arg", a: "ARG U=1\nRUN x", b: "ARG U=1\nRUN x", B: map[string]string{"OTHER": "2"}},
-		{name: "used arg", a: "ARG U=1\nRUN x", b: "ARG U=2\nRUN x", rerun: true},
-		{name: "user", a: "USER 1\nRUN x", b: "USER 2\nRUN x", rerun: true},
-		{name: "workdir", a: "WORKDIR /a\nRUN x", b: "WORKDIR /b\nRUN x", rerun: true},
-		{name: "network flag", a: "RUN x", b: "RUN --network=none x", rerun: true},
-		{name: "network option", a: "RUN x", b: "RUN x", optsB: func(o *Options) { o.Network = exec.NetworkNone }, rerun: true},
-		{name: "pids limit", a: "RUN x", b: "RUN x", optsB: func(o *Options) { o.Limits.Pids = 64 }, rerun: true},
-		{name: "memory limit", a: "RUN x", b: "RUN x", optsB: func(o *Options) { o.Limits.MemoryBytes = 64 << 20 }, rerun: true},
-		{name: "compression", a: "RUN x", b: "RUN x", optsB: func(o *Options) { o.Compression = "zstd" }},
-		{name: "epoch", a: "RUN x", b: "RUN x", optsB: func(o *Options) { e := time.Unix(1, 0); o.SourceDateEpoch = &e }},
-		{name: "tmpfs size", a: "RUN --mount=type=tmpfs,target=/t x", b: "RUN --mount=type=tmpfs,target=/t,size=1m x", rerun: true},
-		{name: "cache target", a: "RUN --mount=type=cache,target=/c x", b: "RUN --mount=type=cache,target=/d x", rerun: true},
-		{name: "cache id", a: "RUN --mount=type=cache,target=/c,id=a x", b: "RUN --mount=type=cache,target=/c,id=b x"},
-		{name: "cache sharing", a: "RUN --mount=type=cache,target=/c x", b: "RUN --mount=type=cache,target=/c,sharing=private x"},
-		{name: "secret not given, target", a: "RUN --mount=type=secret,id=s x", b: "RUN --mount=type=secret,id=s,target=/s x", rerun: true},
-		{name: "no-cache", a: "RUN x", b: "RUN x", optsB: func(o *Options) { o.NoCache = true }, rerun: true},
+		{name: "same"},
+		{name: "argv", change: func(op *solver.Op) { op.Run.Args = []string{"make", "all"} }, rerun: true},
+		{name: "argv split", change: func(op *solver.Op) { op.Run.Args = []string{"ma", "ke"} }, rerun: true},
+		{name: "env", change: func(op *solver.Op) { op.Run.Env = append(op.Run.Env, "A=1") }, rerun: true},
+		{name: "user", change: func(op *solver.Op) { op.Run.User = "app" }, rerun: true},
+		{name: "workdir", change: func(op *solver.Op) { op.Run.Workdir = "/src" }, rerun: true},
+		{name: "network", change: func(op *solver.Op) { op.Run.Network = "none" }, rerun: true},
+		{name: "mount content", change: func(op *solver.Op) {
+			op.Run.Mounts = []solver.MountOp{{Type: "bind", Target: "/m", Content: "sha256:x"}}
+		}, rerun: true},
+		{name: "pids limit", optsB: func(o *solver.Options) { o.Limits.Pids = 64 }, rerun: true},
+		{name: "cpu limit", optsB: func(o *solver.Options) { o.Limits.CPUs = 0.5 }, rerun: true},
+		{name: "platform", optsB: func(o *solver.Options) { o.Platform.Architecture = "riscv64"; o.Platform.OS = "linux" }, rerun: true},
+		{name: "parent", parent: "another tree", rerun: true},
+		{name: "extra env is not key", inB: solver.RunInputs{Env: []string{"HTTP_PROXY=http://p"}}},
+		{name: "compression", optsB: func(o *solver.Options) { o.Compression = "zstd" }},
+		{name: "epoch", optsB: func(o *solver.Options) { e := time.Unix(1, 0); o.SourceDateEpoch = &e }},
+		{name: "jobs", optsB: func(o *solver.Options) { o.Jobs = 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEngine(t)
-			ctx := context.Background()
-			if r := e.solve(ctx, "FROM scratch\n"+tc.a+"\n", Options{Graph: graphArgs(tc.argsA)}); r.err != nil {
-				t.Fatalf("A: %v", r.err)
+			r := newRig(t)
+			a := r.engine(solver.Options{})
+			if did, _ := r.ran(a, a.Scratch(), base(), solver.RunInputs{}); !did {
+				t.Fatal("A did not execute on an empty store")
 			}
-			opts := Options{Graph: graphArgs(tc.B)}
+			var opts solver.Options
 			if tc.optsB != nil {
 				tc.optsB(&opts)
 			}
-			r := e.solve(ctx, "FROM scratch\n"+tc.b+"\n", opts)
-			if r.err != nil {
-				t.Fatalf("B: %v", r.err)
+			b := r.engine(opts)
+			st := b.Scratch()
+			if tc.parent != "" {
+				st.Key = tc.parent
 			}
-			ran := false
-			for _, n := range r.started() {
-				ran = ran || strings.Contains(n, "RUN")
+			op := base()
+			if tc.change != nil {
+				tc.change(op)
 			}
-			if ran != tc.rerun {
-				t.Errorf("B's RUN ran = %v, want %v (steps that ran: %q)", ran, tc.rerun, r.started())
+			if did, _ := r.ran(b, st, op, tc.inB); did != tc.rerun {
+				t.Errorf("B executed = %v, want %v", did, tc.rerun)
 			}
 		})
 	}
 }
 
-// Independent stages run at once, never more than --jobs of them.
-func TestEngineJobsBoundConcurrency(t *testing.T) {
-	e := newEngine(t)
-	var cur, peak atomic.Int64
-	exe := fakeRun(func(ctx context.Context, spec exec.Spec) error {
-		n := cur.Add(1)
-		defer cur.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-		return nil
-	})
-	df := "FROM scratch AS a\nRUN a\nFROM scratch AS b\nRUN b\nFROM scratch AS c\nRUN c\nFROM scratch AS d\nRUN d\n" +
-		"FROM scratch\nCOPY --from=a /out /a\nCOPY --from=b /out /b\nCOPY --from=c /out /c\nCOPY --from=d /out /d\n"
-	r := e.solve(context.Background(), df, Options{Graph: graphArgs(nil), Executor: exe, Jobs: 2})
-	if r.err != nil {
-		t.Fatal(r.err)
+// A step's result: its layer and state; the engine leaves its input state as it
+// was, and the next op is keyed on the result.
+func TestEngineStepResult(t *testing.T) {
+	r := newRig(t)
+	e := r.engine(solver.Options{})
+	scratch := e.Scratch()
+	_, one := r.ran(e, scratch, runOp("one"), solver.RunInputs{})
+	if one.DiffID == nil || len(one.State.Layers) != 1 || one.State.Key == scratch.Key {
+		t.Fatalf("RUN that writes a file: diffID %v, %d layers, key changed %v", one.DiffID, len(one.State.Layers), one.State.Key != scratch.Key)
 	}
-	if p := peak.Load(); p != 2 {
-		t.Errorf("at most %d steps ran at once with --jobs 2, want 2", p)
+	if len(scratch.Layers) != 0 {
+		t.Error("the input state changed")
+	}
+	// Two ops on one state give two states that share nothing.
+	_, twoA := r.ran(e, one.State, runOp("two-a"), solver.RunInputs{})
+	_, twoB := r.ran(e, one.State, runOp("two-b"), solver.RunInputs{})
+	if twoA.State.Layers[1].Snapshot == twoB.State.Layers[1].Snapshot || twoA.State.Key == twoB.State.Key {
+		t.Error("sibling ops share a layer or a key")
+	}
+	// What the last op saw is the tree below it: its layer holds only its own file.
+	root, release, err := e.View(context.Background(), twoA.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	for name, want := range map[string]bool{"one": true, "two-a": true, "two-b": false} {
+		if _, err := os.Stat(filepath.Join(root, "out", name)); (err == nil) != want {
+			t.Errorf("/out/%s in the tree: %v, want %v", name, err == nil, want)
+		}
 	}
 }
 
-// Cancelling the build while a step runs stops it: the executor sees its context
-// done, Solve returns the context's error, and nothing of the step is cached.
+// COPY and WORKDIR ops through the engine: a copied file is in the tree, the op is
+// cached by its content digest, and a linked copy is keyed without its parent.
+func TestEngineCopyAndWorkdir(t *testing.T) {
+	r := newRig(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	copyOp := func(link bool) *solver.Op {
+		return &solver.Op{Copy: &solver.CopyOp{Sources: []string{"a.txt"}, Content: []string{"sha256:a"}, Dest: "/d/", Link: link}}
+	}
+	in := func(link bool) solver.CopyInputs {
+		return solver.CopyInputs{Name: "COPY", Link: link, Parts: []solver.CopyPart{{
+			Source: source.Source{Root: src}, Options: source.CopyOptions{Sources: []string{"a.txt"}, Dest: "/d/"}}}}
+	}
+	e := r.engine(solver.Options{})
+	wd := step(e, &solver.Op{Workdir: &solver.WorkdirOp{Path: "/w"}})
+	w, err := e.Workdir(ctx, e.Scratch(), wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := step(e, copyOp(false))
+	c, err := e.Copy(ctx, w.State, s, in(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, release, err := e.View(ctx, c.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(root, "d", "a.txt"))
+	fi, werr := os.Stat(filepath.Join(root, "w"))
+	release()
+	if string(data) != "a" || werr != nil || !fi.IsDir() {
+		t.Errorf("tree: /d/a.txt %q, /w %v", data, werr)
+	}
+	// A linked copy is cached whatever it is stacked on.
+	l1 := step(e, copyOp(true))
+	if _, err := e.Copy(ctx, e.Scratch(), l1, in(true)); err != nil {
+		t.Fatal(err)
+	}
+	l2 := step(e, copyOp(true))
+	linked, err := e.Copy(ctx, c.State, l2, in(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.kinds(l2.ID); !slices.Equal(got, []solver.EventKind{solver.StepCached}) {
+		t.Errorf("linked copy on another state: events %v, want cached", got)
+	}
+	if len(linked.State.Layers) != 3 || linked.State.Key == c.State.Key {
+		t.Errorf("linked copy: %d layers, want 3 stacked", len(linked.State.Layers))
+	}
+}
+
+// Independent ops run at once from several goroutines (stages), never more than
+// Jobs of them.
+func TestEngineJobsBoundConcurrency(t *testing.T) {
+	for _, jobs := range []int{1, 2, 3} {
+		r := newRig(t)
+		var cur, peak atomic.Int64
+		exe := solvertest.Executor(func(ctx context.Context, spec exec.Spec) error {
+			n := cur.Add(1)
+			defer cur.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			time.Sleep(50 * time.Millisecond)
+			return nil
+		})
+		e := r.engine(solver.Options{Executor: exe, Jobs: jobs})
+		var wg sync.WaitGroup
+		errs := make(chan error, 5)
+		for i := range 5 {
+			wg.Go(func() {
+				_, err := e.Run(context.Background(), e.Scratch(), step(e, runOp("stage", string(rune('a'+i)))), solver.RunInputs{})
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p := peak.Load(); p != int64(jobs) {
+			t.Errorf("jobs %d: at most %d ops ran at once, want %d", jobs, p, jobs)
+		}
+	}
+}
+
+// Cancelling while an op runs stops it: the executor sees its context done, Run
+// returns the context's error, and nothing of the op is cached.
 func TestEngineCancelMidStep(t *testing.T) {
-	e := newEngine(t)
+	r := newRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	entered := make(chan struct{})
 	var sawCancel atomic.Bool
-	exe := fakeRun(func(ctx context.Context, spec exec.Spec) error {
+	exe := solvertest.Executor(func(ctx context.Context, spec exec.Spec) error {
 		close(entered)
 		<-ctx.Done()
 		sawCancel.Store(true)
@@ -218,86 +308,107 @@ func TestEngineCancelMidStep(t *testing.T) {
 		<-entered
 		cancel()
 	}()
-	r := e.solve(ctx, "FROM scratch\nRUN slow\n", Options{Graph: graphArgs(nil), Executor: exe})
-	if !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("Solve = %v, want context.Canceled", r.err)
+	e := r.engine(solver.Options{Executor: exe})
+	if _, err := e.Run(ctx, e.Scratch(), step(e, runOp("slow")), solver.RunInputs{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
 	if !sawCancel.Load() {
-		t.Error("the running step never saw the cancellation")
+		t.Error("the running op never saw the cancellation")
 	}
-	again := e.solve(context.Background(), "FROM scratch\nRUN slow\n", Options{Graph: graphArgs(nil)})
-	if again.err != nil || len(again.started()) != 1 {
-		t.Errorf("after a cancelled build the step was cached or failed: %v, ran %q", again.err, again.started())
+	if n := r.store.Steps(); n != 0 {
+		t.Errorf("%d entries recorded by a cancelled op", n)
+	}
+	again := r.engine(solver.Options{})
+	if did, _ := r.ran(again, again.Scratch(), runOp("slow"), solver.RunInputs{}); !did {
+		t.Error("after a cancelled build the op came from the cache")
 	}
 }
 
-// errSandbox stands for a failure of the executor itself.
 var errSandbox = errors.New("sandbox broke")
 
-// A step's error names its Dockerfile line and keeps its cause for errors.Is/As.
-func TestEngineErrorsNameTheLine(t *testing.T) {
+// lineError stands for the front end's annotation (a Dockerfile line).
+type lineError struct{ err error }
+
+func (e *lineError) Error() string { return "Dockerfile:3: " + e.err.Error() }
+func (e *lineError) Unwrap() error { return e.err }
+
+// A failed op's error keeps its cause for errors.Is/As through the annotation, says
+// what happened, and the StepFailed event carries the annotated message.
+func TestEngineErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		exe  func(ctx context.Context, spec exec.Spec) error
 		is   error
-		as   bool // errors.As(err, **exec.ExitError)
+		exit bool // errors.As(err, **exec.ExitError) and **solver.ExecError
 		msg  string
 	}{
-		{"executor error", func(context.Context, exec.Spec) error { return errSandbox }, errSandbox, false, "sandbox broke"},
-		{"exit code", func(context.Context, exec.Spec) error { return &exec.ExitError{Code: 3} }, nil, true, "exit code: 3"},
+		{"executor error", func(context.Context, exec.Spec) error { return errSandbox }, errSandbox, false, "RUN failed: sandbox broke"},
+		{"exit code", func(_ context.Context, spec exec.Spec) error {
+			spec.Stdout.Write([]byte("compiling\nboom\n"))
+			return &exec.ExitError{Code: 3}
+		}, nil, true, `process "fails" did not complete successfully: exit code: 3` + "\n--- last output lines ---\ncompiling\nboom"},
+		{"signal", func(context.Context, exec.Spec) error { return &exec.ExitError{Signal: 9} }, nil, true, "killed by signal"},
+		{"oom", func(context.Context, exec.Spec) error { return &exec.ExitError{OOMKilled: true, MemoryLimit: 64 << 20} }, nil, true, "out of memory (limit 64MiB)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEngine(t)
-			r := e.solve(context.Background(), "FROM scratch\nENV A=1\nRUN fails\n", Options{Graph: graphArgs(nil), Executor: fakeRun(tc.exe)})
-			var pe *parser.Error
-			if !errors.As(r.err, &pe) || pe.Line != 3 {
-				t.Fatalf("error %v does not name line 3", r.err)
+			r := newRig(t)
+			e := r.engine(solver.Options{Executor: solvertest.Executor(tc.exe)})
+			s := step(e, runOp("fails"))
+			s.Annotate = func(err error) error { return &lineError{err} }
+			_, err := e.Run(context.Background(), e.Scratch(), s, solver.RunInputs{})
+			var le *lineError
+			if !errors.As(err, &le) {
+				t.Fatalf("error %v is not annotated", err)
 			}
-			if !strings.Contains(r.err.Error(), tc.msg) {
-				t.Errorf("error %q does not say %q", r.err, tc.msg)
+			if !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("error %q does not say %q", err, tc.msg)
 			}
-			if tc.is != nil && !errors.Is(r.err, tc.is) {
-				t.Errorf("errors.Is(%v, %v) = false", r.err, tc.is)
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tc.is)
 			}
 			var ee *exec.ExitError
-			if errors.As(r.err, &ee) != tc.as {
-				t.Errorf("errors.As(ExitError) = %v, want %v", !tc.as, tc.as)
+			var xe *solver.ExecError
+			if errors.As(err, &ee) != tc.exit || errors.As(err, &xe) != tc.exit {
+				t.Errorf("errors.As ExitError/ExecError: want %v", tc.exit)
+			}
+			if got := r.messages(s.ID, solver.StepFailed); len(got) != 1 || !strings.HasPrefix(got[0], "Dockerfile:3: ") {
+				t.Errorf("StepFailed messages %q, want one with the line", got)
+			}
+			if n := r.store.Steps(); n != 0 {
+				t.Errorf("%d entries recorded by a failed op", n)
 			}
 		})
 	}
-	// A COPY of a missing file: the line, and the cause.
-	e := newEngine(t)
-	r := e.solve(context.Background(), "FROM scratch\nCOPY missing.txt /\n", Options{Graph: graphArgs(nil)})
-	var pe *parser.Error
-	if !errors.As(r.err, &pe) || pe.Line != 2 || !errors.Is(r.err, os.ErrNotExist) && !strings.Contains(r.err.Error(), "missing.txt") {
-		t.Errorf("COPY of a missing file: %v", r.err)
-	}
 }
 
-// One Graph can be solved more than once: each solve expands its own copy of the
-// instructions (an escaped \$ expanded twice would lose its escape).
-func TestEngineGraphSolvedTwice(t *testing.T) {
-	g, err := parser.Parse(strings.NewReader("FROM scratch\nENV A=1\nENV B=\\$A\nWORKDIR /w\nRUN x\n"), parser.Options{Filename: "Dockerfile"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var envs []string
-	for range 2 {
-		e := newEngine(t)
-		bctx, err := buildctx.Open(e.dir, "")
-		if err != nil {
+// Progress: a miss is started, logs its output, says why it missed and is done; a
+// hit is only cached.
+func TestEngineProgressEvents(t *testing.T) {
+	r := newRig(t)
+	S, L, I, D, C := solver.StepStarted, solver.StepLog, solver.StepInfo, solver.StepDone, solver.StepCached
+	for _, tc := range []struct {
+		name  string
+		op    *solver.Op
+		kinds []solver.EventKind
+		info  string
+	}{
+		{"first", runOp("make"), []solver.EventKind{S, L, D}, ""},
+		{"again", runOp("make"), []solver.EventKind{C}, ""},
+		{"changed", runOp("make", "all"), []solver.EventKind{S, I, L, D}, "cache miss: RUN (run.args changed)"},
+	} {
+		e := r.engine(solver.Options{})
+		s := step(e, tc.op)
+		if _, err := e.Run(context.Background(), e.Scratch(), s, solver.RunInputs{}); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Solve(context.Background(), Options{Graph: g, Filename: "Dockerfile", Context: bctx,
-			Store: e.store, Snapshots: e.snaps, Executor: fakeRun(nil)})
-		if err != nil {
-			t.Fatal(err)
+		if got := r.kinds(s.ID); !slices.Equal(got, tc.kinds) {
+			t.Errorf("%s: events %v, want %v", tc.name, got, tc.kinds)
 		}
-		envs = append(envs, strings.Join(res.Config.Config.Env, " "))
-	}
-	for i, env := range envs {
-		if !strings.Contains(env, "B=$A") {
-			t.Errorf("solve %d: env %q, want B=$A kept literal", i+1, env)
+		if info := r.messages(s.ID, I); tc.info != "" && (len(info) != 1 || info[0] != tc.info) {
+			t.Errorf("%s: info %q, want %q", tc.name, info, tc.info)
+		}
+		if logs := r.messages(s.ID, L); slices.Contains(tc.kinds, L) && (len(logs) != 1 || !strings.HasPrefix(logs[0], "ran make")) {
+			t.Errorf("%s: logs %q", tc.name, logs)
 		}
 	}
 }

@@ -31,32 +31,32 @@ type layerTransform struct {
 }
 
 // exportTransform is this build's transform.
-func (b *build) exportTransform() layerTransform {
-	t := layerTransform{Compression: b.opts.Compression, NoEpoch: true}
-	if e := b.opts.SourceDateEpoch; e != nil {
-		t.Epoch, t.NoEpoch = e.Unix(), false
+func (e *Engine) exportTransform() layerTransform {
+	t := layerTransform{Compression: e.opts.Compression, NoEpoch: true}
+	if ep := e.opts.SourceDateEpoch; ep != nil {
+		t.Epoch, t.NoEpoch = ep.Unix(), false
 	}
 	return t
 }
 
 // exportLayers gives the image's step layers the form the outputs want, and the
 // config's diff IDs with them. Base image layers are exported as pulled.
-func (b *build) exportLayers(ctx context.Context, st *stageState, cfg *v1.ConfigFile) ([]v1.Layer, error) {
-	t := b.exportTransform()
-	out := make([]v1.Layer, len(st.layers))
-	for i, l := range st.layers {
-		out[i] = l.layer
-		if !l.step {
+func (e *Engine) exportLayers(ctx context.Context, st State, cfg *v1.ConfigFile) ([]v1.Layer, error) {
+	t := e.exportTransform()
+	out := make([]v1.Layer, len(st.Layers))
+	for i, l := range st.Layers {
+		out[i] = l.Layer
+		if !l.Step {
 			continue
 		}
-		mt, err := l.layer.MediaType()
+		mt, err := l.Layer.MediaType()
 		if err != nil {
 			return nil, err
 		}
 		if t.NoEpoch && layers.CompressionOf(string(mt)) == t.Compression {
 			continue
 		}
-		nl, diffID, err := b.transformLayer(ctx, l.layer, t)
+		nl, diffID, err := e.transformLayer(ctx, l.Layer, t)
 		if err != nil {
 			return nil, err
 		}
@@ -70,15 +70,15 @@ func (b *build) exportLayers(ctx context.Context, st *stageState, cfg *v1.Config
 // blob is still there, else rewritten now. The store keeps it as an entry of its own
 // ("export:" and the digest of the layer and the transform), so it lives and is
 // pruned like a step, by use.
-func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform) (v1.Layer, v1.Hash, error) {
+func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransform) (v1.Layer, v1.Hash, error) {
 	diffID, err := l.DiffID()
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
 	spec, _ := json.Marshal(t)
 	key := "export:" + digestOf(diffID.String(), string(spec))
-	if e, ok, err := b.opts.Store.GetStep(ctx, key); err == nil && ok && e.Layer != nil {
-		if nl, nd, err := b.storedLayer(e.Layer); err == nil {
+	if ent, ok, err := e.opts.Store.GetStep(ctx, key); err == nil && ok && ent.Layer != nil {
+		if nl, nd, err := e.storedLayer(ent.Layer); err == nil {
 			return nl, nd, nil
 		}
 	}
@@ -87,15 +87,15 @@ func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform
 		return nil, v1.Hash{}, fmt.Errorf("open layer %s: %w", diffID, err)
 	}
 	defer rc.Close()
-	bw, err := b.opts.Store.NewBlobWriter()
+	bw, err := e.opts.Store.NewBlobWriter()
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
 	defer bw.Abort()
 	opts := layers.WriteOptions{Compression: t.Compression}
 	if !t.NoEpoch {
-		e := b.opts.SourceDateEpoch.UTC()
-		opts.SourceDateEpoch = &e
+		ep := e.opts.SourceDateEpoch.UTC()
+		opts.SourceDateEpoch = &ep
 	}
 	blob, err := layers.Rewrite(ctx, rc, bw, opts)
 	if err == nil {
@@ -108,17 +108,17 @@ func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform
 		return nil, v1.Hash{}, fmt.Errorf("store layer %s for export: %w", diffID, err)
 	}
 	now := time.Now()
-	err = b.opts.Store.PutStep(ctx, &cache.Entry{Key: key, Created: now, Used: now, Layer: &cache.Layer{
+	err = e.opts.Store.PutStep(ctx, &cache.Entry{Key: key, Created: now, Used: now, Layer: &cache.Layer{
 		Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size, MediaType: string(blob.MediaType),
 	}})
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("record layer %s for export: %w", diffID, err)
 	}
-	return image.StoreLayer(b.opts.Store, blob.Digest, blob.DiffID, blob.Size, blob.MediaType), blob.DiffID, nil
+	return image.StoreLayer(e.opts.Store, blob.Digest, blob.DiffID, blob.Size, blob.MediaType), blob.DiffID, nil
 }
 
 // storedLayer is a transformed layer the store recorded, if its blob is still there.
-func (b *build) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
+func (e *Engine) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
 	digest, err := v1.NewHash(tl.Digest)
 	if err != nil {
 		return nil, v1.Hash{}, err
@@ -127,8 +127,41 @@ func (b *build) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
-	if !b.opts.Store.HasBlob(digest) {
+	if !e.opts.Store.HasBlob(digest) {
 		return nil, v1.Hash{}, fmt.Errorf("blob %s is gone", digest)
 	}
-	return image.StoreLayer(b.opts.Store, digest, diffID, tl.Size, types.MediaType(tl.MediaType)), diffID, nil
+	return image.StoreLayer(e.opts.Store, digest, diffID, tl.Size, types.MediaType(tl.MediaType)), diffID, nil
+}
+
+// Export assembles the image of st with config cfg (whose diff IDs are st's layers
+// as the steps made them): step layers get the build's export transform, and with
+// needRootfs every layer is given its snapshot, for outputs that read the files
+// (Result.Snapshots).
+func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needRootfs bool) (*Result, error) {
+	if len(st.Layers) != len(cfg.RootFS.DiffIDs) {
+		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(st.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	ls, err := e.exportLayers(ctx, st, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("export layers: %w", err)
+	}
+	img, err := image.Assemble(cfg, ls)
+	if err != nil {
+		return nil, fmt.Errorf("assemble image: %w", err)
+	}
+	if needRootfs {
+		if err := e.materialize(ctx, st.Layers); err != nil {
+			return nil, fmt.Errorf("unpack the image's filesystem: %w", err)
+		}
+	}
+	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots()}, nil
+}
+
+// Result is a built image.
+type Result struct {
+	Image  v1.Image
+	Config *v1.ConfigFile
+	// Snapshots are the committed snapshot ids of the final rootfs, lowest first, for
+	// outputs that need the flattened filesystem (snapshot.View).
+	Snapshots []string
 }

@@ -16,117 +16,126 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/source"
 )
 
-// fsStep runs a filesystem-changing step through the cache: on a hit the recorded layer
-// is reused; on a miss do runs over a fresh overlay snapshot whose upper dir becomes
-// the step's layer. createdBy is the history text.
-func (b *build) fsStep(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, do func(ctx context.Context, root string) error) error {
-	return b.step(ctx, sc, op, files, createdBy, false, do)
+// stepExec is a Step with how the engine executes it on a miss.
+type stepExec struct {
+	Step
+	// linked runs do over an empty snapshot instead of the state and keys the op
+	// without the state below it (COPY --link, see link.go).
+	linked bool
+	do     func(ctx context.Context, root string) error
+	// pending collects the files a COPY leaves out of the snapshot (pending.go);
+	// set by do.
+	pending *source.Pending
 }
 
-// step is fsStep; linked runs do over an empty snapshot instead of the stage and keys
-// the step without the stage below it (COPY --link, see linkedStep).
-//
-// files are the per-file digests of what a COPY reads, kept only to explain a later
-// miss.
-func (b *build) step(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, linked bool, do func(ctx context.Context, root string) error) error {
-	st := sc.st
-	op.Parent = st.key
-	if linked {
+// step runs an op through the cache: on a hit the recorded layer is reused; on a
+// miss x.do runs over a fresh snapshot whose upper dir becomes the op's layer.
+func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, error) {
+	fail := func(err error) (StepResult, error) {
+		if x.Annotate != nil {
+			err = x.Annotate(err)
+		}
+		return StepResult{}, err
+	}
+	op := x.Op
+	op.Parent = st.Key
+	if x.linked {
 		op.Parent = ""
 	}
-	op.Platform = b.opts.Platform.String()
-	rec := &opRecord{Op: *op, Files: files}
+	op.Platform = e.opts.Platform.String()
+	rec := &opRecord{Op: *op, Files: x.Files}
 	key := op.key()
-	// The stage's key after a linked step still covers the stage below it, which the
-	// step's own key leaves out.
+	// The state's key after a linked step still covers the state below it, which
+	// the step's own key leaves out.
 	stageKey := key
-	if linked {
-		stageKey = digestOf("link", st.key, key)
+	if x.linked {
+		stageKey = digestOf("link", st.Key, key)
 	}
-	sc.id = int(b.nextID.Add(1))
-	scope := b.scope(sc)
+	scope := x.Scope
 
 	why := ""
-	if !b.noCacheFor(sc.stage) {
-		e, ok, err := b.opts.Store.GetStep(ctx, key)
+	if !x.NoCache {
+		ent, ok, err := e.opts.Store.GetStep(ctx, key)
 		if err != nil {
-			return fmt.Errorf("read cache: %w", err)
+			return fail(fmt.Errorf("read cache: %w", err))
 		}
-		if ok && !b.hasLayerBlob(e) {
+		if ok && !e.hasLayerBlob(ent) {
 			// The entry outlived its blob (removed as damaged, or by hand): the
 			// step is made again.
 			ok, why = false, "its layer blob is gone from the store"
 		}
 		if ok {
-			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
-			return b.applyEntry(st, e, stageKey, createdBy)
+			e.Emit(Event{Kind: StepCached, ID: x.ID, Name: x.Name})
+			return e.applyEntry(st, ent, stageKey)
 		}
 		if why == "" {
-			why = b.explainMiss(ctx, scope, rec)
+			why = e.explainMiss(ctx, scope, rec)
 		}
 	}
 
-	release, err := b.acquire(ctx)
+	release, err := e.acquire(ctx)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	defer release()
 	start := time.Now()
-	b.emit(Event{Kind: StepStarted, ID: sc.id, Name: sc.name, Time: start})
+	e.Emit(Event{Kind: StepStarted, ID: x.ID, Name: x.Name, Time: start})
 	if why != "" {
-		b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: "cache miss: " + displayInstruction(sc.cmd) + " (" + why + ")"})
+		e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: "cache miss: " + x.Display + " (" + why + ")"})
 	}
-	e, err := b.execStep(ctx, sc, key, linked, do)
+	ent, err := e.execStep(ctx, st, x, key)
 	if err != nil {
-		b.emit(Event{Kind: StepFailed, ID: sc.id, Name: sc.name, Message: err.Error(), Duration: time.Since(start)})
-		return err
+		_, err = fail(err)
+		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start)})
+		return StepResult{}, err
 	}
 	if data, err := json.Marshal(rec); err == nil {
-		_ = b.opts.Store.SetLastInputs(ctx, scope, data)
+		_ = e.opts.Store.SetLastInputs(ctx, scope, data)
 	}
 	// The entry keeps its op without the per-file digests: those can run to
 	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
 	// use time); explaining a miss needs only the last record of the step's position.
-	e.Inputs = op.encode()
-	if b.noCacheFor(sc.stage) {
-		err = b.opts.Store.PutStep(ctx, e)
+	ent.Inputs = op.encode()
+	if x.NoCache {
+		err = e.opts.Store.PutStep(ctx, ent)
 	} else {
 		// Another build on this root (or a twin stage of this one) may have recorded
 		// the same step while this one ran: keep the first result (one transaction
 		// checks and writes), so that builds racing on a step that is not
 		// reproducible still share the steps after it (they are keyed by the
 		// result). Ours becomes garbage for prune.
-		e, err = b.opts.Store.PutStepIfAbsent(ctx, e)
+		ent, err = e.opts.Store.PutStepIfAbsent(ctx, ent)
 	}
 	if err != nil {
-		return fmt.Errorf("record cache entry: %w", err)
+		return fail(fmt.Errorf("record cache entry: %w", err))
 	}
-	b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
-	return b.applyEntry(st, e, stageKey, createdBy)
+	e.Emit(Event{Kind: StepDone, ID: x.ID, Name: x.Name, Duration: time.Since(start)})
+	return e.applyEntry(st, ent, stageKey)
 }
 
-// execStep prepares a snapshot over the stage (over nothing when linked), runs do in
+// execStep prepares a snapshot over the state (over nothing when linked), runs do in
 // it, and commits the diff as a layer blob and a snapshot.
-func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bool, do func(ctx context.Context, root string) error) (*cache.Entry, error) {
-	parents := sc.st.snapshots()
-	if linked {
+func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string) (*cache.Entry, error) {
+	parents := st.Snapshots()
+	if x.linked {
 		parents = nil
-	} else if err := b.materialize(ctx, sc.st.layers); err != nil {
+	} else if err := e.materialize(ctx, st.Layers); err != nil {
 		return nil, err
 	}
-	active, err := b.opts.Snapshots.Prepare(ctx, parents)
+	active, err := e.opts.Snapshots.Prepare(ctx, parents)
 	if err != nil {
 		return nil, fmt.Errorf("prepare snapshot: %w", err)
 	}
 	defer active.Discard(context.WithoutCancel(ctx))
-	if err := do(ctx, active.Root); err != nil {
+	if err := x.do(ctx, active.Root); err != nil {
 		return nil, err
 	}
 	var pending []layers.PendingFile
-	if sc.pending != nil {
-		pending = sc.pending.Files()
+	if x.pending != nil {
+		pending = x.pending.Files()
 		dirs := make([]string, len(pending))
 		for i, f := range pending {
 			dirs[i] = path.Dir(f.Name)
@@ -139,21 +148,21 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 	// The entry keeps when the step really ran: SOURCE_DATE_EPOCH is applied when
 	// the history is written (applyEntry), and is not part of the step.
 	now := time.Now()
-	e := &cache.Entry{Key: key, Created: now.UTC(), Used: now}
+	ent := &cache.Entry{Key: key, Created: now.UTC(), Used: now}
 
-	bw, err := b.opts.Store.NewBlobWriter()
+	bw, err := e.opts.Store.NewBlobWriter()
 	if err != nil {
 		return nil, err
 	}
 	defer bw.Abort()
 	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
-		Compression: b.opts.Compression, Pending: pending, NormalizeTree: true,
+		Compression: e.opts.Compression, Pending: pending, NormalizeTree: true,
 	})
 	if err != nil {
-		return nil, sc.errorf(b.opts.Filename, "write the step's layer: %w", err)
+		return nil, fmt.Errorf("write the step's layer: %w", err)
 	}
 	if empty {
-		return e, nil
+		return ent, nil
 	}
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
@@ -174,56 +183,42 @@ func (b *build) execStep(ctx context.Context, sc *stepCtx, key string, linked bo
 			return nil, fmt.Errorf("commit snapshot: %w", err)
 		}
 	}
-	e.Layer = &cache.Layer{
+	ent.Layer = &cache.Layer{
 		Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size,
 		MediaType: string(blob.MediaType), Snapshot: snap,
 	}
-	return e, nil
+	return ent, nil
 }
 
-// applyEntry adds a step's result to the stage: its layer (if any) and history.
-func (b *build) applyEntry(st *stageState, e *cache.Entry, key, createdBy string) error {
-	st.key = key
-	st.created = b.epochOr(e.Created)
-	h := v1.History{Created: v1.Time{Time: st.created}, CreatedBy: createdBy, Comment: historyComment}
-	if e.Layer == nil {
-		h.EmptyLayer = true
-		st.cfg.History = append(st.cfg.History, h)
-		return nil
+// applyEntry puts a step's result on the state: its layer (if any), its key and
+// its time.
+func (e *Engine) applyEntry(st State, ent *cache.Entry, key string) (StepResult, error) {
+	st.Key = key
+	st.Created = e.epochOr(ent.Created)
+	if ent.Layer == nil {
+		return StepResult{State: st}, nil
 	}
 	// Later steps are keyed by what this step produced, not only by its key: a step
 	// that is not reproducible can have had several results under one key (a rerun
 	// with --no-cache, builds racing on one root, the last one recorded wins), and a
 	// step cached on top of one of them must not be reused on top of another.
-	st.key = digestOf("result", key, e.Layer.DiffID)
-	digest, err := v1.NewHash(e.Layer.Digest)
+	st.Key = digestOf("result", key, ent.Layer.DiffID)
+	digest, err := v1.NewHash(ent.Layer.Digest)
 	if err != nil {
-		return fmt.Errorf("cache entry %s: %w", key, err)
+		return StepResult{}, fmt.Errorf("cache entry %s: %w", key, err)
 	}
-	diffID, err := v1.NewHash(e.Layer.DiffID)
+	diffID, err := v1.NewHash(ent.Layer.DiffID)
 	if err != nil {
-		return fmt.Errorf("cache entry %s: %w", key, err)
+		return StepResult{}, fmt.Errorf("cache entry %s: %w", key, err)
 	}
-	l := image.StoreLayer(b.opts.Store, digest, diffID, e.Layer.Size, types.MediaType(e.Layer.MediaType))
-	st.layers = append(st.layers, stageLayer{layer: l, snapshot: e.Layer.Snapshot, step: true})
-	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
-	st.cfg.History = append(st.cfg.History, h)
-	return nil
-}
-
-// scope names a step's position across builds (same context, Dockerfile, stage and
-// step), under which its last inputs are kept to explain a later miss.
-func (b *build) scope(sc *stepCtx) string {
-	dir := ""
-	if b.opts.Context != nil {
-		dir = b.opts.Context.Dir
-	}
-	return digestOf("scope", dir, b.opts.Filename, sc.stage.Name, fmt.Sprint(sc.stage.Index), fmt.Sprint(sc.pos))
+	l := image.StoreLayer(e.opts.Store, digest, diffID, ent.Layer.Size, types.MediaType(ent.Layer.MediaType))
+	st.Layers = st.withLayer(Layer{Layer: l, Snapshot: ent.Layer.Snapshot, Step: true})
+	return StepResult{State: st, DiffID: &diffID}, nil
 }
 
 // explainMiss compares rec with the op last recorded at this step's position.
-func (b *build) explainMiss(ctx context.Context, scope string, rec *opRecord) string {
-	data, ok := b.opts.Store.LastInputs(ctx, scope)
+func (e *Engine) explainMiss(ctx context.Context, scope string, rec *opRecord) string {
+	data, ok := e.opts.Store.LastInputs(ctx, scope)
 	if !ok {
 		return "" // never built here before: nothing to explain
 	}
@@ -296,11 +291,11 @@ func snapshotName(key string) (string, error) {
 	return fmt.Sprintf("s-%.40s-%x", key, run), nil
 }
 
-// hasLayerBlob reports whether the blob of e's layer (if it has one) is in the store.
-func (b *build) hasLayerBlob(e *cache.Entry) bool {
-	if e.Layer == nil {
+// hasLayerBlob reports whether the blob of ent's layer (if it has one) is in the store.
+func (e *Engine) hasLayerBlob(ent *cache.Entry) bool {
+	if ent.Layer == nil {
 		return true
 	}
-	d, err := v1.NewHash(e.Layer.Digest)
-	return err == nil && b.opts.Store.HasBlob(d)
+	d, err := v1.NewHash(ent.Layer.Digest)
+	return err == nil && e.opts.Store.HasBlob(d)
 }

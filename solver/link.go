@@ -1,8 +1,6 @@
 package solver
 
-import "context"
-
-// linkedStep runs a COPY/ADD --link: as in BuildKit (a copy onto llb.Scratch merged on
+// A linked copy (CopyInputs.Link, COPY/ADD --link): as in BuildKit (a copy onto llb.Scratch merged on
 // top of the stage), the files are copied into an EMPTY snapshot, so the layer's diff
 // does not depend on the stage below it, and neither does the step's cache key
 // (op.Parent stays empty): rebuilding on a changed base reuses the layer as it is,
@@ -13,7 +11,7 @@ import "context"
 // followed (the layer brings real directories, which replace the link when stacked),
 // directories the copy creates on the way are 0755 root and replace the stage's
 // metadata of those directories, and --chown takes numbers only (checked by
-// checkCopyFlags; there is no /etc/passwd in an empty snapshot).
-func (b *build) linkedStep(ctx context.Context, sc *stepCtx, op *Op, files map[string]string, createdBy string, do func(ctx context.Context, root string) error) error {
-	return b.step(ctx, sc, op, files, createdBy, true, do)
-}
+// the front end; there is no /etc/passwd in an empty snapshot).
+//
+// The engine runs it as any step (stepExec.linked): Parent is left empty and the
+// state's key after it is digestOf("link", parent key, op key).

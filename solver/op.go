@@ -208,17 +208,3 @@ func orRoot(at string) string {
 	}
 	return at
 }
-
-// optString renders an optional number option of a mount as the key keeps it.
-func optString(v *uint64, base int) string {
-	if v == nil {
-		return ""
-	}
-	return optNum(v, base)
-}
-
-// limitsOp is the build's RUN limits as key material.
-func (b *build) limitsOp() LimitsOp {
-	l := b.opts.Limits
-	return LimitsOp{MemoryBytes: l.MemoryBytes, MilliCPUs: int64(l.CPUs*1000 + 0.5), Pids: l.Pids}
-}

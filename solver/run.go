@@ -5,183 +5,66 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
-
 	"github.com/kiln-build/kiln/exec"
-	"github.com/kiln-build/kiln/parser"
 )
 
-// proxyArgs are passed to RUN when given as build args, without being declared, and
-// never persisted (BuildKit's llb.WithProxy).
-var proxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+// RunInputs is what a RUN op's process gets beyond its op: what never enters a key.
+type RunInputs struct {
+	// Env is added to the op's env for the process only: proxy build args, secrets
+	// as env, SSH_AUTH_SOCK.
+	Env []string
+	// Mounts are the op's mounts resolved to host paths, in the order written.
+	Mounts []exec.Mount
+}
 
-func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.RunCommand) error {
-	st := sc.st
-	for _, f := range c.FlagsUsed {
-		switch f {
-		case "mount", "network", "security":
-		default:
-			return sc.errorf(b.opts.Filename, "RUN --%s is not supported by kiln yet", f)
-		}
-	}
-	security := instructions.GetSecurity(c)
-	if err := b.checkSecurity(sc, security); err != nil {
-		return err
-	}
-	network := b.opts.Network
-	switch n := instructions.GetNetwork(c); n {
-	case "", "default":
-	case "none":
-		network = exec.NetworkNone
-	case "host":
-		network = exec.NetworkHost
-	default:
-		return sc.errorf(b.opts.Filename, "RUN --network=%s is not supported (use default, none or host)", n)
-	}
-	mounts, err := b.runMounts(ctx, sc, instructions.GetMounts(c))
-	if err != nil {
-		return err
-	}
-	defer mounts.cleanup()
-
-	args, heredocFile, err := runArgs(st, c)
-	if err != nil {
-		return sc.errorf(b.opts.Filename, "%w", err)
-	}
-	if heredocFile != nil {
-		dir, err := b.opts.Store.TempDir("kiln-heredoc-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		name := filepath.Base(heredocFile.Name)
-		script := filepath.Join(dir, name)
-		if err := os.WriteFile(script, []byte(heredocFile.Data), 0o755); err != nil {
-			return err
-		}
-		// Any USER must reach and run the script, whatever kiln's umask (MkdirTemp
-		// makes the dir 0700): 0755 both, as BuildKit's /dev/pipes.
-		for _, p := range []string{dir, script} {
-			if err := os.Chmod(p, 0o755); err != nil {
-				return err
-			}
-		}
-		mounts.list = append(mounts.list, exec.Mount{Type: "bind", Source: dir, Target: "/dev/pipes", ReadOnly: true})
-		mounts.ops = append(mounts.ops, MountOp{Type: "heredoc", Target: path.Join("/dev/pipes", name), ReadOnly: true, Content: digestOf(heredocFile.Data)})
-		args = []string{path.Join("/dev/pipes", name)}
-	}
-
-	env := append([]string(nil), st.env...)
-	// As BuildKit's llb.WithProxy: proxy build args reach the process but not the
-	// key, so a build behind a proxy shares its cache with one without.
-	var proxyEnv []string
-	for _, k := range proxyArgs {
-		if v, ok := b.g.BuildArgs[k]; ok {
-			if _, set := lookupEnv(env, k); !set {
-				proxyEnv = append(proxyEnv, k+"="+v)
-			}
-		}
-	}
-	workdir := st.cfg.Config.WorkingDir
-	if workdir == "" {
-		workdir = "/"
-	}
-	if security == "" {
-		security = instructions.SecuritySandbox
-	}
-	op := &Op{Run: &RunOp{
-		Args: args, Env: env, User: st.cfg.Config.User, Workdir: workdir,
-		Network: string(network), Security: security, Limits: b.limitsOp(), Mounts: mounts.ops,
-	}}
-	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
-	return b.fsStep(ctx, sc, op, nil, createdBy, func(ctx context.Context, root string) error {
-		out := newTailWriter(b, sc, 1)
-		errOut := newTailWriter(b, sc, 2)
-		err := b.opts.Executor.Run(ctx, exec.Spec{
-			Rootfs: root, Args: args, Env: slices.Concat(env, proxyEnv, mounts.env), Cwd: workdir, User: st.cfg.Config.User,
-			Network: network, Mounts: mounts.list, Limits: b.opts.Limits,
+// Run executes a RUN op (s.Op.Run) on st through the Executor: its argv, env, user,
+// workdir and network from the op, the sandbox limits from the engine's Options
+// (which it puts in the op), the mounts from in. Output goes out as StepLog events;
+// a failure is an *ExecError naming the exit code or signal with the output's last
+// lines.
+func (e *Engine) Run(ctx context.Context, st State, s Step, in RunInputs) (StepResult, error) {
+	run := s.Op.Run
+	run.Limits = limitsOp(e.opts.Limits)
+	return e.step(ctx, st, &stepExec{Step: s, do: func(ctx context.Context, root string) error {
+		out := newTailWriter(e, s, 1)
+		errOut := newTailWriter(e, s, 2)
+		err := e.opts.Executor.Run(ctx, exec.Spec{
+			Rootfs: root, Args: run.Args, Env: slices.Concat(run.Env, in.Env), Cwd: run.Workdir, User: run.User,
+			Network: exec.NetworkMode(run.Network), Mounts: in.Mounts, Limits: e.opts.Limits,
 			Stdout: out, Stderr: errOut,
 		})
 		if err == nil {
 			return nil
 		}
-		return b.runError(sc, args, err, out, errOut)
-	})
+		return runError(run.Args, err, out, errOut)
+	}})
 }
 
-// runArgs is the argv of a RUN, as BuildKit builds it: shell form through SHELL; a
-// single heredoc starting with #! runs as a script file (returned for mounting); any
-// other heredoc is handed to the shell.
-func runArgs(st *stageState, c *instructions.RunCommand) ([]string, *instructions.ShellInlineFile, error) {
-	args := c.CmdLine
-	if len(c.Files) > 0 {
-		if len(args) != 1 || !c.PrependShell {
-			return nil, nil, errors.New("a heredoc needs the shell form of RUN")
-		}
-		if dfparser.MustParseHeredoc(args[0]) != nil {
-			f := c.Files[0]
-			data := f.Data
-			if f.Chomp {
-				data = dfparser.ChompHeredocContent(data)
-			}
-			if strings.HasPrefix(data, "#!") {
-				f.Data = data
-				return nil, &f, nil
-			}
-			args = []string{data}
-		} else {
-			var sb strings.Builder
-			sb.WriteString(args[0])
-			for _, f := range c.Files {
-				sb.WriteString("\n" + f.Data + f.Name)
-			}
-			args = []string{sb.String()}
-		}
-	}
-	if c.PrependShell {
-		args = withShell(st.cfg, args)
-	}
-	return args, nil, nil
+// limitsOp is the build's RUN limits as key material.
+func limitsOp(l exec.Limits) LimitsOp {
+	return LimitsOp{MemoryBytes: l.MemoryBytes, MilliCPUs: int64(l.CPUs*1000 + 0.5), Pids: l.Pids}
 }
 
-// runCommandString is the history text of a RUN: "|N K=V ... argv", as BuildKit writes
-// it, so that build args used are visible in `docker history`.
-func runCommandString(args []string, declared []instructions.KeyValuePairOptional, env []string) string {
-	var kv []string
-	index := map[string]int{}
-	for _, a := range declared {
-		v, ok := lookupEnv(env, a.Key)
-		if !ok {
-			v = a.ValueString()
-		}
-		if i, ok := index[a.Key]; ok {
-			kv[i] = a.Key + "=" + v
-			continue
-		}
-		index[a.Key] = len(kv)
-		kv = append(kv, a.Key+"="+v)
-	}
-	if len(kv) > 0 {
-		kv = append([]string{fmt.Sprintf("|%d", len(kv))}, kv...)
-	}
-	return strings.Join(append(kv, args...), " ")
+// ExecError is a RUN whose process failed: Msg says how in the user's words, Err is
+// the executor's error (an *exec.ExitError for errors.As when the process ran).
+type ExecError struct {
+	Msg string
+	Err error
 }
 
-// runError turns a failed RUN into the error the user sees: the line, the command,
-// the exit code or what killed it, and the tail of its output.
-func (b *build) runError(sc *stepCtx, args []string, err error, out, errOut *tailWriter) error {
+func (e *ExecError) Error() string { return e.Msg }
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// runError turns a failed RUN into the error the user sees: the command, the exit
+// code or what killed it, and the tail of its output.
+func runError(args []string, err error, out, errOut *tailWriter) error {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
-		return sc.errorf(b.opts.Filename, "RUN failed: %w", err)
+		return fmt.Errorf("RUN failed: %w", err)
 	}
 	cmd := strings.Join(args, " ")
 	var msg string
@@ -204,9 +87,7 @@ func (b *build) runError(sc *stepCtx, args []string, err error, out, errOut *tai
 	if len(tail) > 0 {
 		msg += "\n--- last output lines ---\n" + strings.Join(tail, "\n")
 	}
-	e := sc.errorf(b.opts.Filename, "%s", msg).(*parser.Error)
-	e.Err = err // errors.As(err, **exec.ExitError) for callers
-	return e
+	return &ExecError{Msg: msg, Err: err}
 }
 
 func humanBytes(n int64) string {
@@ -223,8 +104,8 @@ func humanBytes(n int64) string {
 
 // tailWriter forwards a step's output as events and keeps its last lines.
 type tailWriter struct {
-	b      *build
-	sc     *stepCtx
+	e      *Engine
+	s      Step
 	stream int
 
 	mu    sync.Mutex
@@ -234,12 +115,12 @@ type tailWriter struct {
 
 const tailLines = 10
 
-func newTailWriter(b *build, sc *stepCtx, stream int) *tailWriter {
-	return &tailWriter{b: b, sc: sc, stream: stream}
+func newTailWriter(e *Engine, s Step, stream int) *tailWriter {
+	return &tailWriter{e: e, s: s, stream: stream}
 }
 
 func (w *tailWriter) Write(p []byte) (int, error) {
-	w.b.emit(Event{Kind: StepLog, ID: w.sc.id, Name: w.sc.name, Data: append([]byte(nil), p...), Stream: w.stream})
+	w.e.Emit(Event{Kind: StepLog, ID: w.s.ID, Name: w.s.Name, Data: append([]byte(nil), p...), Stream: w.stream})
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	data := append(w.part, p...)

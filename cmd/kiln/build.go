@@ -12,9 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/dockerfile"
+
+	"github.com/kiln-build/kiln/source/remote"
+
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-build/kiln/buildctx"
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
@@ -22,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/source"
 )
 
 // buildOptions are the flags of kiln build.
@@ -155,13 +159,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	named := map[string]solver.NamedContext{}
+	named := map[string]remote.NamedContext{}
 	for _, bc := range o.buildContexts {
 		k, v, ok := strings.Cut(bc, "=")
 		if !ok || k == "" || v == "" {
 			return fmt.Errorf("invalid --build-context %q: want NAME=VALUE", bc)
 		}
-		nc, err := solver.ParseNamedContext(v)
+		nc, err := remote.ParseNamedContext(v)
 		if err != nil {
 			return err
 		}
@@ -209,7 +213,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	bctx, err := buildctx.Open(contextDir, dfPath)
+	bctx, err := source.Open(contextDir, dfPath)
 	if err != nil {
 		return err
 	}
@@ -256,7 +260,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	var res *solver.Result
 	for attempt := 1; ; attempt++ {
 		checkFindings = parseFindings
-		res, err = solver.Solve(ctx, solver.Options{
+		res, err = dockerfile.Build(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,

@@ -6,8 +6,9 @@ import (
 	"io"
 	"slices"
 
+	"github.com/kiln-build/kiln/dockerfile"
+
 	"github.com/kiln-build/kiln/parser"
-	"github.com/kiln-build/kiln/solver"
 )
 
 // runCheck is kiln build --check, as docker buildx build --check: it runs the build
@@ -46,10 +47,10 @@ func runCheck(o buildOptions, contextDir string, stdout io.Writer, stdin io.Read
 }
 
 // sessionOptions parses --secret, --ssh and --allow.
-func (o buildOptions) sessionOptions() (map[string]solver.SecretSource, map[string]string, error) {
-	secrets := map[string]solver.SecretSource{}
+func (o buildOptions) sessionOptions() (map[string]dockerfile.SecretSource, map[string]string, error) {
+	secrets := map[string]dockerfile.SecretSource{}
 	for _, v := range o.secrets {
-		id, src, err := solver.ParseSecret(v)
+		id, src, err := dockerfile.ParseSecret(v)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -57,14 +58,14 @@ func (o buildOptions) sessionOptions() (map[string]solver.SecretSource, map[stri
 	}
 	agents := map[string]string{}
 	for _, v := range o.ssh {
-		id, sock, err := solver.ParseSSH(v)
+		id, sock, err := dockerfile.ParseSSH(v)
 		if err != nil {
 			return nil, nil, err
 		}
 		agents[id] = sock
 	}
 	for _, a := range o.allow {
-		if err := solver.ValidateEntitlement(a); err != nil {
+		if err := dockerfile.ValidateEntitlement(a); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -1,0 +1,38 @@
+package dockerfile
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kiln-build/kiln/source/remote"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/solver"
+)
+
+// baseImage is the image a FROM or a --from names, pulled and unpacked by the
+// engine (once per build): a named build context of that name (an OCI layout or
+// an image reference), else a registry image. platform is FROM --platform ("": the
+// build's). note receives what the pull has to tell the user.
+func (b *build) baseImage(ctx context.Context, ref, platform string, note func(string)) (*solver.Base, error) {
+	img := solver.ImageRef{Ref: ref}
+	if platform != "" {
+		p, err := v1.ParsePlatform(platform)
+		if err != nil {
+			return nil, fmt.Errorf("FROM --platform=%s: %w", platform, err)
+		}
+		img.Platform = *p
+	}
+	if nc, ok := b.namedContext(ref); ok {
+		switch nc.Kind {
+		case remote.ContextOCILayout:
+			img.Ref, img.Layout = nc.Ref, true
+		case remote.ContextImage:
+			img.Ref = nc.Ref
+		default:
+			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)
+		}
+	}
+	return b.eng.Image(ctx, img, note)
+}

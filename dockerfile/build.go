@@ -1,0 +1,188 @@
+package dockerfile
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/source/remote"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/parser"
+	"github.com/kiln-build/kiln/solver"
+	"github.com/kiln-build/kiln/source"
+)
+
+// Options is everything one build needs: the Dockerfile graph, the engine's parts
+// and the build's flags.
+type Options struct {
+	Graph     *parser.Graph
+	Filename  string // the Dockerfile's name in errors, e.g. "Dockerfile"
+	Context   *source.Context
+	Store     solver.Store
+	Snapshots solver.Snapshotter
+	// Executor runs RUN steps (nil: solver.SandboxExecutor).
+	Executor solver.Executor
+
+	// NoCache rebuilds every step; NoCacheFilter only the named stages.
+	NoCache       bool
+	NoCacheFilter []string
+
+	Labels   map[string]string // --label, applied to the final image
+	Platform v1.Platform       // the target platform
+	Pull     image.PullOptions
+	Limits   exec.Limits
+	Network  exec.NetworkMode
+
+	Compression     layers.Compression
+	SourceDateEpoch *time.Time
+
+	// NamedContexts are --build-context NAME=VALUE, by name.
+	NamedContexts map[string]remote.NamedContext
+
+	// Secrets are the --secret values by id, SSH the --ssh agent sockets by id:
+	// RUN --mount=type=secret|ssh reads them. Neither reaches a layer, the history
+	// or a cache key.
+	Secrets map[string]SecretSource
+	SSH     map[string]string
+	// Entitlements are the --allow values granted: security.insecure,
+	// network.host.
+	Entitlements []string
+	// Warn receives the build checks' findings that need the build's state
+	// (UndefinedVar), formatted as "FILE:LINE: Rule: message".
+	Warn func(string)
+
+	// NeedRootfs says the caller reads the target stage's files (Result.Snapshots),
+	// not only its layers: a local or tar output.
+	NeedRootfs bool
+
+	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
+	Jobs     int
+	Progress solver.Progress
+}
+
+// Build builds opts.Graph's target: the stages the target needs run concurrently
+// (each waits for the stages it reads), every instruction becomes ops the engine
+// keys, looks up and executes.
+func Build(ctx context.Context, opts Options) (*solver.Result, error) {
+	eng := solver.New(solver.Options{
+		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
+		Platform: opts.Platform, Pull: opts.Pull, Limits: opts.Limits,
+		Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch,
+		Jobs: opts.Jobs, Progress: opts.Progress,
+	})
+	opts.Platform = eng.Platform()
+	b := &build{
+		opts:   opts,
+		eng:    eng,
+		g:      opts.Graph,
+		states: make([]*stageState, len(opts.Graph.Stages)),
+	}
+	for _, i := range b.g.Needed {
+		b.states[i] = &stageState{done: make(chan struct{})}
+	}
+
+	eg, egctx := errgroup.WithContext(ctx)
+	for _, i := range b.g.Needed {
+		eg.Go(func() error {
+			st := b.states[i]
+			defer close(st.done)
+			st.err = b.runStage(egctx, b.g.Stages[i])
+			return st.err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	final := b.states[b.g.Target]
+	return b.finish(ctx, final)
+}
+
+// build is the state of one Build.
+type build struct {
+	opts   Options
+	eng    *solver.Engine
+	g      *parser.Graph
+	states []*stageState
+
+	checks buildChecks
+}
+
+// wait blocks until stage i is built and returns its state.
+func (b *build) wait(ctx context.Context, i int) (*stageState, error) {
+	st := b.states[i]
+	if st == nil {
+		return nil, fmt.Errorf("stage %d is not part of this build", i)
+	}
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if st.err != nil {
+		return nil, fmt.Errorf("stage %s failed", b.stageLabel(i))
+	}
+	return st, nil
+}
+
+func (b *build) stageLabel(i int) string {
+	if n := b.g.Stages[i].Name; n != "" {
+		return n
+	}
+	return fmt.Sprint(i)
+}
+
+func (b *build) noCacheFor(stage *parser.Stage) bool {
+	if b.opts.NoCache {
+		return true
+	}
+	return stage.Name != "" && slices.ContainsFunc(b.opts.NoCacheFilter, func(s string) bool {
+		return strings.EqualFold(s, stage.Name)
+	})
+}
+
+// namedContext finds a --build-context by the name a FROM or --from used. As in
+// BuildKit, an image name is looked up by its familiar form without ":latest", so
+// "docker.io/library/alpine:latest" finds the context "alpine".
+func (b *build) namedContext(ref string) (remote.NamedContext, bool) {
+	if nc, ok := b.opts.NamedContexts[ref]; ok {
+		return nc, true
+	}
+	nc, ok := b.opts.NamedContexts[familiarName(ref)]
+	return nc, ok
+}
+
+// familiarName is docker's short spelling of an image reference (docker.io and
+// library/ dropped) without a ":latest" tag; a string that is not a reference is
+// returned as it is.
+func familiarName(ref string) string {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return strings.TrimSuffix(ref, ":latest")
+	}
+	repo := r.Context().RepositoryStr()
+	if reg := r.Context().RegistryStr(); reg == name.DefaultRegistry {
+		repo = strings.TrimPrefix(repo, "library/")
+	} else {
+		repo = reg + "/" + repo
+	}
+	switch r := r.(type) {
+	case name.Tag:
+		if r.TagStr() != "latest" {
+			repo += ":" + r.TagStr()
+		}
+	case name.Digest:
+		repo += "@" + r.DigestStr()
+	}
+	return repo
+}
+
+func (b *build) emit(e solver.Event) { b.eng.Emit(e) }

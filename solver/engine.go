@@ -1,0 +1,205 @@
+package solver
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/source"
+)
+
+// Options is what the engine needs for one build: its parts (Store, Snapshots,
+// Executor) and what applies to every op of it.
+type Options struct {
+	Store     Store
+	Snapshots Snapshotter
+	// Executor runs RUN ops (nil: SandboxExecutor).
+	Executor Executor
+
+	Platform v1.Platform // the target platform: part of every key
+	Pull     image.PullOptions
+	// Limits are the sandbox's cgroup limits of every RUN, part of its key.
+	Limits exec.Limits
+
+	Compression     layers.Compression
+	SourceDateEpoch *time.Time
+
+	// Jobs bounds how many ops execute at once, across every caller of the engine.
+	Jobs     int
+	Progress Progress
+}
+
+// Engine runs ops for one build: each op is keyed, looked up in the Store and, on a
+// miss, executed over a snapshot of the state it applies to and committed. Its
+// methods are safe to call from several goroutines (one per stage): the --jobs bound
+// holds across them. An Engine keeps per-build state (base images pulled once, step
+// numbers), so make one per build.
+type Engine struct {
+	opts Options
+	sem  chan struct{} // bounds executing ops
+
+	nextID atomic.Int64
+
+	mu     sync.Mutex
+	images map[string]*imageOnce // base images pulled once per build, by ImageRef.id
+}
+
+// New makes an engine, with defaults for what opts leaves unset.
+func New(opts Options) *Engine {
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	if opts.Compression == "" {
+		opts.Compression = layers.Gzip
+	}
+	if opts.Platform.OS == "" {
+		opts.Platform = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	}
+	if opts.Progress == nil {
+		opts.Progress = func(Event) {}
+	}
+	if opts.Executor == nil {
+		opts.Executor = SandboxExecutor{}
+	}
+	return &Engine{opts: opts, sem: make(chan struct{}, opts.Jobs), images: map[string]*imageOnce{}}
+}
+
+// Platform is the build's target platform.
+func (e *Engine) Platform() v1.Platform { return e.opts.Platform }
+
+// State is a tree as the engine builds it: its layers (each with its committed
+// snapshot), the key the next op is keyed on, and the time a history entry of it
+// gets. It is a value: an op returns a new State and leaves its input as it was.
+type State struct {
+	Layers []Layer
+	// Key is the identity of the tree: the parent of the next op.
+	Key string
+	// Created is when the last op that changed the tree ran (SOURCE_DATE_EPOCH when
+	// set), so a fully cached rebuild gives the same image.
+	Created time.Time
+}
+
+// Layer is one layer of a State.
+type Layer struct {
+	Layer    v1.Layer
+	Snapshot string
+	// Step says the layer is a step's (not a base image's): outputs get it through
+	// the export transform (export.go).
+	Step bool
+}
+
+// Snapshots lists the state's committed snapshot ids, lowest first.
+func (st State) Snapshots() []string {
+	ids := make([]string, len(st.Layers))
+	for i, l := range st.Layers {
+		ids[i] = l.Snapshot
+	}
+	return ids
+}
+
+// Scratch is the empty state of the build's platform.
+func (e *Engine) Scratch() State {
+	return State{Key: digestOf("scratch", e.opts.Platform.String()), Created: e.epochOr(time.Unix(0, 0).UTC())}
+}
+
+// Step is one op as the engine runs it, with what the engine reports about it.
+type Step struct {
+	Op *Op
+	// ID numbers the step in progress events (NextID); Name is how they call it,
+	// e.g. "[build 2/5] RUN make"; Display is what a cache-miss note calls it.
+	ID      int
+	Name    string
+	Display string
+	// Scope names the step's position across builds: the op last built there is
+	// kept to explain a later miss (Store.LastInputs).
+	Scope string
+	// Files are the per-file digests of what the op reads, kept only to explain a
+	// later miss.
+	Files map[string]string
+	// NoCache executes the op whatever the store holds.
+	NoCache bool
+	// Annotate gives an error of the step its caller's context (a Dockerfile line)
+	// before it is reported and returned; nil leaves errors as they are.
+	Annotate func(error) error
+}
+
+// StepResult is what an op did to its state.
+type StepResult struct {
+	State State
+	// DiffID is the layer the op added, nil when it changed no file.
+	DiffID *v1.Hash
+}
+
+// NextID numbers a step for progress events.
+func (e *Engine) NextID() int { return int(e.nextID.Add(1)) }
+
+// Emit reports a progress event (stamped now unless it has a time).
+func (e *Engine) Emit(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	e.opts.Progress(ev)
+}
+
+// acquire takes an execution slot; the returned func releases it.
+func (e *Engine) acquire(ctx context.Context) (func(), error) {
+	select {
+	case e.sem <- struct{}{}:
+		return func() { <-e.sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *Engine) epochOr(t time.Time) time.Time {
+	if e.opts.SourceDateEpoch != nil {
+		return *e.opts.SourceDateEpoch
+	}
+	return t
+}
+
+// digestOf hashes its parts, separated so that ("ab","c") and ("a","bc") differ.
+func digestOf(parts ...string) string { return source.DigestOf(parts...) }
+
+// withLayer is st with l on top, in a new slice: states share no backing array.
+func (st State) withLayer(l Layer) []Layer {
+	return append(slices.Clip(st.Layers), l)
+}
+
+// TempDir makes a scratch dir in the store's tmp/ (see Store.TempDir).
+func (e *Engine) TempDir(pattern string) (string, error) { return e.opts.Store.TempDir(pattern) }
+
+// CacheMountDir is the store's dir of the cache mount of identity.
+func (e *Engine) CacheMountDir(ctx context.Context, identity string) (string, error) {
+	return e.opts.Store.CacheMountDir(ctx, identity)
+}
+
+// HashCache is the store's digest memo (files by metadata, selections by tree).
+func (e *Engine) HashCache() interface {
+	Get(key string) (string, bool)
+	Put(key, digest string)
+} {
+	return e.opts.Store.HashCache()
+}
+
+// Overlay reports whether the snapshotter stacks with overlayfs.
+func (e *Engine) Overlay() bool { return e.opts.Snapshots.Overlay() }
+
+// Materialize makes sure every layer of st has its snapshot (see materialize).
+func (e *Engine) Materialize(ctx context.Context, st State) error {
+	return e.materialize(ctx, st.Layers)
+}
+
+// View mounts st's snapshots read-only; release unmounts. Its layers must have
+// their snapshots (Materialize).
+func (e *Engine) View(ctx context.Context, st State) (string, func() error, error) {
+	return e.opts.Snapshots.View(ctx, st.Snapshots())
+}

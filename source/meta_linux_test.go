@@ -1,0 +1,146 @@
+package source
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testenv"
+)
+
+type meta struct {
+	uid, gid int
+	mode     fs.FileMode // fs form: perm plus ModeSetuid etc., type bits dropped
+}
+
+func metaOf(t *testing.T, p string) meta {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return meta{int(st.Uid), int(st.Gid), fi.Mode() &^ fs.ModeType}
+}
+
+func TestCopyOwnersAndModes(t *testing.T) {
+	testenv.RequireRoot(t)
+	chown := &Owner{UID: 1234, GID: 5678}
+	m0640 := fs.FileMode(0o640)
+	for _, tc := range []struct {
+		name    string
+		fromCtx bool
+		chown   *Owner
+		chmod   *fs.FileMode
+		want    map[string]meta // paths in the destination rootfs
+	}{
+		{
+			name: "context files become root", fromCtx: true,
+			want: map[string]meta{
+				"opt/": {0, 0, 0o755}, "opt/app/": {0, 0, 0o755},
+				"opt/app/run": {0, 0, 0o755 | fs.ModeSetuid}, "opt/app/sub/": {0, 0, 0o750},
+				"opt/app/sub/f": {0, 0, 0o600},
+			},
+		},
+		{
+			name: "other stages keep owners",
+			want: map[string]meta{
+				"opt/": {0, 0, 0o755}, "opt/app/": {0, 0, 0o755},
+				"opt/app/run": {7, 8, 0o755 | fs.ModeSetuid}, "opt/app/sub/": {9, 9, 0o750},
+				"opt/app/sub/f": {7, 8, 0o600},
+			},
+		},
+		{
+			name: "chown applies to content and created dirs", fromCtx: true, chown: chown,
+			want: map[string]meta{
+				"opt/":          {0, 0, 0o755}, // existed before
+				"opt/app/":      {1234, 5678, 0o755},
+				"opt/app/run":   {1234, 5678, 0o755 | fs.ModeSetuid}, // setuid survives chown
+				"opt/app/sub/":  {1234, 5678, 0o750},
+				"opt/app/sub/f": {1234, 5678, 0o600},
+			},
+		},
+		{
+			name: "chmod applies to files and dirs", fromCtx: true, chmod: &m0640,
+			want: map[string]meta{
+				"opt/": {0, 0, 0o755}, "opt/app/": {0, 0, 0o755},
+				"opt/app/run": {0, 0, 0o640}, "opt/app/sub/": {0, 0, 0o640},
+				"opt/app/sub/f": {0, 0, 0o640},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srcDir, root := t.TempDir(), t.TempDir()
+			writeTree(t, srcDir, map[string]string{"d/run": "#!", "d/sub/f": "F"})
+			writeTree(t, root, map[string]string{"opt/": ""})
+			mtime := time.Date(2001, 2, 3, 4, 5, 6, 7000, time.UTC)
+			for p, m := range map[string]struct {
+				mode     fs.FileMode
+				uid, gid int
+			}{"d/run": {0o755 | fs.ModeSetuid, 7, 8}, "d/sub/f": {0o600, 7, 8}, "d/sub": {0o750, 9, 9}} {
+				p = filepath.Join(srcDir, p)
+				if err := os.Lchown(p, m.uid, m.gid); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, m.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, p := range []string{"d/run", "d/sub/f", "d/sub"} {
+				if err := os.Chtimes(filepath.Join(srcDir, p), mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src := Source{Root: srcDir}
+			if tc.fromCtx {
+				src.Context = openCtx(t, srcDir)
+			}
+			opts := CopyOptions{Sources: []string{"d"}, Dest: "/opt/app/", Chown: tc.chown, Chmod: tc.chmod}
+			if err := Copy(context.Background(), src, root, opts); err != nil {
+				t.Fatal(err)
+			}
+			for p, want := range tc.want {
+				if got := metaOf(t, filepath.Join(root, p)); got != want {
+					t.Errorf("%s: got uid %d gid %d mode %v, want uid %d gid %d mode %v", p, got.uid, got.gid, got.mode, want.uid, want.gid, want.mode)
+				}
+			}
+			// Source mtimes are kept, on directories too.
+			for _, p := range []string{"opt/app/run", "opt/app/sub/f", "opt/app/sub"} {
+				fi, err := os.Lstat(filepath.Join(root, p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !fi.ModTime().Equal(mtime) {
+					t.Errorf("%s mtime %v, want %v", p, fi.ModTime(), mtime)
+				}
+			}
+		})
+	}
+}
+
+func TestCopyKeepsXattrsAndLinkOwners(t *testing.T) {
+	testenv.RequireRoot(t)
+	srcDir, root := t.TempDir(), t.TempDir()
+	writeTree(t, srcDir, map[string]string{"d/f": "F", "d/l": "->f"})
+	if err := os.Lchown(filepath.Join(srcDir, "d/l"), 3, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setxattr(filepath.Join(srcDir, "d/f"), "user.kiln", []byte("v"), 0); err != nil {
+		t.Skipf("no user xattrs on this filesystem: %v", err)
+	}
+	if err := Copy(context.Background(), Source{Root: srcDir}, root, CopyOptions{Sources: []string{"d"}, Dest: "/x/"}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := syscall.Getxattr(filepath.Join(root, "x/f"), "user.kiln", buf)
+	if err != nil || string(buf[:n]) != "v" {
+		t.Errorf("xattr = %q, %v", buf[:n], err)
+	}
+	if got := metaOf(t, filepath.Join(root, "x/l")); got.uid != 3 || got.gid != 4 {
+		t.Errorf("link owner %d:%d, want 3:4", got.uid, got.gid)
+	}
+}

@@ -1,0 +1,123 @@
+package source
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/layers"
+)
+
+// Pending collects the regular files of a Copy made with CopyOptions.Pending: instead
+// of writing each file into the rootfs, the copy records where its content is and the
+// metadata it would have been given, and the caller writes them straight into the
+// step's layer (layers.WriteOptions.Pending). Directories, links and nodes are still
+// created, so every rule of the copy (destination resolution, replacing, refusing to
+// put a directory over a file) sees what it would have seen.
+//
+// Only for a rootfs that nothing reads before its layer is written: the files are
+// absent from it. Its upper dir (destRoot must be an overlay merged dir) holds every
+// directory a pending file is in: the copy makes overlay copy up each existing
+// directory it puts a file into, as writing the file would have.
+//
+// A Pending is used by one Copy at a time (its methods run on the copy's goroutine).
+type Pending struct {
+	root  string
+	files map[string]*layers.PendingFile // by host path
+	known map[string]bool                // directories known to be in the upper dir
+}
+
+// NewPending collects the pending files of copies into the rootfs at root.
+func NewPending(root string) *Pending {
+	return &Pending{root: root, files: map[string]*layers.PendingFile{}, known: map[string]bool{}}
+}
+
+// Files lists the pending files, sorted by name.
+func (p *Pending) Files() []layers.PendingFile {
+	out := make([]layers.PendingFile, 0, len(p.files))
+	for _, f := range p.files {
+		out = append(out, *f)
+	}
+	slices.SortFunc(out, func(a, b layers.PendingFile) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// has reports whether a pending file is at host.
+func (p *Pending) has(host string) bool {
+	_, ok := p.files[host]
+	return ok
+}
+
+// drop forgets the pending file at host: something else replaced it.
+func (p *Pending) drop(host string) { delete(p.files, host) }
+
+// dirInUpper notes that dir is in the upper dir already (the copy created it or sets
+// its metadata, which copies it up).
+func (p *Pending) dirInUpper(dir string) { p.known[dir] = true }
+
+// add records the file j would have written, by the same rules as copyFile: a
+// directory at the destination is an error; a file, link or node there is replaced
+// (the layer's entry replaces it; nothing in the rootfs needs to change).
+func (p *Pending) add(c *copier, j fileJob) error {
+	fi, err := os.Lstat(j.dst)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("cannot replace directory %s with a file", j.img)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	rel, err := filepath.Rel(p.root, j.dst)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
+		return fmt.Errorf("internal error: %s is not under the rootfs", j.dst)
+	}
+	if err := p.copyUp(filepath.Dir(j.dst)); err != nil {
+		return fmt.Errorf("copy %s: %w", j.img, err)
+	}
+	uid, gid := c.owner(j.e.fi)
+	pf := &layers.PendingFile{
+		Name:    filepath.ToSlash(rel),
+		Source:  j.e.host,
+		Size:    j.e.fi.Size(),
+		Mode:    c.mode(j.e.fi),
+		UID:     uid,
+		GID:     gid,
+		ModTime: time.Unix(0, statOf(j.e.fi).Mtim.Nano()),
+	}
+	if xs, err := listXattrs(j.e.host); err == nil && len(xs) > 0 {
+		pf.Xattrs = make(map[string][]byte, len(xs))
+		for _, x := range xs {
+			pf.Xattrs[x.name] = x.value
+		}
+	}
+	p.files[j.dst] = pf
+	return nil
+}
+
+// copyUp makes overlay copy dir up into the upper dir, as creating a file in it
+// would: a file created and removed again leaves the copied-up directory with a new
+// mtime, exactly what writing the pending file would have left.
+func (p *Pending) copyUp(dir string) error {
+	if p.known[dir] {
+		return nil
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	name := filepath.Join(dir, ".kiln-pending-"+hex.EncodeToString(b[:]))
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|osNoFollow, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return err
+	}
+	p.known[dir] = true
+	return nil
+}

@@ -1,0 +1,191 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/moby/patternmatcher"
+)
+
+const notDirErr = syscall.ENOTDIR
+
+// entry is one path a copy reads: a selection itself or something below it.
+type entry struct {
+	rel  string // relative to the selection, slash-separated; "" for the selection itself
+	host string
+	fi   fs.FileInfo // Lstat
+	de   fs.DirEntry // set by the walk until statAll replaces it with fi
+}
+
+// filters are the rules that drop paths below a selection. Each walk builds its own
+// matchers because patternmatcher is not safe for concurrent use.
+type filters struct {
+	ignore  *patternmatcher.PatternMatcher // context ignore rules, on paths relative to the context root
+	exclude *patternmatcher.PatternMatcher // --exclude, on paths relative to the selection
+	probe   bool                           // stop the walk at the first path kept (keepsAnything)
+}
+
+// errProbeHit stops a probing walk: something below the selection is kept.
+var errProbeHit = errors.New("a path is kept")
+
+// keepsAnything reports whether the filters keep anything below the directory sel
+// (an excluded directory is kept only for what an exception brings back), without
+// listing it all.
+func (f filters) keepsAnything(ctx context.Context, sel selection) (bool, error) {
+	f.probe = true
+	_, err := f.walk(ctx, sel)
+	if errors.Is(err, errProbeHit) {
+		return true, nil
+	}
+	return false, err
+}
+
+func newFilters(src Source, opts CopyOptions) (filters, error) {
+	var f filters
+	var err error
+	if f.ignore, err = src.Context.matcher(); err != nil {
+		return f, err
+	}
+	if len(opts.Excludes) > 0 {
+		if f.exclude, err = patternmatcher.New(opts.Excludes); err != nil {
+			return f, fmt.Errorf("%s: --exclude: %w", where(opts), err)
+		}
+	}
+	return f, nil
+}
+
+// excludesSelection reports whether --exclude drops a whole selection. Like BuildKit,
+// the patterns are matched below each source, so a plain source is never excluded
+// itself; a wildcard match is, when a pattern names it (`COPY --exclude=*.txt hom* /d/`).
+func (f filters) excludesSelection(sel selection) (bool, error) {
+	if f.exclude == nil || !sel.wildcard {
+		return false, nil
+	}
+	return f.exclude.MatchesOrParentMatches(sel.name)
+}
+
+// walk lists sel and, for a directory, everything below it that the filters keep, in
+// lexical pre-order. Symlinks below the selection are listed as links, never followed.
+// A directory that is itself filtered out but may hold an exception is descended and
+// kept only when something below it is kept.
+func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
+	out := []entry{{host: sel.host, fi: sel.fi}}
+	if !sel.fi.IsDir() {
+		return out, nil
+	}
+	var rec func(dirHost, rel, ctxRel string, imi, emi patternmatcher.MatchInfo) error
+	rec = func(dirHost, rel, ctxRel string, imi, emi patternmatcher.MatchInfo) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ents, err := os.ReadDir(dirHost)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", rel, err)
+		}
+		for _, de := range ents {
+			name := de.Name()
+			childRel := join(rel, name)
+			childCtx := join(ctxRel, name)
+			host := filepath.Join(dirHost, name)
+			isDir := de.IsDir()
+			dropped := false
+			var cimi, cemi patternmatcher.MatchInfo
+			if f.ignore != nil {
+				var m bool
+				if m, cimi, err = f.ignore.MatchesUsingParentResults(childCtx, imi); err != nil {
+					return err
+				}
+				if m {
+					if !isDir || !mayHoldExceptions(f.ignore, childCtx) {
+						continue
+					}
+					dropped = true
+				}
+			}
+			if f.exclude != nil {
+				var m bool
+				if m, cemi, err = f.exclude.MatchesUsingParentResults(childRel, emi); err != nil {
+					return err
+				}
+				if m {
+					if !isDir || !mayHoldExceptions(f.exclude, childRel) {
+						continue
+					}
+					dropped = true
+				}
+			}
+			mark := len(out)
+			out = append(out, entry{rel: childRel, host: host, de: de})
+			if f.probe && !dropped {
+				return errProbeHit
+			}
+			if !isDir {
+				continue
+			}
+			if err := rec(host, childRel, childCtx, cimi, cemi); err != nil {
+				return err
+			}
+			if dropped && len(out) == mark+1 {
+				out = out[:mark]
+			}
+		}
+		return nil
+	}
+	if err := rec(sel.host, "", sel.ctxRel, sel.ignoreMI, patternmatcher.MatchInfo{}); err != nil {
+		return nil, err
+	}
+	if err := statAll(ctx, out[1:]); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// statWorkers lstat in parallel: on a warm rebuild the lstat of every file is nearly
+// all the work, and it is kernel time that two cores share well.
+const statWorkers = 2
+
+// statAll fills in fi for entries listed by the walk, in batches on a few workers.
+func statAll(ctx context.Context, es []entry) error {
+	const batch = 256
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range statWorkers {
+		g.Go(func() error {
+			for {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				lo := int(next.Add(batch)) - batch
+				if lo >= len(es) {
+					return nil
+				}
+				for i := lo; i < min(lo+batch, len(es)); i++ {
+					fi, err := es[i].de.Info()
+					if err != nil {
+						return fmt.Errorf("stat %s: %w", es[i].rel, err)
+					}
+					es[i].fi, es[i].de = fi, nil
+				}
+			}
+		})
+	}
+	return g.Wait()
+}
+
+func join(dir, name string) string {
+	if name == "" {
+		return dir
+	}
+	if dir == "" || dir == "." {
+		return name
+	}
+	return dir + "/" + name
+}
