@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +81,16 @@ func objectsOf(e *Entry) []string {
 // (one transaction), then unreferenced files, so a kill part-way leaves only garbage
 // that the next Prune collects.
 func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err error) {
-	if err := flockWait(ctx, s.gc, unix.LOCK_EX); err != nil {
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if opts.LockWait > 0 {
+		lctx, cancel = context.WithTimeout(ctx, opts.LockWait)
+	}
+	err = flockWait(lctx, s.gc, unix.LOCK_EX)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, ErrBusy
+		}
 		return 0, fmt.Errorf("prune: wait for running builds: %w", err)
 	}
 	defer flockWait(context.WithoutCancel(ctx), s.gc, unix.LOCK_SH)

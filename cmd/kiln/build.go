@@ -286,7 +286,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}
-	autoGC(ctx, o.root, store, snaps, prog.Warn)
+	autoGC(ctx, store, snaps, prog.Warn)
 	return nil
 }
 
