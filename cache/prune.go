@@ -203,7 +203,10 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 // keepRefs marks the manifests that refs name as live: a pulled base stays resolvable.
 func (s *Store) keepRefs(ctx context.Context, refs map[string]int) error {
 	return s.db.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRefs).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			if isTreeRecord(k) {
+				return nil // names no blob
+			}
 			if h, err := v1.NewHash(string(v)); err == nil {
 				refs["b:"+h.Hex]++
 			}

@@ -269,7 +269,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
-			err = writeOutputs(ctx, o, outputs, res, snaps, stdout, prog)
+			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
 		}
 		bad, damaged := image.AsCorruptBlob(err)
 		if !damaged || attempt == maxRepairs {

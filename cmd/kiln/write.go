@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/snapshot"
@@ -11,8 +12,10 @@ import (
 )
 
 // writeOutputs writes every requested output (package image writes them).
-func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *solver.Result, snaps *snapshot.Snapshotter, stdout io.Writer, prog *progress) error {
-	built := image.Built{Image: res.Image, Tags: o.tags, Rootfs: snapshotRootfs{snaps, res.Snapshots}}
+func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *solver.Result, store *cache.Store, snaps *snapshot.Snapshotter, stdout io.Writer, prog *progress) error {
+	built := image.Built{Image: res.Image, Tags: o.tags, Rootfs: image.SnapshotRootfs{
+		Image: res.Image, Snapshots: res.Snapshots, Snaps: snaps, Store: store, Warn: prog.Warn,
+	}}
 	for _, out := range outs {
 		w := out.writer(o, stdout, prog)
 		if w == nil {
@@ -49,16 +52,6 @@ func (out outputSpec) writer(o buildOptions, stdout io.Writer, prog *progress) i
 		}}
 	}
 	return nil
-}
-
-// snapshotRootfs is the final image's filesystem: its snapshots stacked read-only.
-type snapshotRootfs struct {
-	snaps *snapshot.Snapshotter
-	ids   []string
-}
-
-func (r snapshotRootfs) View(ctx context.Context) (string, func() error, error) {
-	return r.snaps.View(ctx, r.ids)
 }
 
 // writeFileAtomic writes dest so that it is either the old file or the complete new
