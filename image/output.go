@@ -43,9 +43,7 @@ type OCIArchive struct {
 }
 
 func (o OCIArchive) Write(ctx context.Context, b Built) error {
-	return wrapOutput("oci", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
-		return WriteOCIArchive(ctx, b.Image, b.Tags, w)
-	}))
+	return writeArchiveTo(ctx, "oci", o.Dest, o.Stdout, b, WriteOCIArchive)
 }
 
 // DockerArchive writes the image as a docker load tarball (WriteDockerArchive) to
@@ -56,8 +54,13 @@ type DockerArchive struct {
 }
 
 func (o DockerArchive) Write(ctx context.Context, b Built) error {
-	return wrapOutput("docker", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
-		return WriteDockerArchive(ctx, b.Image, b.Tags, w)
+	return writeArchiveTo(ctx, "docker", o.Dest, o.Stdout, b, WriteDockerArchive)
+}
+
+// writeArchiveTo writes b with write (an image archive writer) to dest or stdout.
+func writeArchiveTo(ctx context.Context, typ, dest string, stdout io.Writer, b Built, write func(context.Context, v1.Image, []string, io.Writer) error) error {
+	return wrapOutput(typ, dest, writeTo(dest, stdout, func(w io.Writer) error {
+		return write(ctx, b.Image, b.Tags, w)
 	}))
 }
 

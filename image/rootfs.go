@@ -132,7 +132,7 @@ func (r SnapshotRootfs) verifyOne(ctx context.Context, i int, id string, l v1.La
 	if err := r.Snaps.Remove(ctx, id); err != nil {
 		return fmt.Errorf("snapshot %s is damaged (its files make %s, not %s) and removing it failed: %w", id, got, want, err)
 	}
-	if err := r.Snaps.Ingest(ctx, id, func(dir string) error { return unpackVerified(ctx, l, dir) }); err != nil {
+	if err := r.Snaps.Ingest(ctx, id, func(dir string) error { return UnpackLayer(ctx, l, dir) }); err != nil {
 		return fmt.Errorf("snapshot %s is damaged; rebuild it from layer %s: %w", id, ld, err)
 	}
 	if again, err := r.Snaps.TreeDiffID(ctx, id); err != nil || again != want {
@@ -157,7 +157,7 @@ func (r SnapshotRootfs) wantTree(ctx context.Context, id string, l v1.Layer, ste
 		return v1.Hash{}, err
 	}
 	defer os.RemoveAll(dir)
-	if err := unpackVerified(ctx, l, dir); err != nil {
+	if err := UnpackLayer(ctx, l, dir); err != nil {
 		return v1.Hash{}, fmt.Errorf("snapshot %s: %w", id, err)
 	}
 	blob, _, err := layers.WriteUpperDiff(ctx, dir, io.Discard, layers.WriteOptions{Compression: layers.Uncompressed})
@@ -170,10 +170,11 @@ func (r SnapshotRootfs) wantTree(ctx context.Context, id string, l v1.Layer, ste
 	return blob.DiffID, nil
 }
 
-// unpackVerified unpacks layer l into dir as a snapshot's tree (overlay whiteouts,
+// UnpackLayer unpacks layer l into dir as a snapshot's tree (overlay whiteouts,
 // owners kept), reading its blob to the end, where a stored blob's reader checks its
-// digest: the tar ends before the stream does.
-func unpackVerified(ctx context.Context, l v1.Layer, dir string) error {
+// digest: the tar ends before the stream does, so a damaged stored blob is a
+// *CorruptBlobError. (solver's unpackSnapshot does the same and can call this.)
+func UnpackLayer(ctx context.Context, l v1.Layer, dir string) error {
 	d, err := l.Digest()
 	if err != nil {
 		return err
