@@ -54,12 +54,18 @@ type SnapshotRootfs struct {
 	Store     TreeStore
 	Warn      func(msg string)
 	Jobs      int // snapshots checked at once; 0 means GOMAXPROCS
+
+	verified bool // by an earlier View: one build's outputs check the trees once
 }
 
-// View checks every snapshot (Verify) and mounts them read-only until release.
-func (r SnapshotRootfs) View(ctx context.Context) (string, func() error, error) {
-	if err := r.Verify(ctx); err != nil {
-		return "", nil, err
+// View checks every snapshot (Verify), the first time, and mounts them read-only
+// until release. Outputs call it one after another, never at once.
+func (r *SnapshotRootfs) View(ctx context.Context) (string, func() error, error) {
+	if !r.verified {
+		if err := r.Verify(ctx); err != nil {
+			return "", nil, err
+		}
+		r.verified = true
 	}
 	return r.Snaps.View(ctx, r.Snapshots)
 }

@@ -13,7 +13,7 @@ import (
 
 // writeOutputs writes every requested output (package image writes them).
 func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *solver.Result, store *cache.Store, snaps *snapshot.Snapshotter, stdout io.Writer, prog *progress) error {
-	built := image.Built{Image: res.Image, Tags: o.tags, Rootfs: image.SnapshotRootfs{
+	built := image.Built{Image: res.Image, Tags: o.tags, Rootfs: &image.SnapshotRootfs{
 		Image: res.Image, Snapshots: res.Snapshots, Snaps: snaps, Store: store, Warn: prog.Warn,
 	}}
 	for _, out := range outs {
