@@ -191,6 +191,13 @@ func UnpackLayer(ctx context.Context, l v1.Layer, dir string) error {
 	}
 	defer rc.Close()
 	if err := layers.Unpack(ctx, rc, dir, layers.UnpackOptions{Whiteouts: layers.OverlayWhiteouts, KeepOwners: true}); err != nil {
+		// Damage usually breaks the decompressor first: reading the rest tells
+		// a damaged blob, which the build repairs, from a bad layer.
+		if _, derr := io.Copy(io.Discard, rc); derr != nil {
+			if _, ok := AsCorruptBlob(derr); ok {
+				err = derr
+			}
+		}
 		return fmt.Errorf("unpack layer %s: %w", d, err)
 	}
 	if _, err := io.Copy(io.Discard, rc); err != nil {
