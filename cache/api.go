@@ -195,4 +195,8 @@ type PruneOptions struct {
 	RemoveSnapshot func(ctx context.Context, id string) error
 	// ListSnapshots lists the committed snapshot ids on disk.
 	ListSnapshots func() ([]string, error)
+	// LockWait bounds the wait for other builds on the store to close it (0: wait as
+	// long as ctx allows); past it Prune removes nothing and returns ErrBusy. It
+	// bounds only that wait, never the removal itself.
+	LockWait time.Duration
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -73,3 +74,81 @@ func hashFile(p string, buf []byte) (string, int64, error) {
 
 // Entries returns every step entry, for checks of what they name.
 func (s *Store) Entries(ctx context.Context) ([]*Entry, error) { return s.entries(ctx) }
+
+// SnapshotChecker is the part of the snapshotter that Check needs; package snapshot's
+// Snapshotter implements it.
+type SnapshotChecker interface {
+	Exists(id string) bool
+	// TreeDiffID is the diffID of a fresh layer tar of snapshot id's tree.
+	TreeDiffID(ctx context.Context, id string) (v1.Hash, error)
+	Usage(ctx context.Context, id string) (int64, error)
+	Remove(ctx context.Context, id string) error
+}
+
+// SnapshotDamage is a step snapshot whose tree no longer makes its step's layer.
+type SnapshotDamage struct {
+	ID        string
+	Got, Want v1.Hash // the tree's diffID, the layer's
+}
+
+// Report is what Check found (and, with repair, removed).
+type Report struct {
+	Blobs            BlobCheck
+	BlobTime         time.Duration
+	Snapshots        int   // step snapshots checked
+	SnapshotBytes    int64 // their disk usage
+	SnapshotTime     time.Duration
+	DamagedSnapshots []SnapshotDamage
+}
+
+// Damaged is how many objects Check found damaged.
+func (r Report) Damaged() int { return len(r.Blobs.Damaged) + len(r.DamagedSnapshots) }
+
+// Check verifies blobs by digest (CheckBlobs) and step snapshots by the diffID of
+// their tree against their layer's. With repair what is damaged is removed, so that
+// the next build redoes it. Base image snapshots are not re-tarred: another tool wrote
+// their layers, so a fresh tar of the tree need not have the same bytes; their blobs
+// are checked.
+func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (Report, error) {
+	var r Report
+	start := time.Now()
+	bc, err := s.CheckBlobs(ctx, repair)
+	if err != nil {
+		return r, err
+	}
+	r.Blobs, r.BlobTime = bc, time.Since(start)
+
+	start = time.Now()
+	entries, err := s.Entries(ctx)
+	if err != nil {
+		return r, err
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Layer == nil || e.Layer.Snapshot == "" || seen[e.Layer.Snapshot] || !snaps.Exists(e.Layer.Snapshot) {
+			continue
+		}
+		id := e.Layer.Snapshot
+		seen[id] = true
+		got, err := snaps.TreeDiffID(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		r.Snapshots++
+		if u, err := snaps.Usage(ctx, id); err == nil {
+			r.SnapshotBytes += u
+		}
+		if got.String() == e.Layer.DiffID {
+			continue
+		}
+		want, _ := v1.NewHash(e.Layer.DiffID)
+		r.DamagedSnapshots = append(r.DamagedSnapshots, SnapshotDamage{ID: id, Got: got, Want: want})
+		if repair {
+			if err := snaps.Remove(ctx, id); err != nil {
+				return r, err
+			}
+		}
+	}
+	r.SnapshotTime = time.Since(start)
+	return r, nil
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -201,6 +202,34 @@ func TestGarbageIndex(t *testing.T) {
 	placeIndex(t, root, []byte(strings.Repeat("garbage!", 1024)))
 	warned, _ := useDamagedIndex(t, root)
 	requireSetAside(t, root, warned)
+}
+
+// Damaged copies set aside do not pile up: beside five older ones, setting a new one
+// aside keeps the keepDamaged newest (the new one among them), and the warning says so.
+func TestDamagedCopiesAreCapped(t *testing.T) {
+	root := t.TempDir()
+	var older []string
+	for i := range 5 {
+		p := filepath.Join(root, fmt.Sprintf("meta.db.damaged-2020010%dT000000.000000000Z", i+1))
+		if err := os.WriteFile(p, []byte("old damaged index"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		older = append(older, p)
+	}
+	placeIndex(t, root, []byte(strings.Repeat("garbage!", 1024)))
+	warned, _ := useDamagedIndex(t, root)
+	aside, _ := filepath.Glob(filepath.Join(root, "meta.db.damaged-*"))
+	if len(aside) != keepDamaged || len(warned) != 1 {
+		t.Fatalf("damaged copies %v, warnings %q; want %d copies and one warning", aside, warned, keepDamaged)
+	}
+	// The newest: the one just set aside (named now) and the two youngest of the old.
+	want := append(slices.Clone(older[5-keepDamaged+1:]), aside[len(aside)-1])
+	if !slices.Equal(aside, want) {
+		t.Errorf("kept %v, want %v", aside, want)
+	}
+	if !strings.Contains(warned[0], aside[len(aside)-1]) || !strings.Contains(warned[0], "3 older one(s) removed") {
+		t.Errorf("warning %q does not name the new copy and the removed ones", warned[0])
+	}
 }
 
 // A panic in kiln's own code inside a transaction is a bug, not damage: it is

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -23,7 +25,8 @@ import (
 // meta.db is a cache of what the rest of the store holds, so a damaged one (a disk
 // that lost a write, a truncated copy, a scribbled page) is never fatal: every
 // operation runs under guard (damage.go), and the first one that finds the file
-// damaged sets it aside as meta.db.damaged-<time> and starts an empty index.
+// damaged sets it aside as meta.db.damaged-<time> (the keepDamaged newest such copies
+// are kept) and starts an empty index.
 type db struct {
 	path string
 	mu   sync.RWMutex
@@ -188,6 +191,36 @@ func (d *db) setAside(ctx context.Context, dmg *damageError) error {
 	if err := os.Rename(d.path, aside); err != nil {
 		return fmt.Errorf("set aside damaged %s: %w", d.path, err)
 	}
-	d.warn(fmt.Sprintf("the cache index %s was damaged (%s); it was moved to %s and a new, empty index started, so steps cached before will run again", d.path, dmg.cause, aside))
+	msg := fmt.Sprintf("the cache index %s was damaged (%s); it was moved to %s and a new, empty index started, so steps cached before will run again", d.path, dmg.cause, aside)
+	removed, err := trimDamaged(d.path, keepDamaged)
+	switch {
+	case err != nil:
+		msg += fmt.Sprintf(" (removing older damaged copies failed: %v)", err)
+	case removed > 0:
+		msg += fmt.Sprintf(" (only the %d newest damaged copies are kept: %d older one(s) removed)", keepDamaged, removed)
+	}
+	d.warn(msg)
 	return nil
+}
+
+// keepDamaged is how many damaged copies of the index are kept for inspection: a disk
+// that keeps damaging it would otherwise fill the store with them.
+const keepDamaged = 3
+
+// trimDamaged removes all but the keep newest damaged copies of the index at path
+// (path.damaged-<UTC time>, whose names sort by age), returning how many it removed.
+func trimDamaged(path string, keep int) (int, error) {
+	aside, err := filepath.Glob(path + ".damaged-*")
+	if err != nil {
+		return 0, err
+	}
+	sort.Strings(aside)
+	removed := 0
+	for _, p := range aside[:max(len(aside)-keep, 0)] {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +81,16 @@ func objectsOf(e *Entry) []string {
 // (one transaction), then unreferenced files, so a kill part-way leaves only garbage
 // that the next Prune collects.
 func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err error) {
-	if err := flockWait(ctx, s.gc, unix.LOCK_EX); err != nil {
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if opts.LockWait > 0 {
+		lctx, cancel = context.WithTimeout(ctx, opts.LockWait)
+	}
+	err = flockWait(lctx, s.gc, unix.LOCK_EX)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, ErrBusy
+		}
 		return 0, fmt.Errorf("prune: wait for running builds: %w", err)
 	}
 	defer flockWait(context.WithoutCancel(ctx), s.gc, unix.LOCK_SH)
@@ -193,7 +203,10 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 // keepRefs marks the manifests that refs name as live: a pulled base stays resolvable.
 func (s *Store) keepRefs(ctx context.Context, refs map[string]int) error {
 	return s.db.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRefs).ForEach(func(_, v []byte) error {
+		return tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			if isTreeRecord(k) {
+				return nil // names no blob
+			}
 			if h, err := v1.NewHash(string(v)); err == nil {
 				refs["b:"+h.Hex]++
 			}

@@ -25,6 +25,9 @@ func (e *CorruptBlobError) Error() string {
 	return fmt.Sprintf("store blob %s is damaged (its bytes hash to %s)", e.Digest, e.Got)
 }
 
+// DamagedBlob names the blob, for the store's repair (cache.Store.RepairBlobs).
+func (e *CorruptBlobError) DamagedBlob() v1.Hash { return e.Digest }
+
 // AsCorruptBlob finds a CorruptBlobError in err's chain.
 func AsCorruptBlob(err error) (*CorruptBlobError, bool) {
 	var c *CorruptBlobError

@@ -20,7 +20,6 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
-	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
@@ -255,10 +254,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 	// A damaged store blob found while building or writing the outputs (every blob
 	// is verified as it is read) is removed and the build done again, which makes or
-	// pulls what needed it; each attempt can find one more.
+	// pulls what needed it; each attempt can find one more (cache.Store.RepairBlobs).
 	parseFindings := checkFindings
 	var res *solver.Result
-	for attempt := 1; ; attempt++ {
+	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
 		res, err = dockerfile.Build(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
@@ -273,24 +272,17 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
-			err = writeOutputs(ctx, o, outputs, res, snaps, stdout, prog)
+			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
 		}
-		bad, damaged := image.AsCorruptBlob(err)
-		if !damaged || attempt == maxRepairs {
-			if err != nil {
-				return err
-			}
-			break
-		}
-		if rerr := store.RemoveBlob(bad.Digest); rerr != nil {
-			return fmt.Errorf("%w; removing it failed: %v", err, rerr)
-		}
-		prog.Warn(fmt.Sprintf("%v: removed it from the store; building again to make or pull what needs it", bad))
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}
-	autoGC(ctx, o.root, store, snaps, prog.Warn)
+	autoGC(ctx, store, snaps, prog.Warn)
 	return nil
 }
 

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,15 +33,9 @@ func newPruneCmd() *cobra.Command {
 				opts.KeepStorage = max(n, 1)
 			}
 			for _, f := range filters {
-				k, v, _ := strings.Cut(f, "=")
-				if k != "until" {
-					return fmt.Errorf("--filter %s is not supported (use until=DURATION)", f)
+				if err := cache.ParsePruneFilter(f, &opts); err != nil {
+					return err
 				}
-				d, err := time.ParseDuration(v)
-				if err != nil {
-					return fmt.Errorf("--filter until=%s: %w", v, err)
-				}
-				opts.Until = d
 			}
 			return withStore(cmd.Context(), root, cmd.ErrOrStderr(), func(store *cache.Store, snaps *snapshot.Snapshotter) error {
 				opts.RemoveSnapshot = snaps.Remove

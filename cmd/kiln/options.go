@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/image"
+)
+
+func pullOptions(o buildOptions) image.PullOptions {
+	return image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
+}
+
+// targetPlatform is --platform, or the host's.
+func (o buildOptions) targetPlatform() (v1.Platform, error) {
+	if o.platform == "" {
+		return v1.Platform{OS: "linux", Architecture: hostArch()}, nil
+	}
+	p, err := v1.ParsePlatform(o.platform)
+	if err != nil {
+		return v1.Platform{}, fmt.Errorf("--platform %s: %w", o.platform, err)
+	}
+	if p.OS != "linux" || p.Architecture != hostArch() {
+		return v1.Platform{}, fmt.Errorf("--platform %s: kiln builds only for the host's platform (linux/%s); emulation is not supported", o.platform, hostArch())
+	}
+	return *p, nil
+}
