@@ -8,7 +8,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
@@ -79,6 +78,7 @@ func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform
 	key := "export:" + digestOf(diffID.String(), string(spec))
 	if e, ok, err := b.opts.Store.GetStep(ctx, key); err == nil && ok && e.Layer != nil {
 		if nl, nd, err := b.storedLayer(e.Layer); err == nil {
+			b.usedStep(b.g.Target, key)
 			return nl, nd, nil
 		}
 	}
@@ -114,6 +114,7 @@ func (b *build) transformLayer(ctx context.Context, l v1.Layer, t layerTransform
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("record layer %s for export: %w", diffID, err)
 	}
+	b.usedStep(b.g.Target, key)
 	return image.StoreLayer(b.opts.Store, blob.Digest, blob.DiffID, blob.Size, blob.MediaType), blob.DiffID, nil
 }
 
@@ -127,8 +128,9 @@ func (b *build) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
-	if !b.opts.Store.HasBlob(digest) {
+	l, ok := b.stepLayer(tl, digest, diffID)
+	if !ok {
 		return nil, v1.Hash{}, fmt.Errorf("blob %s is gone", digest)
 	}
-	return image.StoreLayer(b.opts.Store, digest, diffID, tl.Size, types.MediaType(tl.MediaType)), diffID, nil
+	return l, diffID, nil
 }

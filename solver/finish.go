@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -41,5 +42,8 @@ func (b *build) finish(ctx context.Context, st *stageState) (*Result, error) {
 			return nil, fmt.Errorf("unpack the image's filesystem: %w", err)
 		}
 	}
-	return &Result{Image: img, Config: cfg, Snapshots: st.snapshots()}, nil
+	b.mu.Lock()
+	steps := slices.Clone(b.steps)
+	b.mu.Unlock()
+	return &Result{Image: img, Config: cfg, Snapshots: st.snapshots(), Steps: steps}, nil
 }

@@ -61,6 +61,10 @@ func (b *build) step(ctx context.Context, sc *stepCtx, op *Op, files map[string]
 		}
 		if ok {
 			b.emit(Event{Kind: StepCached, ID: sc.id, Name: sc.name})
+			if ls, lazy := b.opts.Store.(LazyStore); lazy && ls.Origin(key) != "" {
+				b.emit(Event{Kind: StepInfo, ID: sc.id, Name: sc.name, Message: "from remote cache " + ls.Origin(key)})
+			}
+			b.usedStep(sc.stage.Index, key)
 			return b.applyEntry(st, e, stageKey, createdBy)
 		}
 		if why == "" {
@@ -104,6 +108,7 @@ func (b *build) step(ctx context.Context, sc *stepCtx, op *Op, files map[string]
 		return fmt.Errorf("record cache entry: %w", err)
 	}
 	b.emit(Event{Kind: StepDone, ID: sc.id, Name: sc.name, Duration: time.Since(start)})
+	b.usedStep(sc.stage.Index, key)
 	return b.applyEntry(st, e, stageKey, createdBy)
 }
 
@@ -204,7 +209,11 @@ func (b *build) applyEntry(st *stageState, e *cache.Entry, key, createdBy string
 	if err != nil {
 		return fmt.Errorf("cache entry %s: %w", key, err)
 	}
-	l := image.StoreLayer(b.opts.Store, digest, diffID, e.Layer.Size, types.MediaType(e.Layer.MediaType))
+	l, ok := b.stepLayer(e.Layer, digest, diffID)
+	if !ok {
+		// Checked by the lookup (hasLayerBlob); gone since, reading it fails.
+		l = image.StoreLayer(b.opts.Store, digest, diffID, e.Layer.Size, types.MediaType(e.Layer.MediaType))
+	}
 	st.layers = append(st.layers, stageLayer{layer: l, snapshot: e.Layer.Snapshot, step: true})
 	st.cfg.RootFS.DiffIDs = append(st.cfg.RootFS.DiffIDs, diffID)
 	st.cfg.History = append(st.cfg.History, h)
@@ -296,11 +305,39 @@ func snapshotName(key string) (string, error) {
 	return fmt.Sprintf("s-%.40s-%x", key, run), nil
 }
 
-// hasLayerBlob reports whether the blob of e's layer (if it has one) is in the store.
+// hasLayerBlob reports whether the blob of e's layer (if it has one) is in the store,
+// or can be fetched by it (a LazyStore).
 func (b *build) hasLayerBlob(e *cache.Entry) bool {
 	if e.Layer == nil {
 		return true
 	}
 	d, err := v1.NewHash(e.Layer.Digest)
-	return err == nil && b.opts.Store.HasBlob(d)
+	if err != nil {
+		return false
+	}
+	diffID, err := v1.NewHash(e.Layer.DiffID)
+	if err != nil {
+		return false
+	}
+	_, ok := b.stepLayer(e.Layer, d, diffID)
+	return ok
+}
+
+// stepLayer is the layer of a step entry: the store's blob, or what a LazyStore
+// fetches when it is read.
+func (b *build) stepLayer(l *cache.Layer, digest, diffID v1.Hash) (v1.Layer, bool) {
+	if ls, ok := b.opts.Store.(LazyStore); ok {
+		return ls.StepLayer(l)
+	}
+	if !b.opts.Store.HasBlob(digest) {
+		return nil, false
+	}
+	return image.StoreLayer(b.opts.Store, digest, diffID, l.Size, types.MediaType(l.MediaType)), true
+}
+
+// usedStep records that the build used the entry of key in stage (Result.Steps).
+func (b *build) usedStep(stage int, key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.steps = append(b.steps, UsedStep{Key: key, Stage: stage})
 }

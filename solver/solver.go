@@ -117,7 +117,21 @@ type Result struct {
 	// Snapshots are the committed snapshot ids of the final rootfs, lowest first, for
 	// outputs that need the flattened filesystem (snapshot.View).
 	Snapshots []string
+	// Steps are the step entries the build used (hit or made), in the order they
+	// were resolved, with the stage of each: what a remote cache export records.
+	// Layer transforms of the output ("export:" keys) count as the target stage's.
+	Steps []UsedStep
 }
+
+// UsedStep is one step entry a build used.
+type UsedStep struct {
+	Key   string // the entry's key in the Store
+	Stage int    // index of the stage (parser.Graph.Stages) that used it
+}
+
+// KeyVersion is the version every step key is made with: a remote cache records it,
+// and entries of another version are not looked up.
+const KeyVersion = opKeyVersion
 
 // Solve builds opts.Graph's target.
 func Solve(ctx context.Context, opts Options) (*Result, error) {
@@ -174,6 +188,7 @@ type build struct {
 
 	mu     sync.Mutex
 	images map[string]*imageOnce // base images pulled once per build, by ref
+	steps  []UsedStep            // entries used, for Result.Steps
 
 	checks buildChecks
 }
