@@ -53,6 +53,8 @@ type buildOptions struct {
 	ssh           []string
 	allow         []string
 	check         bool
+	cacheFrom     []string
+	cacheTo       []string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -104,6 +106,8 @@ Examples:
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R or type=local,src=DIR (repeatable, read in order)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
 }
 
@@ -167,6 +171,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		}
 		named[k] = nc
 	}
+	caches, err := o.remoteCaches()
+	if err != nil {
+		return err
+	}
 	secrets, sshAgents, err := o.sessionOptions()
 	if err != nil {
 		return err
@@ -227,6 +235,15 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
 
+	var solveStore solver.Store = store
+	rstore, err := caches.open(ctx, store, o.insecure, prog)
+	if err != nil {
+		return err
+	}
+	if rstore != nil {
+		solveStore = rstore
+	}
+
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
@@ -257,7 +274,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	for attempt := 1; ; attempt++ {
 		checkFindings = parseFindings
 		res, err = solver.Solve(ctx, solver.Options{
-			Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
+			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
 			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
@@ -282,6 +299,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("%w; removing it failed: %v", err, rerr)
 		}
 		prog.Warn(fmt.Sprintf("%v: removed it from the store; building again to make or pull what needs it", bad))
+	}
+	if err := caches.export(ctx, rstore, res, graph, o.insecure, prog); err != nil {
+		return err
 	}
 	if err := writeResultFiles(o, res); err != nil {
 		return err
