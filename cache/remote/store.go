@@ -311,7 +311,7 @@ func (s *Store) Summary() string {
 	for _, n := range s.fetched {
 		bytes += n
 	}
-	return fmt.Sprintf("remote cache: %d steps from remote, %d blobs downloaded (%d bytes), %d layers left remote (mounted by a push to their registry)",
+	return fmt.Sprintf("remote cache: %d steps from remote, %d blobs downloaded (%d bytes), %d layers never downloaded (a push to their registry mounts them)",
 		len(s.hits), len(s.fetched), bytes, len(s.mounted))
 }
 

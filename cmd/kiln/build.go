@@ -286,6 +286,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
+			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)
+		}
+		if err == nil {
 			err = writeOutputs(ctx, o, outputs, res, snaps, stdout, prog)
 		}
 		bad, damaged := image.AsCorruptBlob(err)
@@ -300,9 +303,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		}
 		prog.Warn(fmt.Sprintf("%v: removed it from the store; building again to make or pull what needs it", bad))
 	}
-	if err := caches.export(ctx, rstore, res, graph, o.insecure, prog); err != nil {
-		return err
-	}
+	caches.summary(rstore, prog)
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}

@@ -52,9 +52,6 @@ func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver
 	if rs == nil {
 		return nil
 	}
-	if s := rs.Summary(); s != "" {
-		prog.Info(s)
-	}
 	final := map[int]bool{}
 	for i := g.Target; i >= 0 && !final[i]; i = g.Stages[i].BaseStage {
 		final[i] = true
@@ -72,8 +69,18 @@ func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%w (the image was built; add ignore-error=true to the --cache-to to only warn)", err)
+			return fmt.Errorf("%w (add ignore-error=true to the --cache-to to only warn)", err)
 		}
 	}
 	return nil
+}
+
+// summary says what the build took from the remote caches.
+func (rc remoteCaches) summary(rs *remote.Store, prog *progress) {
+	if rs == nil {
+		return
+	}
+	if s := rs.Summary(); s != "" {
+		prog.Info(s)
+	}
 }
