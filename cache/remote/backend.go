@@ -23,9 +23,11 @@ type backend interface {
 	manifest(ctx context.Context) ([]byte, types.MediaType, error)
 	// blob opens blob d (the caller verifies it).
 	blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error)
-	// putLayers stores the layers the target does not have yet, checking and
-	// uploading in parallel; uploaded reports each layer sent (not skipped).
-	putLayers(ctx context.Context, ls []v1.Layer, uploaded func(v1.Hash, int64)) error
+	// hasBlob reports whether the cache holds blob d already.
+	hasBlob(ctx context.Context, d v1.Hash) bool
+	// putLayer stores layer l (of digest d); a registry mounts a layer marked
+	// mountable from another of its repositories instead of uploading it.
+	putLayer(ctx context.Context, l v1.Layer, d v1.Hash) error
 	// putBlob stores a small blob (the config).
 	putBlob(ctx context.Context, d v1.Hash, data []byte) error
 	// putManifest stores the root and names it.

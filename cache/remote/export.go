@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/cache"
 )
@@ -93,8 +94,8 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 		cfg.Records = append(cfg.Records, rec)
 	}
 
-	var sent, sentBytes atomic.Int64
-	if err := be.putLayers(ctx, ls, func(_ v1.Hash, n int64) { sent.Add(1); sentBytes.Add(n) }); err != nil {
+	sent, sentBytes, err := uploadLayers(ctx, be, ls)
+	if err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)
 	}
 	raw, err := json.Marshal(cfg)
@@ -117,8 +118,39 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 		return fmt.Errorf("cache-to %s: %w", spec, err)
 	}
 	o.Note(fmt.Sprintf("cache-to %s: %d records, %d layers (%d sent, %d bytes; the rest were there), mode=%s, in %.1fs",
-		spec, len(cfg.Records), len(ls), sent.Load(), sentBytes.Load(), spec.Mode, time.Since(start).Seconds()))
+		spec, len(cfg.Records), len(ls), sent, sentBytes, spec.Mode, time.Since(start).Seconds()))
 	return nil
+}
+
+// uploadJobs bounds the blob checks and uploads of one export that run at once.
+const uploadJobs = 8
+
+// uploadLayers stores the layers be does not have yet, each checked and sent in
+// parallel; it returns how many were sent and their bytes.
+func uploadLayers(ctx context.Context, be backend, ls []v1.Layer) (int64, int64, error) {
+	var sent, sentBytes atomic.Int64
+	eg, egctx := errgroup.WithContext(ctx)
+	eg.SetLimit(uploadJobs)
+	for _, l := range ls {
+		eg.Go(func() error {
+			d, err := l.Digest()
+			if err != nil {
+				return err
+			}
+			if be.hasBlob(egctx, d) {
+				return nil
+			}
+			if err := be.putLayer(egctx, l, d); err != nil {
+				return err
+			}
+			size, _ := l.Size()
+			sent.Add(1)
+			sentBytes.Add(size)
+			return nil
+		})
+	}
+	err := eg.Wait()
+	return sent.Load(), sentBytes.Load(), err
 }
 
 // rootManifest is BuildKit's cache root: an image manifest whose config is the cache

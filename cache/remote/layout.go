@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"golang.org/x/sync/errgroup"
 )
 
 // annotationRefName names an index.json entry, as OCI layouts tag images.
@@ -77,44 +76,31 @@ func (b *layoutBackend) open() (layout.Path, error) {
 	return p, nil
 }
 
-func (b *layoutBackend) putLayers(ctx context.Context, ls []v1.Layer, uploaded func(v1.Hash, int64)) error {
+func (b *layoutBackend) hasBlob(ctx context.Context, d v1.Hash) bool {
+	rc, err := layout.Path(b.dir).Blob(d)
+	if err != nil {
+		return false
+	}
+	rc.Close()
+	return true
+}
+
+func (b *layoutBackend) putLayer(ctx context.Context, l v1.Layer, d v1.Hash) error {
 	p, err := b.open()
 	if err != nil {
 		return err
 	}
-	eg, egctx := errgroup.WithContext(ctx)
-	eg.SetLimit(uploadJobs)
-	for _, l := range ls {
-		eg.Go(func() error {
-			d, err := l.Digest()
-			if err != nil {
-				return err
-			}
-			if rc, err := p.Blob(d); err == nil {
-				rc.Close()
-				return nil
-			}
-			if err := egctx.Err(); err != nil {
-				return err
-			}
-			rc, err := l.Compressed()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			// ggcr's WriteBlob writes a temp file and renames it: a layout never
-			// holds half a blob under its name.
-			if err := p.WriteBlob(d, rc); err != nil {
-				return fmt.Errorf("cache %s: write blob %s: %w", b.dir, d, err)
-			}
-			if uploaded != nil {
-				size, _ := l.Size()
-				uploaded(d, size)
-			}
-			return nil
-		})
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
 	}
-	return eg.Wait()
+	defer rc.Close()
+	// ggcr's WriteBlob writes a temp file and renames it: a layout never holds
+	// half a blob under its name.
+	if err := p.WriteBlob(d, rc); err != nil {
+		return fmt.Errorf("cache %s: write blob %s: %w", b.dir, d, err)
+	}
+	return nil
 }
 
 func (b *layoutBackend) putBlob(ctx context.Context, d v1.Hash, data []byte) error {

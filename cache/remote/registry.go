@@ -13,13 +13,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/image"
 )
-
-// uploadJobs bounds the blob checks and uploads of one export that run at once.
-const uploadJobs = 8
 
 // registryBackend is a cache in a registry repository, named by a tag (or digest).
 type registryBackend struct {
@@ -72,47 +68,21 @@ func (r *registryBackend) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, e
 	return rc, nil
 }
 
-func (r *registryBackend) putLayers(ctx context.Context, ls []v1.Layer, uploaded func(v1.Hash, int64)) error {
-	repo := r.ref.Context()
-	eg, egctx := errgroup.WithContext(ctx)
-	eg.SetLimit(uploadJobs)
-	for _, l := range ls {
-		eg.Go(func() error {
-			// ggcr asks with a HEAD first and skips what the repository has; a
-			// layer marked mountable from another repository of this registry is
-			// mounted, not uploaded.
-			d, err := l.Digest()
-			if err != nil {
-				return err
-			}
-			opts := image.RegistryOptions(egctx, 1)
-			if has, err := blobExists(egctx, repo, d, opts); err == nil && has {
-				return nil
-			}
-			if err := remote.WriteLayer(repo, l, opts...); err != nil {
-				return r.fail("cache export", err)
-			}
-			if uploaded != nil {
-				size, _ := l.Size()
-				uploaded(d, size)
-			}
-			return nil
-		})
-	}
-	return eg.Wait()
-}
-
-// blobExists asks the registry whether repo has blob d.
-func blobExists(ctx context.Context, repo name.Repository, d v1.Hash, opts []remote.Option) (bool, error) {
-	l, err := remote.Layer(repo.Digest(d.String()), opts...)
+func (r *registryBackend) hasBlob(ctx context.Context, d v1.Hash) bool {
+	l, err := remote.Layer(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 1)...)
 	if err != nil {
-		return false, err
+		return false
 	}
 	// Size on a remote layer is a HEAD of the blob.
-	if _, err := l.Size(); err != nil {
-		return false, err
+	_, err = l.Size()
+	return err == nil
+}
+
+func (r *registryBackend) putLayer(ctx context.Context, l v1.Layer, d v1.Hash) error {
+	if err := remote.WriteLayer(r.ref.Context(), l, image.RegistryOptions(ctx, 1)...); err != nil {
+		return r.fail("cache export", err)
 	}
-	return true, nil
+	return nil
 }
 
 func (r *registryBackend) putBlob(ctx context.Context, d v1.Hash, data []byte) error {
