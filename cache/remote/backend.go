@@ -38,9 +38,12 @@ type backend interface {
 }
 
 // newBackend opens the location of s.
-func newBackend(s Spec, insecure []string) (backend, error) {
-	if s.Type == "local" {
+func newBackend(ctx context.Context, s Spec, insecure []string) (backend, error) {
+	switch s.Type {
+	case "local":
 		return &layoutBackend{dir: s.Dir, tag: s.Tag}, nil
+	case "s3":
+		return newS3Backend(ctx, s)
 	}
 	return newRegistryBackend(s, insecure)
 }

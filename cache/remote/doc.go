@@ -9,8 +9,9 @@
 // read kiln's records (nor kiln BuildKit's). kiln's fields ride in "kiln" members that
 // BuildKit's decoder ignores.
 //
-// Supported stores: type=registry (any OCI registry) and type=local (an OCI layout
-// directory). Not supported yet: type=s3, type=inline and cache-mount export; they are
+// Supported stores: type=registry (any OCI registry), type=local (an OCI layout
+// directory) and type=s3 (BuildKit's PREFIX/blobs and PREFIX/manifests layout, with
+// the AWS SDK). Not supported yet: type=inline and cache-mount export; they are
 // refused by name.
 //
 // The remote is untrusted input: a blob is verified against its digest as it is

@@ -36,7 +36,7 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 	if o.Note == nil {
 		o.Note = func(string) {}
 	}
-	be, err := newBackend(spec, o.Insecure)
+	be, err := newBackend(ctx, spec, o.Insecure)
 	if err != nil {
 		return err
 	}

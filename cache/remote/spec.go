@@ -3,6 +3,7 @@ package remote
 import (
 	"encoding/csv"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -35,12 +36,23 @@ type Spec struct {
 	ImageManifest bool               // an image manifest instead of an index
 	IgnoreError   bool               // a failing cache only warns
 	Insecure      bool               // registry.insecure=true: plain HTTP
+	S3            S3Spec             // type=s3
+}
+
+// S3Spec is where a type=s3 cache lives, in BuildKit's keys.
+type S3Spec struct {
+	Bucket, Region, Endpoint, Prefix, Name     string
+	AccessKeyID, SecretAccessKey, SessionToken string
+	PathStyle                                  bool
 }
 
 // String is how the cache is named in progress and errors.
 func (s Spec) String() string {
-	if s.Type == "local" {
+	switch s.Type {
+	case "local":
 		return s.Dir + ":" + s.Tag
+	case "s3":
+		return "s3://" + s.S3.Bucket + "/" + path.Join(s.S3.Prefix, "manifests", s.S3.Name)
 	}
 	return s.Ref
 }
@@ -49,6 +61,7 @@ func (s Spec) String() string {
 // ignored, so a typo never silently drops the cache.
 var specKeys = map[string][]string{
 	"registry": {"ref", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error", "registry.insecure"},
+	"s3":       {"bucket", "region", "endpoint_url", "prefix", "name", "use_path_style", "access_key_id", "secret_access_key", "session_token", "mode", "ignore-error", "compression", "oci-mediatypes", "image-manifest"},
 	"local":    {"dest", "src", "tag", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error"},
 }
 
@@ -75,15 +88,18 @@ func Parse(value string, export bool) (Spec, error) {
 		kv[strings.ToLower(strings.TrimSpace(k))] = v
 	}
 	s := Spec{Type: kv["type"], Mode: ModeMin, Tag: "latest"}
+	if s.Type == "s3" {
+		s.S3.Name = "buildkit" // BuildKit's default
+	}
 	delete(kv, "type")
 	switch s.Type {
-	case "registry", "local":
-	case "s3", "inline", "gha", "azblob":
-		return Spec{}, fmt.Errorf("%s type=%s is not supported yet (use type=registry or type=local)", flag, s.Type)
+	case "registry", "local", "s3":
+	case "inline", "gha", "azblob":
+		return Spec{}, fmt.Errorf("%s type=%s is not supported yet (use type=registry, type=local or type=s3)", flag, s.Type)
 	case "":
 		return Spec{}, fmt.Errorf("invalid %s %q: type= is missing (registry or local)", flag, value)
 	default:
-		return Spec{}, fmt.Errorf("%s type=%s is unknown (use type=registry or type=local)", flag, s.Type)
+		return Spec{}, fmt.Errorf("%s type=%s is unknown (use type=registry, type=local or type=s3)", flag, s.Type)
 	}
 	for k, v := range kv {
 		if !slices.Contains(specKeys[s.Type], k) {
@@ -100,6 +116,8 @@ func Parse(value string, export bool) (Spec, error) {
 		return Spec{}, fmt.Errorf("%s type=local needs dest=DIR", flag)
 	case s.Type == "local" && s.Dir == "":
 		return Spec{}, fmt.Errorf("%s type=local needs src=DIR", flag)
+	case s.Type == "s3" && (s.S3.Bucket == "" || s.S3.Region == ""):
+		return Spec{}, fmt.Errorf("%s type=s3 needs bucket= and region=", flag)
 	}
 	return s, nil
 }
@@ -152,6 +170,24 @@ func (s *Spec) set(k, v string, export bool) error {
 		s.IgnoreError, err = boolean()
 	case "registry.insecure":
 		s.Insecure, err = boolean()
+	case "bucket":
+		s.S3.Bucket = v
+	case "region":
+		s.S3.Region = v
+	case "endpoint_url":
+		s.S3.Endpoint = v
+	case "prefix":
+		s.S3.Prefix = v
+	case "name":
+		s.S3.Name = v
+	case "use_path_style":
+		s.S3.PathStyle, err = boolean()
+	case "access_key_id":
+		s.S3.AccessKeyID = v
+	case "secret_access_key":
+		s.S3.SecretAccessKey = v
+	case "session_token":
+		s.S3.SessionToken = v
 	}
 	return err
 }

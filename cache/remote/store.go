@@ -72,7 +72,7 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
 	}
 	for _, spec := range from {
-		be, err := newBackend(spec, o.Insecure)
+		be, err := newBackend(ctx, spec, o.Insecure)
 		if err == nil {
 			var src *source
 			if src, err = load(ctx, spec, be, o.KeyVersion, o.Note); err == nil {
