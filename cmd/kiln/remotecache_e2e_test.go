@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -265,6 +268,40 @@ func TestRemoteCacheSpecsRefusedByName(t *testing.T) {
 		r := kiln(t, dir, "build", "--root", t.TempDir(), "--cache-to", spec, ".")
 		if r.code == 0 || !strings.Contains(r.stderr, want) {
 			t.Errorf("--cache-to %s: exit %d, want an error saying %q:\n%s", spec, r.code, want, r.stderr)
+		}
+	}
+}
+
+// TestRemoteCacheHoldsNoSecret: a step that reads a secret is exported, and no blob
+// of the cache (layers decompressed) holds the secret's value.
+func TestRemoteCacheHoldsNoSecret(t *testing.T) {
+	root, _ := e2e(t)
+	host := busyboxRegistry(t)
+	const value = "s3cr3t-value-that-must-stay-home"
+	dir := project(t, map[string]string{
+		"Dockerfile": "FROM " + host + "/busybox\n" +
+			"RUN --mount=type=secret,id=tok cat /run/secrets/tok | wc -c > /len\n",
+		"tok": value,
+	})
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	mustBuild(t, dir, "--root", root, "--progress", "plain", "--secret", "id=tok,src="+filepath.Join(dir, "tok"),
+		"--cache-to", "type=local,dest="+cacheDir+",mode=max", ".")
+	blobs, err := filepath.Glob(filepath.Join(cacheDir, "blobs", "sha256", "*"))
+	if err != nil || len(blobs) < 2 {
+		t.Fatalf("cache blobs: %v, %v", blobs, err)
+	}
+	for _, b := range blobs {
+		data, err := os.ReadFile(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zr, err := gzip.NewReader(bytes.NewReader(data)); err == nil {
+			if plain, err := io.ReadAll(zr); err == nil {
+				data = plain
+			}
+		}
+		if bytes.Contains(data, []byte(value)) {
+			t.Errorf("cache blob %s holds the secret", filepath.Base(b))
 		}
 	}
 }
