@@ -223,7 +223,7 @@ func (b *build) step(ctx context.Context, sc *stepCtx, op *solver.Op, files map[
 	sc.id = b.eng.NextID()
 	return solver.Step{
 		Op: op, ID: sc.id, Name: sc.name, Display: displayInstruction(sc.cmd),
-		Scope: b.scope(sc), Files: files, NoCache: b.noCacheFor(sc.stage),
+		Scope: b.scope(sc), Files: files, NoCache: b.noCacheFor(sc.stage), Group: sc.stage.Index,
 		Annotate: func(err error) error { return b.atLine(ctx, sc, err) },
 	}
 }

@@ -50,6 +50,28 @@ type Engine struct {
 
 	mu     sync.Mutex
 	images map[string]*imageOnce // base images pulled once per build, by ImageRef.id
+	steps  []UsedStep            // entries used, for Result.Steps
+}
+
+// UsedStep is one step entry a build used (hit or made).
+type UsedStep struct {
+	Key   string // the entry's key in the Store
+	Group int    // the Step's Group; OutputGroup for the output's layer transforms
+}
+
+// OutputGroup is the Group of the entries Export makes: the output's layer
+// transforms (SOURCE_DATE_EPOCH clamping, recompression).
+const OutputGroup = -1
+
+// KeyVersion is the version every step key is made with: a remote cache records it,
+// and entries of another version are not looked up.
+const KeyVersion = opKeyVersion
+
+// usedStep records that the build used the entry of key (Result.Steps).
+func (e *Engine) usedStep(group int, key string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.steps = append(e.steps, UsedStep{Key: key, Group: group})
 }
 
 // New makes an engine, with defaults for what opts leaves unset.
@@ -126,6 +148,9 @@ type Step struct {
 	Files map[string]string
 	// NoCache executes the op whatever the store holds.
 	NoCache bool
+	// Group is the caller's label of the op, returned with its key in Result.Steps
+	// (the front end gives the Dockerfile stage's index).
+	Group int
 	// Annotate gives an error of the step its caller's context (a Dockerfile line)
 	// before it is reported and returned; nil leaves errors as they are.
 	Annotate func(error) error

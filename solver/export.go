@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
@@ -79,6 +79,7 @@ func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransfor
 	key := "export:" + digestOf(diffID.String(), string(spec))
 	if ent, ok, err := e.opts.Store.GetStep(ctx, key); err == nil && ok && ent.Layer != nil {
 		if nl, nd, err := e.storedLayer(ent.Layer); err == nil {
+			e.usedStep(OutputGroup, key)
 			return nl, nd, nil
 		}
 	}
@@ -114,6 +115,7 @@ func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransfor
 	if err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("record layer %s for export: %w", diffID, err)
 	}
+	e.usedStep(OutputGroup, key)
 	return image.StoreLayer(e.opts.Store, blob.Digest, blob.DiffID, blob.Size, blob.MediaType), blob.DiffID, nil
 }
 
@@ -127,10 +129,11 @@ func (e *Engine) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
 	if err != nil {
 		return nil, v1.Hash{}, err
 	}
-	if !e.opts.Store.HasBlob(digest) {
+	l, ok := e.stepLayer(tl, digest, diffID)
+	if !ok {
 		return nil, v1.Hash{}, fmt.Errorf("blob %s is gone", digest)
 	}
-	return image.StoreLayer(e.opts.Store, digest, diffID, tl.Size, types.MediaType(tl.MediaType)), diffID, nil
+	return l, diffID, nil
 }
 
 // Export assembles the image of st with config cfg (whose diff IDs are st's layers
@@ -154,7 +157,10 @@ func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needR
 			return nil, fmt.Errorf("unpack the image's filesystem: %w", err)
 		}
 	}
-	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots()}, nil
+	e.mu.Lock()
+	steps := slices.Clone(e.steps)
+	e.mu.Unlock()
+	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots(), Steps: steps}, nil
 }
 
 // Result is a built image.
@@ -164,4 +170,7 @@ type Result struct {
 	// Snapshots are the committed snapshot ids of the final rootfs, lowest first, for
 	// outputs that need the flattened filesystem (snapshot.View).
 	Snapshots []string
+	// Steps are the step entries the build used, in the order they were resolved:
+	// what a remote cache export records.
+	Steps []UsedStep
 }

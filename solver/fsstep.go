@@ -69,6 +69,10 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 		}
 		if ok {
 			e.Emit(Event{Kind: StepCached, ID: x.ID, Name: x.Name})
+			if ls, lazy := e.opts.Store.(LazyStore); lazy && ls.Origin(key) != "" {
+				e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: "from remote cache " + ls.Origin(key)})
+			}
+			e.usedStep(x.Group, key)
 			return e.applyEntry(st, ent, stageKey)
 		}
 		if why == "" {
@@ -113,6 +117,7 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 		return fail(fmt.Errorf("record cache entry: %w", err))
 	}
 	e.Emit(Event{Kind: StepDone, ID: x.ID, Name: x.Name, Duration: time.Since(start)})
+	e.usedStep(x.Group, key)
 	return e.applyEntry(st, ent, stageKey)
 }
 
@@ -211,7 +216,11 @@ func (e *Engine) applyEntry(st State, ent *cache.Entry, key string) (StepResult,
 	if err != nil {
 		return StepResult{}, fmt.Errorf("cache entry %s: %w", key, err)
 	}
-	l := image.StoreLayer(e.opts.Store, digest, diffID, ent.Layer.Size, types.MediaType(ent.Layer.MediaType))
+	l, ok := e.stepLayer(ent.Layer, digest, diffID)
+	if !ok {
+		// Checked by the lookup (hasLayerBlob); gone since, reading it fails.
+		l = image.StoreLayer(e.opts.Store, digest, diffID, ent.Layer.Size, types.MediaType(ent.Layer.MediaType))
+	}
 	st.Layers = st.withLayer(Layer{Layer: l, Snapshot: ent.Layer.Snapshot, Step: true})
 	return StepResult{State: st, DiffID: &diffID}, nil
 }
@@ -291,11 +300,32 @@ func snapshotName(key string) (string, error) {
 	return fmt.Sprintf("s-%.40s-%x", key, run), nil
 }
 
-// hasLayerBlob reports whether the blob of ent's layer (if it has one) is in the store.
+// hasLayerBlob reports whether the blob of ent's layer (if it has one) is in the store,
+// or can be fetched by it (a LazyStore).
 func (e *Engine) hasLayerBlob(ent *cache.Entry) bool {
 	if ent.Layer == nil {
 		return true
 	}
 	d, err := v1.NewHash(ent.Layer.Digest)
-	return err == nil && e.opts.Store.HasBlob(d)
+	if err != nil {
+		return false
+	}
+	diffID, err := v1.NewHash(ent.Layer.DiffID)
+	if err != nil {
+		return false
+	}
+	_, ok := e.stepLayer(ent.Layer, d, diffID)
+	return ok
+}
+
+// stepLayer is the layer of a step entry: the store's blob, or what a LazyStore
+// fetches when it is read.
+func (e *Engine) stepLayer(l *cache.Layer, digest, diffID v1.Hash) (v1.Layer, bool) {
+	if ls, ok := e.opts.Store.(LazyStore); ok {
+		return ls.StepLayer(l)
+	}
+	if !e.opts.Store.HasBlob(digest) {
+		return nil, false
+	}
+	return image.StoreLayer(e.opts.Store, digest, diffID, l.Size, types.MediaType(l.MediaType)), true
 }

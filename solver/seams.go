@@ -3,6 +3,8 @@ package solver
 import (
 	"context"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
@@ -60,6 +62,21 @@ type Store interface {
 	TempDir(pattern string) (string, error)
 	// CacheMountDir is the directory of the cache mount of identity.
 	CacheMountDir(ctx context.Context, identity string) (string, error)
+}
+
+// LazyStore is a Store that can answer for step entries whose layer blobs it does not
+// hold yet, as a remote cache in front of the local store does: the engine asks it for
+// a step's layer instead of reading the blob file, and the bytes are fetched (and
+// verified) only when something reads them. A Store that is not one has every blob
+// of its entries on disk.
+type LazyStore interface {
+	Store
+	// StepLayer is the layer l of a step entry; ok is false when neither the store
+	// nor anything behind it can produce its bytes (the step is made again).
+	StepLayer(l *cache.Layer) (layer v1.Layer, ok bool)
+	// Origin names where the entry of key came from, "" for the local store: plain
+	// progress shows it beside CACHED.
+	Origin(key string) string
 }
 
 // Snapshotter keeps one directory per step's tree and stacks them (package

@@ -56,6 +56,8 @@ type buildOptions struct {
 	ssh           []string
 	allow         []string
 	check         bool
+	cacheFrom     []string
+	cacheTo       []string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -107,6 +109,8 @@ Examples:
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
 }
 
@@ -170,6 +174,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		}
 		named[k] = nc
 	}
+	caches, err := o.remoteCaches()
+	if err != nil {
+		return err
+	}
 	secrets, sshAgents, err := o.sessionOptions()
 	if err != nil {
 		return err
@@ -230,6 +238,15 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
 
+	var solveStore solver.Store = store
+	rstore, err := caches.open(ctx, store, o.insecure, prog)
+	if err != nil {
+		return err
+	}
+	if rstore != nil {
+		solveStore = rstore
+	}
+
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
@@ -260,7 +277,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
 		res, err = dockerfile.Build(ctx, dockerfile.Options{
-			Graph: graph, Filename: dfName, Context: bctx, Store: store, Snapshots: snaps,
+			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
 			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
@@ -272,6 +289,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
+			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)
+		}
+		if err == nil {
 			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
 		}
 		return err
@@ -279,6 +299,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
+	caches.summary(rstore, prog)
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}

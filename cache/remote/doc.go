@@ -1,0 +1,22 @@
+// Package remote keeps kiln's step cache outside the machine, for CI runners that
+// start with an empty --root: --cache-to exports the step entries a build used, with
+// their layer blobs, and --cache-from reads them back in front of the local store.
+//
+// The format is BuildKit's cache container: an OCI image manifest (image-manifest=true)
+// or index whose config is application/vnd.buildkit.cacheconfig.v0, the layers as
+// blobs, and records linking keys to layers. The keys are kiln's own versioned step
+// keys, so any registry that stores BuildKit caches stores kiln's, but BuildKit cannot
+// read kiln's records (nor kiln BuildKit's). kiln's fields ride in "kiln" members that
+// BuildKit's decoder ignores.
+//
+// Supported stores: type=registry (any OCI registry), type=local (an OCI layout
+// directory) and type=s3 (BuildKit's PREFIX/blobs and PREFIX/manifests layout, with
+// the AWS SDK). Not supported yet: type=inline and cache-mount export; they are
+// refused by name.
+//
+// The remote is untrusted input: a blob is verified against its digest as it is
+// fetched (a mismatch is a *image.CorruptBlobError and the digest is not used again),
+// records of another key version are skipped with a note, snapshot names are made
+// here and never read from the remote, and a record pointing at a missing blob is a
+// miss.
+package remote

@@ -1,0 +1,318 @@
+package remote
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/image"
+)
+
+// Store is the local store with remote caches behind it (solver.LazyStore): a step
+// the local store misses is looked up in each --cache-from in order; a hit's layer is
+// fetched, verified and kept in the local store only when something reads it.
+type Store struct {
+	*cache.Store
+	ctx     context.Context // for fetches, which v1.Layer's methods cannot pass a context to
+	sources []*source
+	note    func(string)
+
+	mu      sync.Mutex
+	hits    map[string]hit             // remote entries handed out, by key
+	bad     map[v1.Hash]bool           // blobs refused this build: their steps miss
+	fetches map[v1.Hash]*fetch         // one download per blob
+	fetched map[v1.Hash]int64          // downloaded, with their sizes
+	byBlob  map[v1.Hash][]*cache.Entry // remote entries by layer digest, recorded locally once fetched
+	mounted map[v1.Hash]*source        // layers handed out still remote, for the summary
+}
+
+type hit struct {
+	src *source
+	e   *cache.Entry
+}
+
+type fetch struct {
+	done chan struct{}
+	err  error
+}
+
+// StoreOptions configure Open.
+type StoreOptions struct {
+	// KeyVersion is the engine's key version (solver.KeyVersion): records of
+	// another are skipped.
+	KeyVersion string
+	// Insecure registries are spoken to over plain HTTP.
+	Insecure []string
+	// Note receives progress lines (which caches were read, what was downloaded),
+	// Warn the failures of caches with ignore-error=true.
+	Note, Warn func(string)
+}
+
+// Open reads every --cache-from in order and puts them behind local. A cache that
+// cannot be read fails Open unless its spec says ignore-error=true (then Warn).
+// ctx bounds the blob downloads of the whole build.
+func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) (*Store, error) {
+	if o.Note == nil {
+		o.Note = func(string) {}
+	}
+	if o.Warn == nil {
+		o.Warn = o.Note
+	}
+	s := &Store{
+		Store: local, ctx: ctx, note: o.Note,
+		hits: map[string]hit{}, bad: map[v1.Hash]bool{}, fetches: map[v1.Hash]*fetch{},
+		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
+	}
+	for _, spec := range from {
+		be, err := newBackend(ctx, spec, o.Insecure)
+		if err == nil {
+			var src *source
+			if src, err = load(ctx, spec, be, o.KeyVersion, o.Note); err == nil {
+				o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
+				s.sources = append(s.sources, src)
+				continue
+			}
+		}
+		if !spec.IgnoreError {
+			return nil, fmt.Errorf("%w (add ignore-error=true to the --cache-from to build without it)", err)
+		}
+		o.Warn(fmt.Sprintf("%v; building without it (ignore-error=true)", err))
+	}
+	return s, nil
+}
+
+// GetStep implements solver.Store: the local entry, else the first remote record.
+func (s *Store) GetStep(ctx context.Context, key string) (*cache.Entry, bool, error) {
+	if e, ok, err := s.Store.GetStep(ctx, key); ok || err != nil {
+		return e, ok, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := s.hits[key]; ok && !s.refused(h.e) {
+		return cloneEntry(h.e), true, nil
+	}
+	for _, src := range s.sources {
+		r, ok := src.records[key]
+		if !ok {
+			continue
+		}
+		e := entryOf(key, r)
+		if s.refused(e) {
+			continue
+		}
+		s.hits[key] = hit{src: src, e: e}
+		if e.Layer != nil {
+			d, _ := v1.NewHash(e.Layer.Digest)
+			s.byBlob[d] = append(s.byBlob[d], e)
+		} else if _, err := s.Store.PutStepIfAbsent(ctx, e); err != nil {
+			return nil, false, err
+		}
+		return cloneEntry(e), true, nil
+	}
+	return nil, false, nil
+}
+
+func (s *Store) refused(e *cache.Entry) bool {
+	if e.Layer == nil {
+		return false
+	}
+	d, err := v1.NewHash(e.Layer.Digest)
+	return err != nil || s.bad[d]
+}
+
+// entryOf makes the local entry of remote record r. The snapshot name is made here,
+// from the key and the layer, never taken from the remote: it is a directory name.
+func entryOf(key string, r *record) *cache.Entry {
+	now := time.Now().UTC()
+	e := &cache.Entry{Key: key, Config: r.kiln.Config, History: r.kiln.History, Created: r.kiln.Created, Used: now}
+	if r.layer != nil {
+		e.Layer = &cache.Layer{
+			Digest: r.layer.Digest.String(), DiffID: r.kiln.DiffID, Size: r.layer.Size,
+			MediaType: string(r.layer.MediaType),
+		}
+		if r.kiln.Snapshot {
+			e.Layer.Snapshot = fmt.Sprintf("s-%.40s-r%.16s", safeKey(key), r.layer.Digest.Hex)
+		}
+	}
+	return e
+}
+
+// safeKey is key with only hex digits and dashes, for a snapshot name.
+func safeKey(key string) string {
+	out := make([]byte, 0, len(key))
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') {
+			out = append(out, c)
+		}
+	}
+	return string(out)
+}
+
+func cloneEntry(e *cache.Entry) *cache.Entry {
+	c := *e
+	if e.Layer != nil {
+		l := *e.Layer
+		c.Layer = &l
+	}
+	return &c
+}
+
+// Origin implements solver.LazyStore.
+func (s *Store) Origin(key string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h, ok := s.hits[key]; ok {
+		return h.src.spec.String()
+	}
+	return ""
+}
+
+// StepLayer implements solver.LazyStore: the local blob, else a layer of a remote
+// cache fetched when read. A layer of a registry cache may be mounted by a push to
+// the same registry without being downloaded.
+func (s *Store) StepLayer(l *cache.Layer) (v1.Layer, bool) {
+	d, err := v1.NewHash(l.Digest)
+	if err != nil {
+		return nil, false
+	}
+	diffID, err := v1.NewHash(l.DiffID)
+	if err != nil {
+		return nil, false
+	}
+	mt := types.MediaType(l.MediaType)
+	if s.Store.HasBlob(d) {
+		return image.StoreLayer(s.Store, d, diffID, l.Size, mt), true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bad[d] {
+		return nil, false
+	}
+	for _, src := range s.sources {
+		if _, ok := src.layers[d]; !ok {
+			continue
+		}
+		s.mounted[d] = src
+		lz := &lazyLayer{s: s, src: src, digest: d, diffID: diffID, size: l.Size, mediaType: mt}
+		return image.MountableFrom(lz, src.be.mountSource()), true
+	}
+	return nil, false
+}
+
+// ensure downloads blob d from src into the local store once, verifying it. A blob
+// that does not hash to its name, or that the cache no longer has, is refused for
+// the rest of the build and fails with *image.CorruptBlobError, on which kiln build
+// builds again: the steps that used it miss then.
+func (s *Store) ensure(src *source, d v1.Hash, size int64) error {
+	s.mu.Lock()
+	if s.Store.HasBlob(d) {
+		s.mu.Unlock()
+		return nil
+	}
+	f, ok := s.fetches[d]
+	if !ok {
+		f = &fetch{done: make(chan struct{})}
+		s.fetches[d] = f
+		go func() {
+			defer close(f.done)
+			f.err = s.download(src, d, size)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+func (s *Store) download(src *source, d v1.Hash, size int64) error {
+	start := time.Now()
+	got, n, err := s.copyBlob(src, d, size)
+	if err == nil {
+		s.mu.Lock()
+		s.fetched[d] = n
+		delete(s.mounted, d)
+		entries := s.byBlob[d]
+		s.mu.Unlock()
+		// Recorded now that the blob is here: the local store keeps no entry
+		// whose blob it does not have.
+		for _, e := range entries {
+			if _, err := s.Store.PutStepIfAbsent(context.WithoutCancel(s.ctx), e); err != nil {
+				return err
+			}
+		}
+		s.note(fmt.Sprintf("downloaded %s (%d bytes) from %s in %.1fs", short(d), n, src.spec, time.Since(start).Seconds()))
+		return nil
+	}
+	if s.ctx.Err() != nil {
+		return s.ctx.Err()
+	}
+	s.mu.Lock()
+	s.bad[d] = true
+	s.mu.Unlock()
+	s.note(fmt.Sprintf("cache-from %s: blob %s refused: %v; the steps that use it are built again", src.spec, short(d), err))
+	return &image.CorruptBlobError{Digest: d, Got: got}
+}
+
+// copyBlob streams blob d into the local store, committed only if its bytes hash to
+// d and are not longer than the record said.
+func (s *Store) copyBlob(src *source, d v1.Hash, size int64) (v1.Hash, int64, error) {
+	rc, err := src.be.blob(s.ctx, d)
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	defer rc.Close()
+	bw, err := s.Store.NewBlobWriter()
+	if err != nil {
+		return v1.Hash{}, 0, err
+	}
+	defer bw.Abort()
+	h := sha256.New()
+	r := io.Reader(rc)
+	if size > 0 {
+		r = io.LimitReader(rc, size+1)
+	}
+	n, err := io.Copy(io.MultiWriter(bw, h), r)
+	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+	if err != nil {
+		return got, n, fmt.Errorf("download: %w", err)
+	}
+	if size > 0 && n != size {
+		return got, n, fmt.Errorf("it has %d bytes, the cache said %d", n, size)
+	}
+	if got != d {
+		return got, n, fmt.Errorf("its bytes hash to %s", got)
+	}
+	if err := bw.Commit(d, true); err != nil {
+		return got, n, err
+	}
+	return got, n, nil
+}
+
+// Summary says what the build took from the remote caches: downloaded blobs and
+// bytes, and the layers it used that never left the remote.
+func (s *Store) Summary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.hits) == 0 {
+		return ""
+	}
+	var bytes int64
+	for _, n := range s.fetched {
+		bytes += n
+	}
+	return fmt.Sprintf("remote cache: %d steps from remote, %d blobs downloaded (%d bytes), %d layers never downloaded (a push to their registry mounts them)",
+		len(s.hits), len(s.fetched), bytes, len(s.mounted))
+}
+
+func short(d v1.Hash) string { return d.Algorithm + ":" + d.Hex[:min(12, len(d.Hex))] }

@@ -1,0 +1,163 @@
+package remote
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/image"
+)
+
+// localWithStep is a fresh local store holding one step entry of key with a layer.
+func localWithStep(t *testing.T, key string, content []byte) (*cache.Store, *cache.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := cache.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(content)
+	zw.Close()
+	d, err := s.WriteBlob(gz.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffID, _, _ := v1.SHA256(bytes.NewReader(content))
+	e := &cache.Entry{Key: key, Created: time.Unix(1700000000, 0).UTC(), Used: time.Now(), History: v1.History{CreatedBy: "RUN x"},
+		Layer: &cache.Layer{Digest: d.String(), DiffID: diffID.String(), Size: int64(gz.Len()), MediaType: string(types.OCILayer), Snapshot: "s-local"}}
+	if err := s.PutStep(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	return s, e
+}
+
+func emptyLocal(t *testing.T) *cache.Store {
+	t.Helper()
+	s, err := cache.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// exportOne writes the step of key from a local store to a layout cache in dir.
+func exportOne(t *testing.T, dir, key, version string) *cache.Entry {
+	t.Helper()
+	ctx := context.Background()
+	local, e := localWithStep(t, key, []byte("a tar, as far as the cache cares"))
+	src, err := Open(ctx, local, nil, StoreOptions{KeyVersion: version})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := Spec{Type: "local", Dir: dir, Tag: "latest", Mode: ModeMax}
+	if err := Export(ctx, spec, src, []string{key, key}, ExportOptions{KeyVersion: version}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestStoreHitIsLazyAndVerified(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "cache")
+	want := exportOne(t, dir, "k1", "v1")
+
+	local := emptyLocal(t)
+	var notes []string
+	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: func(m string) { notes = append(notes, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok, err := s.GetStep(ctx, "k1")
+	if err != nil || !ok {
+		t.Fatalf("GetStep: %v, %v; want a remote hit", ok, err)
+	}
+	if e.Layer.Digest != want.Layer.Digest || e.Layer.DiffID != want.Layer.DiffID || e.History.CreatedBy != "RUN x" {
+		t.Errorf("entry %+v, want the exported %+v", e.Layer, want.Layer)
+	}
+	if e.Layer.Snapshot == "" || e.Layer.Snapshot == want.Layer.Snapshot {
+		t.Errorf("snapshot name %q: want one made here, not the exporter's", e.Layer.Snapshot)
+	}
+	if s.Origin("k1") != dir+":latest" {
+		t.Errorf("Origin = %q", s.Origin("k1"))
+	}
+	d, _ := v1.NewHash(e.Layer.Digest)
+	l, ok := s.StepLayer(e.Layer)
+	if !ok {
+		t.Fatal("StepLayer: not available")
+	}
+	if local.HasBlob(d) {
+		t.Fatal("the blob was downloaded before anything read it")
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if !local.HasBlob(d) {
+		t.Error("reading the layer did not keep its blob locally")
+	}
+	// Now recorded locally: a later build on this root hits without the remote.
+	if _, ok, _ := local.GetStep(ctx, "k1"); !ok {
+		t.Error("the fetched step was not recorded in the local store")
+	}
+	if s, _ := Open(ctx, emptyLocal(t), []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v2", Note: func(m string) { notes = append(notes, m) }}); s != nil {
+		if _, ok, _ := s.GetStep(ctx, "k1"); ok {
+			t.Error("a record of another key version was used")
+		}
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "use step keys v1, this kiln makes v2; skipped") {
+		t.Errorf("no note about the key version: %q", notes)
+	}
+}
+
+func TestStorePoisonedAndMissingBlobs(t *testing.T) {
+	ctx := context.Background()
+	for _, damage := range []string{"poisoned", "missing"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "cache")
+			want := exportOne(t, dir, "k1", "v1")
+			d, _ := v1.NewHash(want.Layer.Digest)
+			blob := filepath.Join(dir, "blobs", "sha256", d.Hex)
+			if damage == "missing" {
+				os.Remove(blob)
+			} else {
+				data, _ := os.ReadFile(blob)
+				data[len(data)-1] ^= 1
+				os.WriteFile(blob, data, 0o644)
+			}
+			local := emptyLocal(t)
+			s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, ok, _ := s.GetStep(ctx, "k1")
+			if !ok {
+				t.Fatal("no hit before the blob is read")
+			}
+			l, _ := s.StepLayer(e.Layer)
+			_, err = l.Compressed()
+			if _, corrupt := image.AsCorruptBlob(err); !corrupt {
+				t.Fatalf("reading a %s blob: %v, want a CorruptBlobError", damage, err)
+			}
+			if local.HasBlob(d) {
+				t.Error("the damaged blob reached the local store")
+			}
+			if _, ok, _ := s.GetStep(ctx, "k1"); ok {
+				t.Error("the step still hits after its blob was refused")
+			}
+		})
+	}
+}
