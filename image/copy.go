@@ -2,10 +2,12 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -17,12 +19,13 @@ const layerJobs = 3
 // the response started is not retried by ggcr's transport.
 const layerTries = 3
 
+// configFetcher fetches a config blob afresh, for a retry after a broken download.
+type configFetcher func(ctx context.Context, h v1.Hash) ([]byte, error)
+
 // copyToStore writes img's layers, config and, last, manifest into store, verifying
 // each against its digest; blobs already present are skipped. The manifest goes last so
 // that a manifest in the store implies its blobs are too. It returns the manifest
 // digest.
-// configFetcher fetches a config blob afresh, for a retry after a broken download.
-type configFetcher func(ctx context.Context, h v1.Hash) ([]byte, error)
 
 func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(string), refetch configFetcher) (v1.Hash, error) {
 	rawManifest, err := img.RawManifest()
@@ -52,7 +55,7 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 	// The config is a blob too, and go-containerregistry retries requests but not a
 	// body cut off mid-way (and keeps what it read): retry it with fresh requests.
 	rawCfg, err := img.RawConfigFile()
-	for try := 1; err != nil && refetch != nil && try < layerTries; try++ {
+	for try := 1; err != nil && refetch != nil && try < layerTries && !retriedBelow(err); try++ {
 		select {
 		case <-ctx.Done():
 			return v1.Hash{}, ctx.Err()
@@ -110,11 +113,23 @@ func fetchLayer(ctx context.Context, store BlobStore, l v1.Layer, d v1.Descripto
 		if classify(err) != nil { // not found, denied or unreachable: retrying will not help
 			break
 		}
+		if retriedBelow(err) {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", d.Digest, err)
 	}
 	return nil
+}
+
+// retriedBelow says err is a registry's status answer or a broken connection that
+// the transport (idempotentRetry) has retried already: a stream cut mid-body is what
+// the loops above retry, and retrying these too multiplied the requests to a registry
+// that keeps failing (TestPullRegistryFaults).
+func retriedBelow(err error) bool {
+	var status *transport.Error
+	return errors.As(err, &status) || isRetried(err)
 }
 
 func fetchLayerOnce(ctx context.Context, store BlobStore, l v1.Layer, d v1.Descriptor) error {
