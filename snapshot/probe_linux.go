@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/userns"
 )
 
 // probeResult is what probeOverlay found.
@@ -31,7 +33,7 @@ type probeResult struct {
 // userxattr changes.
 func probeOverlay(tmp string) (probeResult, error) {
 	first := []bool{false, true}
-	if inUserNamespace() {
+	if userns.InNamespace() {
 		first = []bool{true}
 	}
 	var r probeResult
@@ -101,18 +103,4 @@ func probeOverlayWith(tmp string, userxattr bool) (probeResult, error) {
 	}
 	r.ok = true
 	return r, nil
-}
-
-// inUserNamespace reports whether kiln runs in a user namespace other than the
-// initial one, whose uid_map maps the whole 32-bit range onto itself.
-func inUserNamespace() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	var inside, outside, n uint64
-	if _, err := fmt.Sscan(string(b), &inside, &outside, &n); err != nil {
-		return true
-	}
-	return !(inside == 0 && outside == 0 && n == 4294967295)
 }
