@@ -22,6 +22,24 @@ import (
 // pins the lower layers to one upper (mounting a layer under two builds would fail).
 var overlayOptions = [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
 
+// options are overlayOptions for spec. With userxattr the kernel refuses
+// redirect_dir=off, which still follows redirects found in lower layers
+// ("conflicting options: userxattr,redirect_dir=follow"): nofollow creates none and
+// follows none, and kiln's lowers never carry one.
+func (spec mountSpec) options() [][2]string {
+	if !spec.userxattr {
+		return overlayOptions
+	}
+	out := make([][2]string, 0, len(overlayOptions))
+	for _, o := range overlayOptions {
+		if o[0] == "redirect_dir" {
+			o[1] = "nofollow"
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 // mountSpec describes one overlay mount. lowers are top first, as overlay wants them.
 type mountSpec struct {
 	lowers       []string
@@ -88,7 +106,7 @@ func mountOverlayFsconfig(spec mountSpec) (err error) {
 			return wrap("overlay workdir", err)
 		}
 	}
-	for _, o := range overlayOptions {
+	for _, o := range spec.options() {
 		if err := unix.FsconfigSetString(fd, o[0], o[1]); err != nil {
 			return wrap("overlay option "+o[0], err)
 		}
@@ -168,7 +186,7 @@ func classicData(lowers []string, spec mountSpec) string {
 	if spec.upper != "" {
 		opts = append(opts, "upperdir="+spec.upper, "workdir="+spec.work)
 	}
-	for _, o := range overlayOptions {
+	for _, o := range spec.options() {
 		opts = append(opts, o[0]+"="+o[1])
 	}
 	if spec.userxattr {
