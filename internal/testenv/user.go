@@ -28,7 +28,12 @@ func NewTestUser(t testing.TB) TestUser {
 			skipOrFail(t, "%s not installed (Debian: passwd, util-linux, uidmap)", tool)
 		}
 	}
-	base := t.TempDir()
+	// Not t.TempDir: its parent is private to root, and the user must reach its home.
+	base, err := os.MkdirTemp("", "kiln-testuser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(base) })
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +55,8 @@ func NewTestUser(t testing.TB) TestUser {
 	start := 300000 + (os.Getpid()%1000)*65536
 	ids := fmt.Sprintf("%d-%d", start, start+65535)
 	run("usermod", "--add-subuids", ids, "--add-subgids", ids, name)
-	out, err := osexec.Command("id", "-u", name).Output()
+	var out []byte
+	out, err = osexec.Command("id", "-u", name).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
