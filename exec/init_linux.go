@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/userns"
 )
 
 // The sandbox init is kiln itself, re-executed by Run in new namespaces. It waits
@@ -20,7 +22,13 @@ import (
 // socket and exits with 127 (not found) or 126 (cannot execute, or setup failed).
 
 func maybeInit() {
-	if len(os.Args) == 0 || os.Args[0] != initArg0 || os.Getenv(initEnv) != "1" {
+	if len(os.Args) == 0 || os.Getenv(initEnv) != "1" {
+		return
+	}
+	if os.Args[0] == probeArg0 {
+		probeProc()
+	}
+	if os.Args[0] != initArg0 {
 		return
 	}
 	// Capabilities, the cgroup namespace and the credentials set below belong to
@@ -120,8 +128,20 @@ func setUser(cfg *initConfig) error {
 			groups = append(groups, int(g))
 		}
 	}
-	if err := unix.Setgroups(groups); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	for _, g := range groups {
+		if err := userns.UnmappedID("gid", uint32(g)); err != nil {
+			return err
+		}
+	}
+	if err := userns.UnmappedID("uid", cfg.UID); err != nil {
+		return err
+	}
+	// A single-id user namespace forbids setgroups; a step that wants no group but
+	// its own (gid 0, the only one mapped) loses nothing by skipping it.
+	if !(len(groups) == 1 && groups[0] == 0 && setgroupsDenied()) {
+		if err := unix.Setgroups(groups); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(cfg.GID), uintptr(cfg.GID), uintptr(cfg.GID)); e != 0 {
 		return fmt.Errorf("setgid %d: %w", cfg.GID, e)

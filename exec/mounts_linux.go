@@ -10,6 +10,8 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/userns"
 )
 
 // The sandbox's filesystem is the one runc gives a BuildKit RUN step: a fresh
@@ -99,7 +101,15 @@ func mountAt(rootfs, p string, dir bool, source, fstype string, flags uintptr, d
 }
 
 func mountProc(cfg *initConfig) error {
-	return mountAt(cfg.Rootfs, "/proc", true, "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	err := mountAt(cfg.Rootfs, "/proc", true, "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+	if err == nil || !errors.Is(err, unix.EPERM) || !userns.InNamespace() {
+		return err
+	}
+	t, err := target(cfg.Rootfs, "/proc", true)
+	if err != nil {
+		return err
+	}
+	return bindHostProc(t)
 }
 
 func mountDev(cfg *initConfig) error {
@@ -113,7 +123,7 @@ func mountDev(cfg *initConfig) error {
 	}
 	for _, n := range devNodes() {
 		p := filepath.Join(dev, n.name) // dev is our fresh tmpfs: no symlinks in it
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(n.major, n.minor))); err != nil {
+		if err := mknodOrBind(p, "/dev/"+n.name, n.major, n.minor); err != nil {
 			return fmt.Errorf("mknod /dev/%s: %w", n.name, err)
 		}
 	}
@@ -132,7 +142,12 @@ func mountDev(cfg *initConfig) error {
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	}
 	for _, m := range mounts {
-		if err := unix.Mount(m.fstype, filepath.Join(dev, m.name), m.fstype, m.flags, m.data); err != nil {
+		err := unix.Mount(m.fstype, filepath.Join(dev, m.name), m.fstype, m.flags, m.data)
+		if errors.Is(err, unix.EINVAL) && m.fstype == "devpts" {
+			// gid 5 (tty) is not mapped in a single-id user namespace.
+			err = unix.Mount(m.fstype, filepath.Join(dev, m.name), m.fstype, m.flags, "newinstance,ptmxmode=0666,mode=0620")
+		}
+		if err != nil {
 			return fmt.Errorf("mount %s on /dev/%s: %w", m.fstype, m.name, err)
 		}
 	}

@@ -70,7 +70,7 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 		return err
 	}
 
-	cg, err := newStepCgroup(spec.Limits)
+	cg, err := stepCgroupFor(spec.Limits)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/kiln-build/kiln/internal/rootpath"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // errInvalidArchive marks entries that no honest archive contains.
@@ -268,7 +270,7 @@ func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
 func setXattrs(target string, hdr *tar.Header) error {
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
-		if !ok || strings.HasPrefix(name, overlayXattrPrefix) {
+		if !ok || xattr.IsOverlay(name) {
 			continue
 		}
 		err := unix.Lsetxattr(target, name, []byte(v), 0)

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // whiteout applies a ".wh." entry named base in directory dir according to the
@@ -59,10 +61,7 @@ func (u *unpacker) opaque(dir string) error {
 		return err
 	}
 	if u.opts.Whiteouts == OverlayWhiteouts {
-		if err := unix.Lsetxattr(p, overlayXattrPrefix+"opaque", []byte("y"), 0); err != nil {
-			return fmt.Errorf("set opaque xattr: %w", err)
-		}
-		return nil
+		return xattr.SetOpaque(p)
 	}
 	return filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
 		if err != nil {

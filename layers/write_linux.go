@@ -333,7 +333,7 @@ func (t *treeWriter) addPending(host string, pf *PendingFile) error {
 		Format:   tar.FormatPAX,
 	}
 	for k, v := range pf.Xattrs {
-		if strings.HasPrefix(k, overlayXattrPrefix) {
+		if xattr.IsOverlay(k) {
 			continue
 		}
 		if hdr.PAXRecords == nil {
@@ -373,11 +373,11 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 		return false, err
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, overlayXattrPrefix) {
+		if short, ok := xattr.OverlayName(n); ok {
 			if !t.overlay {
 				continue
 			}
-			switch strings.TrimPrefix(n, overlayXattrPrefix) {
+			switch short {
 			case "opaque":
 				v, _, err := xattr.Get(p, n)
 				if err != nil {

@@ -4,6 +4,6 @@ package layers
 // extended attributes.
 const paxXattr = "SCHILY.xattr."
 
-// overlayXattrPrefix marks overlayfs's private metadata: it describes the upper dir
-// to the kernel and must never travel in a layer, nor be accepted from one.
-const overlayXattrPrefix = "trusted.overlay."
+// overlayfs's private metadata (internal/xattr.IsOverlay: trusted.overlay.* as root,
+// user.overlay.* under userxattr) describes the upper dir to the kernel and must
+// never travel in a layer, nor be accepted from one.

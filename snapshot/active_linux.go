@@ -86,7 +86,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 		// Overlay needs at least one lower; scratch gets the shared empty dir.
 		lowers = []string{s.dir("empty")}
 	}
-	spec := mountSpec{lowers: lowers, upper: a.Upper, work: w.sub("work"), target: a.Root, classicMount: !s.newAPI}
+	spec := mountSpec{lowers: lowers, upper: a.Upper, work: w.sub("work"), target: a.Root, classicMount: !s.newAPI, userxattr: s.userxattr}
 	if err := mountOverlay(spec); err != nil {
 		return fail(err)
 	}
@@ -211,7 +211,7 @@ func (s *Snapshotter) View(ctx context.Context, parents []string) (root string, 
 		}
 		lowers = append(lowers, e)
 	}
-	if err := mountOverlay(mountSpec{lowers: lowers, target: merged, classicMount: !s.newAPI}); err != nil {
+	if err := mountOverlay(mountSpec{lowers: lowers, target: merged, classicMount: !s.newAPI, userxattr: s.userxattr}); err != nil {
 		w.remove()
 		return "", nil, fmt.Errorf("view: %w", err)
 	}

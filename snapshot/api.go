@@ -40,13 +40,18 @@ type Snapshotter struct {
 	overlay   bool // overlay mounts work here; otherwise the copy fallback is used
 	newAPI    bool // fsopen + "lowerdir+" works (else mount(2))
 	classicMt bool // forced mount(2) for tests
+	userxattr bool // overlay is mounted with userxattr (inside a user namespace)
+	// noOverlay says why the copy fallback is used, for Mode.
+	noOverlay string
 }
 
 // Option configures New.
 type Option func(*Snapshotter)
 
 // WithoutOverlay forces the copy-based fallback, as if overlay could not mount.
-func WithoutOverlay() Option { return func(s *Snapshotter) { s.overlay = false } }
+func WithoutOverlay() Option {
+	return func(s *Snapshotter) { s.overlay, s.noOverlay = false, "asked for" }
+}
 
 // withClassicMount forces mount(2) instead of the new mount API (tests).
 func withClassicMount() Option { return func(s *Snapshotter) { s.classicMt = true } }
@@ -74,11 +79,11 @@ func New(ctx context.Context, dir string, opts ...Option) (*Snapshotter, error) 
 		o(s)
 	}
 	if s.overlay {
-		ok, newAPI, err := probeOverlay(s.dir("tmp"))
+		p, err := probeOverlay(s.dir("tmp"))
 		if err != nil {
 			return nil, fmt.Errorf("probe overlay: %w", err)
 		}
-		s.overlay, s.newAPI = ok, newAPI && !s.classicMt
+		s.overlay, s.newAPI, s.userxattr, s.noOverlay = p.ok, p.newAPI && !s.classicMt, p.userxattr, p.reason
 	}
 	return s, nil
 }
@@ -87,6 +92,18 @@ func (s *Snapshotter) dir(name string) string { return filepath.Join(s.root, nam
 
 // Overlay reports whether s stacks layers with overlayfs (false: copy fallback).
 func (s *Snapshotter) Overlay() bool { return s.overlay }
+
+// Mode describes how s stacks layers, for the progress: "overlay", "overlay
+// (userxattr)", or "copy (REASON overlay cannot mount)".
+func (s *Snapshotter) Mode() string {
+	switch {
+	case s.overlay && s.userxattr:
+		return "overlay (userxattr)"
+	case s.overlay:
+		return "overlay"
+	}
+	return "copy (overlay: " + s.noOverlay + ")"
+}
 
 // ValidateID checks that id can name a committed dir and appear in mount options: not
 // empty, at most 255 bytes, not "." or "..", and free of '/', NUL, ':' and ','.

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // The copy fallback, for hosts where overlay cannot mount (rootless without
@@ -20,11 +22,6 @@ import (
 // step changes Root freely; Unmount compares Root with lower and writes the
 // difference into Upper in overlay's on-disk format, so package layers and later
 // Prepares treat both modes alike. It costs two copies of the rootfs per step.
-
-const (
-	opaqueXattr   = "trusted.overlay.opaque"
-	overlayXattrs = "trusted.overlay."
-)
 
 // copyState is what Unmount needs to diff a copy-mode Active.
 type copyState struct {
@@ -268,7 +265,7 @@ func copyXattrs(src, dst string) error {
 		return err
 	}
 	for _, n := range names {
-		if strings.HasPrefix(n, overlayXattrs) {
+		if xattr.IsOverlay(n) {
 			continue
 		}
 		v, err := getXattr(src, n)
@@ -318,8 +315,8 @@ func getXattr(p, name string) ([]byte, error) {
 }
 
 func isOpaque(p string) bool {
-	v, err := getXattr(p, opaqueXattr)
-	return err == nil && string(v) == "y"
+	opaque, err := xattr.IsOpaque(p)
+	return err == nil && opaque
 }
 
 func removeIfExists(p string) error {

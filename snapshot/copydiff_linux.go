@@ -10,6 +10,8 @@ import (
 
 	cfs "github.com/containerd/continuity/fs"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/xattr"
 )
 
 // diffWriter writes the changes from a copy-mode Active's lower tree to its Root
@@ -84,7 +86,7 @@ func (d *diffWriter) copyOpaque(rel string) error {
 	}
 	d.opaque = append(d.opaque, rel)
 	d.created[rel] = true
-	return unix.Lsetxattr(dst, opaqueXattr, []byte("y"), 0)
+	return xattr.SetOpaque(dst)
 }
 
 func (d *diffWriter) inOpaque(rel string) bool {

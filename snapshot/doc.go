@@ -12,7 +12,11 @@
 // the kernel when the owner dies) so several processes can share one root and New only
 // clears what dead processes left.
 //
-// Not supported: rootless overlay (user.overlay xattrs / userxattr), redirect_dir and
+// Inside a user namespace (rootless kiln) the probe mounts with "userxattr" (Linux >=
+// 5.11), so overlay's bookkeeping lives in user.overlay.* instead (internal/xattr
+// reads both); Mode says which was chosen and why overlay was not.
+//
+// Not supported: redirect_dir and
 // metacopy (refused on purpose: the layer differ needs plain upper dirs), fsync of
 // layer contents (committing survives kill -9, not power loss), and anything about
 // Dockerfiles or tar layers, which belong to the solver and package layers.

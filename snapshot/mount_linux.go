@@ -22,12 +22,33 @@ import (
 // pins the lower layers to one upper (mounting a layer under two builds would fail).
 var overlayOptions = [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
 
+// options are overlayOptions for spec. With userxattr the kernel refuses
+// redirect_dir=off, which still follows redirects found in lower layers
+// ("conflicting options: userxattr,redirect_dir=follow"): nofollow creates none and
+// follows none, and kiln's lowers never carry one.
+func (spec mountSpec) options() [][2]string {
+	if !spec.userxattr {
+		return overlayOptions
+	}
+	out := make([][2]string, 0, len(overlayOptions))
+	for _, o := range overlayOptions {
+		if o[0] == "redirect_dir" {
+			o[1] = "nofollow"
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
 // mountSpec describes one overlay mount. lowers are top first, as overlay wants them.
 type mountSpec struct {
 	lowers       []string
 	upper, work  string
 	target       string
 	classicMount bool // use mount(2) even where the new mount API works
+	// userxattr makes overlay keep its bookkeeping in user.overlay.* (Linux >= 5.11),
+	// the only namespace it can write when mounted inside a user namespace.
+	userxattr bool
 }
 
 // mountOverlay mounts spec, preferring the new mount API: it passes each lower with
@@ -85,9 +106,14 @@ func mountOverlayFsconfig(spec mountSpec) (err error) {
 			return wrap("overlay workdir", err)
 		}
 	}
-	for _, o := range overlayOptions {
+	for _, o := range spec.options() {
 		if err := unix.FsconfigSetString(fd, o[0], o[1]); err != nil {
 			return wrap("overlay option "+o[0], err)
+		}
+	}
+	if spec.userxattr {
+		if err := unix.FsconfigSetFlag(fd, "userxattr"); err != nil {
+			return wrap("overlay option userxattr", err)
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
@@ -160,8 +186,11 @@ func classicData(lowers []string, spec mountSpec) string {
 	if spec.upper != "" {
 		opts = append(opts, "upperdir="+spec.upper, "workdir="+spec.work)
 	}
-	for _, o := range overlayOptions {
+	for _, o := range spec.options() {
 		opts = append(opts, o[0]+"="+o[1])
+	}
+	if spec.userxattr {
+		opts = append(opts, "userxattr")
 	}
 	return strings.Join(opts, ",")
 }
@@ -212,47 +241,6 @@ func unmount(target string) error {
 		return fmt.Errorf("unmount %s: %w", target, err)
 	}
 	return nil
-}
-
-// probeOverlay tests, in a scratch dir on the snapshot root's own filesystem, that
-// the kernel can mount an overlay with our options and this filesystem as upper (it
-// cannot when the root is itself on overlayfs, or without CAP_SYS_ADMIN), and that
-// deleting a lower file leaves a 0/0 character device whiteout in the upper dir:
-// the on-disk format package layers turns into ".wh." entries. It also reports whether
-// the new mount API with "lowerdir+" is available.
-func probeOverlay(tmp string) (ok, newAPI bool, err error) {
-	w, err := newWorkDir(tmp)
-	if err != nil {
-		return false, false, err
-	}
-	defer w.remove()
-	lower, upper, work, merged := w.sub("lower"), w.sub("upper"), w.sub("work"), w.sub("merged")
-	for _, d := range []string{lower, upper, work, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return false, false, err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(lower, "f"), nil, 0o644); err != nil {
-		return false, false, err
-	}
-	spec := mountSpec{lowers: []string{lower}, upper: upper, work: work, target: merged}
-	newAPI = true
-	err = mountOverlayFsconfig(spec)
-	if errors.Is(err, errNoNewAPI) {
-		newAPI = false
-		err = mountOverlayClassic(spec)
-	}
-	if err != nil {
-		return false, false, nil
-	}
-	defer unix.Unmount(merged, unix.MNT_DETACH)
-	if err := os.Remove(filepath.Join(merged, "f")); err != nil {
-		return false, newAPI, nil
-	}
-	if !isWhiteoutPath(filepath.Join(upper, "f")) {
-		return false, newAPI, nil
-	}
-	return true, newAPI, nil
 }
 
 // isWhiteoutPath reports whether p is an overlay whiteout: a 0/0 character device.

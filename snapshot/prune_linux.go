@@ -93,7 +93,7 @@ func pruneCopyUps(ctx context.Context, upper string, lowers []string, keep map[s
 // sameAsLower reports whether the upper dir p (at rel) is not opaque and is identical
 // in metadata to the dir the lowers show at rel.
 func sameAsLower(p, rel string, lowers []string) (bool, error) {
-	if v, err := getxattr(p, "trusted.overlay.opaque"); err != nil || string(v) == "y" {
+	if opaque, err := xattr.IsOpaque(p); err != nil || opaque {
 		return false, err
 	}
 	var up unix.Stat_t
@@ -128,7 +128,7 @@ func lowerDir(rel string, lowers []string) (string, bool, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				// Not in this layer; an opaque dir above it hides the layers below.
 				if i > 0 {
-					if v, _ := getxattr(filepath.Dir(cur), "trusted.overlay.opaque"); string(v) == "y" {
+					if opaque, _ := xattr.IsOpaque(filepath.Dir(cur)); opaque {
 						return "", false, nil
 					}
 				}
@@ -190,5 +190,5 @@ func contentXattrs(p string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(names, func(n string) bool { return strings.HasPrefix(n, "trusted.overlay.") }), nil
+	return slices.DeleteFunc(names, func(n string) bool { return xattr.IsOverlay(n) }), nil
 }

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -30,7 +29,7 @@ func listXattrs(path string) ([]fileXattr, error) {
 	}
 	var out []fileXattr
 	for _, name := range names {
-		if strings.HasPrefix(name, "trusted.overlay.") {
+		if xattr.IsOverlay(name) {
 			continue
 		}
 		if v, ok, err := xattr.Get(path, name); err == nil && ok {

@@ -12,19 +12,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kiln-build/kiln/dockerfile"
-
-	"github.com/kiln-build/kiln/source/remote"
-
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/dockerfile"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/internal/userns"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
+	"github.com/kiln-build/kiln/source/remote"
 )
 
 // buildOptions are the flags of kiln build.
@@ -115,7 +114,7 @@ Examples:
 }
 
 func defaultRoot() string {
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && userns.Current() != userns.User {
 		return "/var/lib/kiln"
 	}
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
@@ -128,9 +127,6 @@ func defaultRoot() string {
 func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
-	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("kiln build needs root (it mounts overlayfs and creates namespaces); run it with sudo")
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
 	// process, even on kill -9.
@@ -237,6 +233,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
+	noteSandbox(prog.Info, prog.Warn, snaps)
 
 	var solveStore solver.Store = store
 	rstore, err := caches.open(ctx, store, o.insecure, prog)

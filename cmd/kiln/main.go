@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/internal/userns"
 	"github.com/kiln-build/kiln/parser"
 )
 
@@ -31,6 +32,11 @@ func (e *exitCodeError) Unwrap() error { return e.err }
 func main() {
 	// A process started as a RUN sandbox's init never gets past this line.
 	exec.MaybeInit()
+	// An ordinary user's kiln continues in a user namespace where it is root.
+	if err := enterUserNamespace(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "ERROR:", err)
+		os.Exit(1)
+	}
 	setMemoryLimit()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -41,6 +47,7 @@ func main() {
 	if err == nil {
 		return
 	}
+	err = userns.Explain(err)
 	fmt.Fprintln(os.Stderr, "ERROR:", err)
 	// A Dockerfile error shows the offending line under the message.
 	var perr *parser.Error

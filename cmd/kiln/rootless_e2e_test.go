@@ -1,0 +1,129 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testenv"
+)
+
+// rootlessKiln copies bin/kiln (make build) where u can run it.
+func rootlessKiln(t *testing.T, u testenv.TestUser) string {
+	t.Helper()
+	src, err := filepath.Abs("../../bin/kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("bin/kiln (run make build first): %v", err)
+	}
+	dst := filepath.Join(u.Home, "kiln")
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// chownTree gives u everything under dir, so that it can read its build's inputs.
+func chownTree(t *testing.T, dir string, u testenv.TestUser) {
+	t.Helper()
+	if out, err := exec.Command("chown", "-R", u.Name+":"+u.Name, dir).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+}
+
+// A busybox build as an ordinary user (RUN, COPY --chown, RUN --mount=type=cache,
+// a chown to another uid) gives the same image, byte for byte, as the same build as
+// root, with SOURCE_DATE_EPOCH set: owners in layers are the image's ids, never the
+// host's subordinate ones.
+func TestRootlessBuildMatchesRoot(t *testing.T) {
+	u := testenv.NewTestUser(t)
+	kilnBin := rootlessKiln(t, u)
+	base := filepath.Join(u.Home, "busybox")
+	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
+		t.Fatal(err)
+	}
+	ctx := filepath.Join(u.Home, "ctx")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	df := `FROM busybox
+RUN echo hi > /hi && id -u > /uid && chown 1000:1000 /hi
+COPY --chown=1000:1000 f /f
+RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /fromcache && ls -ln /f /hi
+`
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, u.Home, u)
+	args := func(root, out, iid string) []string {
+		return []string{"build", "--root", root, "--progress", "plain", "--iidfile", iid,
+			"--build-context", "busybox=oci-layout://" + base, "-o", "type=oci,dest=" + out, ctx}
+	}
+	cmd := u.Command(kilnBin, args(filepath.Join(u.Home, "store"), filepath.Join(u.Home, "rl.tar"), filepath.Join(u.Home, "rl.id"))...)
+	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rootless build: %v\n%s", err, out)
+	}
+	for _, want := range []string{"sandbox: user namespace", "1000     1000", "resource limits are not enforced"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("rootless build output lacks %q:\n%s", want, out)
+		}
+	}
+	rootDir := t.TempDir()
+	cmd = exec.Command(kilnBin, args(filepath.Join(rootDir, "store"), filepath.Join(rootDir, "rt.tar"), filepath.Join(rootDir, "rt.id"))...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("root build: %v\n%s", err, out)
+	}
+	rl, err := os.ReadFile(filepath.Join(u.Home, "rl.id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := os.ReadFile(filepath.Join(rootDir, "rt.id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rl) != string(rt) {
+		t.Fatalf("rootless image %s differs from root image %s", rl, rt)
+	}
+	// The step ran as uid 0 of the namespace, and the image says so.
+	ociOut, err := exec.Command("skopeo", "inspect", "oci-archive:"+filepath.Join(rootDir, "rt.tar")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo: %v: %s", err, ociOut)
+	}
+}
+
+// Limits fail clearly where rootless kiln cannot make a cgroup.
+func TestRootlessLimitsFailClearly(t *testing.T) {
+	u := testenv.NewTestUser(t)
+	kilnBin := rootlessKiln(t, u)
+	base := filepath.Join(u.Home, "busybox")
+	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
+		t.Fatal(err)
+	}
+	ctx := filepath.Join(u.Home, "ctx")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, u.Home, u)
+	out, err := u.Command(kilnBin, "build", "--root", filepath.Join(u.Home, "store"), "--progress", "plain", "--memory", "64m",
+		"--build-context", "busybox=oci-layout://"+base, ctx).CombinedOutput()
+	if err == nil {
+		t.Fatalf("a rootless build with --memory succeeded without a cgroup:\n%s", out)
+	}
+	if !strings.Contains(string(out), "--memory, --cpus and --pids-limit need a cgroup") {
+		t.Fatalf("no clear error:\n%s", out)
+	}
+}

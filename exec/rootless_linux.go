@@ -1,0 +1,151 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"syscall"
+
+	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/userns"
+)
+
+// Inside a user namespace (rootless kiln, or kiln in an unprivileged container) the
+// sandbox is built from what the kernel grants the namespace's root: new mount, pid,
+// uts, ipc and net namespaces and bind, tmpfs, devpts and mqueue mounts all work;
+// device nodes cannot be created (they are bound from the host's /dev instead), a
+// fresh procfs is refused where the visible /proc has paths mounted over (a
+// container's masked paths; the host's /proc, with its masks, is bound instead),
+// and cgroups cannot be created under a hierarchy the namespace does not own.
+
+// stepCgroupFor is newStepCgroup, or no cgroup where kiln cannot create one (in a
+// user namespace without write access to the hierarchy) and the step asks for no
+// limit. The step's pid namespace still ends every process it leaves: when its
+// pid 1 exits the kernel kills the rest.
+func stepCgroupFor(lim Limits) (stepCgroup, error) {
+	if !userns.InNamespace() || cgroupsWritable() {
+		return newStepCgroup(lim)
+	}
+	if limited(lim) {
+		return nil, ErrNoCgroups
+	}
+	return noCgroup{}, nil
+}
+
+// ErrNoCgroups is the error of Run for a step with limits where kiln cannot create
+// cgroups.
+var ErrNoCgroups = errors.New("--memory, --cpus and --pids-limit need a cgroup, which kiln in a user namespace cannot create: " +
+	"the cgroup hierarchy is not writable from here and kiln does not yet use delegated cgroup v2 subtrees; " +
+	"build without these flags (steps then run without limits) or as root")
+
+// limited reports whether lim asks for anything beyond the default pids limit,
+// which a build without flags passes.
+func limited(lim Limits) bool {
+	return lim.MemoryBytes > 0 || lim.CPUs > 0 || (lim.Pids > 0 && lim.Pids != defaultPids)
+}
+
+// cgroupsWritable reports whether this process may create cgroups for its steps:
+// the v2 root on a unified host, the pids hierarchy (kiln sets a pids limit on every
+// step) on a legacy or hybrid one.
+func cgroupsWritable() bool {
+	dir := filepath.Join(unifiedRoot, "pids")
+	if cgroups.Mode() == cgroups.Unified {
+		dir = unifiedRoot
+	}
+	return unix.Access(dir, unix.W_OK) == nil
+}
+
+// CgroupsAvailable reports whether RUN steps get a cgroup (and so --memory, --cpus
+// and --pids-limit are enforced), for the progress.
+func CgroupsAvailable() bool { return !userns.InNamespace() || cgroupsWritable() }
+
+// noCgroup is the stepCgroup of a step that runs without one.
+type noCgroup struct{}
+
+func (noCgroup) add(int) error                         { return nil }
+func (noCgroup) killAll() error                        { return nil }
+func (noCgroup) events() (oomKilled, pidsLimited bool) { return false, false }
+func (noCgroup) delete() error                         { return nil }
+func (noCgroup) dirs() []string                        { return nil }
+
+// mknodOrBind creates the character device p, or where the kernel refuses device
+// nodes (a user namespace) an empty file with the host's node of that name bound on
+// it, as runc does for rootless containers.
+func mknodOrBind(p, host string, major, minor uint32) error {
+	err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(major, minor)))
+	if err == nil || !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(host, p, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", host, err)
+	}
+	return nil
+}
+
+// ProcNote explains, for the progress, a /proc that is bound instead of fresh.
+const ProcNote = "a fresh /proc cannot be mounted here (EPERM: the kernel allows it only while a /proc " +
+	"with nothing mounted over its files is visible, and the container runtime masks some of them), " +
+	"so RUN steps see this container's /proc, with its masks, and its processes; " +
+	"for a private /proc give the pod procMount: Unmasked (with hostUsers: false) or drop the OCI spec's maskedPaths and readonlyPaths"
+
+// bindHostProc stands in for a fresh procfs at t: a recursive bind of the /proc kiln
+// sees, so the masks over it stay.
+func bindHostProc(t string) error {
+	if err := unix.Mount("/proc", t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind /proc: %w", err)
+	}
+	return setattrRecursive(t, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+}
+
+// setgroupsDenied reports whether this user namespace forbids setgroups(2), as a
+// namespace with a single-id gid map must (user_namespaces(7)).
+func setgroupsDenied() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err == nil && string(b) == "deny\n"
+}
+
+// probeArg0 is argv[0] of the child FreshProc starts (with initEnv set).
+const probeArg0 = "kiln-sandbox-probe"
+
+// FreshProc reports whether RUN steps get a procfs of their own: it starts kiln in
+// new mount and pid namespaces, as Run starts a sandbox, and has it mount one.
+// Where it cannot, steps see a bind of kiln's /proc (ProcNote says why).
+func FreshProc() bool {
+	cmd := &osexec.Cmd{
+		Path: "/proc/self/exe",
+		Args: []string{probeArg0},
+		Env:  []string{initEnv + "=1"},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	return cmd.Run() == nil
+}
+
+// probeProc is the child of FreshProc: exit 0 when a fresh procfs mounts.
+func probeProc() {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "kiln-proc-probe")
+	if err != nil {
+		os.Exit(1)
+	}
+	if err := unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		os.Remove(dir)
+		os.Exit(1)
+	}
+	_ = unix.Unmount(dir, unix.MNT_DETACH)
+	os.Remove(dir)
+	os.Exit(0)
+}
