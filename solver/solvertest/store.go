@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -209,14 +210,11 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 }
 
 func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
-	if err := w.f.Close(); err != nil {
-		return err
-	}
 	if got := hex.EncodeToString(w.h.Sum(nil)); verify && got != d.Hex {
 		return fmt.Errorf("blob %s: content hashes to sha256:%s", d, got)
 	}
 	w.done = true
-	return os.Rename(w.f.Name(), w.s.BlobPath(d))
+	return atomicfile.Commit(w.f, w.s.BlobPath(d))
 }
 
 func (w *blobWriter) Abort() error {
