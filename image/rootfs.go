@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // Snapshots is the part of the snapshotter that SnapshotRootfs needs; package
@@ -138,7 +139,7 @@ func (r SnapshotRootfs) verifyOne(ctx context.Context, i int, id string, l v1.La
 	if err := r.Snaps.Remove(ctx, id); err != nil {
 		return fmt.Errorf("snapshot %s is damaged (its files make %s, not %s) and removing it failed: %w", id, got, want, err)
 	}
-	if err := r.Snaps.Ingest(ctx, id, func(dir string) error { return UnpackLayer(ctx, l, dir) }); err != nil {
+	if err := r.Snaps.Ingest(ctx, id, func(dir string) error { return snapshot.UnpackLayer(ctx, l, dir) }); err != nil {
 		return fmt.Errorf("snapshot %s is damaged; rebuild it from layer %s: %w", id, ld, err)
 	}
 	if again, err := r.Snaps.TreeDiffID(ctx, id); err != nil || again != want {
@@ -163,7 +164,7 @@ func (r SnapshotRootfs) wantTree(ctx context.Context, id string, l v1.Layer, ste
 		return v1.Hash{}, err
 	}
 	defer os.RemoveAll(dir)
-	if err := UnpackLayer(ctx, l, dir); err != nil {
+	if err := snapshot.UnpackLayer(ctx, l, dir); err != nil {
 		return v1.Hash{}, fmt.Errorf("snapshot %s: %w", id, err)
 	}
 	blob, _, err := layers.WriteUpperDiff(ctx, dir, io.Discard, layers.WriteOptions{Compression: layers.Uncompressed})
@@ -174,34 +175,4 @@ func (r SnapshotRootfs) wantTree(ctx context.Context, id string, l v1.Layer, ste
 		return v1.Hash{}, err
 	}
 	return blob.DiffID, nil
-}
-
-// UnpackLayer unpacks layer l into dir as a snapshot's tree (overlay whiteouts,
-// owners kept), reading its blob to the end, where a stored blob's reader checks its
-// digest: the tar ends before the stream does, so a damaged stored blob is a
-// *CorruptBlobError. (solver's unpackSnapshot does the same and can call this.)
-func UnpackLayer(ctx context.Context, l v1.Layer, dir string) error {
-	d, err := l.Digest()
-	if err != nil {
-		return err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("open layer %s: %w", d, err)
-	}
-	defer rc.Close()
-	if err := layers.Unpack(ctx, rc, dir, layers.UnpackOptions{Whiteouts: layers.OverlayWhiteouts, KeepOwners: true}); err != nil {
-		// Damage usually breaks the decompressor first: reading the rest tells
-		// a damaged blob, which the build repairs, from a bad layer.
-		if _, derr := io.Copy(io.Discard, rc); derr != nil {
-			if _, ok := AsCorruptBlob(derr); ok {
-				err = derr
-			}
-		}
-		return fmt.Errorf("unpack layer %s: %w", d, err)
-	}
-	if _, err := io.Copy(io.Discard, rc); err != nil {
-		return fmt.Errorf("unpack layer %s: %w", d, err)
-	}
-	return nil
 }

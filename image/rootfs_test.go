@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/internal/testenv"
 	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // fakeTrees is a TreeStore on a testStore: step layers and tree records in maps.
@@ -93,7 +94,7 @@ func TestSnapshotRootfsVerify(t *testing.T) {
 	}}
 	snaps := &fakeSnaps{dir: t.TempDir()}
 	for id, l := range map[string]v1.Layer{"l-base": base, "s-1": step} {
-		if err := snaps.Ingest(ctx, id, func(dir string) error { return UnpackLayer(ctx, l, dir) }); err != nil {
+		if err := snaps.Ingest(ctx, id, func(dir string) error { return snapshot.UnpackLayer(ctx, l, dir) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -118,7 +118,7 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 			continue
 		}
 		eg.Go(func() error {
-			if err := e.unpackSnapshot(egctx, id, l); err != nil {
+			if err := e.opts.Snapshots.IngestLayer(egctx, id, l); err != nil {
 				return fmt.Errorf("%s: %w", ref, err)
 			}
 			return nil

@@ -2,13 +2,8 @@ package solver
 
 import (
 	"context"
-	"fmt"
-	"io"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/kiln-build/kiln/layers"
 )
 
 // A COPY whose files nothing in the build reads makes its layer straight from the
@@ -17,7 +12,8 @@ import (
 // copy would have read it (source.Pending). Each file is read once, and the step
 // creates no inodes for them, which is most of a big COPY's cost. Its snapshot is not
 // committed; a later build that needs it (a step added after the COPY, a local
-// output) unpacks it from the layer (materialize).
+// output) has the snapshotter make it from the layer (materialize,
+// Snapshotter.IngestLayer).
 //
 // CopyInputs.Pending says the front end allows it (no later step of the stage
 // touches the filesystem, no other stage reads this one, the caller does not want
@@ -36,31 +32,7 @@ func (e *Engine) materialize(ctx context.Context, ls []Layer) error {
 			continue
 		}
 		seen[l.Snapshot] = true
-		eg.Go(func() error { return e.unpackSnapshot(egctx, l.Snapshot, l.Layer) })
+		eg.Go(func() error { return e.opts.Snapshots.IngestLayer(egctx, l.Snapshot, l.Layer) })
 	}
 	return eg.Wait()
-}
-
-// unpackSnapshot creates snapshot id from layer l's blob.
-func (e *Engine) unpackSnapshot(ctx context.Context, id string, l v1.Layer) error {
-	return e.opts.Snapshots.Ingest(ctx, id, func(dir string) error {
-		d, err := l.Digest()
-		if err != nil {
-			return err
-		}
-		rc, err := l.Compressed()
-		if err != nil {
-			return fmt.Errorf("open layer %s: %w", d, err)
-		}
-		defer rc.Close()
-		if err := layers.Unpack(ctx, rc, dir, layers.UnpackOptions{Whiteouts: layers.OverlayWhiteouts, KeepOwners: true}); err != nil {
-			return fmt.Errorf("unpack layer %s: %w", d, err)
-		}
-		// Read to the end, where a stored blob's reader checks its digest: the tar
-		// ends before the stream does.
-		if _, err := io.Copy(io.Discard, rc); err != nil {
-			return fmt.Errorf("unpack layer %s: %w", d, err)
-		}
-		return nil
-	})
 }

@@ -90,6 +90,9 @@ type Snapshotter interface {
 	View(ctx context.Context, parents []string) (root string, release func() error, err error)
 	// Ingest creates committed snapshot id from what fill writes into a dir.
 	Ingest(ctx context.Context, id string, fill func(dir string) error) error
+	// IngestLayer makes committed snapshot id hold layer l's tree unless it exists:
+	// a snapshot whose files live in its layer until something needs them.
+	IngestLayer(ctx context.Context, id string, l v1.Layer) error
 	// Exists reports whether committed snapshot id is there.
 	Exists(id string) bool
 	// Overlay reports whether layers stack with overlayfs (its upper dir is the

@@ -47,6 +47,7 @@ var subtests = []struct {
 	{"Ingest", testIngest},
 	{"IngestFailingFill", testIngestFailingFill},
 	{"IngestExistingID", testIngestExistingID},
+	{"IngestLayer", testIngestLayer},
 	{"Remove", testRemove},
 	{"ListAndExists", testListAndExists},
 	{"Usage", testUsage},
