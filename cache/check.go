@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -85,7 +87,8 @@ type SnapshotChecker interface {
 	Remove(ctx context.Context, id string) error
 }
 
-// SnapshotDamage is a step snapshot whose tree no longer makes its step's layer.
+// SnapshotDamage is a snapshot whose tree no longer makes what it must: its step's
+// layer, or the tree recorded for a base image layer.
 type SnapshotDamage struct {
 	ID        string
 	Got, Want v1.Hash // the tree's diffID, the layer's
@@ -123,13 +126,40 @@ func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (
 	if err != nil {
 		return r, err
 	}
-	seen := map[string]bool{}
+	// What each snapshot's tree must make: a step snapshot its step's layer; a base
+	// image snapshot the tree recorded when an output first checked it (trees.go).
+	// A base snapshot without a record is not re-tarred: another tool wrote its
+	// layer, so a fresh tar of the tree need not have its bytes; its blob is checked.
+	want := map[string]v1.Hash{}
+	var ids []string
 	for _, e := range entries {
-		if e.Layer == nil || e.Layer.Snapshot == "" || seen[e.Layer.Snapshot] || !snaps.Exists(e.Layer.Snapshot) {
+		if e.Layer == nil || e.Layer.Snapshot == "" {
 			continue
 		}
-		id := e.Layer.Snapshot
-		seen[id] = true
+		if _, ok := want[e.Layer.Snapshot]; ok {
+			continue
+		}
+		h, err := v1.NewHash(e.Layer.DiffID)
+		if err != nil {
+			continue
+		}
+		want[e.Layer.Snapshot] = h
+		ids = append(ids, e.Layer.Snapshot)
+	}
+	trees, err := s.treeRecords(ctx)
+	if err != nil {
+		return r, fmt.Errorf("read tree records: %w", err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(trees)) {
+		if _, ok := want[id]; !ok {
+			want[id] = trees[id]
+			ids = append(ids, id)
+		}
+	}
+	for _, id := range ids {
+		if !snaps.Exists(id) {
+			continue
+		}
 		got, err := snaps.TreeDiffID(ctx, id)
 		if err != nil {
 			return r, err
@@ -138,11 +168,10 @@ func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (
 		if u, err := snaps.Usage(ctx, id); err == nil {
 			r.SnapshotBytes += u
 		}
-		if got.String() == e.Layer.DiffID {
+		if got == want[id] {
 			continue
 		}
-		want, _ := v1.NewHash(e.Layer.DiffID)
-		r.DamagedSnapshots = append(r.DamagedSnapshots, SnapshotDamage{ID: id, Got: got, Want: want})
+		r.DamagedSnapshots = append(r.DamagedSnapshots, SnapshotDamage{ID: id, Got: got, Want: want[id]})
 		if repair {
 			if err := snaps.Remove(ctx, id); err != nil {
 				return r, err

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Tree records: the diffID of a fresh layer tar (layers.WriteUpperDiff) of a snapshot
@@ -32,6 +33,23 @@ func (s *Store) PutTreeDiffID(ctx context.Context, id string, h v1.Hash) error {
 		return fmt.Errorf("record the tree of snapshot %s: %w", id, err)
 	}
 	return nil
+}
+
+// treeRecords returns every tree record, by snapshot id.
+func (s *Store) treeRecords(ctx context.Context) (map[string]v1.Hash, error) {
+	out := map[string]v1.Hash{}
+	err := s.db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRefs).ForEach(func(k, v []byte) error {
+			if !isTreeRecord(k) {
+				return nil
+			}
+			if h, err := v1.NewHash(string(v)); err == nil {
+				out[strings.TrimPrefix(string(k), treeRecordPrefix)] = h
+			}
+			return nil
+		})
+	})
+	return out, err
 }
 
 // isTreeRecord says whether a refs key is a tree record rather than an image ref.

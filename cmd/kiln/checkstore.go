@@ -51,7 +51,7 @@ func printCheck(w io.Writer, r cache.Report, repair bool) {
 	}
 	report(w, "blobs", r.Blobs.Blobs, r.Blobs.Bytes, r.BlobTime)
 	for _, d := range r.DamagedSnapshots {
-		fmt.Fprintf(w, "snapshot %s: its tree makes layer %s, its step's layer is %s: %s\n", d.ID, d.Got, d.Want, action)
+		fmt.Fprintf(w, "snapshot %s: its tree makes layer %s, it must make %s: %s\n", d.ID, d.Got, d.Want, action)
 	}
 	report(w, "step snapshots", r.Snapshots, r.SnapshotBytes, r.SnapshotTime)
 }

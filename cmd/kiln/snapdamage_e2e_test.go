@@ -125,3 +125,35 @@ func readTar(t *testing.T, p string) map[string]fileEntry {
 	defer f.Close()
 	return listTar(t, f)
 }
+
+// kiln check verifies a base image's snapshot once an output has recorded what its
+// tree makes (the first local or tar output does): damage is reported, --repair
+// removes the snapshot, and the next build makes it again from the layer.
+func TestCheckFindsDamagedBaseSnapshot(t *testing.T) {
+	host := busyboxRegistry(t)
+	root, out := e2e(t)
+	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox\nRUN echo one > /one.txt\n"})
+	mustBuild(t, dir, "--root", root, "-o", "type=local,dest="+filepath.Join(out, "ref"), ".")
+	if r := kiln(t, dir, "check", "--root", root); r.code != 0 || strings.Contains(r.stdout, "damaged") {
+		t.Fatalf("check of a sound store: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	damaged := damageFile(t, root, "l-*", "etc/passwd")
+	r := kiln(t, dir, "check", "--root", root)
+	if r.code == 0 || !strings.Contains(r.stdout, "snapshot l-") || !strings.Contains(r.stdout, "damaged") {
+		t.Fatalf("check did not find the damaged base snapshot: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := kiln(t, dir, "check", "--root", root, "--repair"); r.code != 0 || !strings.Contains(r.stdout, "damaged, removed") {
+		t.Fatalf("check --repair: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(damaged); !os.IsNotExist(err) {
+		t.Fatalf("the damaged snapshot is still there: %v", err)
+	}
+	local := filepath.Join(out, "local")
+	mustBuild(t, dir, "--root", root, "-o", "type=local,dest="+local, ".")
+	if got := readTree(t, local); !strings.Contains(got["etc/passwd"], "root:") {
+		t.Fatalf("the rebuilt base lacks its files: %q", got["etc/passwd"])
+	}
+	if r := kiln(t, dir, "check", "--root", root); r.code != 0 || strings.Contains(r.stdout, "damaged") {
+		t.Fatalf("check after the rebuild: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
