@@ -42,15 +42,27 @@ type Options struct {
 // methods are safe to call from several goroutines (one per stage): the --jobs bound
 // holds across them. An Engine keeps per-build state (base images pulled once, step
 // numbers), so make one per build.
+//
+// One build can target several platforms (kiln build --platform a,b): ForPlatform
+// gives a view of the engine for another platform that shares everything per build
+// (the --jobs bound, step numbers, base images, the ops already resolved), so that an
+// op two platforms' solves share (a stage pinned to $BUILDPLATFORM) runs once.
 type Engine struct {
 	opts Options
-	sem  chan struct{} // bounds executing ops
+	*shared
+}
+
+// shared is an Engine's per-build state, common to its platform views.
+type shared struct {
+	sem chan struct{} // bounds executing ops
 
 	nextID atomic.Int64
 
-	mu     sync.Mutex
-	images map[string]*imageOnce // base images pulled once per build, by ImageRef.id
-	steps  []UsedStep            // entries used, for Result.Steps
+	mu      sync.Mutex
+	images  map[string]*imageOnce // base images pulled once per build, by ImageRef.id
+	steps   []UsedStep            // entries used, for Result.Steps
+	ops     map[string]*opOnce    // ops resolved in this build, by key (merge.go)
+	reports map[string]bool       // what FirstReport has seen
 }
 
 // UsedStep is one step entry a build used (hit or made).
@@ -91,11 +103,39 @@ func New(opts Options) *Engine {
 	if opts.Executor == nil {
 		opts.Executor = SandboxExecutor{}
 	}
-	return &Engine{opts: opts, sem: make(chan struct{}, opts.Jobs), images: map[string]*imageOnce{}}
+	return &Engine{opts: opts, shared: &shared{
+		sem: make(chan struct{}, opts.Jobs), images: map[string]*imageOnce{},
+		ops: map[string]*opOnce{}, reports: map[string]bool{},
+	}}
 }
 
-// Platform is the build's target platform.
+// Platform is the platform of the engine (view): of every op it keys and runs, of
+// Scratch, and the default of Image.
 func (e *Engine) Platform() v1.Platform { return e.opts.Platform }
+
+// ForPlatform is a view of the engine whose ops are for p: it shares the build's
+// state (--jobs, step numbers, base images, resolved ops and used steps) with e.
+func (e *Engine) ForPlatform(p v1.Platform) *Engine {
+	if p.OS == "" {
+		return e
+	}
+	opts := e.opts
+	opts.Platform = p
+	return &Engine{opts: opts, shared: e.shared}
+}
+
+// FirstReport reports whether this is the first time the build asks about what: a
+// front end shows a step that several platforms' solves share (a FROM of a stage
+// pinned to $BUILDPLATFORM) once, as BuildKit merges identical vertices.
+func (e *Engine) FirstReport(what string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.reports[what] {
+		return false
+	}
+	e.reports[what] = true
+	return true
+}
 
 // State is a tree as the engine builds it: its layers (each with its committed
 // snapshot), the key the next op is keyed on, and the time a history entry of it

@@ -34,12 +34,6 @@ type stepExec struct {
 // step runs an op through the cache: on a hit the recorded layer is reused; on a
 // miss x.do runs over a fresh snapshot whose upper dir becomes the op's layer.
 func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, error) {
-	fail := func(err error) (StepResult, error) {
-		if x.Annotate != nil {
-			err = x.Annotate(err)
-		}
-		return StepResult{}, err
-	}
 	op := x.Op
 	op.Parent = st.Key
 	if x.linked {
@@ -54,6 +48,20 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 	if x.linked {
 		stageKey = digestOf("link", st.Key, key)
 	}
+	return e.resolveOnce(ctx, stageKey, x, func() (StepResult, error) {
+		return e.resolve(ctx, st, x, rec, key, stageKey)
+	})
+}
+
+// resolve looks the op of key up in the store, or executes it and records it.
+func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opRecord, key, stageKey string) (StepResult, error) {
+	fail := func(err error) (StepResult, error) {
+		if x.Annotate != nil {
+			err = x.Annotate(err)
+		}
+		return StepResult{}, err
+	}
+	op := &rec.Op
 	scope := x.Scope
 
 	why := ""
