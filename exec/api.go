@@ -42,8 +42,12 @@ type Spec struct {
 	Network  NetworkMode
 	Mounts   []Mount
 	Limits   Limits
-	Stdout   io.Writer
-	Stderr   io.Writer
+	// Arch is the architecture of the rootfs's binaries (GOARCH spelling, "" the
+	// host's). One the host cannot run natively needs a binfmt_misc emulator
+	// (FindEmulator): without one Run fails with an *EmulatorError before starting.
+	Arch   string
+	Stdout io.Writer
+	Stderr io.Writer
 }
 
 // ExitError is returned by Run when the command did not exit 0.

@@ -49,6 +49,11 @@ type initFailure struct {
 }
 
 func run(ctx context.Context, spec Spec) (retErr error) {
+	if NeedsEmulation(spec.Arch) {
+		if _, err := FindEmulator(spec.Arch); err != nil {
+			return err
+		}
+	}
 	cfg, err := prepareConfig(spec)
 	if err != nil {
 		return err

@@ -16,3 +16,6 @@ func maybeInit() {}
 func isolate() error { return errNotLinux }
 
 func removeStaleCgroups() {}
+
+// FindEmulator needs Linux's binfmt_misc.
+func FindEmulator(arch string) (Emulator, error) { return Emulator{}, errNotLinux }

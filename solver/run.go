@@ -35,7 +35,7 @@ func (e *Engine) Run(ctx context.Context, st State, s Step, in RunInputs) (StepR
 		err := e.opts.Executor.Run(ctx, exec.Spec{
 			Rootfs: root, Args: run.Args, Env: slices.Concat(run.Env, in.Env), Cwd: run.Workdir, User: run.User,
 			Network: exec.NetworkMode(run.Network), Mounts: in.Mounts, Limits: e.opts.Limits,
-			Stdout: out, Stderr: errOut,
+			Arch: e.opts.Platform.Architecture, Stdout: out, Stderr: errOut,
 		})
 		if err == nil {
 			return nil
