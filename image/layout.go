@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -34,7 +35,11 @@ func LoadOCILayout(ctx context.Context, store BlobStore, path string, opts PullO
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}
 	plat := hostPlatform(opts.Platform)
-	img, err := layoutImage(idx, desc, plat)
+	img, err := layoutImage("oci layout "+path, idx, desc, plat)
+	var npe *NoPlatformError
+	if errors.As(err, &npe) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}
@@ -103,7 +108,7 @@ func selectManifest(idx v1.ImageIndex, tag string, dgst *v1.Hash) (v1.Descriptor
 }
 
 // layoutImage is the image desc names, resolving a nested index for plat.
-func layoutImage(idx v1.ImageIndex, desc v1.Descriptor, plat v1.Platform) (v1.Image, error) {
+func layoutImage(ref string, idx v1.ImageIndex, desc v1.Descriptor, plat v1.Platform) (v1.Image, error) {
 	for depth := 0; depth < 4; depth++ {
 		if desc.MediaType.IsImage() {
 			return idx.Image(desc.Digest)
@@ -119,16 +124,11 @@ func layoutImage(idx v1.ImageIndex, desc v1.Descriptor, plat v1.Platform) (v1.Im
 		if err != nil {
 			return nil, err
 		}
-		found := false
-		for _, d := range im.Manifests {
-			if d.MediaType.IsIndex() || (d.Platform != nil && d.Platform.Satisfies(plat)) {
-				idx, desc, found = child, d, true
-				break
-			}
+		d, err := selectPlatform(ref, im, plat)
+		if err != nil {
+			return nil, err
 		}
-		if !found {
-			return nil, fmt.Errorf("index %s has no image for %s", desc.Digest, plat.String())
-		}
+		idx, desc = child, d
 	}
 	return nil, fmt.Errorf("manifest %s: indexes nested too deep", desc.Digest)
 }

@@ -89,14 +89,18 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	}
 
 	progress(opts.Progress, "resolving %s for %s", refName, plat.String())
-	ropts := remoteOptions(ctx, 4, opts.StallTimeout, nil, remote.WithPlatform(plat))
+	ropts := remoteOptions(ctx, 4, opts.StallTimeout, nil)
 	// Pull what the tag was resolved to, so that a tag moving meanwhile cannot
 	// give this build another image than the one recorded for the digest.
 	var pullRef name.Reference = r
 	if top != nil {
 		pullRef = r.Context().Digest(top.Digest.String())
 	}
-	img, err := remote.Image(pullRef, ropts...)
+	img, err := remoteImage(pullRef, refName, plat, ropts)
+	var npe *NoPlatformError
+	if errors.As(err, &npe) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 	}
@@ -129,6 +133,37 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 		return nil, fmt.Errorf("pull %s: %w", refName, err)
 	}
 	return &Pulled{Ref: refName, ManifestDigest: digest, Image: stored}, nil
+}
+
+// remoteImage is the image r names for plat: an index (nested ones too) is resolved
+// by selectPlatform; a single manifest is taken whatever its platform, as BuildKit
+// does.
+func remoteImage(r name.Reference, refName string, plat v1.Platform, ropts []remote.Option) (v1.Image, error) {
+	desc, err := remote.Get(r, ropts...)
+	if err != nil {
+		return nil, err
+	}
+	for depth := 0; desc.MediaType.IsIndex(); depth++ {
+		if depth == 4 {
+			return nil, fmt.Errorf("%s: indexes nested too deep", refName)
+		}
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, err
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, err
+		}
+		d, err := selectPlatform(refName, im, plat)
+		if err != nil {
+			return nil, err
+		}
+		if desc, err = remote.Get(r.Context().Digest(d.Digest.String()), ropts...); err != nil {
+			return nil, err
+		}
+	}
+	return desc.Image()
 }
 
 // resolveTag asks the registry what r names now: a HEAD of the manifest, or a GET
