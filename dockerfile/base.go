@@ -14,8 +14,9 @@ import (
 // baseImage is the image a FROM or a --from names, pulled and unpacked by the
 // engine (once per build): a named build context of that name (an OCI layout or
 // an image reference), else a registry image. platform is FROM --platform ("": the
-// build's). note receives what the pull has to tell the user.
-func (b *build) baseImage(ctx context.Context, ref, platform string, note func(string)) (*solver.Base, error) {
+// platform of eng, the stage's engine). note receives what the pull has to tell the
+// user.
+func (b *build) baseImage(ctx context.Context, eng *solver.Engine, ref, platform string, note func(string)) (*solver.Base, error) {
 	img := solver.ImageRef{Ref: ref}
 	if platform != "" {
 		p, err := v1.ParsePlatform(platform)
@@ -34,5 +35,5 @@ func (b *build) baseImage(ctx context.Context, ref, platform string, note func(s
 			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)
 		}
 	}
-	return b.eng.Image(ctx, img, note)
+	return eng.Image(ctx, img, note)
 }

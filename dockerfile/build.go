@@ -64,46 +64,88 @@ type Options struct {
 	// not only its layers: a local or tar output.
 	NeedRootfs bool
 
-	// Jobs bounds how many steps execute at once (stages still resolve concurrently).
+	// Jobs bounds how many steps execute at once (stages still resolve concurrently),
+	// across every platform of a BuildPlatforms.
 	Jobs     int
 	Progress solver.Progress
+
+	// multiPlatform says the build has several target platforms: progress names
+	// start with the stage's platform.
+	multiPlatform bool
+}
+
+// Target is one platform a build produces, with the Dockerfile parsed for it: the
+// platform args (TARGETARCH...) and so the FROM lines and the stages needed can
+// differ between platforms.
+type Target struct {
+	Platform v1.Platform
+	Graph    *parser.Graph
 }
 
 // Build builds opts.Graph's target: the stages the target needs run concurrently
 // (each waits for the stages it reads), every instruction becomes ops the engine
 // keys, looks up and executes.
 func Build(ctx context.Context, opts Options) (*solver.Result, error) {
+	res, err := BuildPlatforms(ctx, opts, []Target{{Platform: opts.Platform, Graph: opts.Graph}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// BuildPlatforms builds each target's graph (opts.Graph and opts.Platform are
+// ignored): one image per target, in order. The targets are solved concurrently by
+// one engine under one --jobs bound, and an op two of them share (every op of a stage
+// pinned to $BUILDPLATFORM that reads no TARGET* arg) runs once, as BuildKit merges
+// identical vertices.
+func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*solver.Result, error) {
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("internal error: no target platform")
+	}
+	opts.multiPlatform = len(targets) > 1
 	eng := solver.New(solver.Options{
 		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
-		Platform: opts.Platform, Pull: opts.Pull, Limits: opts.Limits,
+		Platform: targets[0].Platform, Pull: opts.Pull, Limits: opts.Limits,
 		Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch,
 		Jobs: opts.Jobs, Progress: opts.Progress,
 	})
-	opts.Platform = eng.Platform()
-	b := &build{
-		opts:   opts,
-		eng:    eng,
-		g:      opts.Graph,
-		states: make([]*stageState, len(opts.Graph.Stages)),
-	}
-	for _, i := range b.g.Needed {
-		b.states[i] = &stageState{done: make(chan struct{})}
-	}
-
 	eg, egctx := errgroup.WithContext(ctx)
-	for _, i := range b.g.Needed {
-		eg.Go(func() error {
-			st := b.states[i]
-			defer close(st.done)
-			st.err = b.runStage(egctx, b.g.Stages[i])
-			return st.err
-		})
+	builds := make([]*build, len(targets))
+	for t, target := range targets {
+		peng := eng.ForPlatform(target.Platform)
+		bopts := opts
+		bopts.Graph, bopts.Platform = target.Graph, peng.Platform()
+		b := &build{
+			opts:   bopts,
+			eng:    peng,
+			g:      target.Graph,
+			states: make([]*stageState, len(target.Graph.Stages)),
+		}
+		builds[t] = b
+		for _, i := range b.g.Needed {
+			b.states[i] = &stageState{done: make(chan struct{})}
+		}
+		for _, i := range b.g.Needed {
+			eg.Go(func() error {
+				st := b.states[i]
+				defer close(st.done)
+				st.err = b.runStage(egctx, b.g.Stages[i])
+				return st.err
+			})
+		}
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	final := b.states[b.g.Target]
-	return b.finish(ctx, final)
+	res := make([]*solver.Result, len(builds))
+	for t, b := range builds {
+		r, err := b.finish(ctx, b.states[b.g.Target])
+		if err != nil {
+			return nil, err
+		}
+		res[t] = r
+	}
+	return res, nil
 }
 
 // build is the state of one Build.

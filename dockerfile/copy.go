@@ -108,7 +108,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		in.Parts = append(in.Parts, solver.CopyPart{Source: p.src, Options: p.opts, Fetch: p.fetch})
 	}
 	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
-	r, err := b.eng.Copy(ctx, sc.st.fs, b.step(ctx, sc, &solver.Op{Copy: cop}, files), in)
+	r, err := sc.st.eng.Copy(ctx, sc.st.fs, b.step(ctx, sc, &solver.Op{Copy: cop}, files), in)
 	return b.fsStep(sc.st, createdBy, r, err)
 }
 
@@ -350,7 +350,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		}
 		tree, content = other.fs, "stage:"+other.fs.Key
 	} else {
-		base, err := b.baseImage(ctx, cs.from, "", func(msg string) {
+		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", func(msg string) {
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: sc.id, Name: sc.name, Message: msg})
 		})
 		if err != nil {
@@ -440,6 +440,6 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 		return nil
 	}
 	op := &solver.Op{Workdir: &solver.WorkdirOp{Path: wd, User: st.cfg.Config.User}}
-	r, err := b.eng.Workdir(ctx, st.fs, b.step(ctx, sc, op, nil))
+	r, err := st.eng.Workdir(ctx, st.fs, b.step(ctx, sc, op, nil))
 	return b.fsStep(st, "WORKDIR "+wd, r, err)
 }

@@ -102,7 +102,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 		Network: string(network), Security: security, Mounts: mounts.ops,
 	}}
 	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
-	r, err := b.eng.Run(ctx, st.fs, b.step(ctx, sc, op, nil), solver.RunInputs{
+	r, err := st.eng.Run(ctx, st.fs, b.step(ctx, sc, op, nil), solver.RunInputs{
 		Env: slices.Concat(proxyEnv, mounts.env), Mounts: mounts.list,
 	})
 	return b.fsStep(st, createdBy, r, err)

@@ -8,9 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/solver"
@@ -26,6 +28,10 @@ type stageState struct {
 	err  error
 
 	cfg *v1.ConfigFile
+	// platform is the stage's: FROM --platform, else its base stage's, else the
+	// target's. eng is the engine for it: every op of the stage is of that platform.
+	platform v1.Platform
+	eng      *solver.Engine
 	// fs is the stage's filesystem as the engine built it so far: layers, key (the
 	// parent of the next op; metadata steps do not change it) and the time of the
 	// last filesystem step, stamped on history entries of metadata steps so a fully
@@ -92,12 +98,21 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
 		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
-		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
+		sc.name = fmt.Sprintf("[%s%s %d/%d] %s", b.platformPrefix(st), stageDisplayName(s), i+2, total, displayInstruction(c))
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
 	}
 	return nil
+}
+
+// platformPrefix starts a step's progress name with its stage's platform when the
+// build has several, as BuildKit's "[linux/arm64 build 2/3] RUN make".
+func (b *build) platformPrefix(st *stageState) string {
+	if !b.opts.multiPlatform {
+		return ""
+	}
+	return platforms.FormatAll(specs.Platform{OS: st.platform.OS, Architecture: st.platform.Architecture, Variant: st.platform.Variant}) + " "
 }
 
 func stageDisplayName(s *parser.Stage) string {
@@ -116,46 +131,66 @@ func displayInstruction(c parser.Command) string {
 // initStage gives st the stage's base: scratch, an image, or an earlier stage. It
 // returns the ONBUILD triggers to run before the stage's own commands.
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
+	var parent *stageState
+	st.platform = b.opts.Platform
+	if s.BaseStage >= 0 {
+		var err error
+		if parent, err = b.wait(ctx, s.BaseStage); err != nil {
+			return nil, err
+		}
+		st.platform = parent.platform
+	} else if s.Platform != "" {
+		p, err := parser.ParsePlatform(s.Platform)
+		if err != nil {
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: fmt.Sprintf("FROM --platform=%s: %v", s.Platform, err), Err: err}
+		}
+		st.platform = p
+	}
+	st.eng = b.eng.ForPlatform(st.platform)
 	id := b.eng.NextID()
-	name := fmt.Sprintf("[%s 1/%d] FROM %s", stageDisplayName(s), len(s.Commands)+1, s.Base)
+	name := fmt.Sprintf("[%s%s 1/%d] FROM %s", b.platformPrefix(st), stageDisplayName(s), len(s.Commands)+1, s.Base)
+	// A stage several platforms' solves share (pinned to $BUILDPLATFORM) shows its
+	// FROM once; its ops are merged by the engine.
+	report := b.eng.FirstReport("from\x00" + name)
+	emit := func(e solver.Event) {
+		if report {
+			b.emit(e)
+		}
+	}
 	start := time.Now()
 	var triggerExprs []string
 	switch {
-	case s.BaseStage >= 0:
-		parent, err := b.wait(ctx, s.BaseStage)
-		if err != nil {
-			return nil, err
-		}
+	case parent != nil:
 		st.cfg = cloneConfig(parent.cfg)
 		st.cfg.Config.OnBuild = nil
 		st.fs = parent.fs // a value: ops return new states
 		st.env = append([]string(nil), parent.env...)
 		st.args = append([]instructions.KeyValuePairOptional(nil), parent.args...)
 		triggerExprs = parent.triggers
-		b.emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
+		emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
 	case strings.EqualFold(s.Base, "scratch"):
 		st.cfg = &v1.ConfigFile{
-			OS:           b.opts.Platform.OS,
-			Architecture: b.opts.Platform.Architecture,
-			Variant:      b.opts.Platform.Variant,
+			OS:           st.platform.OS,
+			Architecture: st.platform.Architecture,
+			Variant:      st.platform.Variant,
 			RootFS:       v1.RootFS{Type: "layers"},
 			Config:       v1.Config{WorkingDir: "/", Env: []string{"PATH=" + defaultPath}},
 		}
-		st.fs = b.eng.Scratch()
+		st.fs = st.eng.Scratch()
 	default:
-		b.emit(solver.Event{Kind: solver.StepStarted, ID: id, Name: name, Time: start})
-		base, err := b.baseImage(ctx, s.Base, s.Platform, func(msg string) {
-			b.emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
+		emit(solver.Event{Kind: solver.StepStarted, ID: id, Name: name, Time: start})
+		base, err := b.baseImage(ctx, st.eng, s.Base, "", func(msg string) {
+			emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
-			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
-			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}
+			emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: "FROM " + s.Base + ": " + err.Error(), Err: err}
 		}
 		st.cfg = cloneConfig(base.Config)
 		st.fs = base.State
 		triggerExprs = st.cfg.Config.OnBuild
 		st.cfg.Config.OnBuild = nil
-		b.emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
+		emit(solver.Event{Kind: solver.StepDone, ID: id, Name: name, Duration: time.Since(start)})
 	}
 	// An image without PATH gets the default one, in its config too (as BuildKit does).
 	if _, ok := lookupEnv(st.cfg.Config.Env, "PATH"); !ok {
