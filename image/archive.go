@@ -46,18 +46,27 @@ type dockerManifestEntry struct {
 	Layers   []string
 }
 
-func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer, docker bool) error {
+// archiveNames are the tags as index.json records them, without duplicates.
+func archiveNames(tags []string) ([]dockerName, error) {
 	names := make([]dockerName, 0, len(tags))
 	seen := map[string]bool{}
 	for _, t := range tags {
 		n, err := normaliseTag(t)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !seen[n.Full] { // app:v1 and docker.io/library/app:v1 are one name
 			seen[n.Full] = true
 			names = append(names, n)
 		}
+	}
+	return names, nil
+}
+
+func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer, docker bool) error {
+	names, err := archiveNames(tags)
+	if err != nil {
+		return err
 	}
 	m, err := img.Manifest()
 	if err != nil {
@@ -88,9 +97,9 @@ func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer,
 	if small["index.json"], err = indexJSON(digest, int64(len(rawManifest)), mt, names); err != nil {
 		return err
 	}
-	layerByName := map[string]v1.Descriptor{}
+	layerByName := map[string]archiveLayer{}
 	for _, d := range m.Layers {
-		layerByName[blobName(d.Digest)] = d
+		layerByName[blobName(d.Digest)] = archiveLayer{img: img, desc: d}
 	}
 	if docker {
 		entry := dockerManifestEntry{Config: blobName(m.Config.Digest), RepoTags: []string{}, Layers: []string{}}
@@ -104,7 +113,18 @@ func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer,
 			return err
 		}
 	}
+	return writeLayoutTar(ctx, w, small, layerByName)
+}
 
+// archiveLayer is a layer blob of an archive and the image it is read through.
+type archiveLayer struct {
+	img  v1.Image
+	desc v1.Descriptor
+}
+
+// writeLayoutTar writes an OCI layout as a tar: the small files (index.json,
+// manifests, configs) and the layer blobs, by name, sorted.
+func writeLayoutTar(ctx context.Context, w io.Writer, small map[string][]byte, layerByName map[string]archiveLayer) error {
 	files := make([]string, 0, len(small)+len(layerByName))
 	for n := range small {
 		files = append(files, n)
@@ -135,7 +155,8 @@ func writeArchive(ctx context.Context, img v1.Image, tags []string, w io.Writer,
 			}
 			continue
 		}
-		if err := writeLayer(ctx, tw, w, img, n, layerByName[n]); err != nil {
+		l := layerByName[n]
+		if err := writeLayer(ctx, tw, w, l.img, n, l.desc); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -18,6 +20,26 @@ type Built struct {
 	Image  v1.Image
 	Tags   []string
 	Rootfs Rootfs // nil when no output needs the files
+
+	// Index is the image index of a multi-platform build (NewIndex of Platforms),
+	// nil for one platform. Image and Rootfs are then nil: each platform's are in
+	// Platforms.
+	Index     v1.ImageIndex
+	Platforms []PlatformImage
+}
+
+// OnePlatform refuses a multi-platform build for an output that holds one image
+// (docker, tar).
+func (b Built) OnePlatform(typ string) error {
+	if b.Index == nil {
+		return nil
+	}
+	names := make([]string, len(b.Platforms))
+	for i, p := range b.Platforms {
+		names[i] = p.Platform.String()
+	}
+	return fmt.Errorf("the %s output holds one platform's image and this build made %d (%s): "+
+		"build with one --platform, or use type=oci or --push for the image index", typ, len(b.Platforms), strings.Join(names, ", "))
 }
 
 // Rootfs is a built image's flattened filesystem.
@@ -43,6 +65,11 @@ type OCIArchive struct {
 }
 
 func (o OCIArchive) Write(ctx context.Context, b Built) error {
+	if b.Index != nil {
+		return wrapOutput("oci", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
+			return WriteOCIIndexArchive(ctx, b.Index, b.Tags, w)
+		}))
+	}
 	return writeArchiveTo(ctx, "oci", o.Dest, o.Stdout, b, WriteOCIArchive)
 }
 
@@ -54,6 +81,9 @@ type DockerArchive struct {
 }
 
 func (o DockerArchive) Write(ctx context.Context, b Built) error {
+	if err := b.OnePlatform("docker"); err != nil {
+		return wrapOutput("docker", o.Dest, err)
+	}
 	return writeArchiveTo(ctx, "docker", o.Dest, o.Stdout, b, WriteDockerArchive)
 }
 
@@ -72,6 +102,9 @@ type RootfsTar struct {
 }
 
 func (o RootfsTar) Write(ctx context.Context, b Built) error {
+	if err := b.OnePlatform("tar"); err != nil {
+		return wrapOutput("tar", o.Dest, err)
+	}
 	return wrapOutput("tar", o.Dest, withRootfs(ctx, b, func(root string) error {
 		return writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
 			return layers.WriteTree(ctx, root, w, layers.WriteOptions{})
@@ -81,12 +114,16 @@ func (o RootfsTar) Write(ctx context.Context, b Built) error {
 
 // LocalDir copies the image's filesystem into the directory Dir. A new dir is filled
 // under a temp name and renamed; an existing dir is written into, as buildx's local
-// exporter does.
+// exporter does. A multi-platform build gets a subdirectory per platform, named as
+// buildx names them (PlatformDir: linux_amd64, linux_arm64).
 type LocalDir struct {
 	Dir string
 }
 
 func (o LocalDir) Write(ctx context.Context, b Built) error {
+	if b.Index != nil {
+		return wrapOutput("local", o.Dir, writeLocalPlatforms(ctx, b.Platforms, o.Dir))
+	}
 	return wrapOutput("local", o.Dir, withRootfs(ctx, b, func(root string) error {
 		return writeLocal(ctx, root, o.Dir)
 	}))
@@ -105,6 +142,9 @@ func (o Registry) Write(ctx context.Context, b Built) error {
 		names = b.Tags
 	}
 	// Push's errors name the registry and the image already.
+	if b.Index != nil {
+		return Push(ctx, b.Index, names, o.Opts)
+	}
 	return Push(ctx, b.Image, names, o.Opts)
 }
 
@@ -146,6 +186,26 @@ func writeLocal(ctx context.Context, root, dir string) error {
 	return atomicfile.WriteDir(dir, 0o755, func(tmp string) error {
 		return layers.Unpack(ctx, pr, tmp, opts)
 	})
+}
+
+// writeLocalPlatforms writes each platform's files into its subdirectory of dir: a
+// new dir appears whole, an existing one is written into.
+func writeLocalPlatforms(ctx context.Context, imgs []PlatformImage, dir string) error {
+	fill := func(dir string) error {
+		for _, pi := range imgs {
+			err := withRootfs(ctx, Built{Rootfs: pi.Rootfs}, func(root string) error {
+				return writeLocal(ctx, root, filepath.Join(dir, PlatformDir(pi.Platform)))
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", pi.Platform.String(), err)
+			}
+		}
+		return nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return fill(dir)
+	}
+	return atomicfile.WriteDir(dir, 0o755, fill)
 }
 
 // writeTo writes to stdout for "-", else atomically to the file dest.

@@ -18,7 +18,10 @@ import (
 // request for layers marked with MountableFrom whose source is another repository of
 // the same registry, uploads in parallel (Jobs, default 4), retries of transient
 // failures.
-func Push(ctx context.Context, img v1.Image, tags []string, opts PushOptions) error {
+//
+// img is an image or an image index (a multi-platform build's), pushed with every
+// manifest it lists.
+func Push(ctx context.Context, img remote.Taggable, tags []string, opts PushOptions) error {
 	if len(tags) == 0 {
 		return fmt.Errorf("push: no tag given")
 	}

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/dockerfile"
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/internal/userns"
 	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/parser"
@@ -93,7 +95,7 @@ Examples:
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache for any step")
 	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
 	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
-	f.StringVar(&o.platform, "platform", "", "target platform, e.g. linux/amd64 (default: the host's)")
+	f.StringVar(&o.platform, "platform", "", "target platforms, comma-separated, e.g. linux/amd64,linux/arm64: several make an image index (default: the host's)")
 	f.BoolVar(&o.pull, "pull", false, "fetch base image manifests again even when the store has the image (tags are resolved at every build anyway)")
 	f.BoolVar(&o.offline, "offline", false, "use base images already in the store without asking the registry: a tag keeps the image it named when last pulled")
 	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t tag (same as -o type=registry)")
@@ -206,16 +208,28 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	platform, err := o.targetPlatform()
+	plats, err := o.targetPlatforms()
 	if err != nil {
 		return err
 	}
-	graph, err := parser.Parse(bytes.NewReader(dfData), parser.Options{
-		Filename: dfName, BuildArgs: buildArgs, Target: o.target, TargetPlatform: platform.String(),
-	})
-	if err != nil {
+	if err := checkOutputsForPlatforms(outputs, plats); err != nil {
 		return err
 	}
+	// The Dockerfile is parsed once per target platform: TARGETARCH and the rest can
+	// change FROM lines and which stages are needed.
+	targets := make([]dockerfile.Target, len(plats))
+	for i, p := range plats {
+		g, err := parser.Parse(bytes.NewReader(dfData), parser.Options{
+			Filename: dfName, BuildArgs: buildArgs, Target: o.target, TargetPlatform: p.String(),
+		})
+		if err != nil {
+			return err
+		}
+		targets[i] = dockerfile.Target{Platform: p, Graph: g}
+	}
+	// Warnings, checks and the cache export's stages are those of the first
+	// platform's graph: the stages are the same for every platform.
+	graph := targets[0].Graph
 	bctx, err := source.Open(contextDir, dfPath)
 	if err != nil {
 		return err
@@ -270,26 +284,32 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	// is verified as it is read) is removed and the build done again, which makes or
 	// pulls what needed it; each attempt can find one more (cache.Store.RepairBlobs).
 	parseFindings := checkFindings
-	var res *solver.Result
+	var results []*solver.Result
+	var built image.Built
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
-		res, err = dockerfile.Build(ctx, dockerfile.Options{
+		results, err = dockerfile.BuildPlatforms(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
-			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
+			Pull: pullOptions(o), Limits: limits, Network: network,
 			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
 			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 			Warn: func(w string) { checkFindings++; prog.Warn(w) },
-		})
+		}, targets)
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
-			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)
+			// Every result lists the steps of the whole build (one engine); the
+			// last one made has them all.
+			err = caches.export(ctx, rstore, results[len(results)-1], graph, o.insecure, prog)
 		}
 		if err == nil {
-			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
+			built, err = builtImage(plats, results, o.tags, store, snaps, prog)
+		}
+		if err == nil {
+			err = writeOutputs(ctx, o, outputs, built, stdout, prog)
 		}
 		return err
 	})
@@ -297,7 +317,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return err
 	}
 	caches.summary(rstore, prog)
-	if err := writeResultFiles(o, res); err != nil {
+	if err := writeResultFiles(o, built); err != nil {
 		return err
 	}
 	autoGC(ctx, store, snaps, prog.Warn)
@@ -447,11 +467,23 @@ func sourceDateEpoch(buildArgs map[string]string) *time.Time {
 	return &t
 }
 
-// writeResultFiles writes --iidfile and --metadata-file.
-func writeResultFiles(o buildOptions, res *solver.Result) error {
-	cfgDigest, err := res.Image.ConfigName()
-	if err != nil {
-		return err
+// writeResultFiles writes --iidfile and --metadata-file. For a multi-platform build
+// the image ID is the index's digest, as buildx writes it.
+func writeResultFiles(o buildOptions, b image.Built) error {
+	var cfgDigest, mdigest v1.Hash
+	var err error
+	if b.Index != nil {
+		if mdigest, err = b.Index.Digest(); err != nil {
+			return err
+		}
+		cfgDigest = mdigest
+	} else {
+		if cfgDigest, err = b.Image.ConfigName(); err != nil {
+			return err
+		}
+		if mdigest, err = b.Image.Digest(); err != nil {
+			return err
+		}
 	}
 	if o.iidFile != "" {
 		if err := writeFileAtomic(o.iidFile, func(w io.Writer) error {
@@ -462,13 +494,9 @@ func writeResultFiles(o buildOptions, res *solver.Result) error {
 		}
 	}
 	if o.metadataFile != "" {
-		mdigest, err := res.Image.Digest()
-		if err != nil {
-			return err
-		}
-		md := map[string]any{
-			"containerimage.digest":        mdigest.String(),
-			"containerimage.config.digest": cfgDigest.String(),
+		md := map[string]any{"containerimage.digest": mdigest.String()}
+		if b.Index == nil {
+			md["containerimage.config.digest"] = cfgDigest.String()
 		}
 		if len(o.tags) > 0 {
 			md["image.name"] = strings.Join(o.tags, ",")

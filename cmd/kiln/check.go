@@ -24,10 +24,11 @@ func runCheck(o buildOptions, contextDir string, stdout io.Writer, stdin io.Read
 	if err != nil {
 		return err
 	}
-	platform, err := o.targetPlatform()
+	plats, err := o.targetPlatforms()
 	if err != nil {
 		return err
 	}
+	platform := plats[0]
 	graph, err := parser.Parse(bytes.NewReader(dfData), parser.Options{
 		Filename: dfName, BuildArgs: buildArgs, Target: o.target, TargetPlatform: platform.String(), Check: true,
 	})

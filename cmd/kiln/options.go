@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/image"
@@ -12,17 +14,33 @@ func pullOptions(o buildOptions) image.PullOptions {
 	return image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
 }
 
-// targetPlatform is --platform, or the host's.
-func (o buildOptions) targetPlatform() (v1.Platform, error) {
-	if o.platform == "" {
-		return v1.Platform{OS: "linux", Architecture: hostArch()}, nil
+// targetPlatforms are the platforms of --platform a,b,… (normalised as containerd
+// does: linux/aarch64 is linux/arm64, linux/arm is linux/arm/v7), each once, in the
+// order given; the host's when it is not set. A platform the host cannot run is built
+// under emulation (exec.FindEmulator) when a stage RUNs something.
+func (o buildOptions) targetPlatforms() ([]v1.Platform, error) {
+	if strings.TrimSpace(o.platform) == "" {
+		return []v1.Platform{{OS: "linux", Architecture: hostArch()}}, nil
 	}
-	p, err := v1.ParsePlatform(o.platform)
-	if err != nil {
-		return v1.Platform{}, fmt.Errorf("--platform %s: %w", o.platform, err)
+	var out []v1.Platform
+	seen := map[string]bool{}
+	for _, s := range strings.Split(o.platform, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, fmt.Errorf("--platform %q: an empty platform in the list", o.platform)
+		}
+		p, err := platforms.Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("--platform %s: %w", s, err)
+		}
+		p = platforms.Normalize(p)
+		if p.OS != "linux" {
+			return nil, fmt.Errorf("--platform %s: kiln builds Linux images only", s)
+		}
+		if name := platforms.FormatAll(p); !seen[name] {
+			seen[name] = true
+			out = append(out, v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+		}
 	}
-	if p.OS != "linux" || p.Architecture != hostArch() {
-		return v1.Platform{}, fmt.Errorf("--platform %s: kiln builds only for the host's platform (linux/%s); emulation is not supported", o.platform, hostArch())
-	}
-	return *p, nil
+	return out, nil
 }
