@@ -85,7 +85,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBuildCmd(), newPruneCmd(), newDuCmd(), newCheckCmd(), newVersionCmd())
+	root.AddCommand(newBuildCmd(), newPruneCmd(), newDuCmd(), newCheckCmd(), newBinfmtCmd(), newVersionCmd())
 	return root
 }
 

@@ -60,7 +60,18 @@ func busyboxEntries() ([]entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(bb)
+	return busyboxEntriesOf(bb)
+}
+
+// busyboxEntriesOf is busyboxEntries with the busybox binary at bin (of any
+// architecture); the applet links are those of the host's busybox, the same Debian
+// package built for another architecture.
+func busyboxEntriesOf(bin string) ([]entry, error) {
+	bb, err := BusyboxPath()
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, err
 	}
@@ -137,11 +148,7 @@ func modeExtra(m int64) os.FileMode {
 }
 
 // busyboxTar is the rootfs as a deterministic tar (mtime 0, sorted, numeric owners).
-func busyboxTar() ([]byte, error) {
-	es, err := busyboxEntries()
-	if err != nil {
-		return nil, err
-	}
+func busyboxTar(es []entry) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range es {
@@ -169,7 +176,16 @@ func busyboxTar() ([]byte, error) {
 // NewBusyboxImage is the busybox rootfs as a one-layer OCI image for linux/GOARCH
 // (gzip layer, Env PATH, Cmd ["sh"], created 1970-01-01), the same digest every time.
 func NewBusyboxImage() (v1.Image, error) {
-	tb, err := busyboxTar()
+	es, err := busyboxEntries()
+	if err != nil {
+		return nil, err
+	}
+	return newBusyboxImage(es, runtime.GOARCH)
+}
+
+// newBusyboxImage is the image of the rootfs es for linux/arch.
+func newBusyboxImage(es []entry, arch string) (v1.Image, error) {
+	tb, err := busyboxTar(es)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +212,7 @@ func NewBusyboxImage() (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS = "linux"
-	cf.Architecture = runtime.GOARCH
+	cf.Architecture = arch
 	cf.Created = epoch
 	cf.Config.Env = []string{BusyboxEnvPath}
 	cf.Config.Cmd = []string{"sh"}

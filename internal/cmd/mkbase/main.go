@@ -1,8 +1,11 @@
 // Command mkbase writes a busybox base image, made from Debian's busybox-static, as an
-// OCI layout directory. `make demo` builds on it without a registry or network.
+// OCI layout directory. `make demo` builds on it without a registry or network. With
+// -multiplatform the layout holds a two-platform index (linux/amd64 and linux/arm64,
+// the arm64 one from busybox-static:arm64, which scripts/install-deps.sh fetches).
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 
@@ -10,16 +13,23 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: mkbase DIR")
+	multi := flag.Bool("multiplatform", false, "write a linux/amd64 + linux/arm64 index")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: mkbase [-multiplatform] DIR")
 		os.Exit(2)
 	}
+	dir := flag.Arg(0)
 	// A fresh layout every time: appending would leave two images tagged "latest".
-	if err := os.RemoveAll(os.Args[1]); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "mkbase:", err)
 		os.Exit(1)
 	}
-	if err := testenv.WriteBusyboxOCILayout(os.Args[1]); err != nil {
+	write := testenv.WriteBusyboxOCILayout
+	if *multi {
+		write = testenv.WriteBusyboxIndexLayout
+	}
+	if err := write(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "mkbase:", err)
 		os.Exit(1)
 	}
