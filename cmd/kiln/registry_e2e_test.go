@@ -540,7 +540,7 @@ func containsAny(s string, subs []string) bool {
 }
 
 // A multi-platform base: the build picks the host's image (by default and by
-// --platform), and refuses another platform rather than emulating it.
+// --platform), and takes another platform's manifest for --platform of it.
 func TestRegistryPlatformFromIndex(t *testing.T) {
 	t.Parallel()
 	root, out := e2e(t)
