@@ -29,7 +29,7 @@ type Built struct {
 }
 
 // OnePlatform refuses a multi-platform build for an output that holds one image
-// (docker, tar).
+// (docker).
 func (b Built) OnePlatform(typ string) error {
 	if b.Index == nil {
 		return nil
@@ -95,15 +95,18 @@ func writeArchiveTo(ctx context.Context, typ, dest string, stdout io.Writer, b B
 }
 
 // RootfsTar writes the image's filesystem as a plain tar, as buildx's tar exporter,
-// to the file Dest, or to Stdout when Dest is "-".
+// to the file Dest, or to Stdout when Dest is "-". A multi-platform build's tar has a
+// directory per platform (PlatformDir), as buildx's.
 type RootfsTar struct {
 	Dest   string
 	Stdout io.Writer
 }
 
 func (o RootfsTar) Write(ctx context.Context, b Built) error {
-	if err := b.OnePlatform("tar"); err != nil {
-		return wrapOutput("tar", o.Dest, err)
+	if b.Index != nil {
+		return wrapOutput("tar", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
+			return writePlatformsTar(ctx, b.Platforms, w)
+		}))
 	}
 	return wrapOutput("tar", o.Dest, withRootfs(ctx, b, func(root string) error {
 		return writeTo(o.Dest, o.Stdout, func(w io.Writer) error {

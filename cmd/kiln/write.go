@@ -36,13 +36,13 @@ func builtImage(plats []v1.Platform, results []*solver.Result, tags []string, st
 }
 
 // checkOutputsForPlatforms refuses, before building, an output that cannot hold a
-// build's platforms: the docker and tar outputs hold one image (as in buildx).
+// build's platforms: the docker output holds one image (as in buildx).
 func checkOutputsForPlatforms(outs []outputSpec, plats []v1.Platform) error {
 	if len(plats) < 2 {
 		return nil
 	}
 	for _, out := range outs {
-		if out.Type == "docker" || out.Type == "tar" {
+		if out.Type == "docker" {
 			return image.Built{Index: empty.Index, Platforms: platformImages(plats)}.OnePlatform(out.Type)
 		}
 	}
