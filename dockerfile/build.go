@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kiln-build/kiln/source/remote"
@@ -103,6 +104,9 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*sol
 		return nil, fmt.Errorf("internal error: no target platform")
 	}
 	opts.multiPlatform = len(targets) > 1
+	if opts.multiPlatform && opts.Warn != nil {
+		opts.Warn = onceEach(opts.Warn)
+	}
 	eng := solver.New(solver.Options{
 		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
 		Platform: targets[0].Platform, Pull: opts.Pull, Limits: opts.Limits,
@@ -228,3 +232,19 @@ func familiarName(ref string) string {
 }
 
 func (b *build) emit(e solver.Event) { b.eng.Emit(e) }
+
+// onceEach is warn called once per distinct message: each platform's solve finds
+// the same problems of the Dockerfile.
+func onceEach(warn func(string)) func(string) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(w string) {
+		mu.Lock()
+		dup := seen[w]
+		seen[w] = true
+		mu.Unlock()
+		if !dup {
+			warn(w)
+		}
+	}
+}
