@@ -11,6 +11,13 @@
 // git via package source, each part keyed by what it selects) and WORKDIR into
 // solver ops. The history and diff IDs of the config follow the engine's results.
 //
+// BuildPlatforms builds one image per target platform (kiln build --platform a,b)
+// with one engine: each platform's graph is solved concurrently, each stage's ops are
+// of the stage's platform (FROM --platform, its base stage's, else the target's), and
+// the engine merges the ops two platforms share, so a stage pinned to $BUILDPLATFORM
+// that reads no TARGET* arg runs once. Progress names then start with the stage's
+// platform, as BuildKit's.
+//
 // It runs nothing itself and reaches the store only through the engine (temp dirs,
 // cache-mount dirs, the digest memo). Not supported: RUN --security=insecure (kiln
 // cannot run a step with every capability yet), HEALTHCHECK --start-interval, and

@@ -20,6 +20,13 @@
 // starts, removes exactly the cgroups that killed kiln processes left. Isolate puts
 // kiln itself in a private mount namespace so its overlay mounts die with it.
 //
+// A step whose Spec.Arch the host cannot run natively runs under the binfmt_misc
+// emulator registered for it (binfmt.go): Run first checks that one is registered,
+// enabled and has the F flag, and fails with an EmulatorError that says how to
+// register one (InstallEmulator, kiln binfmt install) otherwise. Run never registers
+// one itself. In a user namespace the check is left to the kernel (mounting
+// binfmt_misc there would make an empty instance).
+//
 // Not supported: seccomp and AppArmor/SELinux profiles (runc applies Docker's
 // default seccomp profile; kiln relies on capabilities, device rules and masked
 // paths only), user namespaces (rootless builds), the cgroup filesystem inside the
