@@ -5,7 +5,11 @@
 // op, looks it up in the Store and, on a miss, executes it over a snapshot and
 // commits its upper dir as a layer, then returns the new State. One Engine serves
 // one build and is safe to call from one goroutine per stage: Options.Jobs bounds
-// how many ops execute at once across all of them.
+// how many ops execute at once across all of them. A build of several platforms uses
+// one Engine and a view of it per platform (ForPlatform): the views share the --jobs
+// bound, step numbers, base images and the ops resolved so far, and an op two solves
+// reach with the same state key is resolved once (merge.go), as BuildKit merges
+// identical vertices.
 //
 // Identity: every filesystem op is an Op (op.go), a plain value holding all that can
 // change what the op leaves or sees: RUN's argv, env, user, workdir, network,
