@@ -32,10 +32,33 @@ func NewIndex(imgs []PlatformImage) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image index: %w", err)
 		}
+		size, err := pi.Image.Size()
+		if err != nil {
+			return nil, fmt.Errorf("image index: %w", err)
+		}
+		digest, err := pi.Image.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("image index: %w", err)
+		}
 		p := pi.Platform
-		adds[i] = mutate.IndexAddendum{Add: pi.Image, Descriptor: v1.Descriptor{MediaType: mt, Platform: &p}}
+		desc := v1.Descriptor{MediaType: mt, Size: size, Digest: digest, Platform: &p}
+		adds[i] = mutate.IndexAddendum{Add: describedImage{Image: pi.Image, desc: desc}, Descriptor: desc}
 	}
 	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// describedImage is an image with the descriptor the index lists it by. Without it
+// ggcr derives one with an artifactType (the config's media type), which an image,
+// unlike an artifact, has no use for and BuildKit's indexes do not carry.
+type describedImage struct {
+	v1.Image
+	desc v1.Descriptor
+}
+
+// Descriptor implements partial.withDescriptor.
+func (i describedImage) Descriptor() (*v1.Descriptor, error) {
+	d := i.desc
+	return &d, nil
 }
 
 // PlatformDir is the directory a platform's files get in a multi-platform local
