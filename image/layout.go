@@ -15,8 +15,9 @@ import (
 //
 // A tag matches the org.opencontainers.image.ref.name annotation of an index.json
 // entry (or the tag part of io.containerd.image.name); without a tag or digest the
-// layout's only entry is used, else the one tagged "latest". An entry that is itself an
-// index is resolved for opts.Platform.
+// layout's only entry is used, else the one tagged "latest", or, when index.json lists
+// one untagged image per platform, the one for opts.Platform. An entry that is itself
+// an index is resolved for opts.Platform.
 func LoadOCILayout(ctx context.Context, store BlobStore, path string, opts PullOptions) (*Pulled, error) {
 	dir, tag, dgst, err := splitLayoutRef(path)
 	if err != nil {
@@ -30,13 +31,24 @@ func LoadOCILayout(ctx context.Context, store BlobStore, path string, opts PullO
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", dir, err)
 	}
-	desc, err := selectManifest(idx, tag, dgst)
+	plat := hostPlatform(opts.Platform)
+	var desc v1.Descriptor
+	if tag == "" && dgst == nil && isPlatformIndex(idx) {
+		// index.json lists one image per platform, untagged (as crane and ggcr's
+		// layout.Write leave a multi-platform image): it is the image's index.
+		im, _ := idx.IndexManifest()
+		desc, err = selectPlatform("oci layout "+path, im, plat)
+	} else {
+		desc, err = selectManifest(idx, tag, dgst)
+	}
+	var npe *NoPlatformError
+	if errors.As(err, &npe) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}
-	plat := hostPlatform(opts.Platform)
 	img, err := layoutImage("oci layout "+path, idx, desc, plat)
-	var npe *NoPlatformError
 	if errors.As(err, &npe) {
 		return nil, err
 	}
@@ -52,6 +64,21 @@ func LoadOCILayout(ctx context.Context, store BlobStore, path string, opts PullO
 		return nil, fmt.Errorf("oci layout %s: %w", path, err)
 	}
 	return &Pulled{Ref: path, ManifestDigest: digest, Image: stored}, nil
+}
+
+// isPlatformIndex reports whether a layout's index.json lists several images, each
+// with a platform and none tagged.
+func isPlatformIndex(idx v1.ImageIndex) bool {
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) < 2 {
+		return false
+	}
+	for _, d := range im.Manifests {
+		if d.Platform == nil || !d.MediaType.IsImage() || d.Annotations[annotationRefName] != "" || d.Annotations[annotationImageName] != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // splitLayoutRef splits path[:tag|@digest]; a colon only starts a tag after the last

@@ -2,9 +2,14 @@ package image
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
@@ -49,5 +54,38 @@ func TestLoadOCILayout(t *testing.T) {
 				t.Fatalf("validate: %v", err)
 			}
 		})
+	}
+}
+
+// A layout whose index.json lists one untagged image per platform (as crane and
+// ggcr's layout.Write leave a multi-platform image) is that image's index: each
+// platform takes its own, a missing one is a NoPlatformError.
+func TestLoadOCILayoutPlatformEntries(t *testing.T) {
+	dir := t.TempDir()
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]v1.Hash{}
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.AppendImage(img, layout.WithPlatform(v1.Platform{OS: "linux", Architecture: arch})); err != nil {
+			t.Fatal(err)
+		}
+		want[arch], _ = img.Digest()
+	}
+	for arch, d := range want {
+		got, err := LoadOCILayout(context.Background(), newTestStore(t), dir, PullOptions{Platform: v1.Platform{OS: "linux", Architecture: arch}})
+		if err != nil || got.ManifestDigest != d {
+			t.Errorf("%s: loaded %v (%v), want %s", arch, got, err, d)
+		}
+	}
+	_, err = LoadOCILayout(context.Background(), newTestStore(t), dir, PullOptions{Platform: v1.Platform{OS: "linux", Architecture: "s390x"}})
+	var npe *NoPlatformError
+	if !errors.As(err, &npe) || !strings.Contains(err.Error(), "linux/amd64, linux/arm64") {
+		t.Errorf("s390x: %v, want a NoPlatformError listing amd64 and arm64", err)
 	}
 }
