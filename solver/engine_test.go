@@ -309,8 +309,13 @@ func TestEngineCancelMidStep(t *testing.T) {
 		cancel()
 	}()
 	e := r.engine(solver.Options{Executor: exe})
-	if _, err := e.Run(ctx, e.Scratch(), step(e, runOp("slow")), solver.RunInputs{}); !errors.Is(err, context.Canceled) {
+	s := step(e, runOp("slow"))
+	if _, err := e.Run(ctx, e.Scratch(), s, solver.RunInputs{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	// Reported as cancelled, not as a failure of its own.
+	if k := r.kinds(s.ID); !slices.Equal(k, []solver.EventKind{solver.StepStarted, solver.StepCanceled}) {
+		t.Errorf("events %v, want started then canceled", k)
 	}
 	if !sawCancel.Load() {
 		t.Error("the running op never saw the cancellation")

@@ -12,6 +12,9 @@ const (
 	StepFailed                   // the step failed
 	StepLog                      // a chunk of the step's output (Data)
 	StepInfo                     // a note about the step (Message), e.g. why the cache missed
+	// StepCanceled: the step stopped because the build was cancelled (another
+	// step, stage or platform failed, or the user interrupted), not by its own fault.
+	StepCanceled
 )
 
 // Event is one progress report. Steps are numbered across the whole build (ID, from 1)

@@ -95,6 +95,8 @@ func (p *progress) plain(e solver.Event) {
 		fmt.Fprintf(p.w, "#%d DONE %.1fs\n", e.ID, e.Duration.Seconds())
 	case solver.StepFailed:
 		fmt.Fprintf(p.w, "#%d ERROR: %s\n", e.ID, firstLineOf(e.Message))
+	case solver.StepCanceled:
+		fmt.Fprintf(p.w, "#%d CANCELED\n", e.ID)
 	}
 }
 

@@ -29,7 +29,7 @@ type ttyDisplay struct {
 type ttyStep struct {
 	id      int
 	name    string
-	state   string // "running", "done", "cached", "error"
+	state   string // "running", "done", "cached", "error", "canceled"
 	started time.Time
 	dur     time.Duration
 	tail    []string
@@ -88,6 +88,9 @@ func (d *ttyDisplay) Event(e solver.Event) {
 	case solver.StepFailed:
 		s := d.step(e)
 		s.state, s.dur = "error", time.Since(s.started)
+	case solver.StepCanceled:
+		s := d.step(e)
+		s.state, s.dur = "canceled", time.Since(s.started)
 	case solver.StepLog:
 		s := d.step(e)
 		text := s.partial + string(e.Data)
@@ -124,6 +127,8 @@ func (d *ttyDisplay) redraw(final bool) {
 			fmt.Fprintf(&b, " => CACHED %s\n", s.name)
 		case "done":
 			fmt.Fprintf(&b, " => %s %6.1fs\n", s.name, s.dur.Seconds())
+		case "canceled":
+			fmt.Fprintf(&b, " => CANCELED %s %6.1fs\n", s.name, s.dur.Seconds())
 		case "error":
 			fmt.Fprintf(&b, " => ERROR %s %6.1fs\n", s.name, s.dur.Seconds())
 			for _, l := range s.tail {
