@@ -361,3 +361,19 @@ func emulatorRegistered(t *testing.T, arch string) bool {
 	}
 	return regexp.MustCompile(`(?m)^linux/` + arch + ` +emulated`).MatchString(r.stdout)
 }
+
+// One foreign platform is one image (no index, as buildx), built on the host with its
+// RUN under qemu and its labels without a platform prefix.
+func TestMultiPlatformSingleForeign(t *testing.T) {
+	root, out := e2e(t)
+	requireEmulator(t, "arm64")
+	bctx := busyboxIndexContext(t)
+	dir := project(t, map[string]string{"Dockerfile": crossDockerfile})
+	tarPath := filepath.Join(out, "arm64.tar")
+	r := mustBuildLimited(t, dir, "--root", root, "--progress", "plain", "--platform", "linux/arm64",
+		"--build-context", bctx, "-o", "type=oci,dest="+tarPath, ".")
+	checkPlatformImage(t, readOCI(t, tarPath), "arm64", "aarch64", elf.EM_AARCH64)
+	if !strings.Contains(r.stderr, "[stage-1 5/5] RUN uname -m") || strings.Contains(r.stderr, "[linux/") {
+		t.Errorf("a one-platform build's progress names carry a platform:\n%s", r.stderr)
+	}
+}
