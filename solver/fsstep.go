@@ -93,7 +93,7 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 	ent, err := e.execStep(ctx, st, x, key)
 	if err != nil {
 		_, err = fail(err)
-		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start)})
+		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
 		return StepResult{}, err
 	}
 	if data, err := json.Marshal(rec); err == nil {

@@ -89,7 +89,7 @@ Examples:
 	f.StringArrayVar(&o.labels, "label", nil, "set a label on the image, KEY=VALUE (repeatable)")
 	f.StringVar(&o.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache for any step")
 	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
 	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
@@ -186,6 +186,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	default:
 		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
 	}
+	if err := o.checkProgressFlag(); err != nil {
+		return err
+	}
 	if o.pull && o.offline {
 		return fmt.Errorf("--pull asks the registry and --offline forbids it: use one of them")
 	}
@@ -244,6 +247,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		solveStore = rstore
 	}
 
+	if noOutput(outputs) && o.iidFile == "" && o.metadataFile == "" {
+		prog.Warn("No output specified: the result stays in kiln's build cache only. " +
+			"To keep it use -o type=oci,dest=FILE (or type=docker|local|tar), or --push with -t REGISTRY/NAME:TAG")
+	}
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
@@ -332,6 +339,17 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	return file, filepath.Base(file), data, nil
+}
+
+// noOutput says no output writes or pushes anything (an image output without
+// push=true keeps the result in the cache only, as with buildx's container driver).
+func noOutput(outs []outputSpec) bool {
+	for _, out := range outs {
+		if out.Push || (out.Type != "image" && out.Type != "registry") {
+			return false
+		}
+	}
+	return true
 }
 
 func (o buildOptions) parseOutputs() ([]outputSpec, error) {

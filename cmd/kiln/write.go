@@ -21,7 +21,10 @@ func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *s
 		if w == nil {
 			continue
 		}
-		if err := w.Write(ctx, built); err != nil {
+		done := exportTask(prog, out, res.Image, o.tags)
+		err := w.Write(ctx, built)
+		done(err)
+		if err != nil {
 			return err
 		}
 	}
@@ -48,7 +51,7 @@ func (out outputSpec) writer(o buildOptions, stdout io.Writer, prog *progress) i
 			names = []string{out.Name}
 		}
 		return image.Registry{Names: names, Opts: image.PushOptions{
-			InsecureRegistry: o.insecure, Jobs: 4, Progress: prog.Info,
+			InsecureRegistry: o.insecure, Jobs: 4,
 		}}
 	}
 	return nil
