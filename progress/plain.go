@@ -139,3 +139,6 @@ func (p *plain) close() {
 		p.flush(p.current)
 	}
 }
+
+// errorLogs is where the failed steps' last output goes after the progress.
+func (x *plain) errorLogs() io.Writer { return x.w }

@@ -55,13 +55,18 @@ func TestPlain(t *testing.T) {
 		calls: []call{
 			ev(solver.Event{Kind: solver.StepStarted, ID: 1, Name: "RUN a"}),
 			ev(solver.Event{Kind: solver.StepInfo, ID: 1, Message: "cache miss: RUN a (a previous step changed)"}),
+			wait(100 * time.Millisecond),
+			ev(solver.Event{Kind: solver.StepLog, ID: 1, Data: []byte("l1\nl2\nl3\nl4\nl5\nl6\nl7\nl8\nl9\nl10\nl11\nno newline")}),
 			ev(solver.Event{Kind: solver.StepFailed, ID: 1, Message: "process \"/bin/sh -c a\" did not complete successfully: exit code: 1\nmore"}),
 			ev(solver.Event{Kind: solver.StepStarted, ID: 2, Name: "RUN b"}),
 			ev(solver.Event{Kind: solver.StepFailed, ID: 2, Message: "run: context canceled", Canceled: true}),
 		},
 		want: "#1 RUN a\n#1 cache miss: RUN a (a previous step changed)\n" +
+			"#1 0.100 l1\n#1 0.100 l2\n#1 0.100 l3\n#1 0.100 l4\n#1 0.100 l5\n#1 0.100 l6\n#1 0.100 l7\n#1 0.100 l8\n#1 0.100 l9\n#1 0.100 l10\n#1 0.100 l11\n#1 0.100 no newline\n" +
 			"#1 ERROR: process \"/bin/sh -c a\" did not complete successfully: exit code: 1\n\n" +
-			"#2 RUN b\n#2 CANCELED\n",
+			"#2 RUN b\n#2 CANCELED\n" +
+			// the failed step's last ten lines (not the cancelled one's), below
+			"------\n > RUN a:\n0.100 l2\n0.100 l3\n0.100 l4\n0.100 l5\n0.100 l6\n0.100 l7\n0.100 l8\n0.100 l9\n0.100 l10\n0.100 l11\n0.100 no newline\n------\n",
 	}, {
 		name: "a task with statuses, notes of the build, a warning",
 		calls: []call{
@@ -81,7 +86,8 @@ func TestPlain(t *testing.T) {
 		want: "#0 sandbox: namespaces, overlay\n#0 another note\n\n" +
 			"#1 exporting to oci image format\n#1 exporting layers 0.3s done\n#1 exporting manifest sha256:abc done\n#1 ...\n" +
 			"WARNING: something odd\n\n#1 exporting to oci image format\n#1 DONE 0.3s\n\n" +
-			"#2 pushing\n#2 ERROR: push: refused\n",
+			"#2 pushing\n#2 ERROR: push: refused\n" +
+			"------\n > pushing:\n------\n",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

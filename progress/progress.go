@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +128,11 @@ type vertex struct {
 	task      bool
 	statuses  []*status
 
+	// the last lines of output (with their time, as plain shows them), for the
+	// error block of a failed step
+	last     []string
+	lastPart []byte
+
 	// what the renderers keep of the output
 	partial  []byte // plain: an output line not yet ended
 	tail     []string
@@ -134,6 +141,30 @@ type vertex struct {
 }
 
 func (v *vertex) done() bool { return !v.completed.IsZero() }
+
+// errorLogLines is how many of a failed step's last output lines its error block
+// shows, as BuildKit's.
+const errorLogLines = 10
+
+// keepLast records the complete lines of data among v's last output lines.
+func (v *vertex) keepLast(data []byte, at time.Time) {
+	buf := append(v.lastPart, data...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		v.last = append(v.last, fmt.Sprintf("%.3f %s", at.Sub(v.started).Seconds(), buf[:i]))
+		if len(v.last) > errorLogLines {
+			v.last = v.last[1:]
+		}
+		buf = buf[i+1:]
+	}
+	if len(buf) > 4096 {
+		buf = buf[len(buf)-4096:]
+	}
+	v.lastPart = append(v.lastPart[:0], buf...)
+}
 
 // status is a sub-line of a vertex: "writing image sha256:… done".
 type status struct {
@@ -220,6 +251,7 @@ func (p *Printer) Event(e solver.Event) {
 		if v.started.IsZero() {
 			v.started = at
 		}
+		v.keepLast(e.Data, at)
 		p.r.log(v, e.Stream, e.Data, at)
 	case solver.StepInfo:
 		p.r.note(v, e.Message, at)
@@ -263,6 +295,38 @@ func (p *Printer) Close() {
 	p.mu.Unlock()
 	// The tty view's redraw loop takes the lock itself: close it unlocked.
 	r.close()
+	if b, ok := r.(interface{ errorLogs() io.Writer }); ok {
+		p.printErrorLogs(b.errorLogs())
+	}
+}
+
+// printErrorLogs shows, below the progress, the last output lines of each step that
+// failed (not of those cancelled), as BuildKit does before the error:
+//
+//	------
+//	 > [stage-0 2/2] RUN make:
+//	0.412 main.c:3: error: …
+//	------
+func (p *Printer) printErrorLogs(w io.Writer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var failed []*vertex
+	for _, v := range p.byID {
+		if v.err != "" && !v.canceled {
+			failed = append(failed, v)
+		}
+	}
+	slices.SortFunc(failed, func(a, b *vertex) int { return a.id - b.id })
+	for _, v := range failed {
+		fmt.Fprintf(w, "------\n > %s:\n", v.name)
+		for _, l := range v.last {
+			fmt.Fprintln(w, l)
+		}
+		if len(v.lastPart) > 0 {
+			fmt.Fprintf(w, "%.3f %s\n", v.completed.Sub(v.started).Seconds(), v.lastPart)
+		}
+		fmt.Fprintln(w, "------")
+	}
 }
 
 // Task is a piece of the build's work outside the solver, shown as a step of its own:

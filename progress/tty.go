@@ -268,3 +268,6 @@ func stepLine(v *vertex, now time.Time, width int) string {
 	pad := left - runewidth.StringWidth(name)
 	return " => " + name + strings.Repeat(" ", pad) + timer
 }
+
+// errorLogs is where the failed steps' last output goes after the progress.
+func (x *tty) errorLogs() io.Writer { return x.w }

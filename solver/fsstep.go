@@ -92,9 +92,9 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 	}
 	ent, err := e.execStep(ctx, st, x, key)
 	if err != nil {
-		_, err = fail(err)
+		// The step's line shows in its title; its message is the error's own.
 		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
-		return StepResult{}, err
+		return fail(err)
 	}
 	if data, err := json.Marshal(rec); err == nil {
 		_ = e.opts.Store.SetLastInputs(ctx, scope, data)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -124,7 +126,7 @@ func defaultRoot() string {
 	return filepath.Join(home, ".local", "share", "kiln")
 }
 
-func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
+func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) (err error) {
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
 	}
@@ -209,6 +211,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
+	// An error at a Dockerfile line is shown with an excerpt of it.
+	defer func() { err = withDockerfile(err, dfName, dfData) }()
 	platform, err := o.targetPlatform()
 	if err != nil {
 		return err
@@ -324,12 +328,18 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		}
 		return "", "Dockerfile", data, nil
 	}
-	if file == "" {
+	named := file != ""
+	if !named {
 		file = filepath.Join(contextDir, "Dockerfile")
 	}
 	fi, err := os.Stat(file)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("read Dockerfile: %w (use -f to name another file)", err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && named:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %s does not exist (-f is relative to the current directory, not to the context)", file)
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "", nil, fmt.Errorf("read Dockerfile: the context %s has no Dockerfile: add one, or name yours with -f", contextDir)
+	case err != nil:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	if fi.IsDir() {
 		return "", "", nil, fmt.Errorf("Dockerfile %s is a directory; use -f to name the file", file)
