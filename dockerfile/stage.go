@@ -56,6 +56,7 @@ type stepCtx struct {
 	id    int              // progress step number
 	name  string           // "[stage 2/5] RUN make"
 	pos   int              // position in the stage (1 is FROM)
+	total int              // the stage's instructions, FROM included
 	rest  []parser.Command // the stage's commands after this one
 }
 
@@ -97,8 +98,8 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if err != nil {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
-		sc.name = fmt.Sprintf("[%s%s %d/%d] %s", b.platformPrefix(st), stageDisplayName(s), i+2, total, displayInstruction(c))
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, total: total, rest: cmds[i+1:]}
+		sc.name = stepTitle(b.stageTitle(st, s), i+2, total, c, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
@@ -106,13 +107,15 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 	return nil
 }
 
-// platformPrefix starts a step's progress name with its stage's platform when the
-// build has several, as BuildKit's "[linux/arm64 build 2/3] RUN make".
-func (b *build) platformPrefix(st *stageState) string {
+// stageTitle is how a step's progress name calls its stage: its name, after the
+// stage's platform when the build has several, as BuildKit's "[linux/arm64 build
+// 2/3] RUN make".
+func (b *build) stageTitle(st *stageState, s *parser.Stage) string {
 	if !b.opts.multiPlatform {
-		return ""
+		return stageDisplayName(s)
 	}
-	return platforms.FormatAll(specs.Platform{OS: st.platform.OS, Architecture: st.platform.Architecture, Variant: st.platform.Variant}) + " "
+	p := specs.Platform{OS: st.platform.OS, Architecture: st.platform.Architecture, Variant: st.platform.Variant}
+	return platforms.FormatAll(p) + " " + stageDisplayName(s)
 }
 
 func stageDisplayName(s *parser.Stage) string {
@@ -148,7 +151,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 	}
 	st.eng = b.eng.ForPlatform(st.platform)
 	id := b.eng.NextID()
-	name := fmt.Sprintf("[%s%s 1/%d] FROM %s", b.platformPrefix(st), stageDisplayName(s), len(s.Commands)+1, s.Base)
+	name := stepPrefix(b.stageTitle(st, s), 1, len(s.Commands)+1) + "FROM " + s.Base
 	// A stage several platforms' solves share (pinned to $BUILDPLATFORM) shows its
 	// FROM once; its ops are merged by the engine.
 	report := b.eng.FirstReport("from\x00" + name)
@@ -183,8 +186,8 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 			emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
-			emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
-			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: "FROM " + s.Base + ": " + err.Error(), Err: err}
+			emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error(), Canceled: ctx.Err() != nil})
+			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error(), Err: err}
 		}
 		st.cfg = cloneConfig(base.Config)
 		st.fs = base.State

@@ -12,9 +12,6 @@ const (
 	StepFailed                   // the step failed
 	StepLog                      // a chunk of the step's output (Data)
 	StepInfo                     // a note about the step (Message), e.g. why the cache missed
-	// StepCanceled: the step stopped because the build was cancelled (another
-	// step, stage or platform failed, or the user interrupted), not by its own fault.
-	StepCanceled
 )
 
 // Event is one progress report. Steps are numbered across the whole build (ID, from 1)
@@ -28,6 +25,9 @@ type Event struct {
 	Stream   int    // StepLog: 1 stdout, 2 stderr
 	Duration time.Duration
 	Time     time.Time
+	// Canceled says a StepFailed step was stopped because the build was cancelled
+	// (Ctrl-C, another step's failure), not by a fault of its own.
+	Canceled bool
 }
 
 // Progress receives events. It is called from several goroutines and must be safe for that.

@@ -99,15 +99,10 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: "cache miss: " + x.Display + " (" + why + ")"})
 	}
 	ent, err := e.execStep(ctx, st, x, key)
-	if err != nil && ctx.Err() != nil {
-		// Stopped by what cancelled the build, which reports its own error.
-		e.Emit(Event{Kind: StepCanceled, ID: x.ID, Name: x.Name, Duration: time.Since(start)})
-		return StepResult{}, err
-	}
 	if err != nil {
-		_, err = fail(err)
-		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start)})
-		return StepResult{}, err
+		// The step's line shows in its title; its message is the error's own.
+		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
+		return fail(err)
 	}
 	if data, err := json.Marshal(rec); err == nil {
 		_ = e.opts.Store.SetLastInputs(ctx, scope, data)

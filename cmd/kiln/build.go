@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -91,7 +93,7 @@ Examples:
 	f.StringArrayVar(&o.labels, "label", nil, "set a label on the image, KEY=VALUE (repeatable)")
 	f.StringVar(&o.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache for any step")
 	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
 	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
@@ -126,7 +128,7 @@ func defaultRoot() string {
 	return filepath.Join(home, ".local", "share", "kiln")
 }
 
-func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
+func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) (err error) {
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
 	}
@@ -188,6 +190,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	default:
 		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
 	}
+	if err := o.checkProgressFlag(); err != nil {
+		return err
+	}
 	if o.pull && o.offline {
 		return fmt.Errorf("--pull asks the registry and --offline forbids it: use one of them")
 	}
@@ -208,6 +213,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
+	// An error at a Dockerfile line is shown with an excerpt of it.
+	defer func() { err = withDockerfile(err, dfName, dfData) }()
 	plats, err := o.targetPlatforms()
 	if err != nil {
 		return err
@@ -258,6 +265,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		solveStore = rstore
 	}
 
+	if noOutput(outputs) && o.iidFile == "" && o.metadataFile == "" {
+		prog.Warn("No output specified: the result stays in kiln's build cache only. " +
+			"To keep it use -o type=oci,dest=FILE (or type=docker|local|tar), or --push with -t REGISTRY/NAME:TAG")
+	}
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
@@ -337,12 +348,18 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		}
 		return "", "Dockerfile", data, nil
 	}
-	if file == "" {
+	named := file != ""
+	if !named {
 		file = filepath.Join(contextDir, "Dockerfile")
 	}
 	fi, err := os.Stat(file)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("read Dockerfile: %w (use -f to name another file)", err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && named:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %s does not exist (-f is relative to the current directory, not to the context)", file)
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "", nil, fmt.Errorf("read Dockerfile: the context %s has no Dockerfile: add one, or name yours with -f", contextDir)
+	case err != nil:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	if fi.IsDir() {
 		return "", "", nil, fmt.Errorf("Dockerfile %s is a directory; use -f to name the file", file)
@@ -352,6 +369,17 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	return file, filepath.Base(file), data, nil
+}
+
+// noOutput says no output writes or pushes anything (an image output without
+// push=true keeps the result in the cache only, as with buildx's container driver).
+func noOutput(outs []outputSpec) bool {
+	for _, out := range outs {
+		if out.Push || (out.Type != "image" && out.Type != "registry") {
+			return false
+		}
+	}
+	return true
 }
 
 func (o buildOptions) parseOutputs() ([]outputSpec, error) {

@@ -177,9 +177,13 @@ func checkPlatformImage(t *testing.T, img v1.Image, arch, uname string, machine 
 // executed once and that the per-platform steps are labelled with their platform.
 func checkBuildStageOnce(t *testing.T, progress string) {
 	t.Helper()
-	started := regexp.MustCompile(`(?m)^#\d+ \[linux/amd64 build 3/3\] RUN mkdir /out`).FindAllString(progress, -1)
-	if len(started) != 1 {
-		t.Errorf("the build stage's RUN is reported %d times, want once:\n%s", len(started), progress)
+	// Plain progress names a step again when its lines resume: count step numbers.
+	ids := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#(\d+) \[linux/amd64 build 3/3\] RUN mkdir /out`).FindAllStringSubmatch(progress, -1) {
+		ids[m[1]] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("the build stage's RUN is reported as %d steps, want one:\n%s", len(ids), progress)
 	}
 	for _, want := range []string{"[linux/arm64 stage-1 5/5] RUN uname -m", "[linux/amd64 stage-1 5/5] RUN uname -m", "[linux/arm64 stage-1 3/5] COPY --from=build"} {
 		if !strings.Contains(progress, want) {

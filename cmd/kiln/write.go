@@ -64,7 +64,10 @@ func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, built 
 		if w == nil {
 			continue
 		}
-		if err := w.Write(ctx, built); err != nil {
+		done := exportTask(prog, out, built, o.tags)
+		err := w.Write(ctx, built)
+		done(err)
+		if err != nil {
 			return err
 		}
 	}
@@ -91,7 +94,7 @@ func (out outputSpec) writer(o buildOptions, stdout io.Writer, prog *progress) i
 			names = []string{out.Name}
 		}
 		return image.Registry{Names: names, Opts: image.PushOptions{
-			InsecureRegistry: o.insecure, Jobs: 4, Progress: prog.Info,
+			InsecureRegistry: o.insecure, Jobs: 4,
 		}}
 	}
 	return nil
