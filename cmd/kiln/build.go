@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ type buildOptions struct {
 	labels        []string
 	iidFile       string
 	metadataFile  string
+	annotations   []string
 	progress      string
 	noCache       bool
 	noCacheFilter []string
@@ -85,6 +87,7 @@ Examples:
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads stdin)`)
 	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and tag of the image, e.g. app:v1 (repeatable)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "add an annotation to the image manifest: KEY=VALUE or manifest:KEY=VALUE (repeatable)")
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE, or KEY to take it from the environment (repeatable)")
 	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|tar,dest=FILE|-; type=local,dest=DIR; type=registry (repeatable)")
@@ -151,6 +154,16 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	buildArgs, err := parseBuildArgs(o.buildArgs)
 	if err != nil {
 		return err
+	}
+	if err := checkSourceDateEpoch(buildArgs); err != nil {
+		return err
+	}
+	annotations, err := parseAnnotationFlags(o.annotations)
+	if err != nil {
+		return err
+	}
+	for i := range outputs {
+		outputs[i].Annotations = mergeAnnotations(annotations, outputs[i].Annotations)
 	}
 	labels, err := parseKeyValues("--label", o.labels)
 	if err != nil {
@@ -268,10 +281,18 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 
 	compression := layers.Gzip
+	level, force := 0, false
 	needRootfs := false
 	for _, out := range outputs {
 		if out.Compression != "" {
 			compression = layers.Compression(out.Compression)
+		}
+		if out.Level != 0 {
+			level = out.Level
+		}
+		force = force || out.Force
+		if out.NoRewriteTimestamp && sourceDateEpoch(buildArgs) != nil {
+			return fmt.Errorf("--output rewrite-timestamp=false: with SOURCE_DATE_EPOCH set kiln always clamps the layers' file times to it (BuildKit's rewrite-timestamp=true); unset SOURCE_DATE_EPOCH or drop the option")
 		}
 		if out.Type == "local" || out.Type == "tar" {
 			needRootfs = true
@@ -288,8 +309,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
-			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
-			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
+			Compression: compression, CompressionLevel: level, ForceCompression: force,
+			SourceDateEpoch: sourceDateEpoch(buildArgs),
+			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 			Warn: func(w string) { checkFindings++; prog.Warn(w) },
 		})
@@ -467,12 +489,30 @@ func sourceDateEpoch(buildArgs map[string]string) *time.Time {
 	if !ok || v == "" {
 		return nil
 	}
-	var sec int64
-	if _, err := fmt.Sscanf(v, "%d", &sec); err != nil {
-		return nil
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil // refused before the build by checkSourceDateEpoch
 	}
 	t := time.Unix(sec, 0).UTC()
 	return &t
+}
+
+// checkSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment) that
+// is not a number of seconds, as BuildKit does, rather than building without it.
+func checkSourceDateEpoch(buildArgs map[string]string) error {
+	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
+	from := "--build-arg SOURCE_DATE_EPOCH"
+	if !ok {
+		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
+		from = "SOURCE_DATE_EPOCH in the environment"
+	}
+	if !ok || v == "" {
+		return nil
+	}
+	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
+		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
+	}
+	return nil
 }
 
 // writeResultFiles writes --iidfile and --metadata-file.
