@@ -59,6 +59,9 @@ type buildOptions struct {
 	ssh           []string
 	allow         []string
 	check         bool
+	call          string
+	quiet         bool
+	load          bool
 	cacheFrom     []string
 	cacheTo       []string
 }
@@ -113,6 +116,9 @@ Examples:
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
+	f.StringVar(&o.call, "call", "build", "what to do with the Dockerfile: build, check (as --check), outline (its args, secrets and ssh) or targets (its stages)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but warnings and errors, and the image ID on success")
+	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
@@ -130,8 +136,20 @@ func defaultRoot() string {
 }
 
 func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) (err error) {
+	switch o.call {
+	case "build", "":
+	case "check":
+		o.check = true
+	case "outline", "targets":
+		return runCall(o, contextDir, stdout, stdin)
+	default:
+		return fmt.Errorf("--call=%s: use build, check, outline or targets", o.call)
+	}
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
+	}
+	if o.quiet {
+		o.progress = "quiet"
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
 	// process, even on kill -9.
@@ -333,6 +351,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}
+	if o.quiet {
+		id, err := res.Image.ConfigName()
+		if err != nil {
+			return fmt.Errorf("image ID: %w", err)
+		}
+		fmt.Fprintln(stdout, id)
+	}
 	autoGC(ctx, store, snaps, prog.Warn)
 	return nil
 }
@@ -395,6 +420,14 @@ func (o buildOptions) parseOutputs() ([]outputSpec, error) {
 	}
 	if o.push {
 		outs = append(outs, outputSpec{Type: "registry", Push: true})
+	}
+	if o.load {
+		outs = append(outs, outputSpec{Type: "load"})
+	}
+	for _, out := range outs {
+		if o.quiet && out.Dest == "-" {
+			return nil, fmt.Errorf("--quiet prints the image ID on stdout, where -o %s,dest=- would write the image: write it to a file", out.Type)
+		}
 	}
 	for _, out := range outs {
 		if out.Push && len(o.tags) == 0 && out.Name == "" {

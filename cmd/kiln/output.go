@@ -102,11 +102,11 @@ func parseOutput(s string) (outputSpec, error) {
 		}
 	case "registry":
 		o.Push = true
-	case "image":
+	case "image", "load":
 	case "":
-		return outputSpec{}, fmt.Errorf("--output %q needs type= (oci, docker, local, tar or registry)", s)
+		return outputSpec{}, fmt.Errorf("--output %q needs type= (oci, docker, local, tar, registry or load)", s)
 	default:
-		return outputSpec{}, fmt.Errorf("--output type=%s is not supported (use oci, docker, local, tar or registry)", o.Type)
+		return outputSpec{}, fmt.Errorf("--output type=%s is not supported (use oci, docker, local, tar, registry or load)", o.Type)
 	}
 	switch o.Compression {
 	case "", "gzip", "zstd", "uncompressed":

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,7 +24,16 @@ func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, res *s
 		Image: res.Image, Snapshots: res.Snapshots, Snaps: snaps, Store: store, Warn: prog.Warn,
 	}}
 	for _, out := range outs {
-		w := out.writer(o, stdout, prog)
+		var tmp string
+		if out.Type == "load" {
+			dir, err := store.TempDir("load-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			tmp = dir
+		}
+		w := out.writer(o, stdout, tmp)
 		if w == nil {
 			continue
 		}
@@ -68,8 +78,10 @@ func mergeAnnotations(flags, own map[string]string) map[string]string {
 }
 
 // writer is the image.Output that out asks for, nil for an image output not pushed.
-func (out outputSpec) writer(o buildOptions, stdout io.Writer, prog *progress) image.Output {
+func (out outputSpec) writer(o buildOptions, stdout io.Writer, tmpDir string) image.Output {
 	switch out.Type {
+	case "load":
+		return image.Load{TempDir: tmpDir}
 	case "oci":
 		return image.OCIArchive{Dest: out.Dest, Stdout: stdout}
 	case "docker":
