@@ -169,7 +169,7 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	}
 	defer bw.Abort()
 	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
-		Compression: e.opts.Compression, Pending: pending, NormalizeTree: true,
+		Compression: e.opts.Compression, Level: e.opts.CompressionLevel, Pending: pending, NormalizeTree: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write the step's layer: %w", err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type buildOptions struct {
 	labels        []string
 	iidFile       string
 	metadataFile  string
+	annotations   []string
 	progress      string
 	noCache       bool
 	noCacheFilter []string
@@ -59,6 +61,9 @@ type buildOptions struct {
 	ssh           []string
 	allow         []string
 	check         bool
+	call          string
+	quiet         bool
+	load          bool
 	cacheFrom     []string
 	cacheTo       []string
 }
@@ -87,6 +92,7 @@ Examples:
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads stdin)`)
 	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and tag of the image, e.g. app:v1 (repeatable)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "add an annotation to the image manifest: KEY=VALUE or manifest:KEY=VALUE (repeatable)")
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE, or KEY to take it from the environment (repeatable)")
 	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|tar,dest=FILE|-; type=local,dest=DIR; type=registry (repeatable)")
@@ -112,6 +118,9 @@ Examples:
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
+	f.StringVar(&o.call, "call", "build", "what to do with the Dockerfile: build, check (as --check), outline (its args, secrets and ssh) or targets (its stages)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but warnings and errors, and the image ID on success")
+	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
@@ -129,8 +138,20 @@ func defaultRoot() string {
 }
 
 func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) (err error) {
+	switch o.call {
+	case "build", "":
+	case "check":
+		o.check = true
+	case "outline", "targets":
+		return runCall(o, contextDir, stdout, stdin)
+	default:
+		return fmt.Errorf("--call=%s: use build, check, outline or targets", o.call)
+	}
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
+	}
+	if o.quiet {
+		o.progress = "quiet"
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
 	// process, even on kill -9.
@@ -153,6 +174,16 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	buildArgs, err := parseBuildArgs(o.buildArgs)
 	if err != nil {
 		return err
+	}
+	if err := checkSourceDateEpoch(buildArgs); err != nil {
+		return err
+	}
+	annotations, err := parseAnnotationFlags(o.annotations)
+	if err != nil {
+		return err
+	}
+	for i := range outputs {
+		outputs[i].Annotations = mergeAnnotations(annotations, outputs[i].Annotations)
 	}
 	labels, err := parseKeyValues("--label", o.labels)
 	if err != nil {
@@ -282,10 +313,18 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 
 	compression := layers.Gzip
+	level, force := 0, false
 	needRootfs := false
 	for _, out := range outputs {
 		if out.Compression != "" {
 			compression = layers.Compression(out.Compression)
+		}
+		if out.Level != 0 {
+			level = out.Level
+		}
+		force = force || out.Force
+		if out.NoRewriteTimestamp && sourceDateEpoch(buildArgs) != nil {
+			return fmt.Errorf("--output rewrite-timestamp=false: with SOURCE_DATE_EPOCH set kiln always clamps the layers' file times to it (BuildKit's rewrite-timestamp=true); unset SOURCE_DATE_EPOCH or drop the option")
 		}
 		if out.Type == "local" || out.Type == "tar" {
 			needRootfs = true
@@ -303,8 +342,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Pull: pullOptions(o), Limits: limits, Network: network,
-			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
-			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
+			Compression: compression, CompressionLevel: level, ForceCompression: force,
+			SourceDateEpoch: sourceDateEpoch(buildArgs),
+			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 			Warn: func(w string) { checkFindings++; prog.Warn(w) },
 		}, targets)
@@ -320,7 +360,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			built, err = builtImage(plats, results, o.tags, store, snaps, prog)
 		}
 		if err == nil {
-			err = writeOutputs(ctx, o, outputs, built, stdout, prog)
+			err = writeOutputs(ctx, o, outputs, built, store, stdout, prog)
 		}
 		return err
 	})
@@ -330,6 +370,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	caches.summary(rstore, prog)
 	if err := writeResultFiles(o, built); err != nil {
 		return err
+	}
+	if o.quiet {
+		id, _, err := builtDigests(built)
+		if err != nil {
+			return fmt.Errorf("image ID: %w", err)
+		}
+		fmt.Fprintln(stdout, id)
 	}
 	autoGC(ctx, store, snaps, prog.Warn)
 	return nil
@@ -393,6 +440,14 @@ func (o buildOptions) parseOutputs() ([]outputSpec, error) {
 	}
 	if o.push {
 		outs = append(outs, outputSpec{Type: "registry", Push: true})
+	}
+	if o.load {
+		outs = append(outs, outputSpec{Type: "load"})
+	}
+	for _, out := range outs {
+		if o.quiet && out.Dest == "-" {
+			return nil, fmt.Errorf("--quiet prints the image ID on stdout, where -o %s,dest=- would write the image: write it to a file", out.Type)
+		}
 	}
 	for _, out := range outs {
 		if out.Push && len(o.tags) == 0 && out.Name == "" {
@@ -487,31 +542,52 @@ func sourceDateEpoch(buildArgs map[string]string) *time.Time {
 	if !ok || v == "" {
 		return nil
 	}
-	var sec int64
-	if _, err := fmt.Sscanf(v, "%d", &sec); err != nil {
-		return nil
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil // refused before the build by checkSourceDateEpoch
 	}
 	t := time.Unix(sec, 0).UTC()
 	return &t
 }
 
+// checkSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment) that
+// is not a number of seconds, as BuildKit does, rather than building without it.
+func checkSourceDateEpoch(buildArgs map[string]string) error {
+	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
+	from := "--build-arg SOURCE_DATE_EPOCH"
+	if !ok {
+		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
+		from = "SOURCE_DATE_EPOCH in the environment"
+	}
+	if !ok || v == "" {
+		return nil
+	}
+	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
+		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
+	}
+	return nil
+}
+
+// builtDigests are the build's image ID (the config digest; the index's digest for a
+// multi-platform build, as buildx) and its manifest's (or index's) digest.
+func builtDigests(b image.Built) (id, manifest v1.Hash, err error) {
+	if b.Index != nil {
+		d, err := b.Index.Digest()
+		return d, d, err
+	}
+	if id, err = b.Image.ConfigName(); err != nil {
+		return id, manifest, err
+	}
+	manifest, err = b.Image.Digest()
+	return id, manifest, err
+}
+
 // writeResultFiles writes --iidfile and --metadata-file. For a multi-platform build
 // the image ID is the index's digest, as buildx writes it.
 func writeResultFiles(o buildOptions, b image.Built) error {
-	var cfgDigest, mdigest v1.Hash
-	var err error
-	if b.Index != nil {
-		if mdigest, err = b.Index.Digest(); err != nil {
-			return err
-		}
-		cfgDigest = mdigest
-	} else {
-		if cfgDigest, err = b.Image.ConfigName(); err != nil {
-			return err
-		}
-		if mdigest, err = b.Image.Digest(); err != nil {
-			return err
-		}
+	cfgDigest, mdigest, err := builtDigests(b)
+	if err != nil {
+		return err
 	}
 	if o.iidFile != "" {
 		if err := writeFileAtomic(o.iidFile, func(w io.Writer) error {

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/image"
@@ -36,13 +42,13 @@ func builtImage(plats []v1.Platform, results []*solver.Result, tags []string, st
 }
 
 // checkOutputsForPlatforms refuses, before building, an output that cannot hold a
-// build's platforms: the docker output holds one image (as in buildx).
+// build's platforms: the docker output and --load hold one image (as in buildx).
 func checkOutputsForPlatforms(outs []outputSpec, plats []v1.Platform) error {
 	if len(plats) < 2 {
 		return nil
 	}
 	for _, out := range outs {
-		if out.Type == "docker" {
+		if out.Type == "docker" || out.Type == "load" {
 			return image.Built{Index: empty.Index, Platforms: platformImages(plats)}.OnePlatform(out.Type)
 		}
 	}
@@ -58,14 +64,27 @@ func platformImages(plats []v1.Platform) []image.PlatformImage {
 }
 
 // writeOutputs writes every requested output (package image writes them).
-func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, built image.Built, stdout io.Writer, prog *progress) error {
+func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, built image.Built, store *cache.Store, stdout io.Writer, prog *progress) error {
 	for _, out := range outs {
-		w := out.writer(o, stdout, prog)
+		var tmp string
+		if out.Type == "load" {
+			dir, err := store.TempDir("load-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			tmp = dir
+		}
+		w := out.writer(o, stdout, tmp)
 		if w == nil {
 			continue
 		}
-		done := exportTask(prog, out, built, o.tags)
-		err := w.Write(ctx, built)
+		b, err := out.image(built)
+		if err != nil {
+			return err
+		}
+		done := exportTask(prog, out, b, o.tags)
+		err = w.Write(ctx, b)
 		done(err)
 		if err != nil {
 			return err
@@ -74,9 +93,62 @@ func writeOutputs(ctx context.Context, o buildOptions, outs []outputSpec, built 
 	return nil
 }
 
+// image is the build's image as out writes it: with out's manifest annotations, and
+// in an oci or docker tarball under out's name= when it gives one.
+func (out outputSpec) image(b image.Built) (image.Built, error) {
+	if len(out.Annotations) > 0 && out.Type != "local" && out.Type != "tar" {
+		annotate := func(img v1.Image) (v1.Image, error) {
+			a, ok := mutate.Annotations(img, out.Annotations).(v1.Image)
+			if !ok {
+				return nil, fmt.Errorf("annotate the image manifest: not an image")
+			}
+			return a, nil
+		}
+		if b.Index == nil {
+			img, err := annotate(b.Image)
+			if err != nil {
+				return b, err
+			}
+			b.Image = img
+		} else {
+			// Each platform's manifest is annotated (as BuildKit's manifest:
+			// annotations, its default), and the index made again over them.
+			ps := slices.Clone(b.Platforms)
+			for i := range ps {
+				img, err := annotate(ps[i].Image)
+				if err != nil {
+					return b, err
+				}
+				ps[i].Image = img
+			}
+			idx, err := image.NewIndex(ps)
+			if err != nil {
+				return b, err
+			}
+			b.Platforms, b.Index = ps, idx
+		}
+	}
+	if out.Name != "" && (out.Type == "oci" || out.Type == "docker") {
+		b.Tags = strings.Split(out.Name, ",")
+	}
+	return b, nil
+}
+
+// mergeAnnotations is the --annotation values with an output's own over them.
+func mergeAnnotations(flags, own map[string]string) map[string]string {
+	if len(flags) == 0 {
+		return own
+	}
+	out := maps.Clone(flags)
+	maps.Copy(out, own)
+	return out
+}
+
 // writer is the image.Output that out asks for, nil for an image output not pushed.
-func (out outputSpec) writer(o buildOptions, stdout io.Writer, prog *progress) image.Output {
+func (out outputSpec) writer(o buildOptions, stdout io.Writer, tmpDir string) image.Output {
 	switch out.Type {
+	case "load":
+		return image.Load{TempDir: tmpDir}
 	case "oci":
 		return image.OCIArchive{Dest: out.Dest, Stdout: stdout}
 	case "docker":
