@@ -201,7 +201,8 @@ func TestMultiPlatformOCIIndex(t *testing.T) {
 	dir := project(t, map[string]string{"Dockerfile": crossDockerfile})
 	tarPath := filepath.Join(out, "multi.tar")
 	r := mustBuildLimited(t, dir, "--root", root, "--progress", "plain", "--platform", "linux/amd64,linux/arm64",
-		"--build-context", bctx, "-t", "app:v1", "-o", "type=oci,dest="+tarPath, "--metadata-file", filepath.Join(out, "md.json"), ".")
+		"--build-context", bctx, "-t", "app:v1", "-o", "type=oci,dest="+tarPath, "--metadata-file", filepath.Join(out, "md.json"),
+		"--iidfile", filepath.Join(out, "iid"), ".")
 	checkBuildStageOnce(t, r.stderr)
 
 	idx := readOCIIndex(t, tarPath)
@@ -218,8 +219,12 @@ func TestMultiPlatformOCIIndex(t *testing.T) {
 	if err != nil || json.Unmarshal(data, &md) != nil {
 		t.Fatalf("metadata file: %v\n%s", err, data)
 	}
-	if d, _ := idx.Digest(); md["containerimage.digest"] != d.String() {
+	d, _ := idx.Digest()
+	if md["containerimage.digest"] != d.String() {
 		t.Errorf("metadata digest %s, index %s", md["containerimage.digest"], d)
+	}
+	if iid, _ := os.ReadFile(filepath.Join(out, "iid")); string(iid) != d.String() {
+		t.Errorf("--iidfile says %q, the index is %s", iid, d)
 	}
 	if _, err := osexec.LookPath("skopeo"); err == nil {
 		raw, err := osexec.Command("skopeo", "inspect", "--raw", "oci-archive:"+tarPath).Output()
@@ -312,6 +317,8 @@ func TestMultiPlatformLocalTarDocker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "docker.tar")); err == nil {
 		t.Error("the refused docker output was written")
 	}
+	failBuild(t, dir, []string{"holds one platform's image", "linux/amd64, linux/arm64"},
+		"--root", root, "--platform", "linux/amd64,linux/arm64", "--build-context", bctx, "-t", "app:v1", "--load", ".")
 }
 
 // A base whose index lacks a target platform fails at its FROM line, naming the
