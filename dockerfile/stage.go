@@ -47,14 +47,14 @@ type stepCtx struct {
 	stage *parser.Stage
 	st    *stageState
 	cmd   parser.Command
-	id    int              // progress step number
-	name  string           // "[stage 2/5] RUN make"
-	pos   int              // position in the stage (1 is FROM)
+	id    int    // progress step number
+	name  string // "[stage 2/5] RUN make"
+	pos   int    // position in the stage (1 is FROM)
 	// index and total number the stage's steps in titles, as BuildKit's: only the
 	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
 	index, total int
-	onbuild      bool // an ONBUILD trigger of the base
-	rest  []parser.Command // the stage's commands after this one
+	onbuild      bool             // an ONBUILD trigger of the base
+	rest         []parser.Command // the stage's commands after this one
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
