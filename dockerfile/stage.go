@@ -53,11 +53,25 @@ type stepCtx struct {
 	stage *parser.Stage
 	st    *stageState
 	cmd   parser.Command
-	id    int              // progress step number
-	name  string           // "[stage 2/5] RUN make"
-	pos   int              // position in the stage (1 is FROM)
-	total int              // the stage's instructions, FROM included
-	rest  []parser.Command // the stage's commands after this one
+	id    int    // progress step number
+	name  string // "[stage 2/5] RUN make"
+	pos   int    // position in the stage (1 is FROM)
+	// index and total number the stage's steps in titles, as BuildKit's: only the
+	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
+	index, total int
+	onbuild      bool             // an ONBUILD trigger of the base
+	rest         []parser.Command // the stage's commands after this one
+	// stageName is how titles call the stage (build.stageTitle: with its platform
+	// in a multi-platform build); "" is stageDisplayName's.
+	stageName string
+}
+
+// stageTitle is sc.stageName, or the stage's display name.
+func (sc *stepCtx) stageTitle() string {
+	if sc.stageName != "" {
+		return sc.stageName
+	}
+	return stageDisplayName(sc.stage)
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -90,7 +104,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		return err
 	}
 	cmds := append(triggers, s.Commands...)
-	total := len(cmds) + 1
+	index, total := stepCount(s, cmds)
 	for i, parsed := range cmds {
 		// The solve expands its own copy of each instruction: the Graph stays as
 		// parsed, for the next solve of it.
@@ -98,8 +112,12 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if err != nil {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, total: total, rest: cmds[i+1:]}
-		sc.name = stepTitle(b.stageTitle(st, s), i+2, total, c, st.env, b.g.EscapeToken)
+		if isStep(c) {
+			index++
+		}
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers),
+			rest: cmds[i+1:], stageName: b.stageTitle(st, s)}
+		sc.name = stepTitle(sc, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
@@ -151,7 +169,8 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 	}
 	st.eng = b.eng.ForPlatform(st.platform)
 	id := b.eng.NextID()
-	name := stepPrefix(b.stageTitle(st, s), 1, len(s.Commands)+1) + "FROM " + s.Base
+	_, total := stepCount(s, s.Commands)
+	name := stepPrefix(b.stageTitle(st, s), 1, total) + "FROM " + s.Base
 	// A stage several platforms' solves share (pinned to $BUILDPLATFORM) shows its
 	// FROM once; its ops are merged by the engine.
 	report := b.eng.FirstReport("from\x00" + name)
