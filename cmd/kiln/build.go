@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
@@ -564,54 +562,6 @@ func checkSourceDateEpoch(buildArgs map[string]string) error {
 	}
 	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
 		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
-	}
-	return nil
-}
-
-// builtDigests are the build's image ID (the config digest; the index's digest for a
-// multi-platform build, as buildx) and its manifest's (or index's) digest.
-func builtDigests(b image.Built) (id, manifest v1.Hash, err error) {
-	if b.Index != nil {
-		d, err := b.Index.Digest()
-		return d, d, err
-	}
-	if id, err = b.Image.ConfigName(); err != nil {
-		return id, manifest, err
-	}
-	manifest, err = b.Image.Digest()
-	return id, manifest, err
-}
-
-// writeResultFiles writes --iidfile and --metadata-file. For a multi-platform build
-// the image ID is the index's digest, as buildx writes it.
-func writeResultFiles(o buildOptions, b image.Built) error {
-	cfgDigest, mdigest, err := builtDigests(b)
-	if err != nil {
-		return err
-	}
-	if o.iidFile != "" {
-		if err := writeFileAtomic(o.iidFile, func(w io.Writer) error {
-			_, err := io.WriteString(w, cfgDigest.String())
-			return err
-		}); err != nil {
-			return fmt.Errorf("write --iidfile: %w", err)
-		}
-	}
-	if o.metadataFile != "" {
-		md := map[string]any{"containerimage.digest": mdigest.String()}
-		if b.Index == nil {
-			md["containerimage.config.digest"] = cfgDigest.String()
-		}
-		if len(o.tags) > 0 {
-			md["image.name"] = strings.Join(o.tags, ",")
-		}
-		if err := writeFileAtomic(o.metadataFile, func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(md)
-		}); err != nil {
-			return fmt.Errorf("write --metadata-file: %w", err)
-		}
 	}
 	return nil
 }
