@@ -137,6 +137,11 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	if startErr != nil {
 		return startErr
 	}
+	if failure != nil && NeedsEmulation(spec.Arch) && strings.Contains(failure.Msg, syscall.ENOEXEC.Error()) {
+		// FindEmulator could not look (a user namespace without binfmt_misc
+		// mounted) or the entry went away since: the kernel found no interpreter.
+		return &EmulatorError{Arch: spec.Arch, Reason: fmt.Sprintf("the kernel could not run %s (%s): no binfmt_misc interpreter took it", cfg.Args[0], syscall.ENOEXEC)}
+	}
 	if failure != nil {
 		return fmt.Errorf("%s: %w", failure.Msg, &ExitError{Code: failure.Code})
 	}
