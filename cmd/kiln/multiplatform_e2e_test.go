@@ -388,3 +388,29 @@ func TestMultiPlatformSingleForeign(t *testing.T) {
 		t.Errorf("a one-platform build's progress names carry a platform:\n%s", r.stderr)
 	}
 }
+
+// A multi-platform build's --cache-to holds every platform's steps: a runner with an
+// empty root and --cache-from gets every step of both platforms from it, and the same
+// index.
+func TestMultiPlatformRemoteCache(t *testing.T) {
+	root, out := e2e(t)
+	requireEmulator(t, "arm64")
+	bctx := busyboxIndexContext(t)
+	dir := project(t, map[string]string{"Dockerfile": crossDockerfile})
+	cache := filepath.Join(out, "cache")
+	mustBuildLimited(t, dir, "--root", root, "--platform", "linux/amd64,linux/arm64", "--build-context", bctx,
+		"--cache-to", "type=local,dest="+cache+",mode=max", "-o", "type=oci,dest="+filepath.Join(out, "1.tar"), ".")
+	r := mustBuildLimited(t, dir, "--root", t.TempDir(), "--progress", "plain", "--platform", "linux/amd64,linux/arm64",
+		"--build-context", bctx, "--cache-from", "type=local,src="+cache, "-o", "type=oci,dest="+filepath.Join(out, "2.tar"), ".")
+	for _, step := range []string{"[linux/amd64 build 2/2] RUN mkdir", "[linux/arm64 stage-1 4/4] RUN uname", "[linux/amd64 stage-1 4/4] RUN uname"} {
+		m := regexp.MustCompile(`(?m)^#(\d+) ` + regexp.QuoteMeta(step)).FindStringSubmatch(r.stderr)
+		if m == nil || !strings.Contains(r.stderr, "\n#"+m[1]+" CACHED\n") {
+			t.Errorf("%s was not taken from the remote cache:\n%s", step, r.stderr)
+		}
+	}
+	a, _ := readOCIIndex(t, filepath.Join(out, "1.tar")).Digest()
+	b, _ := readOCIIndex(t, filepath.Join(out, "2.tar")).Digest()
+	if a != b {
+		t.Errorf("the index built from the remote cache is %s, the first build's %s", b, a)
+	}
+}
