@@ -54,6 +54,7 @@ type stepCtx struct {
 	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
 	index, total int
 	onbuild      bool             // an ONBUILD trigger of the base
+	stageTitle   string           // the stage in titles: its name, stage-N, "" in a one-stage file
 	rest         []parser.Command // the stage's commands after this one
 }
 
@@ -98,13 +99,23 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if isStep(c) {
 			index++
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers), rest: cmds[i+1:]}
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers),
+			stageTitle: b.stageTitle(s), rest: cmds[i+1:]}
 		sc.name = stepTitle(sc, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
 	}
 	return nil
+}
+
+// stageTitle is how step titles name stage s: as stageDisplayName, except that a
+// Dockerfile of one stage names none ("[2/3] RUN make"), as BuildKit's titles.
+func (b *build) stageTitle(s *parser.Stage) string {
+	if len(b.g.Stages) == 1 {
+		return ""
+	}
+	return stageDisplayName(s)
 }
 
 func stageDisplayName(s *parser.Stage) string {
@@ -125,7 +136,7 @@ func displayInstruction(c parser.Command) string {
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
 	id := b.eng.NextID()
 	_, total := stepCount(s, s.Commands)
-	name := stepPrefix(stageDisplayName(s), 1, total) + "FROM " + s.Base
+	name := stepPrefix(b.stageTitle(s), 1, total) + "FROM " + s.Base
 	start := time.Now()
 	var triggerExprs []string
 	switch {
