@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/cache"
@@ -316,3 +317,18 @@ func (s *Store) Summary() string {
 }
 
 func short(d v1.Hash) string { return d.Algorithm + ":" + d.Hex[:min(12, len(d.Hex))] }
+
+// Prefetch starts the downloads of the layers of ls still in a remote cache, all at
+// once, and does not wait: an output about to read every layer (an image tarball)
+// then waits for the slowest download instead of their sum. A failed download fails
+// the read of its layer, as it would without Prefetch.
+func (s *Store) Prefetch(ls []v1.Layer) {
+	for _, l := range ls {
+		if ml, ok := l.(*ggcrremote.MountableLayer); ok {
+			l = ml.Layer
+		}
+		if lz, ok := l.(*lazyLayer); ok && lz.s == s {
+			go func() { _ = s.ensure(lz.src, lz.digest, lz.size) }()
+		}
+	}
+}

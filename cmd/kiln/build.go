@@ -276,7 +276,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		res, err = dockerfile.Build(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
-			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
+			Platform: platform, Pull: pullOptions(ctx, o), Limits: limits, Network: network,
 			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
 			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
@@ -289,6 +289,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)
 		}
 		if err == nil {
+			caches.prefetch(rstore, res, outputs)
 			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
 		}
 		return err

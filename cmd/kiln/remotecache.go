@@ -75,6 +75,23 @@ func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver
 	return nil
 }
 
+// prefetch starts downloading the image's layers that are still in a remote cache
+// when an output writes every layer's bytes (an image tarball); a push mounts them.
+func (rc remoteCaches) prefetch(rs *remote.Store, res *solver.Result, outs []outputSpec) {
+	if rs == nil {
+		return
+	}
+	for _, out := range outs {
+		if out.Type != "oci" && out.Type != "docker" {
+			continue
+		}
+		if ls, err := res.Image.Layers(); err == nil {
+			rs.Prefetch(ls)
+		}
+		return
+	}
+}
+
 // summary says what the build took from the remote caches.
 func (rc remoteCaches) summary(rs *remote.Store, prog *progress) {
 	if rs == nil {
