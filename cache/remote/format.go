@@ -70,6 +70,14 @@ type kilnRecord struct {
 	// Snapshot says the step's tree is a snapshot of its own (a build step, not an
 	// export transform of a layer).
 	Snapshot bool `json:"snapshot,omitempty"`
+	// KeyVersion is the records' key version in an inline cache, which has no
+	// cache config to say it (kilnConfig.KeyVersion elsewhere).
+	KeyVersion string `json:"keyVersion,omitempty"`
+	// Epoch, in an inline cache, says the layer is not the step's own but the
+	// image's: the step's tree with mtimes clamped to this SOURCE_DATE_EPOCH (unix
+	// seconds), the only form of it the image holds. DiffID stays the step's own,
+	// which later steps are keyed by (inline.go).
+	Epoch *int64 `json:"epoch,omitempty"`
 }
 
 // recordDigest is a record's BuildKit identity for key.

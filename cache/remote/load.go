@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -35,7 +36,7 @@ type record struct {
 // load reads the cache of s: its root, its config (verified), its records of
 // keyVersion. A record whose layer is not in the root is dropped (a miss); note
 // receives what the user should know (no cache yet, another key version).
-func load(ctx context.Context, s Spec, be backend, keyVersion string, note func(string)) (*source, error) {
+func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *time.Time, note func(string)) (*source, error) {
 	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}}
 	raw, mt, err := be.manifest(ctx)
 	if errors.Is(err, errNoCache) {
@@ -64,6 +65,12 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, note func(
 		var m v1.Manifest
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, fmt.Errorf("cache-from %s: read manifest: %w", s, err)
+		}
+		if m.Config.MediaType == types.OCIConfigJSON || m.Config.MediaType == types.DockerConfigJSON {
+			if err := loadInline(ctx, src, &m, keyVersion, epoch, note); err != nil {
+				return nil, fmt.Errorf("cache-from %s: %w", s, err)
+			}
+			return src, nil
 		}
 		if m.Config.MediaType == ConfigMediaType {
 			cfgDesc = &m.Config

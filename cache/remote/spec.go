@@ -23,7 +23,7 @@ const (
 
 // Spec is one --cache-to or --cache-from value, in buildx's syntax.
 type Spec struct {
-	Type string // "registry" or "local"
+	Type string // "registry", "local", "s3" or "inline" (--cache-to only)
 	// Ref is the registry reference (type=registry).
 	Ref string
 	// Dir is the OCI layout directory of type=local: dest= for --cache-to, src= for
@@ -51,6 +51,8 @@ func (s Spec) String() string {
 	switch s.Type {
 	case "local":
 		return s.Dir + ":" + s.Tag
+	case "inline":
+		return "inline"
 	case "s3":
 		return "s3://" + s.S3.Bucket + "/" + path.Join(s.S3.Prefix, "manifests", s.S3.Name)
 	}
@@ -63,6 +65,7 @@ var specKeys = map[string][]string{
 	"registry": {"ref", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error", "registry.insecure"},
 	"s3":       {"bucket", "region", "endpoint_url", "prefix", "name", "use_path_style", "access_key_id", "secret_access_key", "session_token", "mode", "ignore-error", "compression", "oci-mediatypes", "image-manifest"},
 	"local":    {"dest", "src", "tag", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error"},
+	"inline":   {"mode", "ignore-error"},
 }
 
 // Parse reads a --cache-to (export true) or --cache-from value. A bare value
@@ -94,7 +97,11 @@ func Parse(value string, export bool) (Spec, error) {
 	delete(kv, "type")
 	switch s.Type {
 	case "registry", "local", "s3":
-	case "inline", "gha", "azblob":
+	case "inline":
+		if !export {
+			return Spec{}, fmt.Errorf("--cache-from type=inline is not a thing: an image's inline cache is read with --cache-from type=registry,ref=IMAGE")
+		}
+	case "gha", "azblob":
 		return Spec{}, fmt.Errorf("%s type=%s is not supported yet (use type=registry, type=local or type=s3)", flag, s.Type)
 	case "":
 		return Spec{}, fmt.Errorf("invalid %s %q: type= is missing (registry or local)", flag, value)
@@ -110,6 +117,8 @@ func Parse(value string, export bool) (Spec, error) {
 		}
 	}
 	switch {
+	case s.Type == "inline" && s.Mode != ModeMin:
+		return Spec{}, fmt.Errorf("%s type=inline: mode=%s is not supported: the image holds only its own layers (use type=registry for mode=max)", flag, s.Mode)
 	case s.Type == "registry" && s.Ref == "":
 		return Spec{}, fmt.Errorf("%s type=registry needs ref=REGISTRY/REPO:TAG", flag)
 	case s.Type == "local" && s.Dir == "" && export:

@@ -55,6 +55,9 @@ type StoreOptions struct {
 	// Note receives progress lines (which caches were read, what was downloaded),
 	// Warn the failures of caches with ignore-error=true.
 	Note, Warn func(string)
+	// SourceDateEpoch is the build's: inline records of layers clamped to another
+	// are skipped (inline.go).
+	SourceDateEpoch *time.Time
 }
 
 // Open reads every --cache-from in order and puts them behind local. A cache that
@@ -76,7 +79,7 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		be, err := newBackend(ctx, spec, o.Insecure)
 		if err == nil {
 			var src *source
-			if src, err = load(ctx, spec, be, o.KeyVersion, o.Note); err == nil {
+			if src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note); err == nil {
 				o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
 				s.sources = append(s.sources, src)
 				continue
@@ -110,6 +113,10 @@ func (s *Store) GetStep(ctx context.Context, key string) (*cache.Entry, bool, er
 			continue
 		}
 		s.hits[key] = hit{src: src, e: e}
+		if r.kiln.Epoch != nil {
+			// An image's clamped layer, not the step's own: never recorded locally.
+			return cloneEntry(e), true, nil
+		}
 		if e.Layer != nil {
 			d, _ := v1.NewHash(e.Layer.Digest)
 			s.byBlob[d] = append(s.byBlob[d], e)

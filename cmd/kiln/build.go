@@ -109,7 +109,7 @@ Examples:
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
-	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R, type=local,dest=DIR or type=inline (in the image) [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
 }
 
@@ -236,7 +236,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	noteSandbox(prog.Info, prog.Warn, snaps)
 
 	var solveStore solver.Store = store
-	rstore, err := caches.open(ctx, store, o.insecure, prog)
+	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)
 	if err != nil {
 		return err
 	}
@@ -284,6 +284,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		})
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
+		}
+		if err == nil {
+			err = caches.inline(ctx, rstore, res, graph, sourceDateEpoch(buildArgs), prog)
 		}
 		if err == nil {
 			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)

@@ -264,6 +264,7 @@ func TestRemoteCacheSpecsRefusedByName(t *testing.T) {
 		"type=registry,ref=r/x,colour=red": `unknown key "colour"`,
 		"type=local,src=/x":                "src= is for --cache-from",
 		"type=registry,mode=all,ref=r/x":   "mode=all: want min or max",
+		"type=inline,mode=max":             "type=inline: mode=max is not supported",
 	} {
 		r := kiln(t, dir, "build", "--root", t.TempDir(), "--cache-to", spec, ".")
 		if r.code == 0 || !strings.Contains(r.stderr, want) {
