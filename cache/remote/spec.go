@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/kiln-build/kiln/layers"
@@ -30,13 +31,18 @@ type Spec struct {
 	// --cache-from; Tag names the cache in its index.json (default "latest").
 	Dir, Tag string
 
-	Mode          Mode
-	Compression   layers.Compression // "" keeps each layer as stored
-	OCIMediaTypes bool               // accepted for buildx compatibility: kiln always writes OCI types
-	ImageManifest bool               // an image manifest instead of an index
-	IgnoreError   bool               // a failing cache only warns
-	Insecure      bool               // registry.insecure=true: plain HTTP
-	S3            S3Spec             // type=s3
+	Mode Mode
+	// Compression re-encodes every layer not in that codec (compress.go); "" keeps
+	// each layer as stored. CompressionLevel is its level, 0 the codec's default.
+	Compression      layers.Compression
+	CompressionLevel int
+	// OCIMediaTypes (the default) writes OCI media types, false Docker's (a
+	// manifest list root, docker layer types), as BuildKit's oci-mediatypes.
+	OCIMediaTypes bool
+	ImageManifest bool   // an image manifest instead of an index (OCI types only)
+	IgnoreError   bool   // a failing cache only warns
+	Insecure      bool   // registry.insecure=true: plain HTTP
+	S3            S3Spec // type=s3
 }
 
 // S3Spec is where a type=s3 cache lives, in BuildKit's keys.
@@ -90,7 +96,7 @@ func Parse(value string, export bool) (Spec, error) {
 		}
 		kv[strings.ToLower(strings.TrimSpace(k))] = v
 	}
-	s := Spec{Type: kv["type"], Mode: ModeMin, Tag: "latest"}
+	s := Spec{Type: kv["type"], Mode: ModeMin, Tag: "latest", OCIMediaTypes: true}
 	if s.Type == "s3" {
 		s.S3.Name = "buildkit" // BuildKit's default
 	}
@@ -117,6 +123,12 @@ func Parse(value string, export bool) (Spec, error) {
 		}
 	}
 	switch {
+	case s.ImageManifest && !s.OCIMediaTypes:
+		return Spec{}, fmt.Errorf("%s type=%s: image-manifest=true needs oci-mediatypes=true (a Docker manifest cannot carry the cache config), as BuildKit", flag, s.Type)
+	case s.Compression == layers.Zstd && !s.OCIMediaTypes:
+		return Spec{}, fmt.Errorf("%s type=%s: compression=zstd needs oci-mediatypes=true: Docker's media types have no zstd layer", flag, s.Type)
+	case s.CompressionLevel != 0 && s.Compression == "":
+		return Spec{}, fmt.Errorf("%s type=%s: compression-level= needs compression=gzip or zstd", flag, s.Type)
 	case s.Type == "inline" && s.Mode != ModeMin:
 		return Spec{}, fmt.Errorf("%s type=inline: mode=%s is not supported: the image holds only its own layers (use type=registry for mode=max)", flag, s.Mode)
 	case s.Type == "registry" && s.Ref == "":
@@ -169,8 +181,17 @@ func (s *Spec) set(k, v string, export bool) error {
 		default:
 			return fmt.Errorf("compression=%s: want gzip, zstd or uncompressed", v)
 		}
-	case "compression-level", "force-compression":
-		// Accepted as buildx does; layers keep the codec they were stored in.
+	case "compression-level":
+		n, cerr := strconv.Atoi(v)
+		if cerr != nil || n < 0 || n > 22 {
+			return fmt.Errorf("compression-level=%s: want a number, 0-9 for gzip or 1-22 for zstd", v)
+		}
+		s.CompressionLevel = n
+	case "force-compression":
+		var force bool
+		if force, err = boolean(); err == nil && !force {
+			return fmt.Errorf("force-compression=false is not supported: kiln re-encodes every layer of the cache to compression= (BuildKit's force-compression=true)")
+		}
 	case "oci-mediatypes":
 		s.OCIMediaTypes, err = boolean()
 	case "image-manifest":
