@@ -70,6 +70,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	var dir string
 	var lock *os.File
 	var err error
+	name := identity
 	switch m.CacheSharing {
 	case instructions.MountSharingLocked:
 		if dir, err = b.eng.CacheMountDir(ctx, identity); err == nil {
@@ -77,7 +78,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 		}
 	case instructions.MountSharingPrivate:
 		for n := 0; err == nil && lock == nil; n++ {
-			name := identity
+			name = identity
 			if n > 0 {
 				name = fmt.Sprintf("%s\x00private=%d", identity, n)
 			}
@@ -91,6 +92,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	if err != nil {
 		return "", op, fmt.Errorf("cache mount %s: %w", id, err)
 	}
+	rm.cacheIDs = append(rm.cacheIDs, name)
 	if lock != nil {
 		rm.releases = append(rm.releases, func() { lock.Close() })
 	}

@@ -24,6 +24,8 @@ type runMounts struct {
 	// SSH_AUTH_SOCK); it is never part of the cache key or the image.
 	env  []string
 	priv *privateDir // the step's secret files and agent sockets, made on first use
+	// cacheIDs are the identities of the cache mounts' dirs (solver.RunInputs).
+	cacheIDs []string
 }
 
 func (m *runMounts) cleanup() {

@@ -13,7 +13,8 @@
 // directory) and type=s3 (BuildKit's PREFIX/blobs and PREFIX/manifests layout, with
 // the AWS SDK), and type=inline for --cache-to (the records in the image's config,
 // as BuildKit's inline cache; --cache-from type=registry,ref=IMAGE reads them, see
-// inline.go). Not supported yet: cache-mount export; it is refused by name.
+// inline.go). With cache-mounts=true the RUN --mount=type=cache dirs travel too
+// (mounts.go).
 //
 // The remote is untrusted input: a blob is verified against its digest as it is
 // fetched (a mismatch is a *image.CorruptBlobError and the digest is not used again),

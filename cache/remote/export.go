@@ -106,6 +106,21 @@ func Export(ctx context.Context, spec Spec, src *Store, keys []string, o ExportO
 		cfg.Records = append(cfg.Records, rec)
 	}
 
+	if spec.CacheMounts {
+		add := func(l v1.Layer, d v1.Descriptor) int {
+			if i, ok := index[d.Digest]; ok {
+				return i
+			}
+			index[d.Digest] = len(ls)
+			ls = append(ls, l)
+			cfg.Layers = append(cfg.Layers, cacheLayer{Blob: d.Digest.String(), Parent: -1})
+			descs = append(descs, d)
+			return len(ls) - 1
+		}
+		if cfg.Kiln.Mounts, err = src.exportMounts(ctx, add); err != nil {
+			return fmt.Errorf("cache-to %s: %w", spec, err)
+		}
+	}
 	sent, sentBytes, err := uploadLayers(ctx, be, ls)
 	if err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)
@@ -129,8 +144,8 @@ func Export(ctx context.Context, spec Spec, src *Store, keys []string, o ExportO
 	if err := be.putManifest(ctx, root, mt); err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)
 	}
-	o.Note(fmt.Sprintf("cache-to %s: %d records, %d layers (%d sent, %d bytes; the rest were there), mode=%s, in %.1fs",
-		spec, len(cfg.Records), len(ls), sent, sentBytes, spec.Mode, time.Since(start).Seconds()))
+	o.Note(fmt.Sprintf("cache-to %s: %d records, %d cache mounts, %d layers (%d sent, %d bytes; the rest were there), mode=%s, in %.1fs",
+		spec, len(cfg.Records), len(cfg.Kiln.Mounts), len(ls), sent, sentBytes, spec.Mode, time.Since(start).Seconds()))
 	return nil
 }
 

@@ -30,10 +30,21 @@ type cacheConfig struct {
 	Kiln    *kilnConfig   `json:"kiln,omitempty"`
 }
 
-// kilnConfig says which keys the records hold.
+// kilnConfig says which keys the records hold, and which cache mounts the cache
+// carries (cache-mounts=true).
 type kilnConfig struct {
-	Format     int    `json:"format"`
-	KeyVersion string `json:"keyVersion"`
+	Format     int         `json:"format"`
+	KeyVersion string      `json:"keyVersion"`
+	Mounts     []kilnMount `json:"mounts,omitempty"`
+}
+
+// kilnMount is the content of one RUN --mount=type=cache dir: ID is the sha256 of
+// its identity, as the local store names the dir (never a path), LayerIndex the
+// blob of its tar among the cache's layers.
+type kilnMount struct {
+	ID         string `json:"id"`
+	LayerIndex int    `json:"layerIndex"`
+	DiffID     string `json:"diffID"`
 }
 
 // cacheLayer is one blob in the manifest's layers; Parent is -1 because a kiln entry

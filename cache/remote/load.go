@@ -25,6 +25,7 @@ type source struct {
 	be      backend
 	records map[string]*record        // by kiln key
 	layers  map[v1.Hash]v1.Descriptor // the manifest's layers, by digest
+	mounts  map[string]mountRecord    // cache mounts, by mountID
 }
 
 // record is one step entry of a remote cache.
@@ -37,7 +38,7 @@ type record struct {
 // keyVersion. A record whose layer is not in the root is dropped (a miss); note
 // receives what the user should know (no cache yet, another key version).
 func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *time.Time, note func(string)) (*source, error) {
-	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}}
+	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}, mounts: map[string]mountRecord{}}
 	raw, mt, err := be.manifest(ctx)
 	if errors.Is(err, errNoCache) {
 		note(fmt.Sprintf("cache-from %s: no cache there yet", s))
@@ -97,6 +98,7 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *tim
 	for _, d := range descs {
 		src.layers[d.Digest] = d
 	}
+	loadMounts(src, cfg)
 	for _, r := range cfg.Records {
 		if r.Kiln == nil || r.Kiln.Key == "" || recordDigest(r.Kiln.Key) != r.Digest {
 			continue

@@ -39,10 +39,12 @@ type Spec struct {
 	// OCIMediaTypes (the default) writes OCI media types, false Docker's (a
 	// manifest list root, docker layer types), as BuildKit's oci-mediatypes.
 	OCIMediaTypes bool
-	ImageManifest bool   // an image manifest instead of an index (OCI types only)
-	IgnoreError   bool   // a failing cache only warns
-	Insecure      bool   // registry.insecure=true: plain HTTP
-	S3            S3Spec // type=s3
+	ImageManifest bool // an image manifest instead of an index (OCI types only)
+	// CacheMounts exports the RUN --mount=type=cache dirs beside the steps (mounts.go).
+	CacheMounts bool
+	IgnoreError bool   // a failing cache only warns
+	Insecure    bool   // registry.insecure=true: plain HTTP
+	S3          S3Spec // type=s3
 }
 
 // S3Spec is where a type=s3 cache lives, in BuildKit's keys.
@@ -68,9 +70,9 @@ func (s Spec) String() string {
 // keys each type accepts, beyond type=; an unknown key is refused by name rather than
 // ignored, so a typo never silently drops the cache.
 var specKeys = map[string][]string{
-	"registry": {"ref", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error", "registry.insecure"},
-	"s3":       {"bucket", "region", "endpoint_url", "prefix", "name", "use_path_style", "access_key_id", "secret_access_key", "session_token", "mode", "ignore-error", "compression", "oci-mediatypes", "image-manifest"},
-	"local":    {"dest", "src", "tag", "mode", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error"},
+	"registry": {"ref", "mode", "cache-mounts", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error", "registry.insecure"},
+	"s3":       {"bucket", "region", "endpoint_url", "prefix", "name", "use_path_style", "access_key_id", "secret_access_key", "session_token", "mode", "cache-mounts", "ignore-error", "compression", "oci-mediatypes", "image-manifest"},
+	"local":    {"dest", "src", "tag", "mode", "cache-mounts", "compression", "compression-level", "force-compression", "oci-mediatypes", "image-manifest", "ignore-error"},
 	"inline":   {"mode", "ignore-error"},
 }
 
@@ -198,6 +200,11 @@ func (s *Spec) set(k, v string, export bool) error {
 		s.ImageManifest, err = boolean()
 	case "ignore-error":
 		s.IgnoreError, err = boolean()
+	case "cache-mounts":
+		if !export {
+			return fmt.Errorf("cache-mounts= is for --cache-to; --cache-from restores the mounts a cache carries")
+		}
+		s.CacheMounts, err = boolean()
 	case "registry.insecure":
 		s.Insecure, err = boolean()
 	case "bucket":
