@@ -63,14 +63,35 @@ func loadMounts(src *source, cfg *cacheConfig) {
 // uses the cache mount of identity, an empty local dir of it is filled from the
 // first remote cache that has it. It also marks the mount for export.
 func (s *Store) RestoreCacheMount(ctx context.Context, identity string) error {
-	id := mountID(identity)
 	s.mu.Lock()
-	if _, ok := s.usedMounts[identity]; ok {
-		s.mu.Unlock()
-		return nil
+	u, ok := s.usedMounts[identity]
+	if !ok {
+		u = &mountUse{id: mountID(identity), done: make(chan struct{})}
+		s.usedMounts[identity] = u
 	}
-	s.usedMounts[identity] = id
 	s.mu.Unlock()
+	if ok { // another step restores it, or did: wait for its content
+		select {
+		case <-u.done:
+			return u.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	u.err = s.restoreMount(ctx, identity, u.id)
+	close(u.done)
+	return u.err
+}
+
+// mountUse is a cache mount an executed step used; done closes when its restore
+// (if any) is over, with err.
+type mountUse struct {
+	id   string
+	done chan struct{}
+	err  error
+}
+
+func (s *Store) restoreMount(ctx context.Context, identity, id string) error {
 	dir, err := s.Store.CacheMountDir(ctx, identity)
 	if err != nil {
 		return err
@@ -110,8 +131,8 @@ func (s *Store) RestoreCacheMount(ctx context.Context, identity string) error {
 func (s *Store) exportMounts(ctx context.Context, add func(l v1.Layer, d v1.Descriptor) int) ([]kilnMount, error) {
 	s.mu.Lock()
 	used := map[string]string{}
-	for identity, id := range s.usedMounts {
-		used[identity] = id
+	for identity, u := range s.usedMounts {
+		used[identity] = u.id
 	}
 	s.mu.Unlock()
 	identities := make([]string, 0, len(used))

@@ -33,8 +33,8 @@ type Store struct {
 	fetched map[v1.Hash]int64          // downloaded, with their sizes
 	byBlob  map[v1.Hash][]*cache.Entry // remote entries by layer digest, recorded locally once fetched
 	mounted map[v1.Hash]*source        // layers handed out still remote, for the summary
-	// usedMounts are the cache mounts executed steps used (identity: mountID).
-	usedMounts map[string]string
+	// usedMounts are the cache mounts executed steps used, by identity.
+	usedMounts map[string]*mountUse
 }
 
 type hit struct {
@@ -76,7 +76,7 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		Store: local, ctx: ctx, note: o.Note,
 		hits: map[string]hit{}, bad: map[v1.Hash]bool{}, fetches: map[v1.Hash]*fetch{},
 		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
-		usedMounts: map[string]string{},
+		usedMounts: map[string]*mountUse{},
 	}
 	for _, spec := range from {
 		be, err := newBackend(ctx, spec, o.Insecure)
