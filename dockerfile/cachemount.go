@@ -45,6 +45,9 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	switch {
 	case m.From != "":
 		src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=cache"})
+		if err == nil {
+			err = src.open(ctx)
+		}
 		if err != nil {
 			return "", op, err
 		}

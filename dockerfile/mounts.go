@@ -111,6 +111,9 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 // (.dockerignore applied, owners 0:0, no sockets), never as the live host directory.
 func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (solver.MountOp, error) {
 	src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=bind"})
+	if err == nil {
+		err = src.open(ctx)
+	}
 	if err != nil {
 		return solver.MountOp{}, err
 	}

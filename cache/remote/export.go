@@ -121,6 +121,7 @@ func Export(ctx context.Context, spec Spec, src *Store, keys []string, o ExportO
 			return fmt.Errorf("cache-to %s: %w", spec, err)
 		}
 	}
+	cfg.Kiln.Memos = src.exportMemos()
 	sent, sentBytes, err := uploadLayers(ctx, be, ls)
 	if err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)

@@ -36,6 +36,9 @@ type kilnConfig struct {
 	Format     int         `json:"format"`
 	KeyVersion string      `json:"keyVersion"`
 	Mounts     []kilnMount `json:"mounts,omitempty"`
+	// Memos are selection digests the build used, by digest-cache key
+	// (selections.go).
+	Memos map[string]string `json:"memos,omitempty"`
 }
 
 // kilnMount is the content of one RUN --mount=type=cache dir: ID is the sha256 of

@@ -26,6 +26,9 @@ type source struct {
 	records map[string]*record        // by kiln key
 	layers  map[v1.Hash]v1.Descriptor // the manifest's layers, by digest
 	mounts  map[string]mountRecord    // cache mounts, by mountID
+	memos   map[string]string         // selection digests (selections.go)
+	// memosRaw are the config's memos before Open keeps the shared kind.
+	memosRaw map[string]string
 }
 
 // record is one step entry of a remote cache.
@@ -38,7 +41,7 @@ type record struct {
 // keyVersion. A record whose layer is not in the root is dropped (a miss); note
 // receives what the user should know (no cache yet, another key version).
 func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *time.Time, note func(string)) (*source, error) {
-	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}, mounts: map[string]mountRecord{}}
+	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}, mounts: map[string]mountRecord{}, memos: map[string]string{}}
 	raw, mt, err := be.manifest(ctx)
 	if errors.Is(err, errNoCache) {
 		note(fmt.Sprintf("cache-from %s: no cache there yet", s))
@@ -99,6 +102,7 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *tim
 		src.layers[d.Digest] = d
 	}
 	loadMounts(src, cfg)
+	src.memosRaw = cfg.Kiln.Memos
 	for _, r := range cfg.Records {
 		if r.Kiln == nil || r.Kiln.Key == "" || recordDigest(r.Kiln.Key) != r.Digest {
 			continue

@@ -35,6 +35,8 @@ type Store struct {
 	mounted map[v1.Hash]*source        // layers handed out still remote, for the summary
 	// usedMounts are the cache mounts executed steps used, by identity.
 	usedMounts map[string]*mountUse
+	memoPrefix string
+	memos      map[string]string // shared memos this build used (selections.go)
 }
 
 type hit struct {
@@ -60,6 +62,9 @@ type StoreOptions struct {
 	// SourceDateEpoch is the build's: inline records of layers clamped to another
 	// are skipped (inline.go).
 	SourceDateEpoch *time.Time
+	// MemoPrefix begins the digest-cache keys that travel with the cache (the
+	// front end's selection digests, selections.go); "" shares none.
+	MemoPrefix string
 }
 
 // Open reads every --cache-from in order and puts them behind local. A cache that
@@ -76,7 +81,7 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		Store: local, ctx: ctx, note: o.Note,
 		hits: map[string]hit{}, bad: map[v1.Hash]bool{}, fetches: map[v1.Hash]*fetch{},
 		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
-		usedMounts: map[string]*mountUse{},
+		usedMounts: map[string]*mountUse{}, memoPrefix: o.MemoPrefix, memos: map[string]string{},
 	}
 	for _, spec := range from {
 		be, err := newBackend(ctx, spec, o.Insecure)
@@ -84,6 +89,9 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 			var src *source
 			if src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note); err == nil {
 				o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
+				if cfg := src.memosRaw; cfg != nil {
+					s.loadMemos(src, cfg)
+				}
 				s.sources = append(s.sources, src)
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/cache/remote"
+	"github.com/kiln-build/kiln/dockerfile"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/solver"
@@ -46,6 +47,7 @@ func (rc remoteCaches) open(ctx context.Context, local *cache.Store, insecure []
 	}
 	return remote.Open(ctx, local, rc.from, remote.StoreOptions{
 		KeyVersion: solver.KeyVersion, Insecure: insecure, Note: prog.Info, Warn: prog.Warn, SourceDateEpoch: epoch,
+		MemoPrefix: dockerfile.SelectionMemoPrefix,
 	})
 }
 
