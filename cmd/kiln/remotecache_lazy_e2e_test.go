@@ -156,3 +156,52 @@ func TestRemoteCacheEphemeralBaseIsLazy(t *testing.T) {
 		t.Errorf("a step ran on the base, but %d of its %d layers were unpacked", len(snaps), len(baseLayers))
 	}
 }
+
+// TestRemoteCacheCopyFromStageLazy: a COPY --from=stage is keyed by the digest of
+// what it selects; that digest comes with the cache, so a runner whose steps all hit
+// never unpacks the builder stage (nor its base). When the COPY itself misses (a step
+// before it changed), the stage is mounted then and the right file copied, on a
+// fresh root from the cache as on the root that memoised the digest.
+func TestRemoteCacheCopyFromStageLazy(t *testing.T) {
+	root, out := e2e(t)
+	host, gets := blobGetRegistry(t)
+	base := testenv.BusyboxImage(t)
+	testenv.PushImage(t, base, host+"/busybox:latest")
+	baseLayers, _ := base.Layers()
+	dir := project(t, map[string]string{
+		"Dockerfile": "FROM " + host + "/busybox AS builder\n" +
+			"RUN echo built > /b.txt\n" +
+			"FROM " + host + "/busybox\n" +
+			"ARG X\n" +
+			"RUN echo $X > /x.txt\n" +
+			"COPY --from=builder /b.txt /b.txt\n",
+	})
+	cacheRef := host + "/cache:main"
+	mustBuildLimited(t, dir, "--root", root, "--progress", "plain", "--build-arg", "X=1",
+		"--cache-to", "type=registry,ref="+cacheRef+",mode=max", "-o", "type=oci,dest="+filepath.Join(out, "1.tar"), ".")
+
+	// Every step hits on an empty root: no snapshot of the builder or the base.
+	gets.reset()
+	fresh := t.TempDir()
+	r := mustBuildLimited(t, dir, "--root", fresh, "--progress", "plain", "--build-arg", "X=1",
+		"--cache-from", "type=registry,ref="+cacheRef, "-t", host+"/app:v1", "--push", ".")
+	requireAllCached(t, r.stderr)
+	if snaps, _ := filepath.Glob(filepath.Join(fresh, "snapshots", "committed", "*")); len(snaps) > 0 {
+		t.Errorf("a build whose steps all hit unpacked %v", snaps)
+	}
+	for _, l := range baseLayers {
+		if d, _ := l.Digest(); gets.count(d) != 0 {
+			t.Errorf("the base layer %s was fetched %d times", d, gets.count(d))
+		}
+	}
+
+	// The COPY misses: on the memoising root and on a fresh one from the cache.
+	for _, rt := range []string{root, t.TempDir()} {
+		mustBuildLimited(t, dir, "--root", rt, "--progress", "plain", "--build-arg", "X=2",
+			"--cache-from", "type=registry,ref="+cacheRef, "-o", "type=oci,dest="+filepath.Join(out, "2.tar"), ".")
+		files := flatten(t, readOCI(t, filepath.Join(out, "2.tar")))
+		if files["/b.txt"].content != "built\n" || files["/x.txt"].content != "2\n" {
+			t.Errorf("root %s: /b.txt %q, /x.txt %q", rt, files["/b.txt"].content, files["/x.txt"].content)
+		}
+	}
+}
