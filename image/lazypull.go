@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -110,7 +111,12 @@ func (l *streamedLayer) Compressed() (io.ReadCloser, error) {
 	}
 	rc, err := l.remote.Compressed()
 	if err != nil {
-		return nil, fmt.Errorf("fetch base layer %s from %s: %w", d, l.source, err)
+		// As a pull's errors: not found, unauthorized or unreachable, and what to do.
+		host := l.source
+		if r, perr := name.ParseReference(l.source); perr == nil {
+			host = r.Context().RegistryStr()
+		}
+		return nil, fmt.Errorf("fetch base layer %s, pulled lazily (a --cache-from build): %w", d, registryError("pull", l.source, host, err))
 	}
 	return rc, nil
 }
