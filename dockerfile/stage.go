@@ -47,10 +47,14 @@ type stepCtx struct {
 	stage *parser.Stage
 	st    *stageState
 	cmd   parser.Command
-	id    int              // progress step number
-	name  string           // "[stage 2/5] RUN make"
-	pos   int              // position in the stage (1 is FROM)
-	rest  []parser.Command // the stage's commands after this one
+	id    int    // progress step number
+	name  string // "[stage 2/5] RUN make"
+	pos   int    // position in the stage (1 is FROM)
+	// index and total number the stage's steps in titles, as BuildKit's: only the
+	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
+	index, total int
+	onbuild      bool             // an ONBUILD trigger of the base
+	rest         []parser.Command // the stage's commands after this one
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -83,7 +87,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		return err
 	}
 	cmds := append(triggers, s.Commands...)
-	total := len(cmds) + 1
+	index, total := stepCount(s, cmds)
 	for i, parsed := range cmds {
 		// The solve expands its own copy of each instruction: the Graph stays as
 		// parsed, for the next solve of it.
@@ -91,8 +95,11 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if err != nil {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
-		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
+		if isStep(c) {
+			index++
+		}
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers), rest: cmds[i+1:]}
+		sc.name = stepTitle(sc, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
@@ -117,7 +124,8 @@ func displayInstruction(c parser.Command) string {
 // returns the ONBUILD triggers to run before the stage's own commands.
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
 	id := b.eng.NextID()
-	name := fmt.Sprintf("[%s 1/%d] FROM %s", stageDisplayName(s), len(s.Commands)+1, s.Base)
+	_, total := stepCount(s, s.Commands)
+	name := stepPrefix(stageDisplayName(s), 1, total) + "FROM " + s.Base
 	start := time.Now()
 	var triggerExprs []string
 	switch {
@@ -148,7 +156,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
-			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
+			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error(), Canceled: ctx.Err() != nil})
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}
 		}
 		st.cfg = cloneConfig(base.Config)
