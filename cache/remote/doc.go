@@ -14,11 +14,14 @@
 // the AWS SDK), and type=inline for --cache-to (the records in the image's config,
 // as BuildKit's inline cache; --cache-from type=registry,ref=IMAGE reads them, see
 // inline.go). With cache-mounts=true the RUN --mount=type=cache dirs travel too
-// (mounts.go).
+// (mounts.go). The selection digests COPY --from is keyed by travel with a
+// registry, local or s3 cache (not inline), so an empty root need not unpack a
+// source stage to key a step that then hits (selections.go). compression= and
+// oci-mediatypes= shape the written cache (compress.go).
 //
 // The remote is untrusted input: a blob is verified against its digest as it is
 // fetched (a mismatch is a *image.CorruptBlobError and the digest is not used again),
 // records of another key version are skipped with a note, snapshot names are made
-// here and never read from the remote, and a record pointing at a missing blob is a
-// miss.
+// here and never read from the remote, a record pointing at a missing blob is a
+// miss, and a cache mount's tar is unpacked with the safe unpack into its own dir.
 package remote
