@@ -60,18 +60,8 @@ type stepCtx struct {
 	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
 	index, total int
 	onbuild      bool             // an ONBUILD trigger of the base
+	stageTitle   string           // the stage in titles: its name, stage-N, "" in a one-stage file
 	rest         []parser.Command // the stage's commands after this one
-	// stageName is how titles call the stage (build.stageTitle: with its platform
-	// in a multi-platform build); "" is stageDisplayName's.
-	stageName string
-}
-
-// stageTitle is sc.stageName, or the stage's display name.
-func (sc *stepCtx) stageTitle() string {
-	if sc.stageName != "" {
-		return sc.stageName
-	}
-	return stageDisplayName(sc.stage)
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -116,7 +106,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 			index++
 		}
 		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers),
-			rest: cmds[i+1:], stageName: b.stageTitle(st, s)}
+			stageTitle: b.stageTitle(st, s), rest: cmds[i+1:]}
 		sc.name = stepTitle(sc, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
@@ -125,15 +115,23 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 	return nil
 }
 
-// stageTitle is how a step's progress name calls its stage: its name, after the
-// stage's platform when the build has several, as BuildKit's "[linux/arm64 build
+// stageTitle is how step titles name stage s: as stageDisplayName, except that a
+// Dockerfile of one stage names none ("[2/3] RUN make"), as BuildKit's titles; in a
+// multi-platform build after the stage's platform, as BuildKit's "[linux/arm64 build
 // 2/3] RUN make".
 func (b *build) stageTitle(st *stageState, s *parser.Stage) string {
-	if !b.opts.multiPlatform {
-		return stageDisplayName(s)
+	name := stageDisplayName(s)
+	if len(b.g.Stages) == 1 {
+		name = ""
 	}
-	p := specs.Platform{OS: st.platform.OS, Architecture: st.platform.Architecture, Variant: st.platform.Variant}
-	return platforms.FormatAll(p) + " " + stageDisplayName(s)
+	if !b.opts.multiPlatform {
+		return name
+	}
+	p := platforms.FormatAll(specs.Platform{OS: st.platform.OS, Architecture: st.platform.Architecture, Variant: st.platform.Variant})
+	if name == "" {
+		return p
+	}
+	return p + " " + name
 }
 
 func stageDisplayName(s *parser.Stage) string {

@@ -38,7 +38,7 @@ func stepTitle(sc *stepCtx, env []string, escape rune) string {
 	if sc.onbuild {
 		text = "ONBUILD " + text
 	}
-	return stepPrefix(sc.stageTitle(), sc.index, sc.total) + text
+	return stepPrefix(sc.stageTitle, sc.index, sc.total) + text
 }
 
 // isStep says whether an instruction is a step of its own in progress (the others
@@ -66,13 +66,17 @@ func stepCount(s *parser.Stage, cmds []parser.Command) (first, total int) {
 	return first, total
 }
 
-// stepPrefix is "[stage-0 2/5] ", the position padded to the width of total.
+// stepPrefix is "[stage-0 2/5] " ("[2/5] " without a stage), the position padded to
+// the width of total.
 func stepPrefix(stage string, pos, total int) string {
 	if total <= 0 {
 		return ""
 	}
+	if stage != "" {
+		stage += " "
+	}
 	width := int(1 + math.Log10(float64(total)))
-	return fmt.Sprintf("[%s %*d/%d] ", stage, width, pos, total)
+	return fmt.Sprintf("[%s%*d/%d] ", stage, width, pos, total)
 }
 
 // maskSecretEnv is env with every variable a secret mount of run sets replaced by ****.

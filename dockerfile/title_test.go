@@ -35,7 +35,7 @@ func TestStepTitle(t *testing.T) {
 		if ex, ok := cmd.Command.(instructions.SupportsSingleWordExpansion); ok {
 			_ = ex.Expand(func(w string) (string, error) { return w, nil })
 		}
-		sc := &stepCtx{stage: &parser.Stage{Name: "s"}, cmd: cmd, index: 2, total: c.total}
+		sc := &stepCtx{stage: &parser.Stage{Name: "s"}, stageTitle: "s", cmd: cmd, index: 2, total: c.total}
 		if got := stepTitle(sc, env, '\\'); got != c.want {
 			t.Errorf("%s:\n got %s\nwant %s", c.line, got, c.want)
 		}

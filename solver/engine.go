@@ -269,8 +269,11 @@ func (e *Engine) Materialize(ctx context.Context, st State) error {
 	return e.materialize(ctx, st.Layers)
 }
 
-// View mounts st's snapshots read-only; release unmounts. Its layers must have
-// their snapshots (Materialize).
+// View mounts st's snapshots read-only, unpacking the layers that have none yet
+// (a lazily pulled base's); release unmounts.
 func (e *Engine) View(ctx context.Context, st State) (string, func() error, error) {
+	if err := e.materialize(ctx, st.Layers); err != nil {
+		return "", nil, err
+	}
 	return e.opts.Snapshots.View(ctx, st.Snapshots())
 }

@@ -19,6 +19,9 @@ type RunInputs struct {
 	Env []string
 	// Mounts are the op's mounts resolved to host paths, in the order written.
 	Mounts []exec.Mount
+	// CacheMounts are the identities of its cache mounts (Store.CacheMountDir), for a
+	// CacheMountRestorer.
+	CacheMounts []string
 }
 
 // Run executes a RUN op (s.Op.Run) on st through the Executor: its argv, env, user,
@@ -30,6 +33,13 @@ func (e *Engine) Run(ctx context.Context, st State, s Step, in RunInputs) (StepR
 	run := s.Op.Run
 	run.Limits = limitsOp(e.opts.Limits)
 	return e.step(ctx, st, &stepExec{Step: s, do: func(ctx context.Context, root string) error {
+		if r, ok := e.opts.Store.(CacheMountRestorer); ok {
+			for _, id := range in.CacheMounts {
+				if err := r.RestoreCacheMount(ctx, id); err != nil {
+					return err
+				}
+			}
+		}
 		out := newTailWriter(e, s, 1)
 		errOut := newTailWriter(e, s, 2)
 		err := e.opts.Executor.Run(ctx, exec.Spec{

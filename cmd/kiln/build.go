@@ -120,7 +120,7 @@ Examples:
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but warnings and errors, and the image ID on success")
 	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
-	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R, type=local,dest=DIR or type=inline (in the image) [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
 }
 
@@ -286,7 +286,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	noteSandbox(prog.Info, prog.Warn, snaps)
 
 	var solveStore solver.Store = store
-	rstore, err := caches.open(ctx, store, o.insecure, prog)
+	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		results, err = dockerfile.BuildPlatforms(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
-			Pull: pullOptions(o), Limits: limits, Network: network,
+			Pull: pullOptions(ctx, o), Limits: limits, Network: network,
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
 			SourceDateEpoch: sourceDateEpoch(buildArgs),
 			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
@@ -350,6 +350,14 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
+			// Each platform's image carries its own inline cache.
+			for _, r := range results {
+				if err = caches.inline(ctx, rstore, r, graph, sourceDateEpoch(buildArgs), prog); err != nil {
+					break
+				}
+			}
+		}
+		if err == nil {
 			// Every result lists the steps of the whole build (one engine); the
 			// last one made has them all.
 			err = caches.export(ctx, rstore, results[len(results)-1], graph, o.insecure, prog)
@@ -358,6 +366,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			built, err = builtImage(plats, results, o.tags, store, snaps, prog)
 		}
 		if err == nil {
+			caches.prefetch(rstore, built, outputs)
 			err = writeOutputs(ctx, o, outputs, built, store, stdout, prog)
 		}
 		return err
