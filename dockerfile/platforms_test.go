@@ -92,3 +92,39 @@ func TestBuildPlatformsSharesBuildPlatformStage(t *testing.T) {
 		t.Errorf("the shared RUN was reported started %d times, want once", n)
 	}
 }
+
+// A one-stage Dockerfile's titles name no stage, and in a multi-platform build only
+// the platform: "[linux/arm64 1/1] RUN x", as BuildKit's.
+func TestBuildPlatformsOneStageTitles(t *testing.T) {
+	e := newEngine(t)
+	var targets []Target
+	for _, arch := range []string{"amd64", "arm64"} {
+		p := v1.Platform{OS: "linux", Architecture: arch}
+		g, err := parser.Parse(strings.NewReader("FROM scratch\nRUN x\n"), parser.Options{Filename: "Dockerfile", TargetPlatform: p.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, Target{Platform: p, Graph: g})
+	}
+	bctx, err := source.Open(e.dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var names []string
+	_, err = BuildPlatforms(context.Background(), Options{Filename: "Dockerfile", Context: bctx, Store: e.store,
+		Snapshots: e.snaps, Executor: fakeRun(nil), Progress: func(ev solver.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if ev.Kind == solver.StepStarted {
+				names = append(names, ev.Name)
+			}
+		}}, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	if want := []string{"[linux/amd64 1/1] RUN x", "[linux/arm64 1/1] RUN x"}; !slices.Equal(names, want) {
+		t.Errorf("titles %q, want %q", names, want)
+	}
+}
