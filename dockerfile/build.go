@@ -42,6 +42,10 @@ type Options struct {
 	Pull     image.PullOptions
 	Limits   exec.Limits
 	Network  exec.NetworkMode
+	// ExtraHosts, ShmSize and Ulimits are --add-host, --shm-size and --ulimit.
+	ExtraHosts []exec.Host
+	ShmSize    int64
+	Ulimits    []exec.Ulimit
 
 	Compression      layers.Compression
 	CompressionLevel int  // 0: the codec's default
@@ -112,6 +116,7 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*sol
 	eng := solver.New(solver.Options{
 		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
 		Platform: targets[0].Platform, Pull: opts.Pull, Limits: opts.Limits,
+		ExtraHosts: opts.ExtraHosts, ShmSize: opts.ShmSize, Ulimits: opts.Ulimits,
 		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
 		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
 		Jobs: opts.Jobs, Progress: opts.Progress,

@@ -28,6 +28,11 @@ type Options struct {
 	Pull     image.PullOptions
 	// Limits are the sandbox's cgroup limits of every RUN, part of its key.
 	Limits exec.Limits
+	// ExtraHosts (--add-host), ShmSize (--shm-size) and Ulimits (--ulimit) are the
+	// rest of every RUN's sandbox, part of its key as in BuildKit's ExecOp.
+	ExtraHosts []exec.Host
+	ShmSize    int64
+	Ulimits    []exec.Ulimit
 
 	Compression layers.Compression
 	// CompressionLevel is the codec's level for the layers this build compresses

@@ -60,6 +60,7 @@ type buildOptions struct {
 	allow         []string
 	check         bool
 	call          string
+	sandbox       sandboxFlags
 	quiet         bool
 	load          bool
 	cacheFrom     []string
@@ -110,6 +111,9 @@ Examples:
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit of each RUN step, e.g. 1.5")
 	f.Int64Var(&o.pidsLimit, "pids-limit", 4096, "process limit of each RUN step")
 	f.StringVar(&o.network, "network", "default", "network of RUN steps: default (the host's) or none")
+	f.StringArrayVar(&o.sandbox.addHosts, "add-host", nil, "add HOST:IP to the /etc/hosts of RUN steps (repeatable)")
+	f.StringVar(&o.sandbox.shmSize, "shm-size", "", "size of /dev/shm in RUN steps, e.g. 128m (default 64m)")
+	f.StringArrayVar(&o.sandbox.ulimits, "ulimit", nil, "resource limit of RUN steps, e.g. nofile=1024:4096 (repeatable)")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "named context NAME=DIR, NAME=oci-layout:///path[:tag], NAME=docker-image://REF (repeatable)")
 	f.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "how many steps may run at once")
 	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
@@ -220,6 +224,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
 	}
 	if err := o.checkProgressFlag(); err != nil {
+		return err
+	}
+	extraHosts, shmSize, ulimits, err := o.sandbox.parse()
+	if err != nil {
 		return err
 	}
 	if o.pull && o.offline {
@@ -340,6 +348,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Pull: pullOptions(ctx, o), Limits: limits, Network: network,
+			ExtraHosts: extraHosts, ShmSize: shmSize, Ulimits: ulimits,
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
 			SourceDateEpoch: sourceDateEpoch(buildArgs),
 			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
