@@ -16,7 +16,7 @@ func exportTask(prog *progress, out outputSpec, img v1.Image, tags []string) fun
 	switch out.Type {
 	case "oci":
 		title = "exporting to oci image format"
-	case "docker":
+	case "docker", "load":
 		title = "exporting to docker image format"
 	case "tar":
 		title = "exporting to client tarball"
@@ -33,12 +33,17 @@ func exportTask(prog *progress, out outputSpec, img v1.Image, tags []string) fun
 		manifest, merr := img.Digest()
 		config, cerr := img.ConfigName()
 		switch out.Type {
-		case "oci", "docker":
+		case "oci", "docker", "load":
 			if merr == nil && cerr == nil {
 				task.Status(fmt.Sprintf("exporting manifest %s", manifest), time.Time{})
 				task.Status(fmt.Sprintf("exporting config %s", config), time.Time{})
 			}
 			task.Status("sending tarball", start)
+			if out.Type == "load" {
+				for _, n := range tags {
+					task.Status(fmt.Sprintf("naming to %s", n), time.Time{})
+				}
+			}
 		case "tar", "local":
 			task.Status("copying files", start)
 		default: // a push
