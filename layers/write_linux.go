@@ -333,7 +333,7 @@ func (t *treeWriter) addPending(host string, pf *PendingFile) error {
 		Format:   tar.FormatPAX,
 	}
 	for k, v := range pf.Xattrs {
-		if xattr.IsOverlay(k) {
+		if xattr.IsOverlay(k) || xattr.IsOwner(k) {
 			continue
 		}
 		if hdr.PAXRecords == nil {
@@ -373,6 +373,20 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 		return false, err
 	}
 	for _, n := range names {
+		if xattr.IsOwner(n) {
+			// Rootless kiln's record of an owner its namespace cannot map: the
+			// layer gets the owner, not the record.
+			v, ok, err := xattr.Get(p, n)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				if hdr.Uid, hdr.Gid, err = xattr.ParseOwner(p, v, hdr.Uid, hdr.Gid); err != nil {
+					return false, err
+				}
+			}
+			continue
+		}
 		if short, ok := xattr.OverlayName(n); ok {
 			if !t.overlay {
 				continue

@@ -53,7 +53,11 @@ func Explain(err error) error {
 		return err
 	}
 	msg := err.Error()
-	if (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) && (strings.Contains(msg, "chown") || strings.Contains(msg, "setgroups") || strings.Contains(msg, "setuid") || strings.Contains(msg, "setgid")) {
+	idCall := strings.Contains(msg, "chown") || strings.Contains(msg, "chgrp") || strings.Contains(msg, "setgroups") || strings.Contains(msg, "setuid") || strings.Contains(msg, "setgid")
+	// A RUN's own chown fails inside the step: only its output (in the message)
+	// says so, as the kernel's EINVAL text.
+	byKernel := errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || strings.Contains(msg, "Invalid argument")
+	if idCall && byKernel {
 		return fmt.Errorf("%w\nkiln runs in a user namespace that maps only uid and gid 0 (to you): files and steps owned by any other id cannot be made. %s", err, AddRangesHint())
 	}
 	return err
@@ -66,5 +70,5 @@ func AddRangesHint() string {
 	if v := os.Getenv("USER"); v != "" && v != "root" {
 		name = v
 	}
-	return fmt.Sprintf("give %s subordinate ids (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s) and install newuidmap/newgidmap (Debian's uidmap package)", name, name)
+	return fmt.Sprintf("give %s subordinate ids in /etc/subuid and /etc/subgid (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s) and install newuidmap/newgidmap (Debian's uidmap package)", name, name)
 }
