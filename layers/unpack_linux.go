@@ -188,7 +188,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := unix.Mknod(target, mode|0o600, int(dev)); err != nil {
+		if err := xattr.Mknod(target, mode|0o600, dev); err != nil {
 			return fmt.Errorf("mknod: %w", err)
 		}
 	default:
@@ -273,7 +273,7 @@ func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
 func setXattrs(target string, hdr *tar.Header) error {
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
-		if !ok || xattr.IsOverlay(name) || xattr.IsOwner(name) {
+		if !ok || xattr.IsOverlay(name) || xattr.IsKiln(name) {
 			continue
 		}
 		err := unix.Lsetxattr(target, name, []byte(v), 0)

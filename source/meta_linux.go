@@ -29,7 +29,7 @@ func listXattrs(path string) ([]fileXattr, error) {
 	}
 	var out []fileXattr
 	for _, name := range names {
-		if xattr.IsOverlay(name) || xattr.IsOwner(name) {
+		if xattr.IsOverlay(name) || xattr.IsKiln(name) {
 			continue
 		}
 		if v, ok, err := xattr.Get(path, name); err == nil && ok {

@@ -1,6 +1,7 @@
 package xattr
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"strconv"
@@ -24,8 +25,55 @@ import (
 // on symlinks), so a symlink owned by another id still fails.
 const OwnerName = "user.kiln.owner"
 
-// IsOwner reports whether name is OwnerName: bookkeeping, never content of a layer.
-func IsOwner(name string) bool { return name == OwnerName }
+// DeviceName is the xattr of the stand-in for a device node that kiln in a user
+// namespace cannot create (mknod of a real device is EPERM there; debootstrap's
+// /dev/console and friends are in Debian bases): an empty regular file whose
+// DeviceName is "c MAJOR MINOR" or "b MAJOR MINOR", which the layer writer writes back
+// as that device. RUN steps never see them: the sandbox mounts its own /dev. A
+// COPY --from of such a stand-in copies an empty file, not a device.
+const DeviceName = "user.kiln.device"
+
+// IsKiln reports whether name is one of kiln's own xattrs (OwnerName, DeviceName):
+// bookkeeping, never content of a layer, never taken from an archive.
+func IsKiln(name string) bool { return strings.HasPrefix(name, "user.kiln.") }
+
+// Mknod creates the character or block device (or fifo) path with mode (type and
+// permission bits) and dev. Where the kernel refuses a device in kiln's user
+// namespace it creates the DeviceName stand-in instead.
+func Mknod(path string, mode uint32, dev uint64) error {
+	err := unix.Mknod(path, mode, int(dev))
+	typ := mode & unix.S_IFMT
+	if err == nil || !errors.Is(err, unix.EPERM) || userns.Current() == userns.Host || (typ != unix.S_IFCHR && typ != unix.S_IFBLK) {
+		return err
+	}
+	fd, ferr := unix.Open(path, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode&0o7777)
+	if ferr != nil {
+		return err
+	}
+	unix.Close(fd)
+	kind := "c"
+	if typ == unix.S_IFBLK {
+		kind = "b"
+	}
+	v := fmt.Sprintf("%s %d %d", kind, unix.Major(dev), unix.Minor(dev))
+	if serr := unix.Lsetxattr(path, DeviceName, []byte(v), 0); serr != nil {
+		_ = unix.Unlink(path)
+		return fmt.Errorf("%w (and its stand-in: %v)", err, serr)
+	}
+	return nil
+}
+
+// ParseDevice parses the value of DeviceName: the tar type and the device numbers.
+func ParseDevice(path string, v []byte) (typ byte, major, minor int64, err error) {
+	var kind string
+	if _, err := fmt.Sscanf(string(v), "%s %d %d", &kind, &major, &minor); err != nil || (kind != "c" && kind != "b") {
+		return 0, 0, 0, fmt.Errorf("xattr %s of %s: %q is not \"c|b MAJOR MINOR\"", DeviceName, path, v)
+	}
+	if kind == "b" {
+		return tar.TypeBlock, major, minor, nil
+	}
+	return tar.TypeChar, major, minor, nil
+}
 
 // Lchown sets the owner of path (not following a symlink). In a user namespace that
 // does not map uid or gid it records them in OwnerName instead, or, where that is
