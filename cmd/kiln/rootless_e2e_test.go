@@ -95,7 +95,7 @@ RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /f
 	}
 	rootDir := t.TempDir()
 	cmd = rootCmd(kilnBin, args(filepath.Join(rootDir, "store"), filepath.Join(rootDir, "rt.tar"), filepath.Join(rootDir, "rt.id"))...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("root build: %v\n%s", err, out)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -118,17 +119,30 @@ func start() (*osexec.Cmd, *os.File, error) {
 	}
 	r.Close()
 	pid := strconv.Itoa(cmd.Process.Pid)
-	for _, h := range []struct {
+	// The two helpers are independent: run side by side they save one process
+	// start (~20-40 ms) on every rootless command.
+	maps := []struct {
 		tool string
 		m    []IDMap
-	}{{"newuidmap", um}, {"newgidmap", gm}} {
-		out, err := osexec.Command(h.tool, append([]string{pid}, helperArgs(h.m)...)...).CombinedOutput()
-		if err != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			w.Close()
-			return nil, nil, fmt.Errorf("%s %s: %w: %s (check the user's lines in /etc/subuid and /etc/subgid)", h.tool, Describe(h.m), err, strings.TrimSpace(string(out)))
-		}
+	}{{"newuidmap", um}, {"newgidmap", gm}}
+	errs := make([]error, len(maps))
+	var wg sync.WaitGroup
+	for i, h := range maps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := osexec.Command(h.tool, append([]string{pid}, helperArgs(h.m)...)...).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("%s %s: %w: %s (check the user's lines in /etc/subuid and /etc/subgid)", h.tool, Describe(h.m), err, strings.TrimSpace(string(out)))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		w.Close()
+		return nil, nil, err
 	}
 	if _, err := w.Write([]byte{1}); err != nil {
 		_ = cmd.Process.Kill()
