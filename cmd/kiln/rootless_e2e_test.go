@@ -141,4 +141,13 @@ func TestRootlessLimitsFailClearly(t *testing.T) {
 	if !strings.Contains(string(out), "--memory, --cpus and --pids-limit need a cgroup") {
 		t.Fatalf("no clear error:\n%s", out)
 	}
+	// It says what it found of a delegated cgroup v2 subtree: on a hybrid host (this
+	// test machine) that the controllers are bound to cgroup v1.
+	if ctrl, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil && !strings.Contains(string(ctrl), "memory") {
+		if !strings.Contains(string(out), "this host is hybrid and binds them to cgroup v1") {
+			t.Errorf("the error does not say why no delegated cgroup v2 subtree can serve:\n%s", out)
+		}
+	} else if !strings.Contains(string(out), "kiln's cgroup v2") && !strings.Contains(string(out), "no cgroup v2") {
+		t.Errorf("the error does not report on cgroup v2 delegation:\n%s", out)
+	}
 }
