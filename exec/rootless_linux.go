@@ -178,10 +178,19 @@ func setgroupsDenied() bool {
 // probeArg0 is argv[0] of the child FreshProc starts (with initEnv set).
 const probeArg0 = "kiln-sandbox-probe"
 
-// FreshProc reports whether RUN steps get a procfs of their own: it starts kiln in
-// new mount and pid namespaces, as Run starts a sandbox, and has it mount one.
-// Where it cannot, steps see a bind of kiln's /proc (ProcNote says why).
+// FreshProc reports whether RUN steps get a procfs of their own. Where
+// /proc/self/mountinfo shows a plain read-write proc on /proc with nothing mounted
+// under it, the kernel's rule for a new proc in a user namespace (an existing one
+// must be fully visible: no files covered, not read-only, no subset=) is met and the
+// answer is yes without more ado; otherwise (a container's masked paths, the usual
+// case where it matters) it starts kiln in new mount and pid namespaces, as Run
+// starts a sandbox, and has it mount one: that probe costs an exec of kiln, ~0.05 s
+// of every rootless build where it ran unconditionally. Where a new proc cannot be
+// mounted, steps see a bind of kiln's /proc (ProcNote says why).
 func FreshProc() bool {
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && procUncovered(string(b)) {
+		return true
+	}
 	cmd := &osexec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{probeArg0},
@@ -192,6 +201,29 @@ func FreshProc() bool {
 		},
 	}
 	return cmd.Run() == nil
+}
+
+// procUncovered reports whether mountinfo (the text of /proc/self/mountinfo) has a
+// read-write proc mounted on /proc without subset= and no mount below /proc but
+// binfmt_misc's (on an empty directory, which the kernel allows).
+func procUncovered(mountinfo string) bool {
+	found := false
+	for _, line := range strings.Split(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 6 || len(g) < 3 {
+			continue
+		}
+		point := f[4]
+		switch {
+		case point == "/proc":
+			opts := strings.Split(f[5], ",")
+			found = g[0] == "proc" && slices.Contains(opts, "rw") && !strings.Contains(g[2], "subset=")
+		case strings.HasPrefix(point, "/proc/") && point != "/proc/sys/fs/binfmt_misc":
+			return false
+		}
+	}
+	return found
 }
 
 // probeProc is the child of FreshProc: exit 0 when a fresh procfs mounts.

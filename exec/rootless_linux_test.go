@@ -49,3 +49,24 @@ func TestDelegationReport(t *testing.T) {
 		t.Errorf("without a v2 mount: %q", got)
 	}
 }
+
+// procUncovered answers yes only for a read-write proc on /proc with nothing over it
+// (binfmt_misc aside): where it says no, FreshProc probes.
+func TestProcUncovered(t *testing.T) {
+	const proc = "21 26 0:20 / /proc rw,relatime - proc proc rw\n"
+	for _, c := range []struct {
+		name, mountinfo string
+		want            bool
+	}{
+		{"host", "26 1 8:1 / / rw - ext4 /dev/vda rw\n" + proc, true},
+		{"binfmt_misc", proc + "40 21 0:40 / /proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw\n", true},
+		{"masked", proc + "50 21 0:5 /null /proc/kcore rw - devtmpfs udev rw\n", false},
+		{"read-only", "21 26 0:20 / /proc ro,relatime - proc proc ro\n", false},
+		{"subset", "21 26 0:20 / /proc rw - proc proc rw,subset=pid\n", false},
+		{"no proc", "26 1 8:1 / / rw - ext4 /dev/vda rw\n", false},
+	} {
+		if got := procUncovered(c.mountinfo); got != c.want {
+			t.Errorf("%s: procUncovered = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
