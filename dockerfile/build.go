@@ -42,8 +42,10 @@ type Options struct {
 	Limits   exec.Limits
 	Network  exec.NetworkMode
 
-	Compression     layers.Compression
-	SourceDateEpoch *time.Time
+	Compression      layers.Compression
+	CompressionLevel int  // 0: the codec's default
+	ForceCompression bool // recompress every layer, base layers too
+	SourceDateEpoch  *time.Time
 
 	// NamedContexts are --build-context NAME=VALUE, by name.
 	NamedContexts map[string]remote.NamedContext
@@ -76,7 +78,8 @@ func Build(ctx context.Context, opts Options) (*solver.Result, error) {
 	eng := solver.New(solver.Options{
 		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
 		Platform: opts.Platform, Pull: opts.Pull, Limits: opts.Limits,
-		Compression: opts.Compression, SourceDateEpoch: opts.SourceDateEpoch,
+		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
+		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
 		Jobs: opts.Jobs, Progress: opts.Progress,
 	})
 	opts.Platform = eng.Platform()

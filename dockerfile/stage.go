@@ -50,6 +50,7 @@ type stepCtx struct {
 	id    int              // progress step number
 	name  string           // "[stage 2/5] RUN make"
 	pos   int              // position in the stage (1 is FROM)
+	total int              // the stage's instructions, FROM included
 	rest  []parser.Command // the stage's commands after this one
 }
 
@@ -91,8 +92,8 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if err != nil {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, rest: cmds[i+1:]}
-		sc.name = fmt.Sprintf("[%s %d/%d] %s", stageDisplayName(s), i+2, total, displayInstruction(c))
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, total: total, rest: cmds[i+1:]}
+		sc.name = stepTitle(stageDisplayName(s), i+2, total, c, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
@@ -117,7 +118,7 @@ func displayInstruction(c parser.Command) string {
 // returns the ONBUILD triggers to run before the stage's own commands.
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
 	id := b.eng.NextID()
-	name := fmt.Sprintf("[%s 1/%d] FROM %s", stageDisplayName(s), len(s.Commands)+1, s.Base)
+	name := stepPrefix(stageDisplayName(s), 1, len(s.Commands)+1) + "FROM " + s.Base
 	start := time.Now()
 	var triggerExprs []string
 	switch {
@@ -148,7 +149,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
-			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error()})
+			b.emit(solver.Event{Kind: solver.StepFailed, ID: id, Name: name, Message: err.Error(), Canceled: ctx.Err() != nil})
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error()}
 		}
 		st.cfg = cloneConfig(base.Config)

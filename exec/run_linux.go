@@ -103,6 +103,10 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 			// cgroup, so that the step sees that cgroup as its root.
 			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 			Pdeathsig:  syscall.SIGKILL,
+			// A session of its own: the terminal's Ctrl-C (sent to its foreground
+			// process group) reaches kiln, which cancels the build and stops the
+			// step, rather than killing the step under it.
+			Setsid: true,
 		},
 	}
 	if cfg.NewNet {

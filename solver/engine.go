@@ -29,8 +29,14 @@ type Options struct {
 	// Limits are the sandbox's cgroup limits of every RUN, part of its key.
 	Limits exec.Limits
 
-	Compression     layers.Compression
-	SourceDateEpoch *time.Time
+	Compression layers.Compression
+	// CompressionLevel is the codec's level for the layers this build compresses
+	// (0: the codec's default); layers taken from the cache keep theirs.
+	CompressionLevel int
+	// ForceCompression recompresses every layer of the image, base layers too, with
+	// Compression and CompressionLevel (BuildKit's force-compression=true).
+	ForceCompression bool
+	SourceDateEpoch  *time.Time
 
 	// Jobs bounds how many ops execute at once, across every caller of the engine.
 	Jobs     int

@@ -333,7 +333,8 @@ func (e *lineError) Error() string { return "Dockerfile:3: " + e.err.Error() }
 func (e *lineError) Unwrap() error { return e.err }
 
 // A failed op's error keeps its cause for errors.Is/As through the annotation, says
-// what happened, and the StepFailed event carries the annotated message.
+// what happened, and the StepFailed event carries the error's own message (the step's
+// title already names its line); the output's last lines ride on the ExecError.
 func TestEngineErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -346,7 +347,7 @@ func TestEngineErrors(t *testing.T) {
 		{"exit code", func(_ context.Context, spec exec.Spec) error {
 			spec.Stdout.Write([]byte("compiling\nboom\n"))
 			return &exec.ExitError{Code: 3}
-		}, nil, true, `process "fails" did not complete successfully: exit code: 3` + "\n--- last output lines ---\ncompiling\nboom"},
+		}, nil, true, `process "fails" did not complete successfully: exit code: 3`},
 		{"signal", func(context.Context, exec.Spec) error { return &exec.ExitError{Signal: 9} }, nil, true, "killed by signal"},
 		{"oom", func(context.Context, exec.Spec) error { return &exec.ExitError{OOMKilled: true, MemoryLimit: 64 << 20} }, nil, true, "out of memory (limit 64MiB)"},
 	} {
@@ -371,8 +372,11 @@ func TestEngineErrors(t *testing.T) {
 			if errors.As(err, &ee) != tc.exit || errors.As(err, &xe) != tc.exit {
 				t.Errorf("errors.As ExitError/ExecError: want %v", tc.exit)
 			}
-			if got := r.messages(s.ID, solver.StepFailed); len(got) != 1 || !strings.HasPrefix(got[0], "Dockerfile:3: ") {
-				t.Errorf("StepFailed messages %q, want one with the line", got)
+			if got := r.messages(s.ID, solver.StepFailed); len(got) != 1 || strings.HasPrefix(got[0], "Dockerfile:3: ") || !strings.Contains(got[0], tc.msg) {
+				t.Errorf("StepFailed messages %q, want one saying %q without the line", got, tc.msg)
+			}
+			if tc.name == "exit code" && (xe == nil || strings.Join(xe.Tail, "|") != "compiling|boom") {
+				t.Errorf("ExecError tail %v, want the output's last lines", xe)
 			}
 			if n := r.store.Steps(); n != 0 {
 				t.Errorf("%d entries recorded by a failed op", n)

@@ -25,6 +25,9 @@ type Event struct {
 	Stream   int    // StepLog: 1 stdout, 2 stderr
 	Duration time.Duration
 	Time     time.Time
+	// Canceled says a StepFailed step was stopped because the build was cancelled
+	// (Ctrl-C, another step's failure), not by a fault of its own.
+	Canceled bool
 }
 
 // Progress receives events. It is called from several goroutines and must be safe for that.

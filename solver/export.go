@@ -26,13 +26,14 @@ import (
 // layerTransform is what an output wants of a step's layer.
 type layerTransform struct {
 	Compression layers.Compression `json:"compression"`
-	Epoch       int64              `json:"epoch"` // unix seconds; 0 with NoEpoch
+	Level       int                `json:"level,omitempty"` // 0: the codec's default
+	Epoch       int64              `json:"epoch"`           // unix seconds; 0 with NoEpoch
 	NoEpoch     bool               `json:"noEpoch"`
 }
 
 // exportTransform is this build's transform.
 func (e *Engine) exportTransform() layerTransform {
-	t := layerTransform{Compression: e.opts.Compression, NoEpoch: true}
+	t := layerTransform{Compression: e.opts.Compression, Level: e.opts.CompressionLevel, NoEpoch: true}
 	if ep := e.opts.SourceDateEpoch; ep != nil {
 		t.Epoch, t.NoEpoch = ep.Unix(), false
 	}
@@ -40,20 +41,25 @@ func (e *Engine) exportTransform() layerTransform {
 }
 
 // exportLayers gives the image's step layers the form the outputs want, and the
-// config's diff IDs with them. Base image layers are exported as pulled.
+// config's diff IDs with them. Base image layers are exported as pulled, unless
+// ForceCompression asks every layer in the build's codec and level (their files
+// untouched: only the step layers are clamped to SOURCE_DATE_EPOCH).
 func (e *Engine) exportLayers(ctx context.Context, st State, cfg *v1.ConfigFile) ([]v1.Layer, error) {
-	t := e.exportTransform()
 	out := make([]v1.Layer, len(st.Layers))
 	for i, l := range st.Layers {
 		out[i] = l.Layer
+		t := e.exportTransform()
 		if !l.Step {
-			continue
+			if !e.opts.ForceCompression {
+				continue
+			}
+			t.Epoch, t.NoEpoch = 0, true
 		}
 		mt, err := l.Layer.MediaType()
 		if err != nil {
 			return nil, err
 		}
-		if t.NoEpoch && layers.CompressionOf(string(mt)) == t.Compression {
+		if t.NoEpoch && layers.CompressionOf(string(mt)) == t.Compression && !e.opts.ForceCompression {
 			continue
 		}
 		nl, diffID, err := e.transformLayer(ctx, l.Layer, t)
@@ -93,7 +99,7 @@ func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransfor
 		return nil, v1.Hash{}, err
 	}
 	defer bw.Abort()
-	opts := layers.WriteOptions{Compression: t.Compression}
+	opts := layers.WriteOptions{Compression: t.Compression, Level: t.Level}
 	if !t.NoEpoch {
 		ep := e.opts.SourceDateEpoch.UTC()
 		opts.SourceDateEpoch = &ep

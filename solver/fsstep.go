@@ -92,9 +92,9 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 	}
 	ent, err := e.execStep(ctx, st, x, key)
 	if err != nil {
-		_, err = fail(err)
-		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start)})
-		return StepResult{}, err
+		// The step's line shows in its title; its message is the error's own.
+		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
+		return fail(err)
 	}
 	if data, err := json.Marshal(rec); err == nil {
 		_ = e.opts.Store.SetLastInputs(ctx, scope, data)
@@ -161,7 +161,7 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	}
 	defer bw.Abort()
 	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
-		Compression: e.opts.Compression, Pending: pending, NormalizeTree: true,
+		Compression: e.opts.Compression, Level: e.opts.CompressionLevel, Pending: pending, NormalizeTree: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write the step's layer: %w", err)

@@ -54,6 +54,9 @@ func limitsOp(l exec.Limits) LimitsOp {
 type ExecError struct {
 	Msg string
 	Err error
+	// Tail is the last lines of the step's output (progress shows them with the
+	// error, as BuildKit does; they are not part of the message).
+	Tail []string
 }
 
 func (e *ExecError) Error() string { return e.Msg }
@@ -83,11 +86,7 @@ func runError(args []string, err error, out, errOut *tailWriter) error {
 	if ee.PidsLimited {
 		msg += " (the step hit its process limit; raise it with --pids-limit)"
 	}
-	tail := append(out.Tail(), errOut.Tail()...)
-	if len(tail) > 0 {
-		msg += "\n--- last output lines ---\n" + strings.Join(tail, "\n")
-	}
-	return &ExecError{Msg: msg, Err: err}
+	return &ExecError{Msg: msg, Err: err, Tail: append(out.Tail(), errOut.Tail()...)}
 }
 
 func humanBytes(n int64) string {

@@ -33,7 +33,6 @@ const copyWorkers = 4
 // and xattrs, the --chmod mode when set, and the --chown owner when set (else root for
 // the context, the source owner for other stages).
 func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) error {
-	w := where(opts)
 	if opts.Add {
 		opts.Pending = nil
 	}
@@ -42,7 +41,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	}
 	dirSyntax := isDirSyntax(opts.Dest)
 	if len(opts.Sources) > 1 && !dirSyntax {
-		return fmt.Errorf("%s: when using more than one source, the destination must be a directory and end with a /: %s", w, opts.Dest)
+		return fmt.Errorf("when using more than one source, the destination must be a directory and end with a /: %s", opts.Dest)
 	}
 	sels, err := selectSources(ctx, src, opts)
 	if err != nil {
@@ -53,7 +52,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 		return err
 	}
 	if sels, err = f.dropExcluded(sels); err != nil {
-		return fmt.Errorf("%s: %w", w, err)
+		return err
 	}
 	if len(sels) == 0 {
 		return nil // an empty wildcard match copies nothing, like BuildKit
@@ -65,34 +64,34 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 		parent = path.Dir(destImg)
 	}
 	if _, err := MkdirAll(destRoot, parent, c.createdOwner()); err != nil {
-		return fmt.Errorf("%s: %w", w, err)
+		return err
 	}
 	destHost, err := rootpath.Resolve(destRoot, destImg)
 	if err != nil {
-		return fmt.Errorf("%s: %w", w, err)
+		return err
 	}
 	if len(sels) > 1 && !dirSyntax {
 		// BuildKit would copy each match over the previous one; the classic builder
 		// refused. Refuse unless dest is a directory already, where both agree.
 		if fi, err := os.Stat(destHost); err != nil || !fi.IsDir() {
-			return fmt.Errorf("%s: the sources match %d files, so the destination must be a directory and end with a /: %s", w, len(sels), opts.Dest)
+			return fmt.Errorf("the sources match %d files, so the destination must be a directory and end with a /: %s", len(sels), opts.Dest)
 		}
 	}
 	for _, sel := range sels {
 		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
 			ok, err := layers.IsArchive(sel.host)
 			if err != nil {
-				return fmt.Errorf("%s: %s: %w", w, sel.name, err)
+				return fmt.Errorf("%s: %w", sel.name, err)
 			}
 			if ok {
 				if err := c.unpack(ctx, sel, destImg); err != nil {
-					return fmt.Errorf("%s: extract %s: %w", w, sel.name, err)
+					return fmt.Errorf("extract %s: %w", sel.name, err)
 				}
 				continue
 			}
 		}
 		if err := c.copySelection(ctx, sel, destImg, destHost); err != nil {
-			return fmt.Errorf("%s: %w", w, err)
+			return err
 		}
 	}
 	return nil

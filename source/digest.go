@@ -81,12 +81,12 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 			return nil, err
 		}
 		if sels, err = f.dropExcluded(sels); err != nil {
-			return nil, fmt.Errorf("%s: %w", where(opts), err)
+			return nil, err
 		}
 		for _, sel := range sels {
 			entries, err := f.walk(ctx, sel)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", where(opts), err)
+				return nil, err
 			}
 			for _, e := range entries {
 				addEntry(join(sel.name, e.rel), e, sel.source)
@@ -103,7 +103,7 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 			for i := range next {
 				d, err := dataDigest(items[i].host, items[i].fi, buf)
 				if err != nil {
-					return fmt.Errorf("%s: hash %s: %w", where(opts), items[i].path, err)
+					return fmt.Errorf("hash %s: %w", items[i].path, err)
 				}
 				items[i].data = d
 				if hc != nil {

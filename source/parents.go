@@ -23,13 +23,7 @@ func splitParents(s string) (base, pattern string, err error) {
 	if !ok {
 		parent, pat = "/", s
 	}
-	if base, err = cleanSource(parent); err != nil {
-		return "", "", err
-	}
-	if pattern, err = cleanSource(pat); err != nil {
-		return "", "", err
-	}
-	return base, pattern, nil
+	return cleanSource(parent), cleanSource(pat), nil
 }
 
 // parentEntries lists what a COPY --parents copies, each entry's rel being its path
@@ -37,7 +31,6 @@ func splitParents(s string) (base, pattern string, err error) {
 // first position so parents stay ahead of children; a later non-directory wins, as a
 // later copy would overwrite it).
 func parentEntries(ctx context.Context, src Source, opts CopyOptions, f filters) ([]entry, error) {
-	w := where(opts)
 	pm, err := src.Context.matcher()
 	if err != nil {
 		return nil, err
@@ -57,19 +50,19 @@ func parentEntries(ctx context.Context, src Source, opts CopyOptions, f filters)
 	for _, s := range opts.Sources {
 		base, pattern, err := splitParents(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", w, err)
+			return nil, err
 		}
 		bases := []string{base}
 		if containsWildcards(base) {
 			if bases, err = expandWildcard(src.Root, base); err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", w, s, err)
+				return nil, fmt.Errorf("%s: %w", s, err)
 			}
 		}
 		found := false
 		for _, b := range bases {
 			n, err := parentsFrom(ctx, src.Root, b, pattern, pm, f, add)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", w, s, err)
+				return nil, fmt.Errorf("%s: %w", s, err)
 			}
 			found = found || n > 0
 		}
@@ -195,7 +188,6 @@ func parentsFrom(ctx context.Context, root, base, pattern string, pm *patternmat
 
 // copyParents is Copy for COPY --parents: dest is always a directory.
 func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOptions) error {
-	w := where(opts)
 	f, err := newFilters(src, opts)
 	if err != nil {
 		return err
@@ -208,11 +200,11 @@ func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOpti
 	destImg := path.Clean("/" + filepath.ToSlash(opts.Dest))
 	destHost, err := MkdirAll(destRoot, destImg, c.createdOwner())
 	if err != nil {
-		return fmt.Errorf("%s: %w", w, err)
+		return err
 	}
 	// Hard links are kept across all the sources here: their entries are merged.
 	if err := c.copyEntries(ctx, entries, destHost, destImg, 0); err != nil {
-		return fmt.Errorf("%s: %w", w, err)
+		return err
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func newFilters(src Source, opts CopyOptions) (filters, error) {
 	}
 	if len(opts.Excludes) > 0 {
 		if f.exclude, err = patternmatcher.New(opts.Excludes); err != nil {
-			return f, fmt.Errorf("%s: --exclude: %w", where(opts), err)
+			return f, fmt.Errorf("--exclude: %w", err)
 		}
 	}
 	return f, nil

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +39,7 @@ type buildOptions struct {
 	labels        []string
 	iidFile       string
 	metadataFile  string
+	annotations   []string
 	progress      string
 	noCache       bool
 	noCacheFilter []string
@@ -55,6 +59,9 @@ type buildOptions struct {
 	ssh           []string
 	allow         []string
 	check         bool
+	call          string
+	quiet         bool
+	load          bool
 	cacheFrom     []string
 	cacheTo       []string
 }
@@ -83,13 +90,14 @@ Examples:
 	f := cmd.Flags()
 	f.StringVarP(&o.file, "file", "f", "", `Dockerfile path (default "CONTEXT/Dockerfile"; "-" reads stdin)`)
 	f.StringArrayVarP(&o.tags, "tag", "t", nil, "name and tag of the image, e.g. app:v1 (repeatable)")
+	f.StringArrayVar(&o.annotations, "annotation", nil, "add an annotation to the image manifest: KEY=VALUE or manifest:KEY=VALUE (repeatable)")
 	f.StringArrayVar(&o.buildArgs, "build-arg", nil, "build-time variable KEY=VALUE, or KEY to take it from the environment (repeatable)")
 	f.StringVar(&o.target, "target", "", "build this stage instead of the last one")
 	f.StringArrayVarP(&o.outputs, "output", "o", nil, "output: type=oci|docker|tar,dest=FILE|-; type=local,dest=DIR; type=registry (repeatable)")
 	f.StringArrayVar(&o.labels, "label", nil, "set a label on the image, KEY=VALUE (repeatable)")
 	f.StringVar(&o.iidFile, "iidfile", "", "write the image ID (config digest) to this file")
 	f.StringVar(&o.metadataFile, "metadata-file", "", "write build result metadata (JSON) to this file")
-	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, tty, plain or quiet")
+	f.StringVar(&o.progress, "progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
 	f.BoolVar(&o.noCache, "no-cache", false, "do not use the cache for any step")
 	f.StringArrayVar(&o.noCacheFilter, "no-cache-filter", nil, "do not use the cache for the named stage (repeatable)")
 	f.StringVar(&o.root, "root", defaultRoot(), "directory of kiln's cache and state")
@@ -108,6 +116,9 @@ Examples:
 	f.StringArrayVar(&o.ssh, "ssh", nil, "ssh agent for RUN --mount=type=ssh: default, or ID=SOCKET (repeatable)")
 	f.StringArrayVar(&o.allow, "allow", nil, "grant an entitlement: security.insecure, network.host (repeatable)")
 	f.BoolVar(&o.check, "check", false, "run the build checks only: print each finding, exit 1 if there is any")
+	f.StringVar(&o.call, "call", "build", "what to do with the Dockerfile: build, check (as --check), outline (its args, secrets and ssh) or targets (its stages)")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but warnings and errors, and the image ID on success")
+	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
@@ -124,9 +135,21 @@ func defaultRoot() string {
 	return filepath.Join(home, ".local", "share", "kiln")
 }
 
-func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) error {
+func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, stderr io.Writer, stdin io.Reader) (err error) {
+	switch o.call {
+	case "build", "":
+	case "check":
+		o.check = true
+	case "outline", "targets":
+		return runCall(o, contextDir, stdout, stdin)
+	default:
+		return fmt.Errorf("--call=%s: use build, check, outline or targets", o.call)
+	}
 	if o.check {
 		return runCheck(o, contextDir, stdout, stdin)
+	}
+	if o.quiet {
+		o.progress = "quiet"
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
 	// process, even on kill -9. In its user namespace kiln is in one already (Enter
@@ -153,6 +176,16 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	buildArgs, err := parseBuildArgs(o.buildArgs)
 	if err != nil {
 		return err
+	}
+	if err := checkSourceDateEpoch(buildArgs); err != nil {
+		return err
+	}
+	annotations, err := parseAnnotationFlags(o.annotations)
+	if err != nil {
+		return err
+	}
+	for i := range outputs {
+		outputs[i].Annotations = mergeAnnotations(annotations, outputs[i].Annotations)
 	}
 	labels, err := parseKeyValues("--label", o.labels)
 	if err != nil {
@@ -190,6 +223,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	default:
 		return fmt.Errorf("--network=%s is not supported (use default or none)", o.network)
 	}
+	if err := o.checkProgressFlag(); err != nil {
+		return err
+	}
 	if o.pull && o.offline {
 		return fmt.Errorf("--pull asks the registry and --offline forbids it: use one of them")
 	}
@@ -210,6 +246,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
+	// An error at a Dockerfile line is shown with an excerpt of it.
+	defer func() { err = withDockerfile(err, dfName, dfData) }()
 	platform, err := o.targetPlatform()
 	if err != nil {
 		return err
@@ -248,6 +286,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		solveStore = rstore
 	}
 
+	if noOutput(outputs) && o.iidFile == "" && o.metadataFile == "" {
+		prog.Warn("No output specified: the result stays in kiln's build cache only. " +
+			"To keep it use -o type=oci,dest=FILE (or type=docker|local|tar), or --push with -t REGISTRY/NAME:TAG")
+	}
 	for _, w := range graph.Warnings {
 		prog.Warn(w)
 	}
@@ -261,10 +303,18 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 
 	compression := layers.Gzip
+	level, force := 0, false
 	needRootfs := false
 	for _, out := range outputs {
 		if out.Compression != "" {
 			compression = layers.Compression(out.Compression)
+		}
+		if out.Level != 0 {
+			level = out.Level
+		}
+		force = force || out.Force
+		if out.NoRewriteTimestamp && sourceDateEpoch(buildArgs) != nil {
+			return fmt.Errorf("--output rewrite-timestamp=false: with SOURCE_DATE_EPOCH set kiln always clamps the layers' file times to it (BuildKit's rewrite-timestamp=true); unset SOURCE_DATE_EPOCH or drop the option")
 		}
 		if out.Type == "local" || out.Type == "tar" {
 			needRootfs = true
@@ -281,8 +331,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
 			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
-			Compression: compression, SourceDateEpoch: sourceDateEpoch(buildArgs),
-			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
+			Compression: compression, CompressionLevel: level, ForceCompression: force,
+			SourceDateEpoch: sourceDateEpoch(buildArgs),
+			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 			Warn: func(w string) { checkFindings++; prog.Warn(w) },
 		})
@@ -304,6 +355,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := writeResultFiles(o, res); err != nil {
 		return err
 	}
+	if o.quiet {
+		id, err := res.Image.ConfigName()
+		if err != nil {
+			return fmt.Errorf("image ID: %w", err)
+		}
+		fmt.Fprintln(stdout, id)
+	}
 	autoGC(ctx, store, snaps, prog.Warn)
 	return nil
 }
@@ -321,12 +379,18 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		}
 		return "", "Dockerfile", data, nil
 	}
-	if file == "" {
+	named := file != ""
+	if !named {
 		file = filepath.Join(contextDir, "Dockerfile")
 	}
 	fi, err := os.Stat(file)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("read Dockerfile: %w (use -f to name another file)", err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && named:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %s does not exist (-f is relative to the current directory, not to the context)", file)
+	case errors.Is(err, fs.ErrNotExist):
+		return "", "", nil, fmt.Errorf("read Dockerfile: the context %s has no Dockerfile: add one, or name yours with -f", contextDir)
+	case err != nil:
+		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	if fi.IsDir() {
 		return "", "", nil, fmt.Errorf("Dockerfile %s is a directory; use -f to name the file", file)
@@ -336,6 +400,17 @@ func readDockerfile(file, contextDir string, stdin io.Reader) (string, string, [
 		return "", "", nil, fmt.Errorf("read Dockerfile: %w", err)
 	}
 	return file, filepath.Base(file), data, nil
+}
+
+// noOutput says no output writes or pushes anything (an image output without
+// push=true keeps the result in the cache only, as with buildx's container driver).
+func noOutput(outs []outputSpec) bool {
+	for _, out := range outs {
+		if out.Push || (out.Type != "image" && out.Type != "registry") {
+			return false
+		}
+	}
+	return true
 }
 
 func (o buildOptions) parseOutputs() ([]outputSpec, error) {
@@ -349,6 +424,14 @@ func (o buildOptions) parseOutputs() ([]outputSpec, error) {
 	}
 	if o.push {
 		outs = append(outs, outputSpec{Type: "registry", Push: true})
+	}
+	if o.load {
+		outs = append(outs, outputSpec{Type: "load"})
+	}
+	for _, out := range outs {
+		if o.quiet && out.Dest == "-" {
+			return nil, fmt.Errorf("--quiet prints the image ID on stdout, where -o %s,dest=- would write the image: write it to a file", out.Type)
+		}
 	}
 	for _, out := range outs {
 		if out.Push && len(o.tags) == 0 && out.Name == "" {
@@ -443,12 +526,30 @@ func sourceDateEpoch(buildArgs map[string]string) *time.Time {
 	if !ok || v == "" {
 		return nil
 	}
-	var sec int64
-	if _, err := fmt.Sscanf(v, "%d", &sec); err != nil {
-		return nil
+	sec, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil // refused before the build by checkSourceDateEpoch
 	}
 	t := time.Unix(sec, 0).UTC()
 	return &t
+}
+
+// checkSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment) that
+// is not a number of seconds, as BuildKit does, rather than building without it.
+func checkSourceDateEpoch(buildArgs map[string]string) error {
+	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
+	from := "--build-arg SOURCE_DATE_EPOCH"
+	if !ok {
+		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
+		from = "SOURCE_DATE_EPOCH in the environment"
+	}
+	if !ok || v == "" {
+		return nil
+	}
+	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
+		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
+	}
+	return nil
 }
 
 // writeResultFiles writes --iidfile and --metadata-file.

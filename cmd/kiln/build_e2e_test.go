@@ -266,9 +266,12 @@ func TestBuildFailureWritesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name, dockerfile, want string
 	}{
-		{"unknown instruction", "FROM scratch\nCOPPY a b\n", "Dockerfile:2: unknown instruction: COPPY"},
+		{"unknown instruction", "FROM scratch\nCOPPY a b\n",
+			"Dockerfile:2\n--------------------\n   1 |     FROM scratch\n   2 | >>> COPPY a b\n   3 |     \n--------------------\nERROR: unknown instruction: COPPY"},
 		{"missing source", "FROM scratch\nCOPY nope.txt /\n", "nope.txt"},
-		{"outside context", "FROM scratch\nCOPY ../etc/passwd /\n", "outside"},
+		// ".." stops at the context's root, as in BuildKit: this is the context's
+		// etc/passwd, which it does not have, never the host's.
+		{"outside context", "FROM scratch\nCOPY ../etc/passwd /\n", "file not found in build context or excluded by .dockerignore: stat etc/passwd"},
 		{"unsupported flag", "FROM scratch\nHEALTHCHECK --start-interval=1s CMD true\n", "--start-interval"},
 		{"foreign frontend", "# syntax=example.com/other/frontend:1\nFROM scratch\n", "example.com/other/frontend"},
 	} {
@@ -293,5 +296,11 @@ func TestBuildFailureWritesNothing(t *testing.T) {
 	r := kiln(t, out, "build", "--root", root, "--frobnicate", ".")
 	if r.code == 0 || !strings.Contains(r.stderr, "frobnicate") {
 		t.Errorf("unknown flag: exit %d, stderr %s", r.code, r.stderr)
+	}
+	// A misspelled flag gets the flags it may have meant, as a misspelled command
+	// does.
+	r = kiln(t, out, "build", "--root", root, "--pussh", ".")
+	if r.code == 0 || !strings.Contains(r.stderr, "unknown flag: --pussh\n\nDid you mean this?\n\t--push\n") {
+		t.Errorf("misspelled flag: exit %d, stderr %s", r.code, r.stderr)
 	}
 }

@@ -40,7 +40,7 @@ func parsePlain(log string) []*step {
 	byID := map[string]*step{}
 	for _, line := range strings.Split(log, "\n") {
 		m := plainLine.FindStringSubmatch(line)
-		if m == nil {
+		if m == nil || m[1] == "0" { // "#0": a note of the whole build
 			continue
 		}
 		s := byID[m[1]]
@@ -101,7 +101,7 @@ func wantStates(t *testing.T, steps []*step, want map[string]string) {
 func allCached(t *testing.T, steps []*step) {
 	t.Helper()
 	for _, s := range steps {
-		if strings.Contains(s.name, "] FROM ") {
+		if strings.Contains(s.name, "] FROM ") || strings.HasPrefix(s.name, "exporting to ") {
 			continue
 		}
 		if s.state != "CACHED" {
@@ -206,7 +206,7 @@ func TestCacheKeyRules(t *testing.T) {
 		}
 		// Declared before the RUNs: every RUN after the ARG reruns.
 		used := buildPlain(t, dir, root, "--build-arg", "USED=2")
-		s := findStep(t, used.steps, `RUN echo "used=$USED"`)
+		s := findStep(t, used.steps, `RUN echo "used=`)
 		if s.state != "DONE" {
 			t.Fatalf("RUN using USED is %s, want rebuilt\n%s", s.state, used.log)
 		}
@@ -237,10 +237,10 @@ func TestCacheKeyRules(t *testing.T) {
 		writeFile(t, filepath.Join(dir, "src/main.go"), "package main // changed\n")
 		again := buildPlain(t, dir, root)
 		wantStates(t, again.steps, map[string]string{
-			`RUN echo "used=$USED"`: "CACHED",
-			"COPY a.txt":            "CACHED",
-			"COPY src/":             "DONE",
-			"RUN cat /a.txt":        "DONE",
+			`RUN echo "used=`: "CACHED",
+			"COPY a.txt":      "CACHED",
+			"COPY src/":       "DONE",
+			"RUN cat /a.txt":  "DONE",
 		})
 		if s := findStep(t, again.steps, "COPY src/"); s.miss != "cache miss: COPY src/ /src/ (src/main.go changed)" {
 			t.Errorf("cache miss line = %q", s.miss)
@@ -261,9 +261,9 @@ func TestCacheKeyRules(t *testing.T) {
 		}
 		again := buildPlain(t, dir, root)
 		wantStates(t, again.steps, map[string]string{
-			`RUN echo "used=$USED"`: "CACHED",
-			"COPY a.txt":            "DONE",
-			"COPY src/":             "DONE",
+			`RUN echo "used=`: "CACHED",
+			"COPY a.txt":      "DONE",
+			"COPY src/":       "DONE",
 		})
 		if s := findStep(t, again.steps, "COPY a.txt"); !strings.HasSuffix(s.miss, "(a.txt changed)") {
 			t.Errorf("cache miss line = %q", s.miss)
@@ -395,13 +395,17 @@ func TestCachePlainOutputShape(t *testing.T) {
 	want := []string{
 		"#1 [stage-0 1/5] FROM " + host + "/busybox",
 		"#1 DONE Xs",
+		"",
 		"#2 [stage-0 2/5] WORKDIR /app",
 		"#2 CACHED",
+		"",
 		"#3 [stage-0 3/5] RUN echo setup > /setup.txt",
 		"#3 CACHED",
+		"",
 		"#4 [stage-0 4/5] COPY src/ ./src/",
 		"#4 cache miss: COPY src/ ./src/ (src/main.go changed)",
 		"#4 DONE Xs",
+		"",
 		"#5 [stage-0 5/5] RUN cat src/main.go",
 		"#5 cache miss: RUN cat src/main.go (a previous step changed)",
 		"#5 T package main",

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/internal/userns"
-	"github.com/kiln-build/kiln/parser"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -48,12 +47,7 @@ func main() {
 		return
 	}
 	err = userns.Explain(err)
-	fmt.Fprintln(os.Stderr, "ERROR:", err)
-	// A Dockerfile error shows the offending line under the message.
-	var perr *parser.Error
-	if errors.As(err, &perr) && perr.Src != "" {
-		fmt.Fprintf(os.Stderr, "%5d | %s\n", perr.Line, perr.Src)
-	}
+	printError(os.Stderr, err)
 	var ec *exitCodeError
 	switch {
 	case errors.As(err, &ec):
@@ -85,6 +79,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newBuildCmd(), newPruneCmd(), newDuCmd(), newCheckCmd(), newVersionCmd())
 	return root
 }

@@ -112,7 +112,7 @@ func TestRemoteCacheRegistryRoundTrip(t *testing.T) {
 	r = mustBuildLimited(t, dir, "--root", t.TempDir(), "--progress", "plain", "--build-arg", epochArg,
 		"--cache-from", "type=registry,ref="+cacheRef, "-t", appRef, "--push", ".")
 	requireAllCached(t, r.stderr)
-	if n := strings.Count(r.stderr, " => downloaded "); n != 1 {
+	if n := strings.Count(r.stderr, "#0 downloaded "); n != 1 {
 		t.Errorf("a push from the cache downloaded %d blobs, want 1 (the builder's layer):\n%s", n, r.stderr)
 	}
 	img := remoteImage(t, appRef, true)
