@@ -135,7 +135,7 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 		if src.Context == nil {
 			var err error
 			if uid, gid, err = ids(it.host, it.fi); err != nil {
-				return nil, fmt.Errorf("%s: %w", where(opts), err)
+				return nil, fmt.Errorf("owner of %s: %w", it.path, err)
 			}
 		}
 		// The record: type, st_mode bits (octal), uid, gid, data digest.
