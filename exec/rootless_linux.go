@@ -168,6 +168,20 @@ func bindHostProc(t string) error {
 	return setattrRecursive(t, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 }
 
+// unmappedUser is the error of userns.UnmappedID for the first id of u that kiln's
+// user namespace does not map, or nil.
+func unmappedUser(u User) error {
+	if err := userns.UnmappedID("uid", u.UID); err != nil {
+		return err
+	}
+	for _, g := range append([]uint32{u.GID}, u.AdditionalGIDs...) {
+		if err := userns.UnmappedID("gid", g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // setgroupsDenied reports whether this user namespace forbids setgroups(2), as a
 // namespace with a single-id gid map must (user_namespaces(7)).
 func setgroupsDenied() bool {

@@ -120,7 +120,7 @@ RUN echo more >> /opt/d/g && echo hi > /hi
 			if err == nil {
 				t.Fatalf("a step needing uid 1000 succeeded under a single-id map:\n%s", out)
 			}
-			for _, want := range []string{c.line, "Dockerfile:", "usermod --add-subuids", "/etc/subuid"} {
+			for _, want := range []string{c.line, "Dockerfile:", "usermod --add-subuids", "/etc/subuid", "--add-subgids 100000-165535 " + u.Name} {
 				if !strings.Contains(string(out), want) {
 					t.Errorf("error lacks %q:\n%s", want, out)
 				}
