@@ -61,7 +61,7 @@ func noteSandboxNow(info, warn func(string), snaps *snapshot.Snapshotter) {
 	}
 	info(fmt.Sprintf("sandbox: user namespace (uids %s), new mount/pid/uts/ipc namespaces, %s, snapshots by %s", ids, proc, snaps.Mode()))
 	if userns.Size(m) == 1 {
-		warn("kiln's user namespace maps only uid and gid 0 (to you): a step or layer that needs another id fails; " + userns.AddRangesHint())
+		warn("kiln's user namespace maps only uid and gid 0: a step that needs another id fails; " + userns.AddRangesHint())
 	}
 	if !exec.CgroupsAvailable() {
 		warn("resource limits are not enforced: kiln in a user namespace cannot create cgroups here (--memory, --cpus and --pids-limit fail)")

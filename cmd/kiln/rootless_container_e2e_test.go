@@ -217,6 +217,20 @@ func TestRootlessInUnprivilegedContainer(t *testing.T) {
 			}
 		})
 	}
+	// With CAP_SETFCAP alone kiln maps uid 0 only: the build gets as far as that
+	// allows (the base, COPY --chown), and the RUN chown 1000 fails saying which
+	// capabilities map every id.
+	t.Run("setfcap-only", func(t *testing.T) {
+		out, err := c.run(t, "setfcap", []string{"CAP_SETFCAP"}, false)
+		if err == nil {
+			t.Fatalf("RUN chown 1000 succeeded with uid 0 mapped alone:\n%s", out)
+		}
+		for _, w := range []string{"uids 0→0)", "maps only uid and gid 0", "Dockerfile:4", "give the container the capabilities SETUID and SETGID"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+	})
 	t.Run("nocaps", func(t *testing.T) {
 		out, err := c.run(t, "nocaps", []string{}, false)
 		if err == nil {
