@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
-.PHONY: build test test-unit test-race deps demo lint bench bench-rootless conformance fuzz cachecheck clean
+.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless conformance fuzz cachecheck clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
@@ -57,6 +57,14 @@ bench: build
 # tarball output), with the ratio; as root (it makes a temporary user).
 bench-rootless: build
 	KILN=$(CURDIR)/$(BIN) SHARED=$(SHARED) bench/rootless.sh
+
+# The ephemeral CI runner (issue 16): an empty root, --cache-from a registry filled by
+# an earlier run, then --push and an OCI tarball, beside BuildKit's --import-cache when
+# buildctl answers at $(BUILDKIT_HOST) (see $(SHARED)/bench/setup-buildkit.sh).
+bench-ephemeral: build
+	$(SHARED)/bench/setup-anchors.sh
+	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only W2,W5
+	KILN=$(CURDIR)/$(BIN) WORK=$(BENCH_WORK) OUT=$(BENCH_OUT)-ephemeral bench/ephemeral.sh
 
 FUZZTIME ?= 10m
 fuzz:

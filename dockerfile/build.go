@@ -41,6 +41,10 @@ type Options struct {
 	Pull     image.PullOptions
 	Limits   exec.Limits
 	Network  exec.NetworkMode
+	// ExtraHosts, ShmSize and Ulimits are --add-host, --shm-size and --ulimit.
+	ExtraHosts []exec.Host
+	ShmSize    int64
+	Ulimits    []exec.Ulimit
 
 	Compression      layers.Compression
 	CompressionLevel int  // 0: the codec's default
@@ -78,6 +82,7 @@ func Build(ctx context.Context, opts Options) (*solver.Result, error) {
 	eng := solver.New(solver.Options{
 		Store: opts.Store, Snapshots: opts.Snapshots, Executor: opts.Executor,
 		Platform: opts.Platform, Pull: opts.Pull, Limits: opts.Limits,
+		ExtraHosts: opts.ExtraHosts, ShmSize: opts.ShmSize, Ulimits: opts.Ulimits,
 		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
 		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
 		Jobs: opts.Jobs, Progress: opts.Progress,

@@ -45,6 +45,9 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	switch {
 	case m.From != "":
 		src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=cache"})
+		if err == nil {
+			err = src.open(ctx)
+		}
 		if err != nil {
 			return "", op, err
 		}
@@ -70,6 +73,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	var dir string
 	var lock *os.File
 	var err error
+	name := identity
 	switch m.CacheSharing {
 	case instructions.MountSharingLocked:
 		if dir, err = b.eng.CacheMountDir(ctx, identity); err == nil {
@@ -77,7 +81,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 		}
 	case instructions.MountSharingPrivate:
 		for n := 0; err == nil && lock == nil; n++ {
-			name := identity
+			name = identity
 			if n > 0 {
 				name = fmt.Sprintf("%s\x00private=%d", identity, n)
 			}
@@ -91,6 +95,7 @@ func (b *build) cacheMount(ctx context.Context, sc *stepCtx, m *instructions.Mou
 	if err != nil {
 		return "", op, fmt.Errorf("cache mount %s: %w", id, err)
 	}
+	rm.cacheIDs = append(rm.cacheIDs, name)
 	if lock != nil {
 		rm.releases = append(rm.releases, func() { lock.Close() })
 	}

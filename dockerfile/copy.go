@@ -42,6 +42,9 @@ type copySource struct {
 	src     source.Source
 	content string // cache-key content when known without hashing (a stage's key)
 	release func()
+	// lazy, when set, mounts src (a stage's or an image's tree) when called: open
+	// does, for the callers that read the files at once.
+	lazy func(ctx context.Context) (source.Source, func(), error)
 }
 
 // copyPart is a run of a COPY/ADD's sources read from one place: the local sources
@@ -259,6 +262,24 @@ func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base so
 		opts.KeepArchives = true
 	}
 	p := &copyPart{opts: opts, src: from.src, release: from.release}
+	if from.lazy != nil {
+		if d, ok := b.eng.HashCache().Get(selectionMemo(from, opts)); ok {
+			// Keyed without reading the files: they are mounted if the step runs.
+			p.content = d
+			p.fetch = func(ctx context.Context) (source.Source, error) {
+				if err := from.open(ctx); err != nil {
+					return source.Source{}, err
+				}
+				p.src, p.release = from.src, from.release
+				return from.src, nil
+			}
+			return p, nil
+		}
+		if err := from.open(ctx); err != nil {
+			return p, err
+		}
+		p.src, p.release = from.src, from.release
+	}
 	sum, err := b.selectionDigest(ctx, from, opts)
 	if err != nil {
 		return p, b.copyError(sc, cs, err)
@@ -345,9 +366,6 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		if err != nil {
 			return nil, err
 		}
-		if err := b.eng.Materialize(ctx, other.fs); err != nil {
-			return nil, fmt.Errorf("%s --from=%s: %w", cs.name, cs.from, err)
-		}
 		tree, content = other.fs, "stage:"+other.fs.Key
 	} else {
 		base, err := b.baseImage(ctx, cs.from, "", func(msg string) {
@@ -358,11 +376,30 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		}
 		tree, content = base.State, "image:"+base.Manifest.String()
 	}
-	root, release, err := b.eng.View(ctx, tree)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s --from=%s: %w", cs.name, cs.from, err)
+	// Mounted (its layers unpacked first if they have no snapshot yet) only when
+	// something reads the files: a COPY whose selection digest is memoised, by this
+	// root or a remote cache, and whose step hits never does.
+	mount := func(ctx context.Context) (source.Source, func(), error) {
+		root, release, err := b.eng.View(ctx, tree)
+		if err != nil {
+			return source.Source{}, nil, fmt.Errorf("mount %s --from=%s: %w", cs.name, cs.from, err)
+		}
+		return source.Source{Root: root}, func() { _ = release() }, nil
 	}
-	return &copySource{src: source.Source{Root: root}, content: content, release: func() { _ = release() }}, nil
+	return &copySource{content: content, release: noop, lazy: mount}, nil
+}
+
+// open mounts a lazy source now.
+func (c *copySource) open(ctx context.Context) error {
+	if c.lazy == nil {
+		return nil
+	}
+	src, release, err := c.lazy(ctx)
+	if err != nil {
+		return err
+	}
+	c.src, c.release, c.lazy = src, release, nil
+	return nil
 }
 
 // stageIndex finds a stage by name or index, -1 when the name is not a stage.

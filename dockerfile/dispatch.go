@@ -53,7 +53,7 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 	}
 	b.reportUndefined(sc, unmatched, env)
 	// Again now that the mounts are parsed (a secret's env var is masked in it).
-	sc.name = stepTitle(stageDisplayName(sc.stage), sc.pos, sc.total, sc.cmd, sc.st.env, b.g.EscapeToken)
+	sc.name = stepTitle(sc, sc.st.env, b.g.EscapeToken)
 
 	st := sc.st
 	switch c := c.(type) {

@@ -24,6 +24,8 @@ type runMounts struct {
 	// SSH_AUTH_SOCK); it is never part of the cache key or the image.
 	env  []string
 	priv *privateDir // the step's secret files and agent sockets, made on first use
+	// cacheIDs are the identities of the cache mounts' dirs (solver.RunInputs).
+	cacheIDs []string
 }
 
 func (m *runMounts) cleanup() {
@@ -109,6 +111,9 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 // (.dockerignore applied, owners 0:0, no sockets), never as the live host directory.
 func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (solver.MountOp, error) {
 	src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=bind"})
+	if err == nil {
+		err = src.open(ctx)
+	}
 	if err != nil {
 		return solver.MountOp{}, err
 	}

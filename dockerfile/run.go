@@ -103,7 +103,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	}}
 	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
 	r, err := b.eng.Run(ctx, st.fs, b.step(ctx, sc, op, nil), solver.RunInputs{
-		Env: slices.Concat(proxyEnv, mounts.env), Mounts: mounts.list,
+		Env: slices.Concat(proxyEnv, mounts.env), Mounts: mounts.list, CacheMounts: mounts.cacheIDs,
 	})
 	return b.fsStep(st, createdBy, r, err)
 }

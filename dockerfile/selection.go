@@ -19,15 +19,8 @@ import (
 // cache as for COPY, and their per-file digests come back to explain a miss.
 func (b *build) selectionDigest(ctx context.Context, src *copySource, opts source.CopyOptions) (*source.Sum, error) {
 	hc := b.eng.HashCache()
-	memo := ""
-	if src.content != "" {
-		sel := struct {
-			Tree, Dest         string
-			Sources, Excludes  []string
-			Add, Keep, Parents bool
-		}{src.content, opts.Dest, opts.Sources, opts.Excludes, opts.Add, opts.KeepArchives, opts.Parents}
-		data, _ := json.Marshal(sel)
-		memo = "selection:" + digestOf(string(data))
+	memo := selectionMemo(src, opts)
+	if memo != "" {
 		if d, ok := hc.Get(memo); ok {
 			return &source.Sum{Digest: d}, nil
 		}
@@ -47,4 +40,23 @@ func (b *build) selectionDigest(ctx context.Context, src *copySource, opts sourc
 		hc.Put(memo, sum.Digest)
 	}
 	return sum, nil
+}
+
+// SelectionMemoPrefix begins the digest-cache keys of selection digests: a remote
+// cache carries those (they are not tied to one machine's files).
+const SelectionMemoPrefix = "selection:"
+
+// selectionMemo is the digest-cache key of the selection opts in src, "" when src
+// has no identity to memoise by.
+func selectionMemo(src *copySource, opts source.CopyOptions) string {
+	if src.content == "" {
+		return ""
+	}
+	sel := struct {
+		Tree, Dest         string
+		Sources, Excludes  []string
+		Add, Keep, Parents bool
+	}{src.content, opts.Dest, opts.Sources, opts.Excludes, opts.Add, opts.KeepArchives, opts.Parents}
+	data, _ := json.Marshal(sel)
+	return SelectionMemoPrefix + digestOf(string(data))
 }

@@ -47,11 +47,15 @@ type stepCtx struct {
 	stage *parser.Stage
 	st    *stageState
 	cmd   parser.Command
-	id    int              // progress step number
-	name  string           // "[stage 2/5] RUN make"
-	pos   int              // position in the stage (1 is FROM)
-	total int              // the stage's instructions, FROM included
-	rest  []parser.Command // the stage's commands after this one
+	id    int    // progress step number
+	name  string // "[stage 2/5] RUN make"
+	pos   int    // position in the stage (1 is FROM)
+	// index and total number the stage's steps in titles, as BuildKit's: only the
+	// instructions that are steps (FROM of an image, RUN, COPY, ADD, WORKDIR) count.
+	index, total int
+	onbuild      bool             // an ONBUILD trigger of the base
+	stageTitle   string           // the stage in titles: its name, stage-N, "" in a one-stage file
+	rest         []parser.Command // the stage's commands after this one
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -84,7 +88,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		return err
 	}
 	cmds := append(triggers, s.Commands...)
-	total := len(cmds) + 1
+	index, total := stepCount(s, cmds)
 	for i, parsed := range cmds {
 		// The solve expands its own copy of each instruction: the Graph stays as
 		// parsed, for the next solve of it.
@@ -92,13 +96,26 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 		if err != nil {
 			return &parser.Error{File: b.opts.Filename, Line: parsed.Line, Msg: err.Error(), Err: err}
 		}
-		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, total: total, rest: cmds[i+1:]}
-		sc.name = stepTitle(stageDisplayName(s), i+2, total, c, st.env, b.g.EscapeToken)
+		if isStep(c) {
+			index++
+		}
+		sc := &stepCtx{stage: s, st: st, cmd: c, pos: i + 2, index: index, total: total, onbuild: i < len(triggers),
+			stageTitle: b.stageTitle(s), rest: cmds[i+1:]}
+		sc.name = stepTitle(sc, st.env, b.g.EscapeToken)
 		if err := b.dispatch(ctx, sc); err != nil {
 			return b.atLine(ctx, sc, err)
 		}
 	}
 	return nil
+}
+
+// stageTitle is how step titles name stage s: as stageDisplayName, except that a
+// Dockerfile of one stage names none ("[2/3] RUN make"), as BuildKit's titles.
+func (b *build) stageTitle(s *parser.Stage) string {
+	if len(b.g.Stages) == 1 {
+		return ""
+	}
+	return stageDisplayName(s)
 }
 
 func stageDisplayName(s *parser.Stage) string {
@@ -118,7 +135,8 @@ func displayInstruction(c parser.Command) string {
 // returns the ONBUILD triggers to run before the stage's own commands.
 func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) ([]parser.Command, error) {
 	id := b.eng.NextID()
-	name := stepPrefix(stageDisplayName(s), 1, len(s.Commands)+1) + "FROM " + s.Base
+	_, total := stepCount(s, s.Commands)
+	name := stepPrefix(b.stageTitle(s), 1, total) + "FROM " + s.Base
 	start := time.Now()
 	var triggerExprs []string
 	switch {

@@ -31,6 +31,18 @@ type Limits struct {
 	Pids        int64
 }
 
+// Host is one /etc/hosts entry: a name and its address.
+type Host struct {
+	Name string
+	IP   string
+}
+
+// Ulimit is one resource limit (a setrlimit resource) with its soft and hard values.
+type Ulimit struct {
+	Resource   int
+	Soft, Hard uint64
+}
+
 // Spec is one RUN step to execute.
 type Spec struct {
 	Rootfs   string   // the mounted merged rootfs (an Active snapshot's Root)
@@ -42,8 +54,14 @@ type Spec struct {
 	Network  NetworkMode
 	Mounts   []Mount
 	Limits   Limits
-	Stdout   io.Writer
-	Stderr   io.Writer
+	// ExtraHosts are --add-host entries, added to the step's /etc/hosts.
+	ExtraHosts []Host
+	// ShmSize is the size of /dev/shm in bytes (0: 64 MiB, as Docker's default).
+	ShmSize int64
+	// Ulimits are --ulimit resource limits, set before the command starts.
+	Ulimits []Ulimit
+	Stdout  io.Writer
+	Stderr  io.Writer
 }
 
 // ExitError is returned by Run when the command did not exit 0.

@@ -109,6 +109,12 @@ func setupSandbox(cfg *initConfig) error {
 	// The step runs with runc's default umask, 0022, whatever the umask kiln was
 	// started with: a caller's 077 must not make the image's files 0600.
 	unix.Umask(0o022)
+	// Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.
+	for _, u := range cfg.Ulimits {
+		if err := unix.Setrlimit(u.Resource, &unix.Rlimit{Cur: u.Soft, Max: u.Hard}); err != nil {
+			return fmt.Errorf("--ulimit: set resource %d to %d:%d: %w", u.Resource, u.Soft, u.Hard, err)
+		}
+	}
 	if err := dropCaps(last); err != nil {
 		return err
 	}

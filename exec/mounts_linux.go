@@ -138,7 +138,7 @@ func mountDev(cfg *initConfig) error {
 		data         string
 	}{
 		{"pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, "mode=1777,size=65536k"},
+		{"shm", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%dk", shmKiB(cfg.ShmSize))},
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	}
 	for _, m := range mounts {
@@ -225,19 +225,43 @@ func mountMasks(cfg *initConfig) error {
 	return nil
 }
 
+// shmKiB is /dev/shm's size in KiB: size bytes rounded up, 64 MiB by default.
+func shmKiB(size int64) int64 {
+	if size <= 0 {
+		return 65536
+	}
+	return (size + 1023) / 1024
+}
+
 // mountNetFiles binds the host's name resolution files read-only, so the step
-// resolves names as the host does (its network is the host's by default).
+// resolves names as the host does (its network is the host's by default). With
+// --add-host entries, /etc/hosts is the host's with them added: written in the
+// step's own /dev tmpfs, bound, and unlinked, so it goes with the sandbox.
 func mountNetFiles(cfg *initConfig) error {
 	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
-		if _, err := os.Stat(f); err != nil {
+		src := f
+		if f == "/etc/hosts" && len(cfg.Hosts) > 0 {
+			hosts, err := writeHosts(cfg)
+			if err != nil {
+				return err
+			}
+			src = hosts
+		}
+		if _, err := os.Stat(src); err != nil {
 			continue // the host has none: the step sees the image's (or an empty stub)
 		}
 		t, err := target(cfg.Rootfs, f, false)
 		if err != nil {
 			return err
 		}
-		if err := unix.Mount(f, t, "", unix.MS_BIND, ""); err != nil {
+		if err := unix.Mount(src, t, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", f, err)
+		}
+		if src != f {
+			// The bind keeps the file; its name in /dev goes.
+			if err := os.Remove(src); err != nil {
+				return fmt.Errorf("remove %s: %w", src, err)
+			}
 		}
 		if err := setattrRecursive(t, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
 			return err
@@ -352,4 +376,29 @@ func pivotRoot(rootfs string) error {
 		return fmt.Errorf("detach old root: %w", err)
 	}
 	return unix.Chdir("/")
+}
+
+// writeHosts writes the step's /etc/hosts (the host's, then the --add-host entries)
+// into the sandbox's fresh /dev tmpfs and returns its host path.
+func writeHosts(cfg *initConfig) (string, error) {
+	base, err := os.ReadFile("/etc/hosts")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read /etc/hosts: %w", err)
+	}
+	if len(base) == 0 {
+		base = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	}
+	var b strings.Builder
+	b.Write(base)
+	if !strings.HasSuffix(b.String(), "\n") {
+		b.WriteString("\n")
+	}
+	for _, h := range cfg.Hosts {
+		fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
+	}
+	p := filepath.Join(cfg.Rootfs, "dev", ".kiln-hosts") // /dev is the step's own tmpfs
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("write /etc/hosts: %w", err)
+	}
+	return p, nil
 }

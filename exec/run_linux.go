@@ -40,6 +40,9 @@ type initConfig struct {
 	Hostname string
 	NewNet   bool
 	Mounts   []Mount
+	Hosts    []Host
+	ShmSize  int64
+	Ulimits  []Ulimit
 }
 
 // initFailure is what the init sends back when it cannot exec the command.
@@ -251,6 +254,9 @@ func prepareConfig(spec Spec) (initConfig, error) {
 		Hostname: host,
 		NewNet:   spec.Network == NetworkNone,
 		Mounts:   spec.Mounts,
+		Hosts:    spec.ExtraHosts,
+		ShmSize:  spec.ShmSize,
+		Ulimits:  spec.Ulimits,
 	}, nil
 }
 

@@ -34,9 +34,19 @@ type PullOptions struct {
 	// StallTimeout is how long the registry may send nothing before a request fails
 	// (and is retried); 0 means DefaultStallTimeout.
 	StallTimeout time.Duration
+	// Lazy, when set, makes a pull from a registry fetch the manifest and config
+	// only: a layer blob the store lacks is streamed from the registry (verified)
+	// whenever something reads it, bounded by Lazy, which must outlive every reader
+	// (the build's context: outputs read layers after the solve), and a push to the
+	// same registry mounts it without reading it. Nothing is stored (see
+	// lazypull.go). A build whose steps all come from a remote cache so never
+	// downloads its base for a push, and streams it once for an image tarball.
+	Lazy context.Context
 }
 
-// Pulled is a base image whose manifest, config and layer blobs are all in the store.
+// Pulled is a base image whose manifest and config are in the store, and its layer
+// blobs too unless the pull was lazy (PullOptions.Lazy): then a layer still in the
+// registry is fetched when it is read.
 type Pulled struct {
 	Ref            string // normalised reference, e.g. index.docker.io/library/busybox:latest
 	ManifestDigest v1.Hash

@@ -167,6 +167,21 @@ func writeLayer(ctx context.Context, tw *tar.Writer, raw io.Writer, img v1.Image
 		}
 		return err
 	}
+	if dstIsFile {
+		// A blob streamed from elsewhere (a lazily pulled base layer): written as
+		// a file's, with its writeback started as it goes, then read to its end,
+		// where the verifying reader checks the digest.
+		if err := copyLayerFile(ctx, tw, dst, rc, path, d); err != nil {
+			return err
+		}
+		if extra, err := io.Copy(io.Discard, io.LimitReader(rc, 1)); err != nil || extra > 0 {
+			if err == nil {
+				err = fmt.Errorf("longer than the %d bytes the manifest says", d.Size)
+			}
+			return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
+		}
+		return nil
+	}
 	if err := tw.WriteHeader(tarHeader(path, tar.TypeReg, 0o644, d.Size)); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
@@ -195,12 +210,12 @@ func startWriteback(f *os.File, off, n int64) {
 	}
 }
 
-// copyLayerFile is writeLayer from a blob file into an archive file: the header goes
-// through a tar.Writer of its own, the content is copied file to file (copy_file_range,
-// so the bytes never pass through kiln), then the padding. tw is flushed first, so the
+// copyLayerFile is writeLayer from a blob (a file, or a stream) into an archive file:
+// the header goes through a tar.Writer of its own, the content is copied (file to
+// file with copy_file_range, so the bytes never pass through kiln), then the padding. tw is flushed first, so the
 // file is at a block boundary, and it carries on after the entry as if it had written
 // it: a tar.Writer keeps no offsets.
-func copyLayerFile(ctx context.Context, tw *tar.Writer, dst, src *os.File, path string, d v1.Descriptor) error {
+func copyLayerFile(ctx context.Context, tw *tar.Writer, dst *os.File, src io.Reader, path string, d v1.Descriptor) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}

@@ -20,6 +20,13 @@ import (
 // bytes and digests; Docker layer media types are renamed to their OCI equivalents, as
 // BuildKit's OCI export does, since an OCI manifest must not list Docker types.
 func Assemble(cfg *v1.ConfigFile, layers []v1.Layer) (v1.Image, error) {
+	return AssembleWithConfigField(cfg, layers, "", nil)
+}
+
+// AssembleWithConfigField is Assemble with one more member in the config JSON, key
+// with the JSON value value (BuildKit's inline cache, "moby.buildkit.cache.v0", is
+// one), which v1.ConfigFile has no field for. An empty key adds nothing.
+func AssembleWithConfigField(cfg *v1.ConfigFile, layers []v1.Layer, key string, value json.RawMessage) (v1.Image, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("assemble image: no config")
 	}
@@ -36,6 +43,11 @@ func Assemble(cfg *v1.ConfigFile, layers []v1.Layer) (v1.Image, error) {
 	rawCfg, err := json.Marshal(&c)
 	if err != nil {
 		return nil, fmt.Errorf("assemble image: config: %w", err)
+	}
+	if key != "" {
+		if rawCfg, err = withMember(rawCfg, key, value); err != nil {
+			return nil, fmt.Errorf("assemble image: config: %w", err)
+		}
 	}
 	cfgDigest, cfgSize, err := v1.SHA256(bytes.NewReader(rawCfg))
 	if err != nil {
@@ -180,4 +192,15 @@ func (i *assembledImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 		}
 	}
 	return nil, fmt.Errorf("diff id %s not in image", h)
+}
+
+// withMember is the JSON object raw with member key set to value (members sorted, as
+// encoding/json writes a map).
+func withMember(raw []byte, key string, value json.RawMessage) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	m[key] = value
+	return json.Marshal(m)
 }

@@ -89,7 +89,13 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	}
 
 	progress(opts.Progress, "resolving %s for %s", refName, plat.String())
-	ropts := remoteOptions(ctx, 4, opts.StallTimeout, nil, remote.WithPlatform(plat))
+	// A lazy pull's layers are read after Pull returns (by later steps and the
+	// outputs): ggcr's layers keep the context they were made with.
+	fetchCtx := ctx
+	if opts.Lazy != nil {
+		fetchCtx = opts.Lazy
+	}
+	ropts := remoteOptions(fetchCtx, 4, opts.StallTimeout, nil, remote.WithPlatform(plat))
 	// Pull what the tag was resolved to, so that a tag moving meanwhile cannot
 	// give this build another image than the one recorded for the digest.
 	var pullRef name.Reference = r
@@ -111,6 +117,15 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 		}
 		defer rc.Close()
 		return io.ReadAll(rc)
+	}
+	if opts.Lazy != nil {
+		// Nothing is recorded: the store does not hold the image (lazypull.go).
+		p, err := pullLazy(store, img, source, opts.Progress)
+		if err != nil {
+			return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
+		}
+		p.Ref = refName
+		return p, nil
 	}
 	digest, err := copyToStore(ctx, store, img, opts.Progress, refetchConfig)
 	if err != nil {

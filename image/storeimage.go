@@ -53,24 +53,34 @@ func openStoreImage(store BlobStore, digest v1.Hash, source string) (v1.Image, e
 		}
 		layers[i] = MountableFrom(StoreLayer(store, d.Digest, cfg.RootFS.DiffIDs[i], d.Size, d.MediaType), source)
 	}
+	return newStoreImage(core, layers, cfg.RootFS.DiffIDs)
+}
+
+// newStoreImage is the image of core (its manifest and config) with layers, which
+// are returned as they are (see storeImage).
+func newStoreImage(core *storeImageCore, layers []v1.Layer, diffIDs []v1.Hash) (v1.Image, error) {
 	core.layers = layers
 	img, err := partial.CompressedToImage(core)
 	if err != nil {
 		return nil, err
 	}
-	return &storeImage{Image: img, layers: layers, diffIDs: cfg.RootFS.DiffIDs, manifest: m}, nil
+	return &storeImage{Image: img, layers: layers, diffIDs: diffIDs, manifest: core.manifest}, nil
 }
 
 // storeImageCore is the minimum partial.CompressedToImage needs.
 type storeImageCore struct {
 	store     BlobStore
 	raw       []byte
+	rawConfig []byte // the config when it is not in the store (a lazy pull's)
 	manifest  *v1.Manifest
 	mediaType types.MediaType
 	layers    []v1.Layer
 }
 
 func (c *storeImageCore) RawConfigFile() ([]byte, error) {
+	if c.rawConfig != nil {
+		return c.rawConfig, nil
+	}
 	b, err := os.ReadFile(c.store.BlobPath(c.manifest.Config.Digest))
 	if err != nil {
 		return nil, fmt.Errorf("read config %s: %w", c.manifest.Config.Digest, err)

@@ -22,7 +22,7 @@ type ImageRef struct {
 }
 
 // Base is a pulled image ready to build on: its config and its layers, each
-// unpacked into a committed snapshot, as a State (keyed by the manifest digest,
+// unpacked into a committed snapshot (when first needed, after a lazy pull), as a State (keyed by the manifest digest,
 // created when the image says, or at SOURCE_DATE_EPOCH). Config is shared by every
 // caller of one ref: clone it before changing it.
 type Base struct {
@@ -114,7 +114,9 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 		base.State.Layers[i] = Layer{Layer: l, Snapshot: id}
 		keepBlobs = append(keepBlobs, d.String())
 		keepSnaps = append(keepSnaps, id)
-		if e.opts.Snapshots.Exists(id) {
+		// A lazy pull leaves the snapshots to be unpacked when a step or an output
+		// needs the files (materialize): a build whose steps all hit never does.
+		if e.opts.Pull.Lazy != nil || e.opts.Snapshots.Exists(id) {
 			continue
 		}
 		eg.Go(func() error {

@@ -28,6 +28,11 @@ type Options struct {
 	Pull     image.PullOptions
 	// Limits are the sandbox's cgroup limits of every RUN, part of its key.
 	Limits exec.Limits
+	// ExtraHosts (--add-host), ShmSize (--shm-size) and Ulimits (--ulimit) are the
+	// rest of every RUN's sandbox, part of its key as in BuildKit's ExecOp.
+	ExtraHosts []exec.Host
+	ShmSize    int64
+	Ulimits    []exec.Ulimit
 
 	Compression layers.Compression
 	// CompressionLevel is the codec's level for the layers this build compresses
@@ -229,8 +234,11 @@ func (e *Engine) Materialize(ctx context.Context, st State) error {
 	return e.materialize(ctx, st.Layers)
 }
 
-// View mounts st's snapshots read-only; release unmounts. Its layers must have
-// their snapshots (Materialize).
+// View mounts st's snapshots read-only, unpacking the layers that have none yet
+// (a lazily pulled base's); release unmounts.
 func (e *Engine) View(ctx context.Context, st State) (string, func() error, error) {
+	if err := e.materialize(ctx, st.Layers); err != nil {
+		return "", nil, err
+	}
 	return e.opts.Snapshots.View(ctx, st.Snapshots())
 }

@@ -150,6 +150,7 @@ func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needR
 	if len(st.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(st.Layers), len(cfg.RootFS.DiffIDs))
 	}
+	stepDiffIDs := slices.Clone(cfg.RootFS.DiffIDs)
 	ls, err := e.exportLayers(ctx, st, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("export layers: %w", err)
@@ -166,7 +167,7 @@ func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needR
 	e.mu.Lock()
 	steps := slices.Clone(e.steps)
 	e.mu.Unlock()
-	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots(), Steps: steps}, nil
+	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots(), Steps: steps, StepDiffIDs: stepDiffIDs}, nil
 }
 
 // Result is a built image.
@@ -179,4 +180,8 @@ type Result struct {
 	// Steps are the step entries the build used, in the order they were resolved:
 	// what a remote cache export records.
 	Steps []UsedStep
+	// StepDiffIDs are the diff IDs of the image's layers as the steps made them,
+	// before the export transform (Config has them after): what an inline cache
+	// matches step entries with.
+	StepDiffIDs []v1.Hash
 }

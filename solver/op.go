@@ -49,6 +49,12 @@ type RunOp struct {
 	// memory.limit_in_bytes, nproc in a cpu-limited cgroup) and fail by them.
 	Limits LimitsOp  `json:"limits"`
 	Mounts []MountOp `json:"mounts"`
+	// ExtraHosts are "name=ip", ShmSize bytes (0: the default), Ulimits
+	// "resource=soft:hard": what --add-host, --shm-size and --ulimit give the
+	// sandbox (absent from the encoding when not given, so other keys keep theirs).
+	ExtraHosts []string `json:"extraHosts,omitempty"`
+	ShmSize    int64    `json:"shmSize,omitempty"`
+	Ulimits    []string `json:"ulimits,omitempty"`
 }
 
 // LimitsOp is exec.Limits as key material (CPUs in thousandths: no floats in keys).

@@ -19,6 +19,9 @@ type RunInputs struct {
 	Env []string
 	// Mounts are the op's mounts resolved to host paths, in the order written.
 	Mounts []exec.Mount
+	// CacheMounts are the identities of its cache mounts (Store.CacheMountDir), for a
+	// CacheMountRestorer.
+	CacheMounts []string
 }
 
 // Run executes a RUN op (s.Op.Run) on st through the Executor: its argv, env, user,
@@ -29,12 +32,27 @@ type RunInputs struct {
 func (e *Engine) Run(ctx context.Context, st State, s Step, in RunInputs) (StepResult, error) {
 	run := s.Op.Run
 	run.Limits = limitsOp(e.opts.Limits)
+	run.ExtraHosts, run.ShmSize, run.Ulimits = nil, e.opts.ShmSize, nil
+	for _, h := range e.opts.ExtraHosts {
+		run.ExtraHosts = append(run.ExtraHosts, h.Name+"="+h.IP)
+	}
+	for _, u := range e.opts.Ulimits {
+		run.Ulimits = append(run.Ulimits, fmt.Sprintf("%d=%d:%d", u.Resource, u.Soft, u.Hard))
+	}
 	return e.step(ctx, st, &stepExec{Step: s, do: func(ctx context.Context, root string) error {
+		if r, ok := e.opts.Store.(CacheMountRestorer); ok {
+			for _, id := range in.CacheMounts {
+				if err := r.RestoreCacheMount(ctx, id); err != nil {
+					return err
+				}
+			}
+		}
 		out := newTailWriter(e, s, 1)
 		errOut := newTailWriter(e, s, 2)
 		err := e.opts.Executor.Run(ctx, exec.Spec{
 			Rootfs: root, Args: run.Args, Env: slices.Concat(run.Env, in.Env), Cwd: run.Workdir, User: run.User,
 			Network: exec.NetworkMode(run.Network), Mounts: in.Mounts, Limits: e.opts.Limits,
+			ExtraHosts: e.opts.ExtraHosts, ShmSize: e.opts.ShmSize, Ulimits: e.opts.Ulimits,
 			Stdout: out, Stderr: errOut,
 		})
 		if err == nil {

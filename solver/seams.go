@@ -79,6 +79,13 @@ type LazyStore interface {
 	Origin(key string) string
 }
 
+// CacheMountRestorer is a Store that can fill a cache mount's dir from elsewhere (a
+// remote cache exported with cache-mounts=true): the engine calls it for each cache
+// mount of a RUN it executes, before the process starts, never for a step that hits.
+type CacheMountRestorer interface {
+	RestoreCacheMount(ctx context.Context, identity string) error
+}
+
 // Snapshotter keeps one directory per step's tree and stacks them (package
 // snapshot has the vocabulary: committed snapshots by id, an Active on top of
 // parents, a read-only View). *snapshot.Snapshotter, with overlayfs or its copy

@@ -11,12 +11,17 @@
 //
 // Supported stores: type=registry (any OCI registry), type=local (an OCI layout
 // directory) and type=s3 (BuildKit's PREFIX/blobs and PREFIX/manifests layout, with
-// the AWS SDK). Not supported yet: type=inline and cache-mount export; they are
-// refused by name.
+// the AWS SDK), and type=inline for --cache-to (the records in the image's config,
+// as BuildKit's inline cache; --cache-from type=registry,ref=IMAGE reads them, see
+// inline.go). With cache-mounts=true the RUN --mount=type=cache dirs travel too
+// (mounts.go). The selection digests COPY --from is keyed by travel with a
+// registry, local or s3 cache (not inline), so an empty root need not unpack a
+// source stage to key a step that then hits (selections.go). compression= and
+// oci-mediatypes= shape the written cache (compress.go).
 //
 // The remote is untrusted input: a blob is verified against its digest as it is
 // fetched (a mismatch is a *image.CorruptBlobError and the digest is not used again),
 // records of another key version are skipped with a note, snapshot names are made
-// here and never read from the remote, and a record pointing at a missing blob is a
-// miss.
+// here and never read from the remote, a record pointing at a missing blob is a
+// miss, and a cache mount's tar is unpacked with the safe unpack into its own dir.
 package remote

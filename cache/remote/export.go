@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/layers"
 )
 
 // Entries is where an export reads the step entries and their layers: a *Store.
@@ -32,7 +33,7 @@ type ExportOptions struct {
 // the cache of spec, replacing what its ref or tag named. Blobs the target has are
 // not sent; layers still in a registry cache of the same registry are mounted. A
 // key without an entry (a step that had nothing to record) is left out.
-func Export(ctx context.Context, spec Spec, src Entries, keys []string, o ExportOptions) error {
+func Export(ctx context.Context, spec Spec, src *Store, keys []string, o ExportOptions) error {
 	if o.Note == nil {
 		o.Note = func(string) {}
 	}
@@ -69,6 +70,17 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 			if !ok {
 				continue // its blob is gone: a later build makes the step again
 			}
+			el := e.Layer
+			codec := layers.CompressionOf(el.MediaType)
+			// Only a step's own layer: an output transform's codec is part of its
+			// key (the image it is reused for has that codec).
+			if spec.Compression != "" && codec != spec.Compression && e.Layer.Snapshot != "" {
+				if l, el, err = src.recompressed(ctx, l, e.Layer, spec.Compression, spec.CompressionLevel); err != nil {
+					return fmt.Errorf("cache-to %s: %w", spec, err)
+				}
+				codec = spec.Compression
+			}
+			mt := cacheLayerType(codec, spec.OCIMediaTypes)
 			d, err := l.Digest()
 			if err != nil {
 				return err
@@ -80,20 +92,36 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 				ls = append(ls, l)
 				cfg.Layers = append(cfg.Layers, cacheLayer{Blob: d.String(), Parent: -1})
 				descs = append(descs, v1.Descriptor{
-					MediaType: types.MediaType(e.Layer.MediaType), Digest: d, Size: e.Layer.Size,
+					MediaType: mt, Digest: d, Size: el.Size,
 					Annotations: map[string]string{
-						annotationDiffID:  e.Layer.DiffID,
+						annotationDiffID:  el.DiffID,
 						annotationCreated: e.Created.UTC().Format(time.RFC3339Nano),
 					},
 				})
 			}
 			rec.Results = []cacheResult{{LayerIndex: i, CreatedAt: e.Created}}
-			rec.Kiln.MediaType, rec.Kiln.Size, rec.Kiln.DiffID = types.MediaType(e.Layer.MediaType), e.Layer.Size, e.Layer.DiffID
+			rec.Kiln.MediaType, rec.Kiln.Size, rec.Kiln.DiffID = mt, el.Size, el.DiffID
 			rec.Kiln.Snapshot = e.Layer.Snapshot != ""
 		}
 		cfg.Records = append(cfg.Records, rec)
 	}
 
+	if spec.CacheMounts {
+		add := func(l v1.Layer, d v1.Descriptor) int {
+			if i, ok := index[d.Digest]; ok {
+				return i
+			}
+			index[d.Digest] = len(ls)
+			ls = append(ls, l)
+			cfg.Layers = append(cfg.Layers, cacheLayer{Blob: d.Digest.String(), Parent: -1})
+			descs = append(descs, d)
+			return len(ls) - 1
+		}
+		if cfg.Kiln.Mounts, err = src.exportMounts(ctx, add); err != nil {
+			return fmt.Errorf("cache-to %s: %w", spec, err)
+		}
+	}
+	cfg.Kiln.Memos = src.exportMemos()
 	sent, sentBytes, err := uploadLayers(ctx, be, ls)
 	if err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)
@@ -110,15 +138,15 @@ func Export(ctx context.Context, spec Spec, src Entries, keys []string, o Export
 		return fmt.Errorf("cache-to %s: %w", spec, err)
 	}
 	cfgDesc := v1.Descriptor{MediaType: ConfigMediaType, Digest: cd, Size: csize}
-	root, mt, err := rootManifest(spec.ImageManifest, cfgDesc, descs)
+	root, mt, err := rootManifest(spec.ImageManifest, spec.OCIMediaTypes, cfgDesc, descs)
 	if err != nil {
 		return err
 	}
 	if err := be.putManifest(ctx, root, mt); err != nil {
 		return fmt.Errorf("cache-to %s: %w", spec, err)
 	}
-	o.Note(fmt.Sprintf("cache-to %s: %d records, %d layers (%d sent, %d bytes; the rest were there), mode=%s, in %.1fs",
-		spec, len(cfg.Records), len(ls), sent, sentBytes, spec.Mode, time.Since(start).Seconds()))
+	o.Note(fmt.Sprintf("cache-to %s: %d records, %d cache mounts, %d layers (%d sent, %d bytes; the rest were there), mode=%s, in %.1fs",
+		spec, len(cfg.Records), len(cfg.Kiln.Mounts), len(ls), sent, sentBytes, spec.Mode, time.Since(start).Seconds()))
 	return nil
 }
 
@@ -155,8 +183,9 @@ func uploadLayers(ctx context.Context, be backend, ls []v1.Layer) (int64, int64,
 
 // rootManifest is BuildKit's cache root: an image manifest whose config is the cache
 // config (image-manifest=true, for registries that refuse an index of blobs), or an
-// index listing the layers and the config.
-func rootManifest(imageManifest bool, cfg v1.Descriptor, layers []v1.Descriptor) ([]byte, types.MediaType, error) {
+// index listing the layers and the config: OCI's, or with oci-mediatypes=false a
+// Docker manifest list, as BuildKit writes it.
+func rootManifest(imageManifest, oci bool, cfg v1.Descriptor, layers []v1.Descriptor) ([]byte, types.MediaType, error) {
 	if layers == nil {
 		layers = []v1.Descriptor{}
 	}
@@ -165,9 +194,13 @@ func rootManifest(imageManifest bool, cfg v1.Descriptor, layers []v1.Descriptor)
 		raw, err := json.Marshal(m)
 		return raw, types.OCIManifestSchema1, err
 	}
-	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: append(append([]v1.Descriptor{}, layers...), cfg)}
+	mt := types.OCIImageIndex
+	if !oci {
+		mt = types.DockerManifestList
+	}
+	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: mt, Manifests: append(append([]v1.Descriptor{}, layers...), cfg)}
 	raw, err := json.Marshal(idx)
-	return raw, types.OCIImageIndex, err
+	return raw, mt, err
 }
 
 // Refs are the --cache-to specs' names, for messages.

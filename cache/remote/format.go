@@ -30,10 +30,24 @@ type cacheConfig struct {
 	Kiln    *kilnConfig   `json:"kiln,omitempty"`
 }
 
-// kilnConfig says which keys the records hold.
+// kilnConfig says which keys the records hold, and which cache mounts the cache
+// carries (cache-mounts=true).
 type kilnConfig struct {
-	Format     int    `json:"format"`
-	KeyVersion string `json:"keyVersion"`
+	Format     int         `json:"format"`
+	KeyVersion string      `json:"keyVersion"`
+	Mounts     []kilnMount `json:"mounts,omitempty"`
+	// Memos are selection digests the build used, by digest-cache key
+	// (selections.go).
+	Memos map[string]string `json:"memos,omitempty"`
+}
+
+// kilnMount is the content of one RUN --mount=type=cache dir: ID is the sha256 of
+// its identity, as the local store names the dir (never a path), LayerIndex the
+// blob of its tar among the cache's layers.
+type kilnMount struct {
+	ID         string `json:"id"`
+	LayerIndex int    `json:"layerIndex"`
+	DiffID     string `json:"diffID"`
 }
 
 // cacheLayer is one blob in the manifest's layers; Parent is -1 because a kiln entry
@@ -70,6 +84,14 @@ type kilnRecord struct {
 	// Snapshot says the step's tree is a snapshot of its own (a build step, not an
 	// export transform of a layer).
 	Snapshot bool `json:"snapshot,omitempty"`
+	// KeyVersion is the records' key version in an inline cache, which has no
+	// cache config to say it (kilnConfig.KeyVersion elsewhere).
+	KeyVersion string `json:"keyVersion,omitempty"`
+	// Epoch, in an inline cache, says the layer is not the step's own but the
+	// image's: the step's tree with mtimes clamped to this SOURCE_DATE_EPOCH (unix
+	// seconds), the only form of it the image holds. DiffID stays the step's own,
+	// which later steps are keyed by (inline.go).
+	Epoch *int64 `json:"epoch,omitempty"`
 }
 
 // recordDigest is a record's BuildKit identity for key.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -24,6 +25,10 @@ type source struct {
 	be      backend
 	records map[string]*record        // by kiln key
 	layers  map[v1.Hash]v1.Descriptor // the manifest's layers, by digest
+	mounts  map[string]mountRecord    // cache mounts, by mountID
+	memos   map[string]string         // selection digests (selections.go)
+	// memosRaw are the config's memos before Open keeps the shared kind.
+	memosRaw map[string]string
 }
 
 // record is one step entry of a remote cache.
@@ -35,8 +40,8 @@ type record struct {
 // load reads the cache of s: its root, its config (verified), its records of
 // keyVersion. A record whose layer is not in the root is dropped (a miss); note
 // receives what the user should know (no cache yet, another key version).
-func load(ctx context.Context, s Spec, be backend, keyVersion string, note func(string)) (*source, error) {
-	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}}
+func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *time.Time, note func(string)) (*source, error) {
+	src := &source{spec: s, be: be, records: map[string]*record{}, layers: map[v1.Hash]v1.Descriptor{}, mounts: map[string]mountRecord{}, memos: map[string]string{}}
 	raw, mt, err := be.manifest(ctx)
 	if errors.Is(err, errNoCache) {
 		note(fmt.Sprintf("cache-from %s: no cache there yet", s))
@@ -65,6 +70,12 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, note func(
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return nil, fmt.Errorf("cache-from %s: read manifest: %w", s, err)
 		}
+		if m.Config.MediaType == types.OCIConfigJSON || m.Config.MediaType == types.DockerConfigJSON {
+			if err := loadInline(ctx, src, &m, keyVersion, epoch, note); err != nil {
+				return nil, fmt.Errorf("cache-from %s: %w", s, err)
+			}
+			return src, nil
+		}
 		if m.Config.MediaType == ConfigMediaType {
 			cfgDesc = &m.Config
 		}
@@ -90,6 +101,8 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, note func(
 	for _, d := range descs {
 		src.layers[d.Digest] = d
 	}
+	loadMounts(src, cfg)
+	src.memosRaw = cfg.Kiln.Memos
 	for _, r := range cfg.Records {
 		if r.Kiln == nil || r.Kiln.Key == "" || recordDigest(r.Kiln.Key) != r.Digest {
 			continue

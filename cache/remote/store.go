@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcrremote "github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/cache"
@@ -32,6 +33,10 @@ type Store struct {
 	fetched map[v1.Hash]int64          // downloaded, with their sizes
 	byBlob  map[v1.Hash][]*cache.Entry // remote entries by layer digest, recorded locally once fetched
 	mounted map[v1.Hash]*source        // layers handed out still remote, for the summary
+	// usedMounts are the cache mounts executed steps used, by identity.
+	usedMounts map[string]*mountUse
+	memoPrefix string
+	memos      map[string]string // shared memos this build used (selections.go)
 }
 
 type hit struct {
@@ -54,6 +59,12 @@ type StoreOptions struct {
 	// Note receives progress lines (which caches were read, what was downloaded),
 	// Warn the failures of caches with ignore-error=true.
 	Note, Warn func(string)
+	// SourceDateEpoch is the build's: inline records of layers clamped to another
+	// are skipped (inline.go).
+	SourceDateEpoch *time.Time
+	// MemoPrefix begins the digest-cache keys that travel with the cache (the
+	// front end's selection digests, selections.go); "" shares none.
+	MemoPrefix string
 }
 
 // Open reads every --cache-from in order and puts them behind local. A cache that
@@ -70,13 +81,17 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		Store: local, ctx: ctx, note: o.Note,
 		hits: map[string]hit{}, bad: map[v1.Hash]bool{}, fetches: map[v1.Hash]*fetch{},
 		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
+		usedMounts: map[string]*mountUse{}, memoPrefix: o.MemoPrefix, memos: map[string]string{},
 	}
 	for _, spec := range from {
 		be, err := newBackend(ctx, spec, o.Insecure)
 		if err == nil {
 			var src *source
-			if src, err = load(ctx, spec, be, o.KeyVersion, o.Note); err == nil {
+			if src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note); err == nil {
 				o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
+				if cfg := src.memosRaw; cfg != nil {
+					s.loadMemos(src, cfg)
+				}
 				s.sources = append(s.sources, src)
 				continue
 			}
@@ -109,6 +124,10 @@ func (s *Store) GetStep(ctx context.Context, key string) (*cache.Entry, bool, er
 			continue
 		}
 		s.hits[key] = hit{src: src, e: e}
+		if r.kiln.Epoch != nil {
+			// An image's clamped layer, not the step's own: never recorded locally.
+			return cloneEntry(e), true, nil
+		}
 		if e.Layer != nil {
 			d, _ := v1.NewHash(e.Layer.Digest)
 			s.byBlob[d] = append(s.byBlob[d], e)
@@ -316,3 +335,18 @@ func (s *Store) Summary() string {
 }
 
 func short(d v1.Hash) string { return d.Algorithm + ":" + d.Hex[:min(12, len(d.Hex))] }
+
+// Prefetch starts the downloads of the layers of ls still in a remote cache, all at
+// once, and does not wait: an output about to read every layer (an image tarball)
+// then waits for the slowest download instead of their sum. A failed download fails
+// the read of its layer, as it would without Prefetch.
+func (s *Store) Prefetch(ls []v1.Layer) {
+	for _, l := range ls {
+		if ml, ok := l.(*ggcrremote.MountableLayer); ok {
+			l = ml.Layer
+		}
+		if lz, ok := l.(*lazyLayer); ok && lz.s == s {
+			go func() { _ = s.ensure(lz.src, lz.digest, lz.size) }()
+		}
+	}
+}

@@ -60,6 +60,7 @@ type buildOptions struct {
 	allow         []string
 	check         bool
 	call          string
+	sandbox       sandboxFlags
 	quiet         bool
 	load          bool
 	cacheFrom     []string
@@ -110,6 +111,9 @@ Examples:
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit of each RUN step, e.g. 1.5")
 	f.Int64Var(&o.pidsLimit, "pids-limit", 4096, "process limit of each RUN step")
 	f.StringVar(&o.network, "network", "default", "network of RUN steps: default (the host's) or none")
+	f.StringArrayVar(&o.sandbox.addHosts, "add-host", nil, "add HOST:IP to the /etc/hosts of RUN steps (repeatable)")
+	f.StringVar(&o.sandbox.shmSize, "shm-size", "", "size of /dev/shm in RUN steps, e.g. 128m (default 64m)")
+	f.StringArrayVar(&o.sandbox.ulimits, "ulimit", nil, "resource limit of RUN steps, e.g. nofile=1024:4096 (repeatable)")
 	f.StringArrayVar(&o.buildContexts, "build-context", nil, "named context NAME=DIR, NAME=oci-layout:///path[:tag], NAME=docker-image://REF (repeatable)")
 	f.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "how many steps may run at once")
 	f.StringArrayVar(&o.secrets, "secret", nil, "secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)")
@@ -120,7 +124,7 @@ Examples:
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "print nothing but warnings and errors, and the image ID on success")
 	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
-	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R or type=local,dest=DIR [,mode=min|max,image-manifest=true,ignore-error=true]")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R, type=local,dest=DIR or type=inline (in the image) [,mode=min|max,image-manifest=true,ignore-error=true]")
 	return cmd
 }
 
@@ -226,6 +230,10 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := o.checkProgressFlag(); err != nil {
 		return err
 	}
+	extraHosts, shmSize, ulimits, err := o.sandbox.parse()
+	if err != nil {
+		return err
+	}
 	if o.pull && o.offline {
 		return fmt.Errorf("--pull asks the registry and --offline forbids it: use one of them")
 	}
@@ -278,7 +286,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	defer noteSandbox(prog.Info, prog.Warn, snaps)()
 
 	var solveStore solver.Store = store
-	rstore, err := caches.open(ctx, store, o.insecure, prog)
+	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)
 	if err != nil {
 		return err
 	}
@@ -330,7 +338,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		res, err = dockerfile.Build(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
-			Platform: platform, Pull: pullOptions(o), Limits: limits, Network: network,
+			Platform: platform, Pull: pullOptions(ctx, o), Limits: limits, Network: network,
+			ExtraHosts: extraHosts, ShmSize: shmSize, Ulimits: ulimits,
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
 			SourceDateEpoch: sourceDateEpoch(buildArgs),
 			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
@@ -341,9 +350,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
 		if err == nil {
+			err = caches.inline(ctx, rstore, res, graph, sourceDateEpoch(buildArgs), prog)
+		}
+		if err == nil {
 			err = caches.export(ctx, rstore, res, graph, o.insecure, prog)
 		}
 		if err == nil {
+			caches.prefetch(rstore, res, outputs)
 			err = writeOutputs(ctx, o, outputs, res, store, snaps, stdout, prog)
 		}
 		return err

@@ -21,7 +21,7 @@ func TestErrorShapes(t *testing.T) {
 		dockerfile: "FROM " + host + "/busybox\nRUN echo out; exit 3\nRUN never\n",
 		want: []string{
 			"\n#2 ERROR: process \"/bin/sh -c echo out; exit 3\" did not complete successfully: exit code: 3\n",
-			"------\n > [stage-0 2/3] RUN echo out; exit 3:\n",
+			"------\n > [2/3] RUN echo out; exit 3:\n",
 			"Dockerfile:2\n--------------------\n   1 |     FROM " + host + "/busybox\n   2 | >>> RUN echo out; exit 3\n   3 |     RUN never\n   4 |     \n--------------------\n",
 			"ERROR: process \"/bin/sh -c echo out; exit 3\" did not complete successfully: exit code: 3\n",
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -8,8 +9,15 @@ import (
 	"github.com/kiln-build/kiln/image"
 )
 
-func pullOptions(o buildOptions) image.PullOptions {
-	return image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
+// pullOptions are the base image pulls' options. With a --cache-from the pulls are
+// lazy, bounded by ctx (the build's): when every step comes from the cache, the
+// base's layers are fetched only if an output needs their bytes.
+func pullOptions(ctx context.Context, o buildOptions) image.PullOptions {
+	p := image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
+	if len(o.cacheFrom) > 0 {
+		p.Lazy = ctx
+	}
+	return p
 }
 
 // targetPlatform is --platform, or the host's.

@@ -205,7 +205,7 @@ func TestTTYInterruptInTmux(t *testing.T) {
 	if h, step := strings.Index(scr, "[+] Building"), strings.Index(scr, " => "); h < 0 || step < h {
 		t.Errorf("the header is not the first line of the view after Ctrl-C:\n%s", scr)
 	}
-	if !strings.Contains(scr, " => CANCELED [stage-0 2/2] RUN echo started; sleep 60") {
+	if !strings.Contains(scr, " => CANCELED [2/2] RUN echo started; sleep 60") {
 		t.Errorf("the interrupted step is not shown CANCELED:\n%s", scr)
 	}
 	if strings.Contains(scr, "KILN-EXIT=0") {
@@ -233,7 +233,7 @@ func TestTTYResizeInTmux(t *testing.T) {
 	if n := countLinesWithPrefix(scr, "[+] Building"); n != 1 {
 		t.Errorf("%d headers after a resize, want 1:\n%s", n, scr)
 	}
-	if n := countLinesWithPrefix(scr, " => [stage-0 2/3] RUN echo xxx"); n != 1 {
+	if n := countLinesWithPrefix(scr, " => [2/3] RUN echo xxx"); n != 1 {
 		t.Errorf("the running step is on the screen %d times, want once:\n%s", n, scr)
 	}
 	if !strings.HasPrefix(scr, "[+] Building") {
