@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what kiln's tests and demo use, from Debian's packages, when missing:
 # busybox-static (test base images), docker-registry (end-to-end push/pull), skopeo and
-# umoci (checking outputs with real clients), tmux (the terminal view tests). Idempotent and quiet when all is there.
+# umoci (checking outputs with real clients), tmux (the terminal view tests), runc (the
+# unprivileged-container test of rootless kiln), uidmap (newuidmap/newgidmap for
+# rootless builds). Idempotent and quiet when all is there.
 set -euo pipefail
 need=()
-for p in busybox-static docker-registry skopeo umoci tmux; do
+for p in busybox-static docker-registry skopeo umoci tmux runc uidmap; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

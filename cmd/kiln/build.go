@@ -162,8 +162,11 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		o.progress = "quiet"
 	}
 	// Every mount kiln makes lives in a private mount namespace, so none survives the
-	// process, even on kill -9.
-	if !o.isolated {
+	// process, even on kill -9. In its user namespace kiln is in one already (Enter
+	// made it with the user namespace, private): a second re-exec would only cost time
+	// (one exec of kiln, 50-60 ms of a warm rootless W1 here). --repro-check isolates
+	// once for its two builds.
+	if !o.isolated && userns.Current() == userns.Host {
 		if err := exec.Isolate(); err != nil {
 			return fmt.Errorf("enter a private mount namespace: %w", err)
 		}
@@ -287,7 +290,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
-	noteSandbox(prog.Info, prog.Warn, snaps)
+	defer noteSandbox(prog.Info, prog.Warn, snaps)()
 
 	var solveStore solver.Store = store
 	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)

@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/kiln-build/kiln/exec"
+	"github.com/kiln-build/kiln/internal/userns"
 	"github.com/kiln-build/kiln/layers"
 )
 
@@ -44,8 +45,10 @@ func runReproCheck(ctx context.Context, o buildOptions, contextDir string, stdou
 	}
 	// Isolate re-executes kiln in its own mount namespace: before anything is made
 	// here, and once for both builds.
-	if err := exec.Isolate(); err != nil {
-		return fmt.Errorf("enter a private mount namespace: %w", err)
+	if userns.Current() == userns.Host {
+		if err := exec.Isolate(); err != nil {
+			return fmt.Errorf("enter a private mount namespace: %w", err)
+		}
 	}
 	work, err := os.MkdirTemp(filepath.Dir(filepath.Clean(o.root)), ".kiln-repro-")
 	if err != nil {
