@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
-.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral conformance fuzz cachecheck clean
+.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless conformance fuzz cachecheck clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
@@ -52,6 +52,11 @@ bench: build
 	KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
 	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci,dest={out} {nocache} {context}" \
 		python3 $(SHARED)/bench/run.py --builders kiln,buildah --work $(BENCH_WORK) --runs 3 --results $(BENCH_OUT)
+
+# Rootless against root kiln on W1, W2 and W5 (medians of 3, cold and warm, OCI
+# tarball output), with the ratio; as root (it makes a temporary user).
+bench-rootless: build
+	KILN=$(CURDIR)/$(BIN) SHARED=$(SHARED) bench/rootless.sh
 
 # The ephemeral CI runner (issue 16): an empty root, --cache-from a registry filled by
 # an earlier run, then --push and an OCI tarball, beside BuildKit's --import-cache when

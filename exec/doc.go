@@ -20,6 +20,18 @@
 // starts, removes exactly the cgroups that killed kiln processes left. Isolate puts
 // kiln itself in a private mount namespace so its overlay mounts die with it.
 //
+// Rootless (kiln in its own user namespace, see internal/userns): the same sandbox,
+// built from what the namespace's root may do (rootless_linux.go). Device nodes are
+// bound from the host's /dev instead of created; a fresh /proc is refused where the
+// visible /proc has paths mounted over it (a container's masked paths), and the
+// host's /proc is bound recursively instead, masks kept (FreshProc probes it, ProcNote
+// says why and what to change); sysfs is bound read-only when the network namespace is
+// the host's; setgroups is skipped in a single-id namespace, and a USER whose uid or
+// gid the namespace does not map fails before the step starts, saying how to add
+// subordinate ids. No cgroup can be created where the hierarchy is not writable:
+// steps without limits then run without one (their pid namespace still ends every
+// process they leave), and steps with limits fail with ErrNoCgroups.
+//
 // A step whose Spec.Arch the host cannot run natively runs under the binfmt_misc
 // emulator registered for it (binfmt.go): Run first checks that one is registered,
 // enabled and has the F flag, and fails with an EmulatorError that says how to
@@ -29,7 +41,7 @@
 //
 // Not supported: seccomp and AppArmor/SELinux profiles (runc applies Docker's
 // default seccomp profile; kiln relies on capabilities, device rules and masked
-// paths only), user namespaces (rootless builds), the cgroup filesystem inside the
-// step, and RUN --mount types other than bind and tmpfs (the solver turns cache,
-// secret and ssh mounts into binds).
+// paths only), cgroup limits in a user namespace (delegated cgroup v2 subtrees are
+// not used), the cgroup filesystem inside the step, and RUN --mount types other than
+// bind and tmpfs (the solver turns cache, secret and ssh mounts into binds).
 package exec

@@ -229,6 +229,12 @@ func prepareConfig(spec Spec) (initConfig, error) {
 	if err != nil {
 		return initConfig{}, fmt.Errorf("run: %w", err)
 	}
+	// In kiln's user namespace a user it does not map cannot run the step: say so
+	// before starting a sandbox, here, where $USER still names who needs the ranges
+	// (the init checks again, with a bare environment).
+	if err := unmappedUser(u); err != nil {
+		return initConfig{}, fmt.Errorf("run as %q: %w", spec.User, err)
+	}
 	for _, m := range spec.Mounts {
 		if err := checkMount(m); err != nil {
 			return initConfig{}, fmt.Errorf("run: %w", err)

@@ -188,7 +188,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := unix.Mknod(target, mode|0o600, int(dev)); err != nil {
+		if err := xattr.Mknod(target, mode|0o600, dev); err != nil {
 			return fmt.Errorf("mknod: %w", err)
 		}
 	default:
@@ -245,7 +245,9 @@ func (u *unpacker) writeFile(target string, r io.Reader) error {
 // chown clears setuid bits and security.capability, so mode and xattrs come after.
 func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
 	if u.opts.KeepOwners {
-		if err := os.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+		// xattr.Lchown: where rootless kiln's namespace lacks the ids, it
+		// records them for the layer writer instead of failing.
+		if err := xattr.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
 			return err
 		}
 	}
@@ -264,13 +266,14 @@ func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
 }
 
 // setXattrs applies the archive's SCHILY.xattr records. trusted.overlay.* records are
-// dropped: they would let an archive steer overlayfs (opaque, redirect). A filesystem
+// dropped: they would let an archive steer overlayfs (opaque, redirect); so is
+// xattr.OwnerName, which would let it forge the owner its files are exported with. A filesystem
 // without support for a namespace is tolerated except for security.*, whose loss
 // (file capabilities) would silently change what a program may do.
 func setXattrs(target string, hdr *tar.Header) error {
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)
-		if !ok || xattr.IsOverlay(name) {
+		if !ok || xattr.IsOverlay(name) || xattr.IsKiln(name) {
 			continue
 		}
 		err := unix.Lsetxattr(target, name, []byte(v), 0)

@@ -333,7 +333,7 @@ func (t *treeWriter) addPending(host string, pf *PendingFile) error {
 		Format:   tar.FormatPAX,
 	}
 	for k, v := range pf.Xattrs {
-		if xattr.IsOverlay(k) {
+		if xattr.IsOverlay(k) || xattr.IsKiln(k) {
 			continue
 		}
 		if hdr.PAXRecords == nil {
@@ -373,6 +373,33 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 		return false, err
 	}
 	for _, n := range names {
+		if n == xattr.OwnerName {
+			// Rootless kiln's record of an owner its namespace cannot map: the
+			// layer gets the owner, not the record.
+			v, ok, err := xattr.Get(p, n)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				if hdr.Uid, hdr.Gid, err = xattr.ParseOwner(p, v, hdr.Uid, hdr.Gid); err != nil {
+					return false, err
+				}
+			}
+			continue
+		}
+		if n == xattr.DeviceName {
+			// The stand-in of a device rootless kiln could not create.
+			v, ok, err := xattr.Get(p, n)
+			if err != nil {
+				return false, err
+			}
+			if ok && hdr.Typeflag == tar.TypeReg && hdr.Size == 0 {
+				if hdr.Typeflag, hdr.Devmajor, hdr.Devminor, err = xattr.ParseDevice(p, v); err != nil {
+					return false, err
+				}
+			}
+			continue
+		}
 		if short, ok := xattr.OverlayName(n); ok {
 			if !t.overlay {
 				continue

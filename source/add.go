@@ -80,7 +80,10 @@ func mergeInto(ctx context.Context, src, dst string) error {
 			if err != nil {
 				return err
 			}
-			uid, gid := ids(sfi)
+			uid, gid, err := ids(s, sfi)
+			if err != nil {
+				return err
+			}
 			if err := setMeta(d, sfi, uid, gid, unixMode(sfi.Mode())); err != nil {
 				return err
 			}

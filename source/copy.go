@@ -143,14 +143,14 @@ func (c *copier) createdOwner() Owner {
 }
 
 // owner is the owner a copied entry gets.
-func (c *copier) owner(fi fs.FileInfo) (int, int) {
+func (c *copier) owner(e entry) (int, int, error) {
 	switch {
 	case c.opts.Chown != nil:
-		return c.opts.Chown.UID, c.opts.Chown.GID
+		return c.opts.Chown.UID, c.opts.Chown.GID, nil
 	case c.src.Context != nil:
-		return 0, 0 // Docker: context files are created with uid and gid 0
+		return 0, 0, nil // Docker: context files are created with uid and gid 0
 	default:
-		return ids(fi)
+		return ids(e.host, e.fi)
 	}
 }
 
@@ -284,7 +284,10 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
-		uid, gid := c.owner(d.e.fi)
+		uid, gid, err := c.owner(d.e)
+		if err != nil {
+			return err
+		}
 		if err := setMeta(d.dst, d.e.fi, uid, gid, c.mode(d.e.fi)); err != nil {
 			return err
 		}
@@ -431,7 +434,10 @@ func (c *copier) copySpecial(j fileJob) error {
 // finish sets owner, mode and times, then xattrs: chown drops security.capability, so
 // xattrs go on after it.
 func (c *copier) finish(j fileJob) error {
-	uid, gid := c.owner(j.e.fi)
+	uid, gid, err := c.owner(j.e)
+	if err != nil {
+		return err
+	}
 	if err := setMeta(j.dst, j.e.fi, uid, gid, c.mode(j.e.fi)); err != nil {
 		return err
 	}

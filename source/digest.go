@@ -131,9 +131,12 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 	sum := &Sum{Files: make([]FileSum, len(items))}
 	var rec []byte
 	for i, it := range items {
-		uid, gid := ids(it.fi)
-		if src.Context != nil {
-			uid, gid = 0, 0
+		uid, gid := 0, 0
+		if src.Context == nil {
+			var err error
+			if uid, gid, err = ids(it.host, it.fi); err != nil {
+				return nil, fmt.Errorf("owner of %s: %w", it.path, err)
+			}
 		}
 		// The record: type, st_mode bits (octal), uid, gid, data digest.
 		rec = append(rec[:0], typeChar(it.fi.Mode()), ' ')

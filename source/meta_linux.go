@@ -29,7 +29,7 @@ func listXattrs(path string) ([]fileXattr, error) {
 	}
 	var out []fileXattr
 	for _, name := range names {
-		if xattr.IsOverlay(name) {
+		if xattr.IsOverlay(name) || xattr.IsKiln(name) {
 			continue
 		}
 		if v, ok, err := xattr.Get(path, name); err == nil && ok {
@@ -93,7 +93,7 @@ func hashKey(host string, fi fs.FileInfo) string {
 // setMeta sets owner, mode and times of path after its content is in place: chown
 // first, since chown clears setuid bits. Symlinks get no chmod (Linux has none).
 func setMeta(path string, fi fs.FileInfo, uid, gid int, mode uint32) error {
-	if err := os.Lchown(path, uid, gid); err != nil && !(os.Geteuid() != 0 && errors.Is(err, fs.ErrPermission)) {
+	if err := xattr.Lchown(path, uid, gid); err != nil && !(os.Geteuid() != 0 && errors.Is(err, fs.ErrPermission)) {
 		return fmt.Errorf("chown %s: %w", path, err)
 	}
 	if fi.Mode()&fs.ModeSymlink == 0 {
@@ -121,10 +121,15 @@ func mknod(path string, fi fs.FileInfo) error {
 // rdev is the device number of a device node.
 func rdev(fi fs.FileInfo) uint64 { return statOf(fi).Rdev }
 
-// ids is the owner of fi.
-func ids(fi fs.FileInfo) (int, int) {
+// ids is the owner of fi, the file at path: the one xattr.OwnerName records where
+// rootless kiln could not give it (see xattr.Owner), else its own.
+func ids(path string, fi fs.FileInfo) (int, int, error) {
 	st := statOf(fi)
-	return int(st.Uid), int(st.Gid)
+	uid, gid, err := xattr.Owner(path, int(st.Uid), int(st.Gid))
+	if err != nil {
+		return 0, 0, err
+	}
+	return uid, gid, nil
 }
 
 // osNoFollow makes open fail on a symlink instead of following it.

@@ -80,7 +80,10 @@ func (p *Pending) add(c *copier, j fileJob) error {
 	if err := p.copyUp(filepath.Dir(j.dst)); err != nil {
 		return fmt.Errorf("copy %s: %w", j.img, err)
 	}
-	uid, gid := c.owner(j.e.fi)
+	uid, gid, err := c.owner(j.e)
+	if err != nil {
+		return err
+	}
 	pf := &layers.PendingFile{
 		Name:    filepath.ToSlash(rel),
 		Source:  j.e.host,

@@ -19,7 +19,7 @@ func exportTask(prog *progress, out outputSpec, b image.Built, tags []string) fu
 	switch out.Type {
 	case "oci":
 		title = "exporting to oci image format"
-	case "docker":
+	case "docker", "load":
 		title = "exporting to docker image format"
 	case "tar":
 		title = "exporting to client tarball"
@@ -67,9 +67,14 @@ func exportTask(prog *progress, out outputSpec, b image.Built, tags []string) fu
 			return
 		}
 		switch out.Type {
-		case "oci", "docker":
+		case "oci", "docker", "load":
 			manifests()
 			task.Status("sending tarball", start)
+			if out.Type == "load" {
+				for _, n := range tags {
+					task.Status(fmt.Sprintf("naming to %s", n), time.Time{})
+				}
+			}
 		case "tar", "local":
 			task.Status("copying files", start)
 		default: // a push

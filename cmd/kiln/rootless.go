@@ -31,11 +31,23 @@ func enterUserNamespace(args []string) error {
 
 // noteSandbox says once, in the progress, which sandbox RUN steps get when kiln is
 // in a user namespace: what it maps, how layers are stacked, whether /proc is fresh,
-// and that limits are not enforced where no cgroup can be made.
-func noteSandbox(info, warn func(string), snaps *snapshot.Snapshotter) {
+// and that limits are not enforced where no cgroup can be made. Whether /proc can be
+// fresh takes a probe (a re-exec of kiln, ~0.1 s on a busy machine), which runs
+// beside the build; the returned func waits for its note, and must be called before
+// the progress closes.
+func noteSandbox(info, warn func(string), snaps *snapshot.Snapshotter) (wait func()) {
 	if !userns.InNamespace() {
-		return
+		return func() {}
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		noteSandboxNow(info, warn, snaps)
+	}()
+	return func() { <-done }
+}
+
+func noteSandboxNow(info, warn func(string), snaps *snapshot.Snapshotter) {
 	um, _ := os.ReadFile("/proc/self/uid_map")
 	m, err := userns.ParseIDMap(string(um))
 	ids := "?"
@@ -49,7 +61,7 @@ func noteSandbox(info, warn func(string), snaps *snapshot.Snapshotter) {
 	}
 	info(fmt.Sprintf("sandbox: user namespace (uids %s), new mount/pid/uts/ipc namespaces, %s, snapshots by %s", ids, proc, snaps.Mode()))
 	if userns.Size(m) == 1 {
-		warn("kiln's user namespace maps only uid and gid 0 (to you): a step or layer that needs another id fails; " + userns.AddRangesHint())
+		warn("kiln's user namespace maps only uid and gid 0: a step that needs another id fails; " + userns.AddRangesHint())
 	}
 	if !exec.CgroupsAvailable() {
 		warn("resource limits are not enforced: kiln in a user namespace cannot create cgroups here (--memory, --cpus and --pids-limit fail)")

@@ -10,22 +10,37 @@ import (
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
-// rootlessKiln copies bin/kiln (make build) where u can run it.
+// rootlessKiln copies this test binary, which is kiln when KILN_E2E_MAIN=1 (see
+// TestMain and rootlessCmd), where u can run it: the test runs the code it was built
+// from, never a stale bin/kiln.
 func rootlessKiln(t *testing.T, u testenv.TestUser) string {
 	t.Helper()
-	src, err := filepath.Abs("../../bin/kiln")
+	b, err := os.ReadFile(os.Args[0])
 	if err != nil {
 		t.Fatal(err)
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatalf("bin/kiln (run make build first): %v", err)
 	}
 	dst := filepath.Join(u.Home, "kiln")
 	if err := os.WriteFile(dst, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Chown(dst, u.UID, u.GID); err != nil {
+		t.Fatal(err)
+	}
 	return dst
+}
+
+// rootlessCmd is kiln (from rootlessKiln) run as u with args.
+func rootlessCmd(u testenv.TestUser, kilnBin string, args ...string) *exec.Cmd {
+	cmd := u.Command(kilnBin, args...)
+	cmd.Env = append(cmd.Env, "KILN_E2E_MAIN=1")
+	return cmd
+}
+
+// rootCmd is the same kiln run as root.
+func rootCmd(kilnBin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(kilnBin, args...)
+	cmd.Env = append(os.Environ(), "KILN_E2E_MAIN=1")
+	return cmd
 }
 
 // chownTree gives u everything under dir, so that it can read its build's inputs.
@@ -67,7 +82,7 @@ RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /f
 		return []string{"build", "--root", root, "--progress", "plain", "--iidfile", iid,
 			"--build-context", "busybox=oci-layout://" + base, "-o", "type=oci,dest=" + out, ctx}
 	}
-	cmd := u.Command(kilnBin, args(filepath.Join(u.Home, "store"), filepath.Join(u.Home, "rl.tar"), filepath.Join(u.Home, "rl.id"))...)
+	cmd := rootlessCmd(u, kilnBin, args(filepath.Join(u.Home, "store"), filepath.Join(u.Home, "rl.tar"), filepath.Join(u.Home, "rl.id"))...)
 	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -79,8 +94,8 @@ RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /f
 		}
 	}
 	rootDir := t.TempDir()
-	cmd = exec.Command(kilnBin, args(filepath.Join(rootDir, "store"), filepath.Join(rootDir, "rt.tar"), filepath.Join(rootDir, "rt.id"))...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+	cmd = rootCmd(kilnBin, args(filepath.Join(rootDir, "store"), filepath.Join(rootDir, "rt.tar"), filepath.Join(rootDir, "rt.id"))...)
+	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("root build: %v\n%s", err, out)
 	}
@@ -118,12 +133,21 @@ func TestRootlessLimitsFailClearly(t *testing.T) {
 		t.Fatal(err)
 	}
 	chownTree(t, u.Home, u)
-	out, err := u.Command(kilnBin, "build", "--root", filepath.Join(u.Home, "store"), "--progress", "plain", "--memory", "64m",
+	out, err := rootlessCmd(u, kilnBin, "build", "--root", filepath.Join(u.Home, "store"), "--progress", "plain", "--memory", "64m",
 		"--build-context", "busybox=oci-layout://"+base, ctx).CombinedOutput()
 	if err == nil {
 		t.Fatalf("a rootless build with --memory succeeded without a cgroup:\n%s", out)
 	}
 	if !strings.Contains(string(out), "--memory, --cpus and --pids-limit need a cgroup") {
 		t.Fatalf("no clear error:\n%s", out)
+	}
+	// It says what it found of a delegated cgroup v2 subtree: on a hybrid host (this
+	// test machine) that the controllers are bound to cgroup v1.
+	if ctrl, err := os.ReadFile("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil && !strings.Contains(string(ctrl), "memory") {
+		if !strings.Contains(string(out), "this host is hybrid and binds them to cgroup v1") {
+			t.Errorf("the error does not say why no delegated cgroup v2 subtree can serve:\n%s", out)
+		}
+	} else if !strings.Contains(string(out), "kiln's cgroup v2") && !strings.Contains(string(out), "no cgroup v2") {
+		t.Errorf("the error does not report on cgroup v2 delegation:\n%s", out)
 	}
 }

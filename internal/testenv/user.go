@@ -17,12 +17,28 @@ type TestUser struct {
 	Home     string // a temp dir owned by the user
 }
 
+// UserOption changes the user NewTestUser makes.
+type UserOption func(*userOptions)
+
+type userOptions struct {
+	noSubIDs bool
+}
+
+// WithoutSubIDs makes the user without /etc/subuid and /etc/subgid ranges, as on a
+// machine where nobody added them: rootless kiln then maps the user alone.
+func WithoutSubIDs() UserOption { return func(o *userOptions) { o.noSubIDs = true } }
+
 // NewTestUser creates a user with 65536 subordinate uids and gids (useradd, usermod
-// --add-subuids/--add-subgids) and a home under a temp dir; the user, its ranges and
-// its files are removed when the test ends, even on failure. It needs root.
-func NewTestUser(t testing.TB) TestUser {
+// --add-subuids/--add-subgids; none with WithoutSubIDs) and a home under a temp dir;
+// the user, its ranges and its files are removed when the test ends, even on
+// failure. It needs root.
+func NewTestUser(t testing.TB, opts ...UserOption) TestUser {
 	t.Helper()
 	RequireRoot(t)
+	var o userOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	for _, tool := range []string{"useradd", "usermod", "userdel", "setpriv", "newuidmap"} {
 		if _, err := osexec.LookPath(tool); err != nil {
 			skipOrFail(t, "%s not installed (Debian: passwd, util-linux, uidmap)", tool)
@@ -51,10 +67,21 @@ func NewTestUser(t testing.TB) TestUser {
 		_ = osexec.Command("userdel", "--remove", "--force", name).Run()
 		_ = os.RemoveAll(home)
 	})
-	// A range per test process, far from the ones real users get from 100000 on.
-	start := 300000 + (os.Getpid()%1000)*65536
-	ids := fmt.Sprintf("%d-%d", start, start+65535)
-	run("usermod", "--add-subuids", ids, "--add-subgids", ids, name)
+	if o.noSubIDs {
+		// useradd gives a new user ranges itself when /etc/login.defs says so
+		// (SUB_UID_COUNT); take them away again.
+		if subIDLines(name) {
+			run("usermod", "--del-subuids", "0-4294967294", "--del-subgids", "0-4294967294", name)
+		}
+		if subIDLines(name) {
+			t.Fatalf("user %s still has lines in /etc/subuid or /etc/subgid", name)
+		}
+	} else {
+		// A range per test process, far from the ones real users get from 100000 on.
+		start := 300000 + (os.Getpid()%1000)*65536
+		ids := fmt.Sprintf("%d-%d", start, start+65535)
+		run("usermod", "--add-subuids", ids, "--add-subgids", ids, name)
+	}
 	var out []byte
 	out, err = osexec.Command("id", "-u", name).Output()
 	if err != nil {
@@ -77,4 +104,20 @@ func (u TestUser) Command(name string, args ...string) *osexec.Cmd {
 	cmd.Env = []string{"HOME=" + u.Home, "USER=" + u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 	cmd.Dir = u.Home
 	return cmd
+}
+
+// subIDLines reports whether /etc/subuid or /etc/subgid has a line for name.
+func subIDLines(name string) bool {
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+":") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -53,18 +53,26 @@ func Explain(err error) error {
 		return err
 	}
 	msg := err.Error()
-	if (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) && (strings.Contains(msg, "chown") || strings.Contains(msg, "setgroups") || strings.Contains(msg, "setuid") || strings.Contains(msg, "setgid")) {
-		return fmt.Errorf("%w\nkiln runs in a user namespace that maps only uid and gid 0 (to you): files and steps owned by any other id cannot be made. %s", err, AddRangesHint())
+	idCall := strings.Contains(msg, "chown") || strings.Contains(msg, "chgrp") || strings.Contains(msg, "setgroups") || strings.Contains(msg, "setuid") || strings.Contains(msg, "setgid")
+	// A RUN's own chown fails inside the step: only its output (in the message)
+	// says so, as the kernel's EINVAL text.
+	byKernel := errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) || strings.Contains(msg, "Invalid argument")
+	if idCall && byKernel {
+		return fmt.Errorf("%w\nkiln runs in a user namespace that maps only uid and gid 0: files and steps owned by any other id cannot be made. %s", err, AddRangesHint())
 	}
 	return err
 }
 
-// AddRangesHint says how to give the user subordinate ids.
+// AddRangesHint says how to give the user subordinate ids, or, for kiln as root of a
+// container (Nested), the capabilities that let it map all the container's ids.
 func AddRangesHint() string {
+	if Current() == Nested {
+		return "kiln, as root of a container without CAP_SETUID and CAP_SETGID, could map uid 0 alone: give the container the capabilities SETUID and SETGID (with SETFCAP) to map all its ids"
+	}
 	// Inside the namespace the user is root: only the environment still names it.
 	name := "$USER"
 	if v := os.Getenv("USER"); v != "" && v != "root" {
 		name = v
 	}
-	return fmt.Sprintf("give %s subordinate ids (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s) and install newuidmap/newgidmap (Debian's uidmap package)", name, name)
+	return fmt.Sprintf("give %s subordinate ids in /etc/subuid and /etc/subgid (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s) and install newuidmap/newgidmap (Debian's uidmap package)", name, name)
 }
