@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
-.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless conformance fuzz cachecheck clean
+.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless bench-multiplatform conformance fuzz cachecheck clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
@@ -65,6 +65,12 @@ bench-ephemeral: build
 	$(SHARED)/bench/setup-anchors.sh
 	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only W2,W5
 	KILN=$(CURDIR)/$(BIN) WORK=$(BENCH_WORK) OUT=$(BENCH_OUT)-ephemeral bench/ephemeral.sh
+
+# A two-platform cross-compiling build (issue 18), cold, kiln beside BuildKit when
+# buildctl answers at $(BUILDKIT_HOST); as root (it registers qemu for arm64 if needed).
+bench-multiplatform: build
+	$(SHARED)/bench/setup-anchors.sh
+	KILN=$(CURDIR)/$(BIN) OUT=$(BENCH_OUT)-multiplatform bench/multiplatform.sh
 
 FUZZTIME ?= 10m
 fuzz:
