@@ -102,9 +102,27 @@ func (u *unpacker) parentDir(dir string, create bool) (p string, exists bool, er
 	case !create:
 		return "", false, nil
 	}
+	// The levels about to be made, deepest first: an implied parent gets the zero
+	// time (Unix 0) once the archive is in, unless a later entry names it, so that
+	// unpacking a layer twice gives the same tree whatever the clock says (kiln
+	// checks snapshots against such trees).
+	var missing []string
+	for d := path.Clean(dir); d != "." && d != "/"; d = path.Dir(d) {
+		q, err := rootpath.Resolve(u.root, d)
+		if err != nil {
+			break
+		}
+		if _, err := os.Lstat(q); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
 	p, err = rootpath.MkdirAll(u.root, dir, 0o755)
 	if err != nil {
 		return "", false, err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		u.dirs = append(u.dirs, dirTime{rel: missing[i], atime: time.Unix(0, 0), mtime: time.Unix(0, 0)})
 	}
 	u.markCreated(p, false)
 	return p, true, nil
