@@ -81,12 +81,7 @@ func requireEmulator(t *testing.T, arch string) {
 // returns the --build-context that names it busybox.
 func busyboxIndexContext(t *testing.T) string {
 	t.Helper()
-	if _, err := testenv.BusyboxArm64Path(); err != nil {
-		if testenv.OnCI() {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	testenv.RequireBusyboxArm64(t)
 	dir := filepath.Join(t.TempDir(), "busybox")
 	if err := testenv.WriteBusyboxIndexLayout(dir); err != nil {
 		t.Fatal(err)
@@ -245,9 +240,7 @@ func TestMultiPlatformOCIIndex(t *testing.T) {
 func TestMultiPlatformPush(t *testing.T) {
 	root, _ := e2e(t)
 	requireEmulator(t, "arm64")
-	if _, err := testenv.BusyboxArm64Path(); err != nil && !testenv.OnCI() {
-		t.Skip(err)
-	}
+	testenv.RequireBusyboxArm64(t)
 	host := testenv.Registry(t)
 	testenv.PushIndex(t, testenv.BusyboxIndex(t), host+"/busybox:latest")
 	df := strings.ReplaceAll(crossDockerfile, " busybox", " "+host+"/busybox")

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -259,17 +260,7 @@ func firstFileDifference(a, b v1.Layer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var names []string
-	for n := range ea {
-		names = append(names, n)
-	}
-	for n := range eb {
-		if _, ok := ea[n]; !ok {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(ea, eb) {
 		x, okx := ea[n]
 		y, oky := eb[n]
 		switch {
@@ -305,20 +296,22 @@ func firstJSONDifference(a, b []byte) string {
 	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
 		return ""
 	}
-	var keys []string
-	for k := range ma {
-		keys = append(keys, k)
-	}
-	for k := range mb {
-		if _, ok := ma[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(ma, mb) {
 		if string(ma[k]) != string(mb[k]) {
 			return fmt.Sprintf("%q: %.200s vs %.200s", k, ma[k], mb[k])
 		}
 	}
 	return ""
+}
+
+// sortedKeys is the keys of a and b together, each once, in order.
+func sortedKeys[V any](a, b map[string]V) []string {
+	keys := slices.Collect(maps.Keys(a))
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -15,6 +15,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
+// RequireBusyboxArm64 skips the test when the arm64 busybox test binary is missing
+// (fails on CI, where scripts/install-deps.sh must have fetched it).
+func RequireBusyboxArm64(t testing.TB) {
+	t.Helper()
+	if _, err := BusyboxArm64Path(); err != nil {
+		skipOrFail(t, "%v", err)
+	}
+}
+
 // BusyboxArm64Path is Debian's busybox-static:arm64 binary, which
 // scripts/install-deps.sh extracts to $KILN_TESTDATA/busybox-arm64 (default
 // /var/lib/kiln-testdata).
