@@ -76,10 +76,11 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 			ok, why = false, "its layer blob is gone from the store"
 		}
 		if ok {
-			e.Emit(Event{Kind: StepCached, ID: x.ID, Name: x.Name})
+			// Where the hit came from is said before the step ends, in its block.
 			if ls, lazy := e.opts.Store.(LazyStore); lazy && ls.Origin(key) != "" {
 				e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: "from remote cache " + ls.Origin(key)})
 			}
+			e.Emit(Event{Kind: StepCached, ID: x.ID, Name: x.Name})
 			e.usedStep(x.Group, key)
 			return e.applyEntry(st, ent, stageKey)
 		}
