@@ -42,19 +42,7 @@ else
   echo "BuildKit not measured: no buildctl answering at BUILDKIT_HOST=${BUILDKIT_HOST:-unset} (run ../shared/bench/setup-buildkit.sh)" >&2
 fi
 
-# timed NAME CMD...: runs CMD, appends its wall time to $OUT/NAME.times.
-timed() {
-  local name=$1 t0 t1
-  shift
-  t0=$(date +%s.%N)
-  "$@" > "$OUT/last.log" 2>&1 || { echo "$name failed:" >&2; tail -20 "$OUT/last.log" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc >> "$OUT/$name.times"
-}
-
-median() {
-  sort -n "$OUT/$1.times" | awk '{a[NR]=$1} END {printf "%.3f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
-}
+. "$(dirname "$0")/lib.sh" # timed, median
 
 report() { # report WORKLOAD BUILDER FIGURE
   local n=$1-$2-$3

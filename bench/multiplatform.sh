@@ -17,7 +17,8 @@
 # registers it with `kiln binfmt install arm64` when it is not, and removes what it
 # registered (and unmounts binfmt_misc if it mounted it) when it ends.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/.."
 KILN=$(realpath "${KILN:-bin/kiln}")
 REG=${REG:-127.0.0.1:5000}
 RUNS=${RUNS:-3}
@@ -66,17 +67,7 @@ COPY --from=build /artifact /arch /
 RUN uname -m > /uname && cat /arch /artifact /uname > /out
 DF
 
-timed() { # timed NAME CMD...
-  local name=$1 t0 t1
-  shift
-  t0=$(date +%s.%N)
-  "$@" > "$OUT/last.log" 2>&1 || { echo "$name failed:" >&2; tail -20 "$OUT/last.log" >&2; exit 1; }
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc >> "$OUT/$name.times"
-}
-median() {
-  sort -n "$OUT/$1.times" | awk '{a[NR]=$1} END {printf "%.2f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
-}
+. "$HERE/lib.sh" # timed, median
 
 for _ in $(seq "$RUNS"); do
   rm -rf "$OUT/root"

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // A lazy pull (PullOptions.Lazy) is for builds whose steps may all come from a remote
@@ -38,16 +37,9 @@ func pullLazy(store BlobStore, img v1.Image, source string, prog func(string)) (
 	if err != nil {
 		return nil, err
 	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	m, mt, err := parseImageManifest(raw, digest)
 	if err != nil {
-		return nil, fmt.Errorf("parse manifest %s: %w", digest, err)
-	}
-	mt := m.MediaType
-	if mt == "" {
-		mt = types.OCIManifestSchema1
-	}
-	if !mt.IsImage() {
-		return nil, fmt.Errorf("unsupported manifest media type %s", mt)
+		return nil, err
 	}
 	if err := checkMetadataSize("config", m.Config.Size); err != nil {
 		return nil, err
@@ -123,15 +115,6 @@ func (l *streamedLayer) Compressed() (io.ReadCloser, error) {
 
 // Uncompressed decompresses Compressed, as a store layer does.
 func (l *streamedLayer) Uncompressed() (io.ReadCloser, error) {
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	r, err := decompress(rc)
-	if err != nil {
-		rc.Close()
-		d, _ := l.Digest()
-		return nil, fmt.Errorf("decompress layer %s: %w", d, err)
-	}
-	return r, nil
+	d, _ := l.Digest()
+	return uncompressedOf(l.Compressed, d)
 }

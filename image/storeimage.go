@@ -22,17 +22,9 @@ func openStoreImage(store BlobStore, digest v1.Hash, source string) (v1.Image, e
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", digest, err)
 	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	m, mt, err := parseImageManifest(raw, digest)
 	if err != nil {
-		return nil, fmt.Errorf("parse manifest %s: %w", digest, err)
-	}
-	mt := m.MediaType
-	if mt == "" {
-		// The OCI spec lets mediaType be omitted; Docker schema 2 always sets it.
-		mt = types.OCIManifestSchema1
-	}
-	if !mt.IsImage() {
-		return nil, fmt.Errorf("manifest %s: media type %s is not an image manifest", digest, mt)
+		return nil, err
 	}
 	core := &storeImageCore{store: store, raw: raw, manifest: m, mediaType: mt}
 	rawCfg, err := core.RawConfigFile()
@@ -129,4 +121,22 @@ func (i *storeImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
 		}
 	}
 	return nil, fmt.Errorf("diff id %s not in image", h)
+}
+
+// parseImageManifest parses the image manifest raw (of digest) and its media type,
+// refusing anything but an image manifest.
+func parseImageManifest(raw []byte, digest v1.Hash) (*v1.Manifest, types.MediaType, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, "", fmt.Errorf("parse manifest %s: %w", digest, err)
+	}
+	mt := m.MediaType
+	if mt == "" {
+		// The OCI spec lets mediaType be omitted; Docker schema 2 always sets it.
+		mt = types.OCIManifestSchema1
+	}
+	if !mt.IsImage() {
+		return nil, "", fmt.Errorf("manifest %s: media type %s is not an image manifest", digest, mt)
+	}
+	return m, mt, nil
 }

@@ -70,14 +70,19 @@ func (l *storeLayer) Compressed() (io.ReadCloser, error) {
 // decide rather than the media type, as containerd does, because registries hold
 // images whose media type says gzip over a plain tar and the other way round.
 func (l *storeLayer) Uncompressed() (io.ReadCloser, error) {
-	rc, err := l.Compressed()
+	return uncompressedOf(l.Compressed, l.digest)
+}
+
+// uncompressedOf decompresses the blob compressed opens (layer digest d).
+func uncompressedOf(compressed func() (io.ReadCloser, error), d v1.Hash) (io.ReadCloser, error) {
+	rc, err := compressed()
 	if err != nil {
 		return nil, err
 	}
 	r, err := decompress(rc)
 	if err != nil {
 		rc.Close()
-		return nil, fmt.Errorf("decompress layer %s: %w", l.digest, err)
+		return nil, fmt.Errorf("decompress layer %s: %w", d, err)
 	}
 	return r, nil
 }
