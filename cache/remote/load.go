@@ -65,6 +65,15 @@ func load(ctx context.Context, s Spec, be backend, keyVersion string, epoch *tim
 				descs = append(descs, d)
 			}
 		}
+		if cfgDesc == nil && inlineIndex(descs) {
+			// An image index (several platforms, or an image with its attestations):
+			// each platform's image may carry its own inline cache, keyed for its
+			// platform, so all are read.
+			if err := loadInlineIndex(ctx, src, be, descs, keyVersion, epoch, note); err != nil {
+				return nil, fmt.Errorf("cache-from %s: %w", s, err)
+			}
+			return src, nil
+		}
 	case types.OCIManifestSchema1, types.DockerManifestSchema2:
 		var m v1.Manifest
 		if err := json.Unmarshal(raw, &m); err != nil {
@@ -152,4 +161,76 @@ func readConfig(ctx context.Context, be backend, d v1.Descriptor) (*cacheConfig,
 		return nil, fmt.Errorf("read cache config: %w", err)
 	}
 	return &cfg, nil
+}
+
+// inlineIndex says an index lists images (not a cache's layers).
+func inlineIndex(descs []v1.Descriptor) bool {
+	for _, d := range descs {
+		if d.MediaType == types.OCIManifestSchema1 || d.MediaType == types.DockerManifestSchema2 {
+			return true
+		}
+	}
+	return false
+}
+
+// loadInlineIndex reads the inline cache of every image an index lists; an
+// attestation manifest has none and is skipped.
+func loadInlineIndex(ctx context.Context, src *source, be backend, descs []v1.Descriptor, keyVersion string, epoch *time.Time, note func(string)) error {
+	found := false
+	for _, d := range descs {
+		if d.MediaType != types.OCIManifestSchema1 && d.MediaType != types.DockerManifestSchema2 {
+			continue
+		}
+		if d.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			continue
+		}
+		raw, err := childManifest(ctx, be, d)
+		if err != nil {
+			return err
+		}
+		var m v1.Manifest
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return fmt.Errorf("read manifest %s: %w", d.Digest, err)
+		}
+		if m.Config.MediaType != types.OCIConfigJSON && m.Config.MediaType != types.DockerConfigJSON {
+			continue
+		}
+		found = true
+		if err := loadInline(ctx, src, &m, keyVersion, epoch, note); err != nil {
+			return fmt.Errorf("image %s: %w", d.Digest, err)
+		}
+	}
+	if !found {
+		return fmt.Errorf("not a cache: an index of no image and no %s config", ConfigMediaType)
+	}
+	return nil
+}
+
+// childManifest fetches a manifest an index lists, verified against its digest: a
+// registry serves it from /manifests/, a layout or a bucket as a blob.
+func childManifest(ctx context.Context, be backend, d v1.Descriptor) ([]byte, error) {
+	var rc io.ReadCloser
+	var err error
+	if mf, ok := be.(interface {
+		manifestByDigest(ctx context.Context, d v1.Hash) (io.ReadCloser, error)
+	}); ok {
+		rc, err = mf.manifestByDigest(ctx, d.Digest)
+	} else {
+		rc, err = be.blob(ctx, d.Digest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	raw, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", d.Digest, err)
+	}
+	if len(raw) > maxConfigSize {
+		return nil, fmt.Errorf("manifest %s is larger than %d bytes", d.Digest, maxConfigSize)
+	}
+	if got, _, _ := v1.SHA256(bytes.NewReader(raw)); got != d.Digest {
+		return nil, fmt.Errorf("manifest %s: its bytes hash to %s", d.Digest, got)
+	}
+	return raw, nil
 }

@@ -56,6 +56,15 @@ func (r *registryBackend) manifest(ctx context.Context) ([]byte, types.MediaType
 	return desc.Manifest, desc.MediaType, nil
 }
 
+// manifestByDigest fetches a manifest the root index lists.
+func (r *registryBackend) manifestByDigest(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
+	desc, err := remote.Get(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 0)...)
+	if err != nil {
+		return nil, r.fail("cache import", err)
+	}
+	return io.NopCloser(bytes.NewReader(desc.Manifest)), nil
+}
+
 func (r *registryBackend) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
 	l, err := remote.Layer(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 0)...)
 	if err != nil {
