@@ -16,7 +16,7 @@ import (
 // an image reference), else a registry image. platform is FROM --platform ("": the
 // platform of eng, the stage's engine). note receives what the pull has to tell the
 // user.
-func (b *build) baseImage(ctx context.Context, eng *solver.Engine, ref, platform string, note func(string)) (*solver.Base, error) {
+func (b *build) baseImage(ctx context.Context, eng *solver.Engine, ref, platform string, line int, note func(string)) (*solver.Base, error) {
 	img := solver.ImageRef{Ref: ref}
 	if platform != "" {
 		p, err := v1.ParsePlatform(platform)
@@ -35,5 +35,14 @@ func (b *build) baseImage(ctx context.Context, eng *solver.Engine, ref, platform
 			return nil, fmt.Errorf("build context %s is a directory, a git repository or a URL: it can be used with COPY --from, not as an image", ref)
 		}
 	}
-	return eng.Image(ctx, img, note)
+	base, err := eng.Image(ctx, img, note)
+	if err != nil {
+		return nil, err
+	}
+	p := img.Platform
+	if p.OS == "" {
+		p = eng.Platform()
+	}
+	b.recordBase(img.Ref, img.Layout, p, base, line)
+	return base, nil
 }

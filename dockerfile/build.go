@@ -92,7 +92,7 @@ type Target struct {
 // Build builds opts.Graph's target: the stages the target needs run concurrently
 // (each waits for the stages it reads), every instruction becomes ops the engine
 // keys, looks up and executes.
-func Build(ctx context.Context, opts Options) (*solver.Result, error) {
+func Build(ctx context.Context, opts Options) (*Result, error) {
 	res, err := BuildPlatforms(ctx, opts, []Target{{Platform: opts.Platform, Graph: opts.Graph}})
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func Build(ctx context.Context, opts Options) (*solver.Result, error) {
 // one engine under one --jobs bound, and an op two of them share (every op of a stage
 // pinned to $BUILDPLATFORM that reads no TARGET* arg) runs once, as BuildKit merges
 // identical vertices.
-func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*solver.Result, error) {
+func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*Result, error) {
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("internal error: no target platform")
 	}
@@ -132,6 +132,10 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*sol
 			eng:    peng,
 			g:      target.Graph,
 			states: make([]*stageState, len(target.Graph.Stages)),
+			rec:    &recorder{},
+		}
+		if opts.Context != nil {
+			b.rec.src.Locals = []string{"context", "dockerfile"}
 		}
 		builds[t] = b
 		for _, i := range b.g.Needed {
@@ -149,13 +153,13 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*sol
 	if err := eg.Wait(); err != nil {
 		return nil, err
 	}
-	res := make([]*solver.Result, len(builds))
+	res := make([]*Result, len(builds))
 	for t, b := range builds {
 		r, err := b.finish(ctx, b.states[b.g.Target])
 		if err != nil {
 			return nil, err
 		}
-		res[t] = r
+		res[t] = &Result{Result: r, Sources: b.rec.sources()}
 	}
 	return res, nil
 }
@@ -166,6 +170,7 @@ type build struct {
 	eng    *solver.Engine
 	g      *parser.Graph
 	states []*stageState
+	rec    *recorder // what the build read and ran, for its provenance
 
 	checks buildChecks
 }

@@ -53,7 +53,7 @@ func newEngine(t *testing.T) *engine {
 
 // solveResult is what a solve did: the events and the result or error.
 type solveResult struct {
-	res    *solver.Result
+	res    *Result
 	err    error
 	events []solver.Event
 }

@@ -58,6 +58,8 @@ type copyPart struct {
 	// or a git commit is keyed before it is downloaded.
 	fetch   func(ctx context.Context) (source.Source, error)
 	release func()
+	// fromContext says the part reads the build context (for the provenance).
+	fromContext bool
 }
 
 func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) error {
@@ -106,13 +108,17 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		Link: cs.link && cs.chmod == "",
 	}
 	for _, p := range parts {
+		if p.fromContext {
+			sc.reads = append(sc.reads, b.recordContextRead(p.content))
+		}
 		cop.Content = append(cop.Content, p.content)
 		maps.Copy(files, p.files)
 		in.Parts = append(in.Parts, solver.CopyPart{Source: p.src, Options: p.opts, Fetch: p.fetch})
 	}
 	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
-	r, err := sc.st.eng.Copy(ctx, sc.st.fs, b.step(ctx, sc, &solver.Op{Copy: cop}, files), in)
-	return b.fsStep(sc.st, createdBy, r, err)
+	op := &solver.Op{Copy: cop}
+	r, err := sc.st.eng.Copy(ctx, sc.st.fs, b.step(ctx, sc, op, files), in)
+	return b.fsStep(sc, op, sc.st, createdBy, r, err)
 }
 
 // copyDest resolves a COPY/ADD destination against the stage's working directory,
@@ -286,6 +292,7 @@ func (b *build) localPart(ctx context.Context, sc *stepCtx, cs copySpec, base so
 	}
 	p.content = sum.Digest
 	if from.src.Context != nil {
+		p.fromContext = !heredocs
 		p.files = make(map[string]string, len(sum.Files))
 		for _, f := range sum.Files {
 			p.files[f.Path] = f.Digest
@@ -368,7 +375,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		}
 		tree, content = other.fs, "stage:"+other.fs.Key
 	} else {
-		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", func(msg string) {
+		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", sc.cmd.Line, func(msg string) {
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: sc.id, Name: sc.name, Message: msg})
 		})
 		if err != nil {
@@ -478,5 +485,5 @@ func (b *build) dispatchWorkdir(ctx context.Context, sc *stepCtx, c *instruction
 	}
 	op := &solver.Op{Workdir: &solver.WorkdirOp{Path: wd, User: st.cfg.Config.User}}
 	r, err := st.eng.Workdir(ctx, st.fs, b.step(ctx, sc, op, nil))
-	return b.fsStep(st, "WORKDIR "+wd, r, err)
+	return b.fsStep(sc, op, st, "WORKDIR "+wd, r, err)
 }

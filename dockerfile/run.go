@@ -105,7 +105,7 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	r, err := st.eng.Run(ctx, st.fs, b.step(ctx, sc, op, nil), solver.RunInputs{
 		Env: slices.Concat(proxyEnv, mounts.env), Mounts: mounts.list, CacheMounts: mounts.cacheIDs,
 	})
-	return b.fsStep(st, createdBy, r, err)
+	return b.fsStep(sc, op, st, createdBy, r, err)
 }
 
 // runArgs is the argv of a RUN, as BuildKit builds it: shell form through SHELL; a

@@ -41,7 +41,7 @@ COPY c.txt /out/c.txt
 `
 
 // solveOnce parses the Dockerfile and builds it on store.
-func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snapshot.Snapshotter, progress solver.Progress) (*solver.Result, error) {
+func solveOnce(ctx context.Context, dir string, store *cache.Store, snaps *snapshot.Snapshotter, progress solver.Progress) (*Result, error) {
 	g, err := parser.Parse(strings.NewReader(scratchStages), parser.Options{Filename: "Dockerfile"})
 	if err != nil {
 		return nil, err

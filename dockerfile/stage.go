@@ -62,6 +62,9 @@ type stepCtx struct {
 	onbuild      bool             // an ONBUILD trigger of the base
 	stageTitle   string           // the stage in titles: its name, stage-N, "" in a one-stage file
 	rest         []parser.Command // the stage's commands after this one
+	// reads are the identities of the sources the step reads besides its parent
+	// (the build context), for the provenance.
+	reads []string
 }
 
 // errorf is an error of the step's Dockerfile line. format may wrap a cause with
@@ -199,7 +202,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 		st.fs = st.eng.Scratch()
 	default:
 		emit(solver.Event{Kind: solver.StepStarted, ID: id, Name: name, Time: start})
-		base, err := b.baseImage(ctx, st.eng, s.Base, "", func(msg string) {
+		base, err := b.baseImage(ctx, st.eng, s.Base, "", s.Line, func(msg string) {
 			emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {
@@ -297,10 +300,11 @@ func (b *build) apply(st *stageState, r solver.StepResult, createdBy string) {
 }
 
 // fsStep hands an op's result to the stage (apply), or its error back.
-func (b *build) fsStep(st *stageState, createdBy string, r solver.StepResult, err error) error {
+func (b *build) fsStep(sc *stepCtx, op *solver.Op, st *stageState, createdBy string, r solver.StepResult, err error) error {
 	if err != nil {
 		return err
 	}
+	b.recordStep(sc, op, r)
 	b.apply(st, r, createdBy)
 	return nil
 }

@@ -26,6 +26,52 @@ type Built struct {
 	// Platforms.
 	Index     v1.ImageIndex
 	Platforms []PlatformImage
+
+	// Attestations are each platform's attestations (provenance, SBOM), in
+	// Platforms' order; index 0 is the one image's. An image output writes them
+	// in attestation manifests of the index (Attested); a local output as files.
+	Attestations [][]Attestation
+}
+
+// Attested is the index an image output (oci, a push) writes: Index, or with
+// attestations an index of the images and their attestation manifests (for one
+// platform too, as BuildKit). nil for one image without attestations: the image is
+// written as it is.
+func (b Built) Attested() (v1.ImageIndex, error) {
+	if !b.HasAttestations() {
+		return b.Index, nil
+	}
+	imgs := b.Platforms
+	if b.Index == nil {
+		p, err := imagePlatform(b.Image)
+		if err != nil {
+			return nil, err
+		}
+		imgs = []PlatformImage{{Platform: p, Image: b.Image, Rootfs: b.Rootfs}}
+	}
+	return NewAttestedIndex(imgs, b.Attestations, b.Tags)
+}
+
+// HasAttestations says some platform has an attestation.
+func (b Built) HasAttestations() bool {
+	for _, a := range b.Attestations {
+		if len(a) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// imagePlatform is the platform an image's config names.
+func imagePlatform(img v1.Image) (v1.Platform, error) {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return v1.Platform{}, fmt.Errorf("read image config: %w", err)
+	}
+	if p := cfg.Platform(); p != nil {
+		return *p, nil
+	}
+	return v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture}, nil
 }
 
 // OnePlatform refuses a multi-platform build for an output that holds one image
@@ -65,9 +111,13 @@ type OCIArchive struct {
 }
 
 func (o OCIArchive) Write(ctx context.Context, b Built) error {
-	if b.Index != nil {
+	idx, err := b.Attested()
+	if err != nil {
+		return wrapOutput("oci", o.Dest, err)
+	}
+	if idx != nil {
 		return wrapOutput("oci", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
-			return WriteOCIIndexArchive(ctx, b.Index, b.Tags, w)
+			return WriteOCIIndexArchive(ctx, idx, b.Tags, w)
 		}))
 	}
 	return writeArchiveTo(ctx, "oci", o.Dest, o.Stdout, b, WriteOCIArchive)
@@ -125,10 +175,10 @@ type LocalDir struct {
 
 func (o LocalDir) Write(ctx context.Context, b Built) error {
 	if b.Index != nil {
-		return wrapOutput("local", o.Dir, writeLocalPlatforms(ctx, b.Platforms, o.Dir))
+		return wrapOutput("local", o.Dir, writeLocalPlatforms(ctx, b.Platforms, b.platformAttestations, o.Dir))
 	}
 	return wrapOutput("local", o.Dir, withRootfs(ctx, b, func(root string) error {
-		return writeLocal(ctx, root, o.Dir)
+		return writeLocal(ctx, root, o.Dir, b.platformAttestations(0))
 	}))
 }
 
@@ -145,8 +195,12 @@ func (o Registry) Write(ctx context.Context, b Built) error {
 		names = b.Tags
 	}
 	// Push's errors name the registry and the image already.
-	if b.Index != nil {
-		return Push(ctx, b.Index, names, o.Opts)
+	idx, err := b.Attested()
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	if idx != nil {
+		return Push(ctx, idx, names, o.Opts)
 	}
 	return Push(ctx, b.Image, names, o.Opts)
 }
@@ -176,7 +230,34 @@ func withRootfs(ctx context.Context, b Built, fn func(root string) error) error 
 	return fn(root)
 }
 
-func writeLocal(ctx context.Context, root, dir string) error {
+// platformAttestations are platform i's attestations (none when there are none).
+func (b Built) platformAttestations(i int) []Attestation {
+	if i < len(b.Attestations) {
+		return b.Attestations[i]
+	}
+	return nil
+}
+
+// writeAttestationFiles writes each attestation's statement into dir under its
+// Path, as BuildKit's local exporter does. A file output has no image manifest to
+// name, so the statements have no subjects.
+func writeAttestationFiles(dir string, atts []Attestation) error {
+	for _, a := range atts {
+		data, err := a.Statement(nil, v1.Platform{}, v1.Hash{})
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(filepath.Join(dir, a.Path), 0o644, func(w io.Writer) error {
+			_, err := w.Write(data)
+			return err
+		}); err != nil {
+			return fmt.Errorf("write attestation %s: %w", a.Path, err)
+		}
+	}
+	return nil
+}
+
+func writeLocal(ctx context.Context, root, dir string, atts []Attestation) error {
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(layers.WriteTree(ctx, root, pw, layers.WriteOptions{Compression: layers.Uncompressed}))
@@ -184,20 +265,26 @@ func writeLocal(ctx context.Context, root, dir string) error {
 	defer pr.Close()
 	opts := layers.UnpackOptions{Whiteouts: layers.NoWhiteouts, KeepOwners: true}
 	if _, err := os.Stat(dir); err == nil {
-		return layers.Unpack(ctx, pr, dir, opts)
+		if err := layers.Unpack(ctx, pr, dir, opts); err != nil {
+			return err
+		}
+		return writeAttestationFiles(dir, atts)
 	}
 	return atomicfile.WriteDir(dir, 0o755, func(tmp string) error {
-		return layers.Unpack(ctx, pr, tmp, opts)
+		if err := layers.Unpack(ctx, pr, tmp, opts); err != nil {
+			return err
+		}
+		return writeAttestationFiles(tmp, atts)
 	})
 }
 
 // writeLocalPlatforms writes each platform's files into its subdirectory of dir: a
 // new dir appears whole, an existing one is written into.
-func writeLocalPlatforms(ctx context.Context, imgs []PlatformImage, dir string) error {
+func writeLocalPlatforms(ctx context.Context, imgs []PlatformImage, atts func(int) []Attestation, dir string) error {
 	fill := func(dir string) error {
-		for _, pi := range imgs {
+		for i, pi := range imgs {
 			err := withRootfs(ctx, Built{Rootfs: pi.Rootfs}, func(root string) error {
-				return writeLocal(ctx, root, filepath.Join(dir, PlatformDir(pi.Platform)))
+				return writeLocal(ctx, root, filepath.Join(dir, PlatformDir(pi.Platform)), atts(i))
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", pi.Platform.String(), err)

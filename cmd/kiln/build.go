@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +66,9 @@ type buildOptions struct {
 	load          bool
 	cacheFrom     []string
 	cacheTo       []string
+	provenance    string
+	sbom          string
+	attest        []string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -128,6 +130,9 @@ Examples:
 	f.BoolVar(&o.load, "load", false, "load the image into the local Docker daemon, or podman's containers-storage (same as -o type=load)")
 	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "read step cache from type=registry,ref=R, type=local,src=DIR or type=s3,bucket=B,region=R (repeatable, read in order)")
 	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "export step cache to type=registry,ref=R, type=local,dest=DIR or type=inline (in the image) [,mode=min|max,image-manifest=true,ignore-error=true]")
+	f.StringVar(&o.provenance, "provenance", "", "attach a SLSA provenance: true, false, min, max, or mode=min|max,version=v1|v0.2,builder-id=URI (default: mode=min with --push or a multi-platform index)")
+	f.StringVar(&o.sbom, "sbom", "", "attach an SPDX SBOM of the image: true, false, or scan-stage=true,scan-context=true")
+	f.StringArrayVar(&o.attest, "attest", nil, "attach an attestation: type=provenance[,mode=max...] or type=sbom[,...] (repeatable)")
 	return cmd
 }
 
@@ -270,6 +275,14 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err := checkOutputsForPlatforms(outputs, plats); err != nil {
 		return err
 	}
+	attest, err := o.parseAttestations(outputs, plats)
+	if err != nil {
+		return err
+	}
+	attestReq := provenanceRequest{
+		buildArgs: buildArgs, labels: labels, target: o.target, dockerfileName: dfName, dockerfile: dfData,
+		multiPlatform: len(plats) > 1, started: time.Now(), epoch: sourceDateEpoch(buildArgs),
+	}
 	// The Dockerfile is parsed once per target platform: TARGETARCH and the rest can
 	// change FROM lines and which stages are needed.
 	targets := make([]dockerfile.Target, len(plats))
@@ -351,7 +364,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	// is verified as it is read) is removed and the build done again, which makes or
 	// pulls what needed it; each attempt can find one more (cache.Store.RepairBlobs).
 	parseFindings := checkFindings
-	var results []*solver.Result
+	var results []*dockerfile.Result
 	var built image.Built
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
@@ -372,7 +385,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		if err == nil {
 			// Each platform's image carries its own inline cache.
 			for _, r := range results {
-				if err = caches.inline(ctx, rstore, r, graph, sourceDateEpoch(buildArgs), prog); err != nil {
+				if err = caches.inline(ctx, rstore, r.Result, graph, sourceDateEpoch(buildArgs), prog); err != nil {
 					break
 				}
 			}
@@ -380,10 +393,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		if err == nil {
 			// Every result lists the steps of the whole build (one engine); the
 			// last one made has them all.
-			err = caches.export(ctx, rstore, results[len(results)-1], graph, o.insecure, prog)
+			err = caches.export(ctx, rstore, results[len(results)-1].Result, graph, o.insecure, prog)
 		}
 		if err == nil {
 			built, err = builtImage(plats, results, o.tags, store, snaps, prog)
+		}
+		if err == nil {
+			err = attest.attach(&built, results, plats, attestReq, outputs, prog)
 		}
 		if err == nil {
 			caches.prefetch(rstore, built, outputs)
@@ -482,115 +498,4 @@ func (o buildOptions) parseOutputs() ([]outputSpec, error) {
 		}
 	}
 	return outs, nil
-}
-
-func parseBuildArgs(args []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, a := range args {
-		k, v, ok := strings.Cut(a, "=")
-		if k == "" {
-			return nil, fmt.Errorf("invalid --build-arg %q: want KEY=VALUE or KEY", a)
-		}
-		if !ok {
-			ev, set := os.LookupEnv(k)
-			if !set {
-				continue // as docker: a bare KEY not in the environment is not set
-			}
-			v = ev
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-func parseKeyValues(flag string, kvs []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("invalid %s %q: want KEY=VALUE", flag, kv)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-func (o buildOptions) limits() (exec.Limits, error) {
-	l := exec.Limits{CPUs: o.cpus, Pids: o.pidsLimit}
-	if o.cpus < 0 {
-		return l, fmt.Errorf("--cpus must be positive")
-	}
-	if o.memory != "" {
-		n, err := parseSize(o.memory)
-		if err != nil {
-			return l, fmt.Errorf("--memory: %w", err)
-		}
-		if n < 6<<20 {
-			return l, fmt.Errorf("--memory %s is below the minimum of 6MiB", o.memory)
-		}
-		l.MemoryBytes = n
-	}
-	return l, nil
-}
-
-// parseSize reads sizes like 512m, 2g, 1024k or a plain byte count.
-func parseSize(s string) (int64, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "ib"), "b")
-	mult := int64(1)
-	if s != "" {
-		switch s[len(s)-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			s = s[:len(s)-1]
-		}
-	}
-	var n float64
-	if _, err := fmt.Sscanf(s, "%g", &n); err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q (use e.g. 512m or 2g)", s)
-	}
-	return int64(n * float64(mult)), nil
-}
-
-// sourceDateEpoch reads SOURCE_DATE_EPOCH from the build args, then the environment.
-func sourceDateEpoch(buildArgs map[string]string) *time.Time {
-	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
-	if !ok {
-		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
-	}
-	if !ok || v == "" {
-		return nil
-	}
-	sec, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return nil // refused before the build by checkSourceDateEpoch
-	}
-	t := time.Unix(sec, 0).UTC()
-	return &t
-}
-
-// checkSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment) that
-// is not a number of seconds, as BuildKit does, rather than building without it.
-func checkSourceDateEpoch(buildArgs map[string]string) error {
-	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
-	from := "--build-arg SOURCE_DATE_EPOCH"
-	if !ok {
-		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
-		from = "SOURCE_DATE_EPOCH in the environment"
-	}
-	if !ok || v == "" {
-		return nil
-	}
-	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
-		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
-	}
-	return nil
 }

@@ -37,8 +37,11 @@ func exportTask(prog *progress, out outputSpec, b image.Built, tags []string) fu
 	}
 	// top is the digest a push names: the image's, or the index's.
 	top := func() (v1.Hash, error) {
-		if b.Index != nil {
-			return b.Index.Digest()
+		if idx, err := b.Attested(); err != nil || idx != nil {
+			if err != nil {
+				return v1.Hash{}, err
+			}
+			return idx.Digest()
 		}
 		return b.Image.Digest()
 	}
@@ -52,8 +55,15 @@ func exportTask(prog *progress, out outputSpec, b image.Built, tags []string) fu
 			task.Status(fmt.Sprintf("exporting manifest %s", manifest), time.Time{})
 			task.Status(fmt.Sprintf("exporting config %s", config), time.Time{})
 		}
-		if b.Index != nil {
-			d, err := b.Index.Digest()
+		if idx, err := b.Attested(); err == nil && idx != nil {
+			if im, err := idx.IndexManifest(); err == nil {
+				for _, d := range im.Manifests {
+					if image.IsAttestation(d) {
+						task.Status(fmt.Sprintf("exporting attestation manifest %s", d.Digest), time.Time{})
+					}
+				}
+			}
+			d, err := idx.Digest()
 			if err != nil {
 				return false
 			}

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/internal/testenv"
 )
 
@@ -68,10 +73,67 @@ RUN uname -m > /arch
 		t.Fatal(err)
 	}
 	if string(rl) != string(rt) {
-		t.Fatalf("rootless index %s differs from root index %s", rl, rt)
+		t.Fatalf("rootless index %s differs from root index %s:\n%s", rl, rt,
+			indexDifference(t, readOCIIndex(t, filepath.Join(u.Home, "rl.tar")), readOCIIndex(t, rootTar)))
 	}
 	imgs := indexImages(t, readOCIIndex(t, rootTar))
 	if got := flatten(t, imgs["arm64"])["/arch"].content; got != "aarch64\n" {
 		t.Errorf("arm64 RUN uname -m said %q", got)
 	}
+}
+
+// indexDifference says where two indexes first differ: which manifest, and for an
+// attestation the first line of its statements that differs.
+func indexDifference(t *testing.T, a, b v1.ImageIndex) string {
+	t.Helper()
+	ma, _ := a.IndexManifest()
+	mb, _ := b.IndexManifest()
+	if len(ma.Manifests) != len(mb.Manifests) {
+		return fmt.Sprintf("%d manifests against %d", len(ma.Manifests), len(mb.Manifests))
+	}
+	for i := range ma.Manifests {
+		da, db := ma.Manifests[i], mb.Manifests[i]
+		if da.Digest == db.Digest {
+			continue
+		}
+		if !image.IsAttestation(da) {
+			return fmt.Sprintf("manifest %d: %s against %s", i, da.Digest, db.Digest)
+		}
+		sa, sb := statementLines(t, a, da.Digest), statementLines(t, b, db.Digest)
+		for j := range min(len(sa), len(sb)) {
+			if sa[j] != sb[j] {
+				return fmt.Sprintf("attestation %d, line %d:\n%s\n  %s\nagainst\n  %s", i, j+1, strings.Join(sa[max(0, j-12):j], "\n"), sa[j], sb[j])
+			}
+		}
+		return fmt.Sprintf("attestation %d: %d lines against %d", i, len(sa), len(sb))
+	}
+	return "the manifests are the same; the index itself differs"
+}
+
+// statementLines are an attestation manifest's statements, indented, by line.
+func statementLines(t *testing.T, idx v1.ImageIndex, d v1.Hash) []string {
+	t.Helper()
+	img, err := idx.Image(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range ls {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.NewDecoder(rc).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		out, _ := json.MarshalIndent(v, "", " ")
+		lines = append(lines, strings.Split(string(out), "\n")...)
+	}
+	return lines
 }

@@ -15,16 +15,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/dockerfile"
 	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/internal/atomicfile"
 	"github.com/kiln-build/kiln/snapshot"
-	"github.com/kiln-build/kiln/solver"
 )
 
 // builtImage is what the outputs write: the one image of a single-platform build,
 // or the image index of a multi-platform one with each platform's image.
-func builtImage(plats []v1.Platform, results []*solver.Result, tags []string, store *cache.Store, snaps *snapshot.Snapshotter, prog *progress) (image.Built, error) {
-	rootfs := func(res *solver.Result) image.Rootfs {
+func builtImage(plats []v1.Platform, results []*dockerfile.Result, tags []string, store *cache.Store, snaps *snapshot.Snapshotter, prog *progress) (image.Built, error) {
+	rootfs := func(res *dockerfile.Result) image.Rootfs {
 		return &image.SnapshotRootfs{Image: res.Image, Snapshots: res.Snapshots, Snaps: snaps, Store: store, Warn: prog.Warn}
 	}
 	if len(results) == 1 {
@@ -182,8 +182,21 @@ func writeFileAtomic(dest string, fn func(io.Writer) error) error {
 // builtDigests are the build's image ID (the config digest; the index's digest for a
 // multi-platform build, as buildx) and its manifest's (or index's) digest.
 func builtDigests(b image.Built) (id, manifest v1.Hash, err error) {
-	if b.Index != nil {
-		d, err := b.Index.Digest()
+	idx, err := b.Attested()
+	if err != nil {
+		return id, manifest, err
+	}
+	if idx != nil && b.Index == nil {
+		// One platform with attestations: the ID is still the image's config, the
+		// digest a push names the index's.
+		if id, err = b.Image.ConfigName(); err != nil {
+			return id, manifest, err
+		}
+		manifest, err = idx.Digest()
+		return id, manifest, err
+	}
+	if idx != nil {
+		d, err := idx.Digest()
 		return d, d, err
 	}
 	if id, err = b.Image.ConfigName(); err != nil {
@@ -211,6 +224,7 @@ func writeResultFiles(o buildOptions, b image.Built) error {
 	if o.metadataFile != "" {
 		md := map[string]any{"containerimage.digest": mdigest.String()}
 		if b.Index == nil {
+			// As buildx: the config digest of a single-platform image, attested or not.
 			md["containerimage.config.digest"] = cfgDigest.String()
 		}
 		if len(o.tags) > 0 {
