@@ -51,6 +51,7 @@ type Options struct {
 	CompressionLevel int  // 0: the codec's default
 	ForceCompression bool // recompress every layer, base layers too
 	SourceDateEpoch  *time.Time
+	KeepFileTimes    bool // rewrite-timestamp=false: the epoch sets created and history only
 
 	// NamedContexts are --build-context NAME=VALUE, by name.
 	NamedContexts map[string]remote.NamedContext
@@ -119,7 +120,8 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*Res
 		ExtraHosts: opts.ExtraHosts, ShmSize: opts.ShmSize, Ulimits: opts.Ulimits,
 		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
 		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
-		Jobs: opts.Jobs, Progress: opts.Progress,
+		KeepFileTimes: opts.KeepFileTimes,
+		Jobs:          opts.Jobs, Progress: opts.Progress,
 	})
 	eg, egctx := errgroup.WithContext(ctx)
 	builds := make([]*build, len(targets))

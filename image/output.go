@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -31,6 +32,10 @@ type Built struct {
 	// Platforms' order; index 0 is the one image's. An image output writes them
 	// in attestation manifests of the index (Attested); a local output as files.
 	Attestations [][]Attestation
+
+	// SourceDateEpoch, when set, is every file's time in the outputs that write the
+	// filesystem (local, tar), as BuildKit's local and tar exporters write them.
+	SourceDateEpoch *time.Time
 }
 
 // Attested is the index an image output (oci, a push) writes: Index, or with
@@ -155,12 +160,12 @@ type RootfsTar struct {
 func (o RootfsTar) Write(ctx context.Context, b Built) error {
 	if b.Index != nil {
 		return wrapOutput("tar", o.Dest, writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
-			return writePlatformsTar(ctx, b.Platforms, w)
+			return writePlatformsTar(ctx, b, w)
 		}))
 	}
 	return wrapOutput("tar", o.Dest, withRootfs(ctx, b, func(root string) error {
 		return writeTo(o.Dest, o.Stdout, func(w io.Writer) error {
-			return layers.WriteTree(ctx, root, w, layers.WriteOptions{})
+			return writeRootfsTar(ctx, root, b, w)
 		})
 	}))
 }
@@ -175,10 +180,10 @@ type LocalDir struct {
 
 func (o LocalDir) Write(ctx context.Context, b Built) error {
 	if b.Index != nil {
-		return wrapOutput("local", o.Dir, writeLocalPlatforms(ctx, b.Platforms, b.platformAttestations, o.Dir))
+		return wrapOutput("local", o.Dir, writeLocalPlatforms(ctx, b.Platforms, b.platformAttestations, b.SourceDateEpoch, o.Dir))
 	}
 	return wrapOutput("local", o.Dir, withRootfs(ctx, b, func(root string) error {
-		return writeLocal(ctx, root, o.Dir, b.platformAttestations(0))
+		return writeLocal(ctx, root, o.Dir, b.platformAttestations(0), b.SourceDateEpoch)
 	}))
 }
 
@@ -241,26 +246,32 @@ func (b Built) platformAttestations(i int) []Attestation {
 // writeAttestationFiles writes each attestation's statement into dir under its
 // Path, as BuildKit's local exporter does. A file output has no image manifest to
 // name, so the statements have no subjects.
-func writeAttestationFiles(dir string, atts []Attestation) error {
+func writeAttestationFiles(dir string, atts []Attestation, modTime *time.Time) error {
 	for _, a := range atts {
 		data, err := a.Statement(nil, v1.Platform{}, v1.Hash{})
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.Write(filepath.Join(dir, a.Path), 0o644, func(w io.Writer) error {
+		p := filepath.Join(dir, a.Path)
+		if err := atomicfile.Write(p, 0o600, func(w io.Writer) error {
 			_, err := w.Write(data)
 			return err
 		}); err != nil {
 			return fmt.Errorf("write attestation %s: %w", a.Path, err)
 		}
+		if modTime != nil {
+			if err := os.Chtimes(p, *modTime, *modTime); err != nil {
+				return fmt.Errorf("write attestation %s: %w", a.Path, err)
+			}
+		}
 	}
 	return nil
 }
 
-func writeLocal(ctx context.Context, root, dir string, atts []Attestation) error {
+func writeLocal(ctx context.Context, root, dir string, atts []Attestation, modTime *time.Time) error {
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(layers.WriteTree(ctx, root, pw, layers.WriteOptions{Compression: layers.Uncompressed}))
+		pw.CloseWithError(layers.WriteTree(ctx, root, pw, layers.WriteOptions{Compression: layers.Uncompressed, ModTime: modTime}))
 	}()
 	defer pr.Close()
 	opts := layers.UnpackOptions{Whiteouts: layers.NoWhiteouts, KeepOwners: true}
@@ -268,23 +279,23 @@ func writeLocal(ctx context.Context, root, dir string, atts []Attestation) error
 		if err := layers.Unpack(ctx, pr, dir, opts); err != nil {
 			return err
 		}
-		return writeAttestationFiles(dir, atts)
+		return writeAttestationFiles(dir, atts, modTime)
 	}
 	return atomicfile.WriteDir(dir, 0o755, func(tmp string) error {
 		if err := layers.Unpack(ctx, pr, tmp, opts); err != nil {
 			return err
 		}
-		return writeAttestationFiles(tmp, atts)
+		return writeAttestationFiles(tmp, atts, modTime)
 	})
 }
 
 // writeLocalPlatforms writes each platform's files into its subdirectory of dir: a
 // new dir appears whole, an existing one is written into.
-func writeLocalPlatforms(ctx context.Context, imgs []PlatformImage, atts func(int) []Attestation, dir string) error {
+func writeLocalPlatforms(ctx context.Context, imgs []PlatformImage, atts func(int) []Attestation, modTime *time.Time, dir string) error {
 	fill := func(dir string) error {
 		for i, pi := range imgs {
 			err := withRootfs(ctx, Built{Rootfs: pi.Rootfs}, func(root string) error {
-				return writeLocal(ctx, root, filepath.Join(dir, PlatformDir(pi.Platform)), atts(i))
+				return writeLocal(ctx, root, filepath.Join(dir, PlatformDir(pi.Platform)), atts(i), modTime)
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", pi.Platform.String(), err)

@@ -33,6 +33,9 @@ type WriteOptions struct {
 	Level       int         // 0 means the codec's default
 	// SourceDateEpoch, when set, clamps every mtime above it down to it.
 	SourceDateEpoch *time.Time
+	// ModTime, when set, is every entry's mtime: the rootfs outputs with
+	// SOURCE_DATE_EPOCH, which BuildKit's local and tar exporters write so.
+	ModTime *time.Time
 	// Pending are regular files that belong in the layer but were never written to
 	// the upper dir (a COPY whose files nothing reads before the layer is made):
 	// WriteUpperDiff reads them from their sources and places them in the tar where

@@ -37,6 +37,7 @@ func writeLayer(ctx context.Context, root string, w io.Writer, opts WriteOptions
 		tw:      tar.NewWriter(bw.tar),
 		overlay: overlay,
 		epoch:   opts.SourceDateEpoch,
+		modTime: opts.ModTime,
 		norm:    opts.NormalizeTree,
 		links:   map[fileID]string{},
 		buf:     make([]byte, 128<<10),
@@ -72,6 +73,7 @@ type treeWriter struct {
 	tw      *tar.Writer
 	overlay bool
 	epoch   *time.Time
+	modTime *time.Time
 	norm    bool              // NormalizeTree
 	links   map[fileID]string // first tar name of each multiply-linked inode
 	buf     []byte
@@ -176,6 +178,9 @@ func (t *treeWriter) walkDir(dir, rel string) error {
 // PAX the standard library would round instead), then clamps to SOURCE_DATE_EPOCH.
 // Access and change times are never written: they would make layers unreproducible.
 func (t *treeWriter) mtime(ts unix.Timespec) time.Time {
+	if t.modTime != nil {
+		return t.modTime.Truncate(time.Second).UTC()
+	}
 	m := time.Unix(ts.Sec, 0)
 	if t.epoch != nil {
 		if e := t.epoch.Truncate(time.Second); m.After(e) {

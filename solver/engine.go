@@ -42,6 +42,10 @@ type Options struct {
 	// Compression and CompressionLevel (BuildKit's force-compression=true).
 	ForceCompression bool
 	SourceDateEpoch  *time.Time
+	// KeepFileTimes leaves the step layers' file times as the steps wrote them:
+	// SOURCE_DATE_EPOCH then sets only the image's created and history times
+	// (BuildKit's rewrite-timestamp=false). kiln's default clamps them too.
+	KeepFileTimes bool
 
 	// Jobs bounds how many ops execute at once, across every caller of the engine.
 	Jobs     int

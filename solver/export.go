@@ -34,7 +34,7 @@ type layerTransform struct {
 // exportTransform is this build's transform.
 func (e *Engine) exportTransform() layerTransform {
 	t := layerTransform{Compression: e.opts.Compression, Level: e.opts.CompressionLevel, NoEpoch: true}
-	if ep := e.opts.SourceDateEpoch; ep != nil {
+	if ep := e.opts.SourceDateEpoch; ep != nil && !e.opts.KeepFileTimes {
 		t.Epoch, t.NoEpoch = ep.Unix(), false
 	}
 	return t

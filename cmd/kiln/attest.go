@@ -269,8 +269,8 @@ func (ao attestOptions) attach(built *image.Built, results []*dockerfile.Result,
 	}
 	if ao.explicit {
 		for _, out := range outs {
-			if out.Type == "docker" || out.Type == "load" || out.Type == "tar" {
-				prog.Warn(fmt.Sprintf("the %s output carries no attestations: use type=oci, type=local or --push to keep them", out.Type))
+			if out.Type == "docker" || out.Type == "load" {
+				prog.Warn(fmt.Sprintf("the %s output carries no attestations: use type=oci, type=local, type=tar or --push to keep them", out.Type))
 			}
 		}
 	}

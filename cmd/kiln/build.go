@@ -344,7 +344,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 
 	compression := layers.Gzip
 	level, force := 0, false
-	needRootfs := false
+	needRootfs, keepFileTimes := false, false
 	for _, out := range outputs {
 		if out.Compression != "" {
 			compression = layers.Compression(out.Compression)
@@ -353,9 +353,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			level = out.Level
 		}
 		force = force || out.Force
-		if out.NoRewriteTimestamp && sourceDateEpoch(buildArgs) != nil {
-			return fmt.Errorf("--output rewrite-timestamp=false: with SOURCE_DATE_EPOCH set kiln always clamps the layers' file times to it (BuildKit's rewrite-timestamp=true); unset SOURCE_DATE_EPOCH or drop the option")
-		}
+		keepFileTimes = keepFileTimes || out.NoRewriteTimestamp
 		if out.Type == "local" || out.Type == "tar" {
 			needRootfs = true
 		}
@@ -374,8 +372,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Pull: pullOptions(ctx, o), Limits: limits, Network: network,
 			ExtraHosts: extraHosts, ShmSize: shmSize, Ulimits: ulimits,
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
-			SourceDateEpoch: sourceDateEpoch(buildArgs),
-			NamedContexts:   named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
+			SourceDateEpoch: sourceDateEpoch(buildArgs), KeepFileTimes: keepFileTimes,
+			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
 			Warn: func(w string) { checkFindings++; prog.Warn(w) },
 		}, targets)
@@ -399,6 +397,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			built, err = builtImage(plats, results, o.tags, store, snaps, prog)
 		}
 		if err == nil {
+			built.SourceDateEpoch = sourceDateEpoch(buildArgs)
 			err = attest.attach(&built, results, plats, attestReq, outputs, prog)
 		}
 		if err == nil {
