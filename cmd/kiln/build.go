@@ -193,7 +193,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return err
 	}
-	if err := checkSourceDateEpoch(buildArgs); err != nil {
+	if err := resolveSourceDateEpoch(buildArgs, contextDir); err != nil {
 		return err
 	}
 	annotations, err := parseAnnotationFlags(o.annotations)

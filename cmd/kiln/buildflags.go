@@ -4,8 +4,10 @@ package main
 // SOURCE_DATE_EPOCH.
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	osexec "os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -100,16 +102,20 @@ func sourceDateEpoch(buildArgs map[string]string) *time.Time {
 	}
 	sec, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return nil // refused before the build by checkSourceDateEpoch
+		return nil // refused before the build by resolveSourceDateEpoch
 	}
 	t := time.Unix(sec, 0).UTC()
 	return &t
 }
 
-// checkSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment) that
-// is not a number of seconds, as BuildKit does, rather than building without it.
-func checkSourceDateEpoch(buildArgs map[string]string) error {
+// resolveSourceDateEpoch refuses a SOURCE_DATE_EPOCH (build arg or environment)
+// that is not a number of seconds, as BuildKit does, rather than building without
+// it. The value "context" asks for the time of the commit the context is checked
+// out at (git log -1 --format=%ct in the context), the usual choice for a
+// reproducible CI build, and is replaced by it where it was given.
+func resolveSourceDateEpoch(buildArgs map[string]string, contextDir string) error {
 	v, ok := buildArgs["SOURCE_DATE_EPOCH"]
+	fromArg := ok
 	from := "--build-arg SOURCE_DATE_EPOCH"
 	if !ok {
 		v, ok = os.LookupEnv("SOURCE_DATE_EPOCH")
@@ -118,8 +124,33 @@ func checkSourceDateEpoch(buildArgs map[string]string) error {
 	if !ok || v == "" {
 		return nil
 	}
+	if v == "context" {
+		out, err := osexec.Command("git", "-C", contextDir, "log", "-1", "--format=%ct").Output()
+		ct := strings.TrimSpace(string(out))
+		if err != nil || ct == "" {
+			return fmt.Errorf("%s=context: the context %s is not a git checkout with a commit (%v); give a Unix time instead", from, contextDir, gitError(err))
+		}
+		if fromArg {
+			buildArgs["SOURCE_DATE_EPOCH"] = ct
+		} else if err := os.Setenv("SOURCE_DATE_EPOCH", ct); err != nil {
+			return err
+		}
+		v = ct
+	}
 	if sec, err := strconv.ParseInt(v, 10, 64); err != nil || sec < 0 {
-		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct))", from, v)
+		return fmt.Errorf("%s=%q is not a Unix time in seconds (e.g. $(git log -1 --format=%%ct), or context for the context's commit)", from, v)
 	}
 	return nil
+}
+
+// gitError is what git said when it failed.
+func gitError(err error) string {
+	var ee *osexec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return strings.TrimSpace(string(ee.Stderr))
+	}
+	if err == nil {
+		return "no commit"
+	}
+	return err.Error()
 }

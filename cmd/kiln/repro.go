@@ -46,6 +46,9 @@ func runReproCheck(ctx context.Context, o buildOptions, contextDir string, stdou
 	if err != nil {
 		return err
 	}
+	if err := resolveSourceDateEpoch(args, contextDir); err != nil {
+		return err
+	}
 	if sourceDateEpoch(args) == nil {
 		return fmt.Errorf("--repro-check needs SOURCE_DATE_EPOCH (a build arg or in the environment): without it every build stamps its own time, by design")
 	}

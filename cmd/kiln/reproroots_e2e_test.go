@@ -158,3 +158,41 @@ func treeListing(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// SOURCE_DATE_EPOCH=context takes the time of the context's commit, as a build arg
+// or in the environment; outside a git checkout it is an error that says so.
+func TestSourceDateEpochFromContextCommit(t *testing.T) {
+	t.Parallel()
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox\nCOPY f /f\n", "f": "f\n"})
+	git := func(args ...string) {
+		cmd := osexec.Command("git", append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_DATE=@1600000000 +0000", "GIT_COMMITTER_DATE=@1600000000 +0000",
+			"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, b)
+		}
+	}
+	nogit := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox\n"})
+	git("init", "-q")
+	git("add", ".")
+	git("commit", "-qm", "one")
+
+	arg := filepath.Join(out, "arg.tar")
+	mustBuild(t, dir, "--root", root, "--build-arg", "SOURCE_DATE_EPOCH=context", "-o", "type=oci,dest="+arg, ".")
+	if c := config(t, readOCI(t, arg)).Created.Unix(); c != 1600000000 {
+		t.Errorf("created %d, want the commit's time 1600000000", c)
+	}
+	env := filepath.Join(out, "env.tar")
+	if r := kilnWithEnv(t, dir, []string{"SOURCE_DATE_EPOCH=context"}, "build", "--root", root, "-o", "type=oci,dest="+env, "."); r.code != 0 {
+		t.Fatalf("SOURCE_DATE_EPOCH=context in the environment: %s", r.stderr)
+	}
+	if da, de := fileDigest(t, arg), fileDigest(t, env); da != de {
+		t.Errorf("build arg and environment give different images")
+	}
+	r := kiln(t, nogit, "build", "--root", root, "--build-arg", "SOURCE_DATE_EPOCH=context", ".")
+	if r.code == 0 || !strings.Contains(r.stderr, "is not a git checkout with a commit") {
+		t.Errorf("outside git: exit %d\n%s", r.code, r.stderr)
+	}
+}
