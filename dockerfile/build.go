@@ -68,6 +68,13 @@ type Options struct {
 	// (UndefinedVar), formatted as "FILE:LINE: Rule: message".
 	Warn func(string)
 
+	// ScanStage, when set, is given the tree of every stage other than the target
+	// whose SBOM the build asks for (BUILDKIT_SBOM_SCAN_STAGE, or every stage the
+	// target needs with ScanAllStages), mounted for the duration of the call.
+	ScanStage     func(ctx context.Context, p v1.Platform, stage, root string) error
+	ScanAllStages bool // --attest type=sbom,scan-stage=true
+	ScanContext   bool // --attest type=sbom,scan-context=true
+
 	// NeedRootfs says the caller reads the target stage's files (Result.Snapshots),
 	// not only its layers: a local or tar output.
 	NeedRootfs bool
@@ -161,7 +168,7 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*Res
 		if err != nil {
 			return nil, err
 		}
-		res[t] = &Result{Result: r, Sources: b.rec.sources()}
+		res[t] = &Result{Result: r, Sources: b.rec.sources(), ScanContext: b.scanContext()}
 	}
 	return res, nil
 }

@@ -1,13 +1,19 @@
 package dockerfile
 
 import (
+	"context"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/util/urlutil"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/image/provenance"
+	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/solver"
 )
 
@@ -16,6 +22,9 @@ import (
 type Result struct {
 	*solver.Result
 	Sources provenance.Sources
+	// ScanContext says the build asks for an SBOM of its context
+	// (BUILDKIT_SBOM_SCAN_CONTEXT, or Options.ScanContext).
+	ScanContext bool
 }
 
 // recorder collects a build's provenance sources as its stages run concurrently.
@@ -101,6 +110,20 @@ func (b *build) recordStep(sc *stepCtx, op *solver.Op, r solver.StepResult) {
 	})
 }
 
+// recordGit records a git repository an ADD checked out, its credentials left out.
+func (b *build) recordGit(url, commit string) {
+	b.rec.add(func(s *provenance.Sources) {
+		s.Git = append(s.Git, provenance.Git{URL: urlutil.RedactCredentials(url), Commit: commit})
+	})
+}
+
+// recordHTTP records a file an ADD downloaded, by its content's digest.
+func (b *build) recordHTTP(url, digest string) {
+	b.rec.add(func(s *provenance.Sources) {
+		s.HTTP = append(s.HTTP, provenance.HTTP{URL: urlutil.RedactCredentials(url), Digest: digest})
+	})
+}
+
 // contextSource is the identity of the build context's source step.
 const contextSource = "local://context"
 
@@ -115,4 +138,66 @@ func (b *build) recordContextRead(content string) string {
 		}
 	})
 	return contextSource
+}
+
+// The build args that ask for SBOMs of more than the final image, as BuildKit reads
+// them: true, false, or a comma-separated list of stage names.
+const (
+	sbomScanStageArg   = "BUILDKIT_SBOM_SCAN_STAGE"
+	sbomScanContextArg = "BUILDKIT_SBOM_SCAN_CONTEXT"
+)
+
+// enabledFor is BuildKit's reading of an SBOM scan arg for stage.
+func enabledFor(stage, value string) bool {
+	if b, err := strconv.ParseBool(value); err == nil {
+		return b
+	}
+	return slices.Contains(strings.Split(value, ","), stage)
+}
+
+// sbomArg is the value of an SBOM scan arg for stage st: its global value (a
+// --build-arg or a global ARG's default), the stage's own ARG over it.
+func (b *build) sbomArg(name string, s *parser.Stage, st *stageState) (string, bool) {
+	v, ok := b.g.BuildArgs[name]
+	for _, a := range b.g.GlobalArgs {
+		if a.Key == name && a.Value != nil {
+			v, ok = *a.Value, true
+		}
+	}
+	for _, kv := range st.args {
+		if kv.Key == name && kv.Value != nil {
+			v, ok = *kv.Value, true
+		}
+	}
+	return v, ok
+}
+
+// scanStage hands a finished stage other than the target to Options.ScanStage
+// when BUILDKIT_SBOM_SCAN_STAGE (or Options.ScanAllStages) asks for its SBOM.
+func (b *build) scanStage(ctx context.Context, s *parser.Stage, st *stageState) error {
+	if b.opts.ScanStage == nil || s.Index == b.g.Target {
+		return nil
+	}
+	name := stageDisplayName(s)
+	v, ok := b.sbomArg(sbomScanStageArg, s, st)
+	if !(ok && enabledFor(name, v)) && !(b.opts.ScanAllStages && !ok) {
+		return nil
+	}
+	root, release, err := st.eng.View(ctx, st.fs)
+	if err != nil {
+		return fmt.Errorf("mount stage %s for its SBOM: %w", name, err)
+	}
+	defer release()
+	return b.opts.ScanStage(ctx, b.opts.Platform, name, root)
+}
+
+// scanContext says BUILDKIT_SBOM_SCAN_CONTEXT (or Options.ScanContext) asks for
+// an SBOM of the build context, as the target stage reads the arg.
+func (b *build) scanContext() bool {
+	s := b.g.Stages[b.g.Target]
+	v, ok := b.sbomArg(sbomScanContextArg, s, b.states[b.g.Target])
+	if !ok {
+		return b.opts.ScanContext
+	}
+	return enabledFor(stageDisplayName(s), v)
 }

@@ -17,6 +17,7 @@ func (b *build) gitPart(ctx context.Context, cs copySpec, base source.CopyOption
 	if err != nil {
 		return nil, err
 	}
+	b.recordGit(src, g.Commit())
 	opts := base
 	opts.Sources = []string{"."} // the checkout's contents go into dest
 	opts.KeepArchives = true     // BuildKit's git copy never extracts
@@ -50,6 +51,7 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOption
 			return nil, err
 		}
 		p.content = digestOf("url-checksum", name, cs.checksum)
+		b.recordHTTP(raw, cs.checksum)
 		p.files = map[string]string{raw: cs.checksum}
 		p.fetch = func(ctx context.Context) (source.Source, error) {
 			d, err := remote.FetchURL(ctx, raw, name, cs.checksum, tmp)
@@ -69,6 +71,7 @@ func (b *build) urlPart(ctx context.Context, cs copySpec, base source.CopyOption
 	p.src = source.Source{Root: d.Dir}
 	p.content = digestOf("url", name, d.Digest, d.LastMod)
 	p.files = map[string]string{raw: d.Digest}
+	b.recordHTTP(raw, d.Digest)
 	return p, nil
 }
 

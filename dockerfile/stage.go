@@ -115,7 +115,7 @@ func (b *build) runStage(ctx context.Context, s *parser.Stage) error {
 			return b.atLine(ctx, sc, err)
 		}
 	}
-	return nil
+	return b.scanStage(ctx, s, st)
 }
 
 // stageTitle is how step titles name stage s: as stageDisplayName, except that a

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what kiln's tests and demo use, from Debian's packages, when missing:
-# busybox-static (test base images), docker-registry (end-to-end push/pull), skopeo and
-# umoci (checking outputs with real clients), tmux (the terminal view tests), runc (the
+# busybox-static (test base images), docker-registry (end-to-end push/pull), skopeo,
+# umoci and podman (checking outputs with real clients), tmux (the terminal view tests), runc (the
 # unprivileged-container test of rootless kiln), uidmap (newuidmap/newgidmap for
 # rootless builds), qemu-user-static (the emulators a RUN on a foreign platform runs
 # under, registered by `kiln binfmt install`), and the arm64 busybox-static binary of
@@ -12,7 +12,7 @@
 set -euo pipefail
 testdata=${KILN_TESTDATA:-/var/lib/kiln-testdata}
 need=()
-for p in busybox-static docker-registry skopeo umoci tmux runc uidmap qemu-user-static; do
+for p in busybox-static docker-registry skopeo umoci podman tmux runc uidmap qemu-user-static; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 need_arm64=0

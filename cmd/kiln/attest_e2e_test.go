@@ -274,6 +274,12 @@ func TestProvenanceMaxAndMin(t *testing.T) {
 	if si["Architecture"] != "amd64" || si["Digest"] != digestOf(t, a.index).String() {
 		t.Errorf("skopeo inspect: %v %v, want the index %s", si["Architecture"], si["Digest"], digestOf(t, a.index))
 	}
+	// podman loads it into a store of the test's own.
+	pd := t.TempDir()
+	if out, err := osexec.Command("podman", "--root", filepath.Join(pd, "root"), "--runroot", filepath.Join(pd, "run"),
+		"--storage-driver", "vfs", "load", "-i", maxTar).CombinedOutput(); err != nil || !strings.Contains(string(out), "Loaded image: example.com/app:v1") {
+		t.Errorf("podman load: %v\n%s", err, out)
+	}
 	rootfs := umociUnpack(t, maxTar)
 	if data, err := os.ReadFile(filepath.Join(rootfs, "x")); err != nil || string(data) != "baz\n" {
 		t.Errorf("umoci unpack: /x = %q (%v)", data, err)
@@ -435,5 +441,28 @@ func TestProvenanceLocalAndErrors(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("%s: exit %d, stderr %s; want %q", c.args, r.code, r.stderr, c.want)
 		}
+	}
+}
+
+// An ADD of a URL and of a git repository are resolved dependencies: the download
+// by its content's digest, the repository by its commit.
+func TestProvenanceRemoteSources(t *testing.T) {
+	t.Parallel()
+	root, out := e2e(t)
+	gs := newGitServer(t)
+	v1c := gs.commits["v1"]
+	srv := newFileServer(t, map[string][]byte{"/files/hello.txt": []byte("hello over http\n")})
+	hello := sha256Hex([]byte("hello over http\n"))
+	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM scratch\nADD %s/files/hello.txt /dl/\nADD %s#v1 /src/\n", srv.srv.URL, gs.url)})
+	oci := filepath.Join(out, "p.tar")
+	mustBuild(t, dir, "--root", root, "--provenance=mode=min", "-o", "type=oci,dest="+oci, ".")
+	p := slsa1Predicate(t, readAttested(t, oci).stmts[0])
+	var http, git bool
+	for _, d := range p.BuildDefinition.ResolvedDependencies {
+		http = http || (d.URI == srv.srv.URL+"/files/hello.txt" && d.Digest["sha256"] == hello)
+		git = git || (strings.HasPrefix(d.URI, gs.url) && d.Digest["sha1"] == v1c)
+	}
+	if !http || !git {
+		t.Errorf("resolved dependencies %+v: want the download (sha256 %s) and the commit %s", p.BuildDefinition.ResolvedDependencies, hello, v1c)
 	}
 }
