@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
@@ -28,6 +29,8 @@ type attestOptions struct {
 	// explicit says the user asked for an attestation (a default one is not
 	// warned about when an output cannot carry it).
 	explicit bool
+	// stages collects the stages' SBOMs during the build (scan-stage).
+	stages *stageSBOMs
 }
 
 // sbomOptions are --sbom / --attest type=sbom's keys.
@@ -221,6 +224,7 @@ type provenanceRequest struct {
 	multiPlatform  bool
 	started        time.Time
 	epoch          *time.Time
+	contextDir     string
 }
 
 // provenanceAttestation is the provenance of platform p's build.
@@ -251,14 +255,27 @@ func provenanceAttestation(po provenance.Options, req provenanceRequest, p v1.Pl
 	return image.Attestation{PredicateType: po.PredicateType(), Predicate: pred, Path: "provenance.json"}, nil
 }
 
-// attach gives built the attestations ao asks for, one set per platform.
-func (ao attestOptions) attach(built *image.Built, results []*dockerfile.Result, plats []v1.Platform, req provenanceRequest, outs []outputSpec, prog *progress) error {
+// attach gives built the attestations ao asks for, one set per platform: the
+// SBOMs (the final image's, then the context's and the stages'), then the
+// provenance, in the order BuildKit lists them.
+func (ao attestOptions) attach(ctx context.Context, built *image.Built, results []*dockerfile.Result, plats []v1.Platform, req provenanceRequest, outs []outputSpec, prog *progress) error {
 	if ao.provenance == nil && ao.sbom == nil {
 		return nil
 	}
 	invocation := randomID()
 	built.Attestations = make([][]image.Attestation, len(results))
 	for i, res := range results {
+		if ao.sbom != nil {
+			created := req.started
+			if req.epoch != nil {
+				created = *req.epoch
+			}
+			atts, err := platformSBOMs(ctx, *built, i, plats[i], res, req.contextDir, ao.stages, created)
+			if err != nil {
+				return fmt.Errorf("sbom of %s: %w", plats[i].String(), err)
+			}
+			built.Attestations[i] = append(built.Attestations[i], atts...)
+		}
 		if ao.provenance != nil {
 			a, err := provenanceAttestation(*ao.provenance, req, plats[i], res, invocation)
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/cache"
@@ -281,7 +282,16 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 	attestReq := provenanceRequest{
 		buildArgs: buildArgs, labels: labels, target: o.target, dockerfileName: dfName, dockerfile: dfData,
-		multiPlatform: len(plats) > 1, started: time.Now(), epoch: sourceDateEpoch(buildArgs),
+		multiPlatform: len(plats) > 1, started: time.Now(), epoch: sourceDateEpoch(buildArgs), contextDir: contextDir,
+	}
+	var scanStage func(context.Context, v1.Platform, string, string) error
+	if attest.sbom != nil {
+		created := attestReq.started
+		if attestReq.epoch != nil {
+			created = *attestReq.epoch
+		}
+		attest.stages = newStageSBOMs(created)
+		scanStage = attest.stages.scan
 	}
 	// The Dockerfile is parsed once per target platform: TARGETARCH and the rest can
 	// change FROM lines and which stages are needed.
@@ -358,6 +368,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			needRootfs = true
 		}
 	}
+	if attest.sbom != nil {
+		needRootfs = true // the SBOM is of the final filesystem
+	}
 	// A damaged store blob found while building or writing the outputs (every blob
 	// is verified as it is read) is removed and the build done again, which makes or
 	// pulls what needed it; each attempt can find one more (cache.Store.RepairBlobs).
@@ -366,6 +379,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	var built image.Built
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
+		if attest.stages != nil {
+			attest.stages.reset()
+		}
 		results, err = dockerfile.BuildPlatforms(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
@@ -375,7 +391,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			SourceDateEpoch: sourceDateEpoch(buildArgs), KeepFileTimes: keepFileTimes,
 			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
 			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
-			Warn: func(w string) { checkFindings++; prog.Warn(w) },
+			ScanStage: scanStage, ScanAllStages: attest.sbom != nil && attest.sbom.scanStage,
+			ScanContext: attest.sbom != nil && attest.sbom.scanContext,
+			Warn:        func(w string) { checkFindings++; prog.Warn(w) },
 		}, targets)
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
@@ -398,7 +416,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		}
 		if err == nil {
 			built.SourceDateEpoch = sourceDateEpoch(buildArgs)
-			err = attest.attach(&built, results, plats, attestReq, outputs, prog)
+			err = attest.attach(ctx, &built, results, plats, attestReq, outputs, prog)
 		}
 		if err == nil {
 			caches.prefetch(rstore, built, outputs)
