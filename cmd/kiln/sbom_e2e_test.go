@@ -14,7 +14,6 @@ import (
 	intoto "github.com/in-toto/in-toto-golang/in_toto"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdx"
-
 )
 
 // Issue 20, item 3: an SPDX SBOM of the final image, attached as BuildKit attaches
