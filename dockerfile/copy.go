@@ -374,6 +374,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 			return nil, err
 		}
 		tree, content = other.fs, "stage:"+other.fs.Key
+		sc.reads = append(sc.reads, other.fs.Key) // the provenance's input of the step
 	} else {
 		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", sc.cmd.Line, func(msg string) {
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: sc.id, Name: sc.name, Message: msg})
@@ -382,6 +383,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 			return nil, sc.errorf(b.opts.Filename, "%s --from=%s: %w", cs.name, cs.from, err)
 		}
 		tree, content = base.State, "image:"+base.Manifest.String()
+		sc.reads = append(sc.reads, base.State.Key)
 	}
 	// Mounted (its layers unpacked first if they have no snapshot yet) only when
 	// something reads the files: a COPY whose selection digest is memoised, by this

@@ -466,3 +466,37 @@ func TestProvenanceRemoteSources(t *testing.T) {
 		t.Errorf("resolved dependencies %+v: want the download (sha256 %s) and the commit %s", p.BuildDefinition.ResolvedDependencies, hello, v1c)
 	}
 }
+
+// In max mode a COPY --from step's inputs are its parent and the tree it copies
+// from: the other stage's last step, or the image's source.
+func TestProvenanceCopyFromInputs(t *testing.T) {
+	t.Parallel()
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	dir := project(t, map[string]string{"Dockerfile": fmt.Sprintf(`FROM %[1]s/busybox AS build
+RUN echo built > /built
+FROM %[1]s/busybox
+COPY --from=build /built /built
+`, host)})
+	oci := filepath.Join(out, "p.tar")
+	mustBuild(t, dir, "--root", root, "--provenance=max", "-o", "type=oci,dest="+oci, ".")
+	bc := slsa1Predicate(t, readAttested(t, oci).stmts[0]).BuildDefinition.InternalParameters.BuildConfig
+	byID := map[string]provtypes.BuildStep{}
+	for _, s := range bc.Definition {
+		byID[s.ID] = s
+	}
+	for _, s := range bc.Definition {
+		if s.Op.GetFile() == nil {
+			continue
+		}
+		if len(s.Inputs) != 2 {
+			t.Fatalf("COPY --from inputs %v, want its parent and the build stage", s.Inputs)
+		}
+		from := byID[strings.TrimSuffix(s.Inputs[1], ":0")]
+		if from.Op == nil || from.Op.GetExec() == nil || !slices.Contains(from.Op.GetExec().Meta.Args, "echo built > /built") {
+			t.Errorf("COPY --from's second input %s is not the build stage's RUN: %+v", s.Inputs[1], from.Op)
+		}
+		return
+	}
+	t.Fatal("no COPY step in the provenance")
+}
