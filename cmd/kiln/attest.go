@@ -227,6 +227,15 @@ type provenanceRequest struct {
 	contextDir     string
 }
 
+// created is when the build's documents (SBOMs) say they were made: the epoch
+// when set, else when the build started.
+func (r provenanceRequest) created() time.Time {
+	if r.epoch != nil {
+		return *r.epoch
+	}
+	return r.started
+}
+
 // provenanceAttestation is the provenance of platform p's build.
 func provenanceAttestation(po provenance.Options, req provenanceRequest, p v1.Platform, res *dockerfile.Result, invocation string) (image.Attestation, error) {
 	args := map[string]string{}
@@ -266,11 +275,7 @@ func (ao attestOptions) attach(ctx context.Context, built *image.Built, results 
 	built.Attestations = make([][]image.Attestation, len(results))
 	for i, res := range results {
 		if ao.sbom != nil {
-			created := req.started
-			if req.epoch != nil {
-				created = *req.epoch
-			}
-			atts, err := platformSBOMs(ctx, *built, i, plats[i], res, req.contextDir, ao.stages, created)
+			atts, err := platformSBOMs(ctx, *built, i, plats[i], res, req.contextDir, ao.stages, req.created())
 			if err != nil {
 				return fmt.Errorf("sbom of %s: %w", plats[i].String(), err)
 			}

@@ -286,11 +286,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}
 	var scanStage func(context.Context, v1.Platform, string, string) error
 	if attest.sbom != nil {
-		created := attestReq.started
-		if attestReq.epoch != nil {
-			created = *attestReq.epoch
-		}
-		attest.stages = newStageSBOMs(created)
+		attest.stages = newStageSBOMs(attestReq.created())
 		scanStage = attest.stages.scan
 	}
 	// The Dockerfile is parsed once per target platform: TARGETARCH and the rest can

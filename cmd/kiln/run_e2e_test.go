@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kiln-build/kiln/internal/testenv"
 )
@@ -779,25 +776,10 @@ func readOr(p string) string {
 }
 
 // debianBase is the Debian image of the shared anchors (../shared/bench/setup-anchors.sh).
-const debianBase = "127.0.0.1:5000/debian:bookworm"
+const debianBase = testenv.AnchorDebian
 
 // requireDebianBase skips (or fails on CI) when the anchors' Debian image is not served.
-func requireDebianBase(t *testing.T) {
-	t.Helper()
-	ref, err := name.ParseReference(debianBase, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := remote.Head(ref, remote.WithContext(ctx)); err != nil {
-		msg := fmt.Sprintf("%s is not reachable (%v): run ../shared/bench/setup-anchors.sh", debianBase, err)
-		if testenv.OnCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
+func requireDebianBase(t *testing.T) { testenv.RequireAnchorDebian(t) }
 
 // A Debian base: useradd, apt-get and a named USER work as under BuildKit.
 func TestRunDebian(t *testing.T) {

@@ -2,7 +2,6 @@ package sbom
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,26 +13,14 @@ import (
 	"github.com/kiln-build/kiln/layers"
 )
 
-// anchorDebian is the debootstrap'd bookworm that /work/shared/bench/setup-anchors.sh
-// pushes to the anchor registry.
-const anchorDebian = "127.0.0.1:5000/debian:bookworm"
+// anchorDebian is the debootstrap'd bookworm that the shared anchors serve.
+const anchorDebian = testenv.AnchorDebian
 
 // TestScanDebianImage scans a real Debian rootfs: the anchor image's layers unpacked
 // with kiln's own safe unpacker, whiteouts applied, as kiln will scan a built image.
 func TestScanDebianImage(t *testing.T) {
 	testenv.RequireRoot(t) // the layers hold device nodes
-	host, _, _ := strings.Cut(anchorDebian, "/")
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get("http://" + host + "/v2/")
-	if err == nil {
-		resp.Body.Close()
-	}
-	if err != nil {
-		if testenv.OnCI() {
-			t.Fatalf("the anchor registry %s is not reachable (run /work/shared/bench/setup-anchors.sh): %v", host, err)
-		}
-		t.Skipf("the anchor registry %s is not reachable: %v", host, err)
-	}
+	testenv.RequireAnchorDebian(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
