@@ -15,6 +15,7 @@ build:
 test: deps build lint
 	$(GO) test -count=1 -timeout 12m ./...
 	$(GO) test -count=1 -race -timeout 8m ./solver/... ./dockerfile/... ./cache/... ./exec/...
+	$(GO) test -count=1 -race -timeout 4m -run 'GzipMember' ./layers/
 
 deps:
 	@scripts/install-deps.sh

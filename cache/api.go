@@ -38,7 +38,8 @@ type Store struct {
 	ownerFile *os.File
 	ownerID   string
 
-	hashes *hashCache
+	hashes  *hashCache
+	members memberIndex // where the gzip members of the blobs lie (members.go)
 
 	usedMu sync.Mutex
 	used   map[string]time.Time // step keys hit since the last flush

@@ -42,11 +42,12 @@ const dbTimeout = time.Minute
 const maxRecoveries = 2
 
 var (
-	bucketSteps  = []byte("steps")
-	bucketInputs = []byte("lastInputs")
-	bucketRefs   = []byte("refs")
-	bucketHashes = []byte("hashes")
-	allBuckets   = [][]byte{bucketSteps, bucketInputs, bucketRefs, bucketHashes}
+	bucketSteps   = []byte("steps")
+	bucketInputs  = []byte("lastInputs")
+	bucketRefs    = []byte("refs")
+	bucketHashes  = []byte("hashes")
+	bucketMembers = []byte("members")
+	allBuckets    = [][]byte{bucketSteps, bucketInputs, bucketRefs, bucketHashes, bucketMembers}
 )
 
 // openDB opens the index at path, creating it and its buckets. A damaged index is set

@@ -165,7 +165,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 		if !opts.All {
 			return nil
 		}
-		for _, name := range [][]byte{bucketRefs, bucketInputs, bucketHashes} {
+		for _, name := range [][]byte{bucketRefs, bucketInputs, bucketHashes, bucketMembers} {
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
@@ -188,6 +188,9 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 	n, err := s.removeUnreferenced(ctx, opts, refs)
 	freed += n
 	if err != nil {
+		return freed, err
+	}
+	if err := s.dropStaleMembers(ctx); err != nil {
 		return freed, err
 	}
 	if opts.All {

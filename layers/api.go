@@ -25,6 +25,10 @@ type Blob struct {
 	DiffID    v1.Hash // sha256 of the uncompressed tar (what the config's rootfs names)
 	Size      int64   // compressed size in bytes
 	MediaType types.MediaType
+	// Members are the gzip members of a gzip blob, for the store to index
+	// (MemberSource); ReusedMembers is how many were copied from earlier blobs.
+	Members       []Member
+	ReusedMembers int
 }
 
 // WriteOptions control how a tree becomes a layer blob.
@@ -48,6 +52,10 @@ type WriteOptions struct {
 	// (which no layer carries) are removed. Only for a tree that is about to become
 	// a snapshot (an upper dir); never for a tree the writer does not own.
 	NormalizeTree bool
+	// Members, when set, gives the compressed bytes of gzip members written before:
+	// a member whose uncompressed bytes an earlier layer held is copied, not
+	// compressed again (members.go). The blob is the same either way.
+	Members MemberSource
 }
 
 // PendingFile is a regular file of a layer that is read from elsewhere: a COPY

@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"archive/tar"
 	"crypto/sha256"
 	"fmt"
 	"hash"
@@ -11,19 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 )
 
-// gzipBlockSize shapes pgzip: each block is compressed independently (with the
-// previous block as dictionary). 1 MiB blocks keep the ratio within a fraction of a
-// percent of single-stream gzip.
-const gzipBlockSize = 1 << 20
-
-// gzipBlocks is how many blocks pgzip compresses at once: one per core kiln may use
-// (at least two, so reading the next block overlaps compressing one). More blocks than
-// cores buy nothing but memory: each costs about 4.5 MB of buffers, and near the soft
-// heap limit the extra live heap is paid in collections. Measured on W2 (COPY of 20,000
-// files, 2 cores): 4 blocks 4.0-4.8 s, 64 MB peak RSS; 2 blocks 3.2 s, 59 MB. The cores
+// gzipBlocks is how many gzip members are compressed at once: one per core kiln may use
+// (at least two, so reading the next member overlaps compressing one). More than the
+// cores buy nothing but memory (measured with pgzip's blocks of the same size on W2,
+// COPY of 20,000 files, 2 cores: 4 at once 4.0-4.8 s, 64 MB peak RSS; 2 at once 3.2 s,
+// 59 MB): near the soft heap limit the extra live heap is paid in collections. The cores
 // are GOMAXPROCS, not NumCPU: on a CI runner with a CPU quota the runtime sets it to the
 // quota, while NumCPU counts every core of the host.
 func gzipBlocks() int { return min(max(runtime.GOMAXPROCS(0), 2), 8) }
@@ -46,6 +41,7 @@ type blobWriter struct {
 	diffID    hash.Hash
 	size      *countingWriter
 	mediaType types.MediaType
+	members   *memberWriter // the gzip codec, which cuts at entries; nil for the others
 }
 
 func newBlobWriter(w io.Writer, opts WriteOptions) (*blobWriter, error) {
@@ -53,24 +49,20 @@ func newBlobWriter(w io.Writer, opts WriteOptions) (*blobWriter, error) {
 	compressed := io.MultiWriter(w, b.digest, b.size)
 	switch opts.Compression {
 	case Gzip, "":
-		// pgzip compresses blocks on every core. Measured with BenchmarkGzip on an
-		// idle 2-core machine: 129 MB/s against 82 MB/s for single-stream
-		// klauspost/compress/gzip (under heavy load from other work the order flips,
-		// 28 vs 40 MB/s, but then nothing is fast). Gzip is what bounds big COPY and
-		// RUN layers, so the idle case decides. The output depends on the block size,
-		// fixed here, never on the core count, so digests stay reproducible.
+		// A series of gzip members cut at file boundaries (members.go): compressed
+		// on every core, and reused from earlier layers through opts.Members.
 		level := gzip.DefaultCompression
 		if opts.Level != 0 {
 			level = opts.Level
 		}
-		zw, err := pgzip.NewWriterLevel(compressed, level)
+		mw, err := newMemberWriter(compressed, level, opts.Members)
 		if err != nil {
-			return nil, fmt.Errorf("gzip level %d: %w", opts.Level, err)
+			return nil, err
 		}
-		if err := zw.SetConcurrency(gzipBlockSize, gzipBlocks()); err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		b.codec, b.mediaType = zw, types.OCILayer
+		// The member writer hashes the tar itself, on its output goroutine.
+		b.codec, b.members, b.mediaType = mw, mw, types.OCILayer
+		b.tar, b.diffID = mw, mw.diffID
+		return b, nil
 	case Zstd:
 		level := zstd.SpeedDefault
 		if opts.Level != 0 {
@@ -100,12 +92,21 @@ func (b *blobWriter) close() (Blob, error) {
 			return Blob{}, fmt.Errorf("flush %s: %w", b.mediaType, err)
 		}
 	}
-	return Blob{
+	blob := Blob{
 		Digest:    sha256Hash(b.digest),
 		DiffID:    sha256Hash(b.diffID),
 		Size:      b.size.n,
 		MediaType: b.mediaType,
-	}, nil
+	}
+	if b.members != nil {
+		blob.Members, blob.ReusedMembers = b.members.result()
+	}
+	return blob, nil
+}
+
+// newTar is the tar writer of the layer: it shows the codec where entries begin.
+func (b *blobWriter) newTar() *layerTar {
+	return &layerTar{Writer: tar.NewWriter(b.tar), members: b.members}
 }
 
 // abort releases the codec's goroutines after a failed write.

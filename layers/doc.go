@@ -4,7 +4,9 @@
 // WriteUpperDiff walks an overlayfs upper dir in lexical order and writes a PAX tar
 // (mtimes truncated to seconds as containerd and BuildKit do, optionally clamped to
 // SOURCE_DATE_EPOCH; no atime, ctime, user or group names) through gzip, zstd
-// or no codec, computing digest, diffID and size in the same streaming pass.
+// or no codec, computing digest, diffID and size in the same streaming pass. Gzip
+// layers are written as gzip members cut at file boundaries, so that the members an
+// earlier layer shares are copied, not compressed again (members.go).
 // Overlay whiteouts become ".wh.NAME" entries and opaque dirs a ".wh..wh..opq"
 // entry; overlayfs's own trusted.overlay.* xattrs never leave the machine. Hard links
 // are detected by inode within the tree. WriteTree does the same without whiteout

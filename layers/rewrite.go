@@ -34,7 +34,7 @@ func Rewrite(ctx context.Context, r io.Reader, w io.Writer, opts WriteOptions) (
 
 func rewrite(ctx context.Context, r io.Reader, bw *blobWriter, epoch *time.Time) (Blob, error) {
 	tr := tar.NewReader(r)
-	tw := tar.NewWriter(bw.tar)
+	tw := bw.newTar()
 	for {
 		if err := ctx.Err(); err != nil {
 			return Blob{}, err

@@ -34,7 +34,7 @@ func writeLayer(ctx context.Context, root string, w io.Writer, opts WriteOptions
 	tw := &treeWriter{
 		ctx:     ctx,
 		root:    root,
-		tw:      tar.NewWriter(bw.tar),
+		tw:      bw.newTar(),
 		overlay: overlay,
 		epoch:   opts.SourceDateEpoch,
 		modTime: opts.ModTime,
@@ -70,7 +70,7 @@ type fileID struct{ dev, ino uint64 }
 type treeWriter struct {
 	ctx     context.Context
 	root    string
-	tw      *tar.Writer
+	tw      *layerTar
 	overlay bool
 	epoch   *time.Time
 	modTime *time.Time

@@ -100,6 +100,10 @@ func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransfor
 	}
 	defer bw.Abort()
 	opts := layers.WriteOptions{Compression: t.Compression, Level: t.Level}
+	members, _ := e.opts.Store.(MemberStore)
+	if members != nil {
+		opts.Members = members
+	}
 	if !t.NoEpoch {
 		ep := e.opts.SourceDateEpoch.UTC()
 		opts.SourceDateEpoch = &ep
@@ -113,6 +117,10 @@ func (e *Engine) transformLayer(ctx context.Context, l v1.Layer, t layerTransfor
 	}
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, v1.Hash{}, fmt.Errorf("store layer %s for export: %w", diffID, err)
+	}
+	if members != nil {
+		// Advice for later layers only; the layer is made either way.
+		_ = members.PutMembers(ctx, blob.Digest, blob.Members)
 	}
 	now := time.Now()
 	err = e.opts.Store.PutStep(ctx, &cache.Entry{Key: key, Created: now, Used: now, Layer: &cache.Layer{

@@ -169,9 +169,14 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 		return nil, err
 	}
 	defer bw.Abort()
-	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, layers.WriteOptions{
+	opts := layers.WriteOptions{
 		Compression: e.opts.Compression, Level: e.opts.CompressionLevel, Pending: pending, NormalizeTree: true,
-	})
+	}
+	members, _ := e.opts.Store.(MemberStore)
+	if members != nil {
+		opts.Members = members
+	}
+	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, opts)
 	if err != nil {
 		return nil, fmt.Errorf("write the step's layer: %w", err)
 	}
@@ -180,6 +185,17 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	}
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
+	}
+	if members != nil {
+		// Only advice for later layers: a step whose members were not recorded
+		// has still made its layer.
+		if err := members.PutMembers(ctx, blob.Digest, blob.Members); err != nil {
+			e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: "warning: " + err.Error()})
+		}
+	}
+	if blob.ReusedMembers > 0 {
+		e.Emit(Event{Kind: StepInfo, ID: x.ID, Name: x.Name, Message: fmt.Sprintf(
+			"layer: %d of %d compressed parts reused from earlier layers", blob.ReusedMembers, len(blob.Members))})
 	}
 	// The snapshot is named by the step that made it, never by its layer's digest:
 	// two steps whose layers are equal can have made trees a later step tells apart,

@@ -8,6 +8,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
+	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -77,6 +78,15 @@ type LazyStore interface {
 	// Origin names where the entry of key came from, "" for the local store: plain
 	// progress shows it beside CACHED.
 	Origin(key string) string
+}
+
+// MemberStore is a Store that indexes the gzip members of its layer blobs, so that a
+// step's layer copies the compressed members it shares with an earlier layer instead
+// of compressing them again (package layers, members.go); the blob is the same. The
+// local store (*cache.Store) is one.
+type MemberStore interface {
+	layers.MemberSource
+	PutMembers(ctx context.Context, blob v1.Hash, members []layers.Member) error
 }
 
 // CacheMountRestorer is a Store that can fill a cache mount's dir from elsewhere (a

@@ -5,10 +5,13 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
 // startProfiles writes CPU and heap profiles of a build when KILN_CPUPROFILE or
-// KILN_MEMPROFILE name files: the evidence behind performance work (go tool pprof).
+// KILN_MEMPROFILE name files, and an execution trace when KILN_TRACE does: the
+// evidence behind performance work (go tool pprof, go tool trace; a trace shows
+// where a build waits, which a CPU profile cannot).
 // It runs after Isolate, in the process that does the build.
 func startProfiles() (stop func(), err error) {
 	var cpu *os.File
@@ -21,7 +24,21 @@ func startProfiles() (stop func(), err error) {
 			return nil, fmt.Errorf("KILN_CPUPROFILE: %w", err)
 		}
 	}
+	var tr *os.File
+	if p := os.Getenv("KILN_TRACE"); p != "" {
+		if tr, err = os.Create(p); err != nil {
+			return nil, fmt.Errorf("KILN_TRACE: %w", err)
+		}
+		if err := trace.Start(tr); err != nil {
+			tr.Close()
+			return nil, fmt.Errorf("KILN_TRACE: %w", err)
+		}
+	}
 	return func() {
+		if tr != nil {
+			trace.Stop()
+			tr.Close()
+		}
 		if cpu != nil {
 			pprof.StopCPUProfile()
 			cpu.Close()
