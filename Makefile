@@ -44,15 +44,28 @@ conformance: build
 	$(SHARED)/bench/setup-anchors.sh
 	KILN=$(CURDIR)/$(BIN) python3 $(SHARED)/conformance/run.py --builder kiln --compare
 
-# kiln beside buildah on the shared workloads; results in $(BENCH_OUT).
-BENCH_WORK ?= /var/tmp/kiln-bench
-BENCH_OUT  ?= /var/tmp/kiln-bench-results
+# kiln beside buildah and BuildKit on the shared workloads W1-W5 plus kiln's W6 (200,000
+# files, ~2 GB) and W7 (40 stages, a 39-way COPY --from fan-in), from bench/gen_more.py and
+# run through bench/run.py; results in $(BENCH_OUT). BuildKit is skipped when no buildkitd
+# answers at $(BUILDKIT_HOST). One row: make bench BENCH_WORKLOADS=W7 BENCH_RUNS=1.
+BENCH_WORK      ?= /var/tmp/kiln-bench
+BENCH_OUT       ?= /var/tmp/kiln-bench-results
+BENCH_WORKLOADS ?= W1,W2,W3,W4,W5,W6,W7
+BENCH_RUNS      ?= 3
+BENCH_BUILDERS  ?= kiln,buildah,buildkit
+BUILDKIT_HOST   ?= unix:///run/buildkit-anchor/buildkitd.sock
+comma := ,
+bench_shared = $(filter W1 W2 W3 W4 W5,$(subst $(comma), ,$(BENCH_WORKLOADS)))
+bench_more   = $(filter W6 W7,$(subst $(comma), ,$(BENCH_WORKLOADS)))
 bench: build
 	$(SHARED)/bench/setup-anchors.sh
-	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK)
+	$(if $(bench_shared),python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only $(subst $() ,$(comma),$(bench_shared)))
+	$(if $(bench_more),SHARED=$(SHARED) python3 bench/gen_more.py --out $(BENCH_WORK) --only $(subst $() ,$(comma),$(bench_more)))
 	KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
 	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci,dest={out} {nocache} {context}" \
-		python3 $(SHARED)/bench/run.py --builders kiln,buildah --work $(BENCH_WORK) --runs 3 --results $(BENCH_OUT)
+	BUILDKIT_HOST=$(BUILDKIT_HOST) SHARED=$(SHARED) \
+		python3 bench/run.py --builders $(BENCH_BUILDERS) --workloads $(BENCH_WORKLOADS) \
+		--work $(BENCH_WORK) --runs $(BENCH_RUNS) --results $(BENCH_OUT)
 
 # Rootless against root kiln on W1, W2 and W5 (medians of 3, cold and warm, OCI
 # tarball output), with the ratio; as root (it makes a temporary user).
