@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -60,7 +62,10 @@ func (c *hashCache) Put(key, digest string) {
 	c.pending[key] = digest
 }
 
-// Flush writes the buffered Puts in one transaction.
+// Flush writes the buffered Puts in one transaction, in key order: bbolt inserts
+// into a node by shifting the keys after the new one, so a transaction that puts
+// keys in random order costs the square of their number (W6, 200,000 context
+// files: minutes at the end of a build, against 0.6 s for 80,000 sorted keys).
 func (c *hashCache) Flush(ctx context.Context) error {
 	c.mu.Lock()
 	pending := c.pending
@@ -69,10 +74,11 @@ func (c *hashCache) Flush(ctx context.Context) error {
 	if len(pending) == 0 {
 		return nil
 	}
+	keys := slices.Sorted(maps.Keys(pending))
 	err := c.db.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketHashes)
-		for k, v := range pending {
-			if err := b.Put([]byte(k), []byte(v)); err != nil {
+		for _, k := range keys {
+			if err := b.Put([]byte(k), []byte(pending[k])); err != nil {
 				return err
 			}
 		}

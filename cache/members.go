@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -111,8 +113,8 @@ func (s *Store) PutMembers(ctx context.Context, blob v1.Hash, members []layers.M
 	}
 	err := s.db.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMembers)
-		for k, r := range recs {
-			v, err := json.Marshal(r)
+		for _, k := range slices.Sorted(maps.Keys(recs)) { // bbolt puts: in key order (hashcache.go)
+			v, err := json.Marshal(recs[k])
 			if err != nil {
 				return err
 			}

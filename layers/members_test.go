@@ -21,7 +21,7 @@ import (
 type memSource struct {
 	recs  map[string]Member
 	blobs map[string][]byte // by the member's key: the blob it lies in
-	asked atomic.Int64 // Member is called from every worker at once
+	asked atomic.Int64      // Member is called from every worker at once
 }
 
 func newMemSource() *memSource {
