@@ -180,7 +180,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 	}
 	if opts.All {
 		s.hashes.mu.Lock()
-		s.hashes.loaded = false
+		clear(s.hashes.pending)
 		s.hashes.mu.Unlock()
 	} else if err := s.keepRefs(ctx, refs); err != nil {
 		return 0, err

@@ -198,9 +198,10 @@ type Step struct {
 	// Scope names the step's position across builds: the op last built there is
 	// kept to explain a later miss (Store.LastInputs).
 	Scope string
-	// Files are the per-file digests of what the op reads, kept only to explain a
-	// later miss.
-	Files map[string]string
+	// Files gives the per-file digests of what the op reads (path → any string
+	// that changes with the file), kept only to explain a later miss. It is called
+	// only on a miss: a big COPY has hundreds of thousands of them. nil: none.
+	Files func() map[string]string
 	// NoCache executes the op whatever the store holds.
 	NoCache bool
 	// Group is the caller's label of the op, returned with its key in Result.Steps
@@ -265,6 +266,7 @@ func (e *Engine) CacheMountDir(ctx context.Context, identity string) (string, er
 // HashCache is the store's digest memo (files by metadata, selections by tree).
 func (e *Engine) HashCache() interface {
 	Get(key string) (string, bool)
+	GetMany(keys []string) []string
 	Put(key, digest string)
 } {
 	return e.opts.Store.HashCache()

@@ -40,7 +40,7 @@ func (e *Engine) step(ctx context.Context, st State, x *stepExec) (StepResult, e
 		op.Parent = ""
 	}
 	op.Platform = e.opts.Platform.String()
-	rec := &opRecord{Op: *op, Files: x.Files}
+	rec := &opRecord{Op: *op}
 	key := op.key()
 	// The state's key after a linked step still covers the state below it, which
 	// the step's own key leaves out.
@@ -85,6 +85,7 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 			return e.applyEntry(st, ent, stageKey)
 		}
 		if why == "" {
+			x.addFiles(rec)
 			why = e.explainMiss(ctx, scope, rec)
 		}
 	}
@@ -105,6 +106,7 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
 		return fail(err)
 	}
+	x.addFiles(rec)
 	if data, err := json.Marshal(rec); err == nil {
 		_ = e.opts.Store.SetLastInputs(ctx, scope, data)
 	}
@@ -248,6 +250,13 @@ func (e *Engine) applyEntry(st State, ent *cache.Entry, key string) (StepResult,
 	}
 	st.Layers = st.withLayer(Layer{Layer: l, Snapshot: ent.Layer.Snapshot, Step: true})
 	return StepResult{State: st, DiffID: &diffID}, nil
+}
+
+// addFiles fills in rec's per-file digests, once.
+func (x *stepExec) addFiles(rec *opRecord) {
+	if rec.Files == nil && x.Files != nil {
+		rec.Files = x.Files()
+	}
 }
 
 // explainMiss compares rec with the op last recorded at this step's position.

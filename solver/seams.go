@@ -54,6 +54,7 @@ type Store interface {
 	// selections by their tree's identity.
 	HashCache() interface {
 		Get(key string) (string, bool)
+		GetMany(keys []string) []string
 		Put(key, digest string)
 	}
 	// NewBlobWriter writes a blob, named by its digest on Commit.

@@ -1,6 +1,8 @@
 package source
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 )
 
@@ -42,6 +44,9 @@ type CopyOptions struct {
 // goroutines.
 type HashCache interface {
 	Get(key string) (digest string, ok bool)
+	// GetMany looks keys up together (a store answers them in one transaction):
+	// digests[i] is keys[i]'s digest, "" where it has none.
+	GetMany(keys []string) (digests []string)
 	Put(key, digest string)
 }
 
@@ -52,8 +57,12 @@ type Sum struct {
 	Files  []FileSum // sorted by Path
 }
 
-// FileSum is the digest of one copied path (relative to the source root).
+// FileSum is the digest of one copied path (relative to the source root). The digest
+// is kept as its 32 bytes: a big context has hundreds of thousands of them.
 type FileSum struct {
-	Path   string
-	Digest string
+	Path string
+	Sum  [sha256.Size]byte
 }
+
+// Digest is the path's digest in "sha256:<hex>" form.
+func (f FileSum) Digest() string { return "sha256:" + hex.EncodeToString(f.Sum[:]) }

@@ -19,6 +19,13 @@ func (c *mapCache) Get(k string) (string, bool) {
 	}
 	return v.(string), true
 }
+func (c *mapCache) GetMany(ks []string) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i], _ = c.Get(k)
+	}
+	return out
+}
 func (c *mapCache) Put(k, v string) { c.m.Store(k, v) }
 
 func benchTree(b *testing.B, n int) string {

@@ -28,52 +28,35 @@ const hashWorkers = 2
 // the source owner for other stages; --chown and --chmod belong in the caller's cache
 // key, not here. On a warm hash cache an unchanged file costs one lstat: its content,
 // xattrs and link target are looked up by (dev, inode, size, mtime, ctime, path).
+//
+// The tree is digested a batch of paths at a time, in walk order, and only each path's
+// 32-byte digest outlives its batch: a context of 200,000 files never has all its stat
+// results, cache keys and cache answers in memory at once.
 func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*Sum, error) {
+	return digest(ctx, src, opts, hc, walkBatch)
+}
+
+// digest is Digest taking the paths batch at a time (tests vary it: the result
+// must not depend on it).
+func digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache, batch int) (*Sum, error) {
 	f, err := newFilters(src, opts)
 	if err != nil {
 		return nil, err
 	}
-	type item struct {
-		path, host string
-		fi         fs.FileInfo
-		key, data  string
-		linkTo     string // a hard link Copy makes to this earlier path
-	}
-	var items []item
-	var misses []int
-	firstLink := map[linkKey]string{}
-	addEntry := func(p string, e entry, source int) {
-		it := item{path: p, host: e.host, fi: e.fi}
-		if e.fi.Mode()&fs.ModeSocket != 0 {
-			return // Copy skips sockets
-		}
-		if st := statOf(e.fi); e.fi.Mode().IsRegular() && st.Nlink > 1 {
-			k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
-			if first, ok := firstLink[k]; ok {
-				it.linkTo = first
-			} else {
-				firstLink[k] = p
-			}
-		}
-		if hc != nil {
-			it.key = hashKey(e.host, e.fi)
-			if d, ok := hc.Get(it.key); ok {
-				it.data = d
-			}
-		}
-		if it.data == "" {
-			misses = append(misses, len(items))
-		}
-		items = append(items, it)
-	}
+	f.batch = batch
+	d := &digester{src: src, hc: hc, firstLink: map[linkKey]string{}, sum: &Sum{}}
 	if opts.Parents {
 		// Paths as they land under dest: --parents keeps them, so they are the content.
 		entries, err := parentEntries(ctx, src, opts, f)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
-			addEntry(e.rel, e, 0)
+		for len(entries) > 0 {
+			n := min(len(entries), batch)
+			if err := d.add(ctx, "", entries[:n], 0); err != nil {
+				return nil, err
+			}
+			entries = entries[n:]
 		}
 	} else {
 		sels, err := selectSources(ctx, src, opts)
@@ -84,30 +67,134 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 			return nil, err
 		}
 		for _, sel := range sels {
-			entries, err := f.walk(ctx, sel)
+			err := f.walkEach(ctx, sel, func(es []entry) error {
+				return d.add(ctx, sel.name, es, sel.source)
+			})
 			if err != nil {
 				return nil, err
 			}
-			for _, e := range entries {
-				addEntry(join(sel.name, e.rel), e, sel.source)
-			}
 		}
 	}
-	// Hash what the cache did not know on a few workers; each writes only its own
-	// items, so the result does not depend on scheduling.
+	sum := d.sum
+	sort.SliceStable(sum.Files, func(i, j int) bool { return sum.Files[i].Path < sum.Files[j].Path })
+	h := sha256.New()
+	field := make([]byte, 0, len("sha256:")+hex.EncodedLen(sha256.Size))
+	for _, f := range sum.Files {
+		writeField(h, f.Path)
+		field = append(field[:0], "sha256:"...)
+		field = hex.AppendEncode(field, f.Sum[:])
+		writeField(h, string(field))
+	}
+	sum.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	return sum, nil
+}
+
+// digester accumulates the per-path digests of one Digest call.
+type digester struct {
+	src       Source
+	hc        HashCache
+	firstLink map[linkKey]string // the first path of each multiply linked inode
+	bufs      [hashWorkers][]byte
+	sum       *Sum
+}
+
+// digestItem is one path of a batch while its data digest is found.
+type digestItem struct {
+	path, host string
+	fi         fs.FileInfo
+	data       string
+	linkTo     string // a hard link Copy makes to this earlier path
+}
+
+// add digests one batch of walked entries, in walk order (the first path of a hard
+// link's inode is the one Copy copies; the others become links to it). Each path is
+// prefix joined with the entry's rel.
+func (d *digester) add(ctx context.Context, prefix string, es []entry, source int) error {
+	items := make([]digestItem, 0, len(es))
+	for _, e := range es {
+		if e.fi.Mode()&fs.ModeSocket != 0 {
+			continue // Copy skips sockets
+		}
+		p := join(prefix, e.rel)
+		it := digestItem{path: p, host: e.host, fi: e.fi}
+		if st := statOf(e.fi); e.fi.Mode().IsRegular() && st.Nlink > 1 {
+			k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
+			if first, ok := d.firstLink[k]; ok {
+				it.linkTo = first
+			} else {
+				d.firstLink[k] = p
+			}
+		}
+		items = append(items, it)
+	}
+	var misses []int
+	if d.hc != nil {
+		keys := make([]string, len(items))
+		for i, it := range items {
+			keys[i] = hashKey(it.host, it.fi)
+		}
+		for i, data := range d.hc.GetMany(keys) {
+			items[i].data = data
+		}
+	}
+	for i := range items {
+		if items[i].data == "" {
+			misses = append(misses, i)
+		}
+	}
+	if err := d.hashMisses(ctx, items, misses); err != nil {
+		return err
+	}
+
+	var rec []byte
+	for _, it := range items {
+		uid, gid := 0, 0
+		if d.src.Context == nil {
+			var err error
+			if uid, gid, err = ids(it.host, it.fi); err != nil {
+				return fmt.Errorf("owner of %s: %w", it.path, err)
+			}
+		}
+		// The record: type, st_mode bits (octal), uid, gid, data digest.
+		rec = append(rec[:0], typeChar(it.fi.Mode()), ' ')
+		rec = strconv.AppendUint(rec, uint64(unixMode(it.fi.Mode())), 8)
+		rec = append(rec, ' ')
+		rec = strconv.AppendInt(rec, int64(uid), 10)
+		rec = append(rec, ' ')
+		rec = strconv.AppendInt(rec, int64(gid), 10)
+		rec = append(rec, ' ')
+		rec = append(rec, it.data...)
+		if it.linkTo != "" {
+			rec = append(rec, " hardlink "...)
+			rec = append(rec, it.linkTo...)
+		}
+		d.sum.Files = append(d.sum.Files, FileSum{Path: it.path, Sum: sha256.Sum256(rec)})
+	}
+	return nil
+}
+
+// hashMisses reads the items the cache did not know on a few workers; each writes
+// only its own items, so the result does not depend on scheduling.
+func (d *digester) hashMisses(ctx context.Context, items []digestItem, misses []int) error {
+	if len(misses) == 0 {
+		return nil
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	next := make(chan int)
-	for range hashWorkers {
+	for w := range hashWorkers {
+		if d.bufs[w] == nil {
+			d.bufs[w] = make([]byte, 128<<10)
+		}
+		buf := d.bufs[w]
 		g.Go(func() error {
-			buf := make([]byte, 128<<10)
 			for i := range next {
-				d, err := dataDigest(items[i].host, items[i].fi, buf)
+				data, err := dataDigest(items[i].host, items[i].fi, buf)
 				if err != nil {
 					return fmt.Errorf("hash %s: %w", items[i].path, err)
 				}
-				items[i].data = d
-				if hc != nil {
-					hc.Put(items[i].key, d)
+				items[i].data = data
+				if d.hc != nil {
+					d.hc.Put(hashKey(items[i].host, items[i].fi), data)
 				}
 			}
 			return nil
@@ -124,44 +211,7 @@ func Digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache) (*S
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-
-	sum := &Sum{Files: make([]FileSum, len(items))}
-	var rec []byte
-	for i, it := range items {
-		uid, gid := 0, 0
-		if src.Context == nil {
-			var err error
-			if uid, gid, err = ids(it.host, it.fi); err != nil {
-				return nil, fmt.Errorf("owner of %s: %w", it.path, err)
-			}
-		}
-		// The record: type, st_mode bits (octal), uid, gid, data digest.
-		rec = append(rec[:0], typeChar(it.fi.Mode()), ' ')
-		rec = strconv.AppendUint(rec, uint64(unixMode(it.fi.Mode())), 8)
-		rec = append(rec, ' ')
-		rec = strconv.AppendInt(rec, int64(uid), 10)
-		rec = append(rec, ' ')
-		rec = strconv.AppendInt(rec, int64(gid), 10)
-		rec = append(rec, ' ')
-		rec = append(rec, it.data...)
-		if it.linkTo != "" {
-			rec = append(rec, " hardlink "...)
-			rec = append(rec, it.linkTo...)
-		}
-		d := sha256.Sum256(rec)
-		sum.Files[i] = FileSum{Path: it.path, Digest: "sha256:" + hex.EncodeToString(d[:])}
-	}
-	sort.SliceStable(sum.Files, func(i, j int) bool { return sum.Files[i].Path < sum.Files[j].Path })
-	h := sha256.New()
-	for _, f := range sum.Files {
-		writeField(h, f.Path)
-		writeField(h, f.Digest)
-	}
-	sum.Digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	return sum, nil
+	return g.Wait()
 }
 
 // typeChar names the file type in a digest record.

@@ -25,6 +25,14 @@ func (c *countingCache) Get(k string) (string, bool) {
 	return v, ok
 }
 
+func (c *countingCache) GetMany(ks []string) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i], _ = c.Get(k)
+	}
+	return out
+}
+
 func (c *countingCache) Put(k, v string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

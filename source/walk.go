@@ -31,6 +31,7 @@ type filters struct {
 	ignore  *patternmatcher.PatternMatcher // context ignore rules, on paths relative to the context root
 	exclude *patternmatcher.PatternMatcher // --exclude, on paths relative to the selection
 	probe   bool                           // stop the walk at the first path kept (keepsAnything)
+	batch   int                            // walkEach's batch size; 0: walkBatch
 }
 
 // errProbeHit stops a probing walk: something below the selection is kept.
@@ -77,10 +78,46 @@ func (f filters) excludesSelection(sel selection) (bool, error) {
 // A directory that is itself filtered out but may hold an exception is descended and
 // kept only when something below it is kept.
 func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
-	out := []entry{{host: sel.host, fi: sel.fi}}
-	if !sel.fi.IsDir() {
-		return out, nil
+	var out []entry
+	err := f.walkEach(ctx, sel, func(es []entry) error {
+		out = append(out, es...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// walkBatch is how many walked paths are stat'ed and handed on together.
+const walkBatch = 4096
+
+// walkEach is walk handing the entries to fn in order, about walkBatch at a time, each
+// stat'ed: a caller that keeps less than the entries themselves (Digest keeps a digest
+// per path) never holds a whole big tree's stat results. fn may keep the slice.
+func (f filters) walkEach(ctx context.Context, sel selection, fn func([]entry) error) error {
+	batch := f.batch
+	if batch <= 0 {
+		batch = walkBatch
+	}
+	buf := []entry{{host: sel.host, fi: sel.fi}}
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if err := statAll(ctx, buf); err != nil {
+			return err
+		}
+		err := fn(buf)
+		buf = make([]entry, 0, min(batch, walkBatch))
+		return err
+	}
+	if !sel.fi.IsDir() {
+		return flush()
+	}
+	// A directory filtered out itself stays in buf until its walk shows whether
+	// anything below it is kept, so nothing is handed on while one is open.
+	openDropped := 0
 	var rec func(dirHost, rel, ctxRel string, imi, emi patternmatcher.MatchInfo) error
 	rec = func(dirHost, rel, ctxRel string, imi, emi patternmatcher.MatchInfo) error {
 		if err := ctx.Err(); err != nil {
@@ -122,30 +159,37 @@ func (f filters) walk(ctx context.Context, sel selection) ([]entry, error) {
 					dropped = true
 				}
 			}
-			mark := len(out)
-			out = append(out, entry{rel: childRel, host: host, de: de})
+			mark := len(buf)
+			buf = append(buf, entry{rel: childRel, host: host, de: de})
 			if f.probe && !dropped {
 				return errProbeHit
 			}
-			if !isDir {
-				continue
+			if isDir {
+				if dropped {
+					openDropped++
+				}
+				if err := rec(host, childRel, childCtx, cimi, cemi); err != nil {
+					return err
+				}
+				if dropped {
+					openDropped--
+					if len(buf) == mark+1 {
+						buf = buf[:mark]
+					}
+				}
 			}
-			if err := rec(host, childRel, childCtx, cimi, cemi); err != nil {
-				return err
-			}
-			if dropped && len(out) == mark+1 {
-				out = out[:mark]
+			if openDropped == 0 && len(buf) >= batch {
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
 	if err := rec(sel.host, "", sel.ctxRel, sel.ignoreMI, patternmatcher.MatchInfo{}); err != nil {
-		return nil, err
+		return err
 	}
-	if err := statAll(ctx, out[1:]); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return flush()
 }
 
 // statWorkers lstat in parallel: on a warm rebuild the lstat of every file is nearly
@@ -168,6 +212,9 @@ func statAll(ctx context.Context, es []entry) error {
 					return nil
 				}
 				for i := lo; i < min(lo+batch, len(es)); i++ {
+					if es[i].de == nil {
+						continue // the selection itself, stat'ed when selected
+					}
 					fi, err := es[i].de.Info()
 					if err != nil {
 						return fmt.Errorf("stat %s: %w", es[i].rel, err)

@@ -36,6 +36,18 @@ func (h hashCache) Get(key string) (string, bool) {
 	return "", false
 }
 
+func (h hashCache) GetMany(keys []string) []string {
+	out := h.s.Store.HashCache().GetMany(keys)
+	for i, k := range keys {
+		if out[i] != "" {
+			h.s.usedMemo(k, out[i])
+		} else if h.s.shared(k) {
+			out[i], _ = h.Get(k)
+		}
+	}
+	return out
+}
+
 func (h hashCache) Put(key, digest string) {
 	h.s.Store.HashCache().Put(key, digest)
 	h.s.usedMemo(key, digest)
@@ -44,6 +56,7 @@ func (h hashCache) Put(key, digest string) {
 // HashCache implements solver.Store (see hashCache).
 func (s *Store) HashCache() interface {
 	Get(key string) (string, bool)
+	GetMany(keys []string) []string
 	Put(key, digest string)
 } {
 	return hashCache{s}

@@ -152,6 +152,7 @@ func (s *Store) SetLastInputs(_ context.Context, scope string, inputs []byte) er
 // HashCache implements solver.Store.
 func (s *Store) HashCache() interface {
 	Get(key string) (string, bool)
+	GetMany(keys []string) []string
 	Put(key, digest string)
 } {
 	return &s.hashes
@@ -188,6 +189,14 @@ func (h *hashMemo) Get(key string) (string, bool) {
 	defer h.mu.Unlock()
 	d, ok := h.m[key]
 	return d, ok
+}
+
+func (h *hashMemo) GetMany(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i], _ = h.Get(k)
+	}
+	return out
 }
 
 func (h *hashMemo) Put(key, digest string) {
