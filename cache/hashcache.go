@@ -19,7 +19,7 @@ import (
 type hashCache struct {
 	db *db
 
-	mu      sync.Mutex
+	mu       sync.Mutex
 	pending  map[string]string // Puts not yet in the index
 	flushing bool              // a batch write started by Put is running
 	failed   bool              // a batch write failed: Puts wait for Flush to retry
