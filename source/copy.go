@@ -245,12 +245,13 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 				if c.opts.Pending != nil && c.opts.Pending.has(j.dst) {
 					return fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
 				}
-				if err := mkdirOne(j); err != nil {
+				made, err := mkdirOne(j)
+				if err != nil {
 					return err
 				}
 				dirs = append(dirs, j)
 				if c.opts.Pending != nil {
-					c.opts.Pending.dirInUpper(j.dst)
+					c.opts.Pending.dirInUpper(j.dst, made)
 				}
 			case m.IsRegular() && statOf(e.fi).Nlink > 1:
 				if linkBuf == nil {
@@ -296,21 +297,22 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 	return nil
 }
 
-// mkdirOne makes the directory for j unless a directory is already there.
-func mkdirOne(j fileJob) error {
+// mkdirOne makes the directory for j unless a directory is already there, and says
+// whether it made it.
+func mkdirOne(j fileJob) (made bool, err error) {
 	fi, err := os.Lstat(j.dst)
 	switch {
 	case err == nil && fi.IsDir():
-		return nil
+		return false, nil
 	case err == nil:
-		return fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
+		return false, fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
 	case !errors.Is(err, fs.ErrNotExist):
-		return err
+		return false, err
 	}
 	if err := os.Mkdir(j.dst, 0o700); err != nil {
-		return fmt.Errorf("mkdir %s: %w", j.img, err)
+		return false, fmt.Errorf("mkdir %s: %w", j.img, err)
 	}
-	return nil
+	return true, nil
 }
 
 // clearTarget removes a non-directory at dst so a file, link or node can take its

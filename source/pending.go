@@ -32,11 +32,15 @@ type Pending struct {
 	root  string
 	files map[string]*layers.PendingFile // by host path
 	known map[string]bool                // directories known to be in the upper dir
+	// made are the directories this step's copies created: what is in one was put
+	// there by them, so a pending file in it needs no lstat to learn whether a
+	// directory is in its way (only one of made can be).
+	made map[string]bool
 }
 
 // NewPending collects the pending files of copies into the rootfs at root.
 func NewPending(root string) *Pending {
-	return &Pending{root: root, files: map[string]*layers.PendingFile{}, known: map[string]bool{}}
+	return &Pending{root: root, files: map[string]*layers.PendingFile{}, known: map[string]bool{}, made: map[string]bool{}}
 }
 
 // Files lists the pending files, sorted by name.
@@ -59,19 +63,32 @@ func (p *Pending) has(host string) bool {
 func (p *Pending) drop(host string) { delete(p.files, host) }
 
 // dirInUpper notes that dir is in the upper dir already (the copy created it or sets
-// its metadata, which copies it up).
-func (p *Pending) dirInUpper(dir string) { p.known[dir] = true }
+// its metadata, which copies it up); made says the copy created it.
+func (p *Pending) dirInUpper(dir string, made bool) {
+	p.known[dir] = true
+	if made {
+		p.made[dir] = true
+	}
+}
 
 // add records the file j would have written, by the same rules as copyFile: a
 // directory at the destination is an error; a file, link or node there is replaced
 // (the layer's entry replaces it; nothing in the rootfs needs to change).
 func (p *Pending) add(c *copier, j fileJob) error {
-	fi, err := os.Lstat(j.dst)
-	switch {
-	case err == nil && fi.IsDir():
-		return fmt.Errorf("cannot replace directory %s with a file", j.img)
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return err
+	if p.made[filepath.Dir(j.dst)] {
+		// Made by this step: the only directory that can be at j.dst is one it
+		// made too; files, links and nodes there are replaced.
+		if p.made[j.dst] {
+			return fmt.Errorf("cannot replace directory %s with a file", j.img)
+		}
+	} else {
+		fi, err := os.Lstat(j.dst)
+		switch {
+		case err == nil && fi.IsDir():
+			return fmt.Errorf("cannot replace directory %s with a file", j.img)
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return err
+		}
 	}
 	rel, err := filepath.Rel(p.root, j.dst)
 	if err != nil || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
