@@ -1,10 +1,12 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,12 +56,20 @@ func (c *hashCache) GetMany(keys []string) []string {
 	if len(ask) == 0 {
 		return out
 	}
+	// In key order through one cursor: its page stack is reused from key to key,
+	// where a Get per key would allocate a cursor each time.
+	slices.SortFunc(ask, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
 	err := c.db.view(context.Background(), func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHashes)
+		cur := tx.Bucket(bucketHashes).Cursor()
+		var kb []byte
 		for _, i := range ask {
 			// A retry on a fresh index after damage starts over: it sets every
 			// asked entry, known or not.
-			out[i] = string(b.Get([]byte(keys[i])))
+			kb = append(kb[:0], keys[i]...)
+			out[i] = ""
+			if k, v := cur.Seek(kb); bytes.Equal(k, kb) {
+				out[i] = string(v)
+			}
 		}
 		return nil
 	})
