@@ -87,6 +87,9 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		if why == "" {
 			x.addFiles(rec)
 			why = e.explainMiss(ctx, scope, rec)
+			// Made again to be recorded: a big COPY's are megabytes, which the
+			// step's own work should not carry.
+			rec.Files = nil
 		}
 	}
 
@@ -152,9 +155,11 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	var pending []layers.PendingFile
 	if x.pending != nil {
 		pending = x.pending.Files()
-		dirs := make([]string, len(pending))
-		for i, f := range pending {
-			dirs[i] = path.Dir(f.Name)
+		var dirs []string // by sorted name a directory's files mostly come together
+		for _, f := range pending {
+			if d := path.Dir(f.Name); len(dirs) == 0 || dirs[len(dirs)-1] != d {
+				dirs = append(dirs, d)
+			}
 		}
 		active.KeepDirs(dirs)
 	}

@@ -30,7 +30,7 @@ import (
 // A Pending is used by one Copy at a time (its methods run on the copy's goroutine).
 type Pending struct {
 	root  string
-	files map[string]*layers.PendingFile // by host path
+	files map[string]*layers.PendingFile // by Name (a big COPY has 100,000s: no second key string)
 	known map[string]bool                // directories known to be in the upper dir
 	// made are the directories this step's copies created: what is in one was put
 	// there by them, so a pending file in it needs no lstat to learn whether a
@@ -43,24 +43,35 @@ func NewPending(root string) *Pending {
 	return &Pending{root: root, files: map[string]*layers.PendingFile{}, known: map[string]bool{}, made: map[string]bool{}}
 }
 
-// Files lists the pending files, sorted by name.
+// Files lists the pending files, sorted by name, and empties p: the layer write that
+// follows should not also keep the index of them alive.
 func (p *Pending) Files() []layers.PendingFile {
 	out := make([]layers.PendingFile, 0, len(p.files))
 	for _, f := range p.files {
 		out = append(out, *f)
 	}
+	p.files = map[string]*layers.PendingFile{}
 	slices.SortFunc(out, func(a, b layers.PendingFile) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
+// name is the pending-file name of host, a path under the rootfs ("" if it is not).
+func (p *Pending) name(host string) string {
+	rel, err := filepath.Rel(p.root, host)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return ""
+	}
+	return filepath.ToSlash(rel)
+}
+
 // has reports whether a pending file is at host.
 func (p *Pending) has(host string) bool {
-	_, ok := p.files[host]
+	_, ok := p.files[p.name(host)]
 	return ok
 }
 
 // drop forgets the pending file at host: something else replaced it.
-func (p *Pending) drop(host string) { delete(p.files, host) }
+func (p *Pending) drop(host string) { delete(p.files, p.name(host)) }
 
 // dirInUpper notes that dir is in the upper dir already (the copy created it or sets
 // its metadata, which copies it up); made says the copy created it.
@@ -90,8 +101,8 @@ func (p *Pending) add(c *copier, j fileJob) error {
 			return err
 		}
 	}
-	rel, err := filepath.Rel(p.root, j.dst)
-	if err != nil || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
+	name := p.name(j.dst)
+	if name == "" {
 		return fmt.Errorf("internal error: %s is not under the rootfs", j.dst)
 	}
 	if err := p.copyUp(filepath.Dir(j.dst)); err != nil {
@@ -102,7 +113,7 @@ func (p *Pending) add(c *copier, j fileJob) error {
 		return err
 	}
 	pf := &layers.PendingFile{
-		Name:    filepath.ToSlash(rel),
+		Name:    name,
 		Source:  j.e.host,
 		Size:    j.e.fi.Size(),
 		Mode:    c.mode(j.e.fi),
@@ -116,7 +127,7 @@ func (p *Pending) add(c *copier, j fileJob) error {
 			pf.Xattrs[x.name] = x.value
 		}
 	}
-	p.files[j.dst] = pf
+	p.files[name] = pf
 	return nil
 }
 
