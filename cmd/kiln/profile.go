@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"time"
 )
 
 // startProfiles writes CPU and heap profiles of a build when KILN_CPUPROFILE or
@@ -33,6 +34,20 @@ func startProfiles() (stop func(), err error) {
 			tr.Close()
 			return nil, fmt.Errorf("KILN_TRACE: %w", err)
 		}
+	}
+	if p, after := os.Getenv("KILN_MEMPROFILE"), os.Getenv("KILN_MEMPROFILE_AFTER"); p != "" && after != "" {
+		// A heap profile in the middle of a build: what is live then, where the one
+		// at the end shows only what survived it.
+		d, err := time.ParseDuration(after)
+		if err != nil {
+			return nil, fmt.Errorf("KILN_MEMPROFILE_AFTER: %w", err)
+		}
+		time.AfterFunc(d, func() {
+			if f, err := os.Create(p + ".mid"); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		})
 	}
 	return func() {
 		if tr != nil {
