@@ -75,14 +75,15 @@ fi
 # via measure); returns its status.
 build() {
   local mode=$1 b=$2 store=$3 w=$4 scen=$5 out=$BASE/out/$1-$2-$4.tar pre=() cmd g
+  local tag=localhost/kiln-rootless-${w,,}
   if [ "$mode" = rootless ]; then pre=("${as_user[@]}"); fi
   if [ "$b" = kiln ]; then
     cmd=("${pre[@]}" "$BASE/kiln" build --root "$store" --progress quiet -f "$BASE/work/$w/Dockerfile" -o "type=oci,dest=$out" "$BASE/work/$w")
   else
     g=(buildah --root "$store" --runroot "$store-run" --storage-driver overlay)
     cmd=("${pre[@]}" "${g[@]}" build --layers --tls-verify=false --network=host --runtime "$BUILDAH_RUNTIME"
-      -f "$BASE/work/$w/Dockerfile" -t "localhost/kiln-rootless-$w" "$BASE/work/$w"
-      ++ "${pre[@]}" "${g[@]}" push --tls-verify=false -q "localhost/kiln-rootless-$w" "oci-archive:$out")
+      -f "$BASE/work/$w/Dockerfile" -t "$tag" "$BASE/work/$w"
+      ++ "${pre[@]}" "${g[@]}" push --tls-verify=false -q "$tag" "oci-archive:$out")
     rm -f "$out"
   fi
   ROW_FIELDS="mode=$mode" measure "$w" "rootless $scen" "$b" "${cmd[@]}"
@@ -102,7 +103,7 @@ median_of() { # median_of NAME: the median of $OUT/NAME.times, or nothing
 }
 
 for w in $WORKLOADS; do
-  bah_w=$bah
+  declare -A bah_w=([root]=$bah [rootless]=$bah) # false after a failure, per mode
   for run in $(seq "$RUNS"); do
     export ROUND=$run
     for mode in root rootless; do
@@ -111,12 +112,12 @@ for w in $WORKLOADS; do
       build "$mode" kiln "$store" "$w" cold
       build "$mode" kiln "$store" "$w" warm
       fresh "$mode" "$store"
-      if $bah_w; then
+      if ${bah_w[$mode]}; then
         # a buildah failure is a failed cell, not the end of the script
         if build "$mode" buildah "$store" "$w" cold; then
-          build "$mode" buildah "$store" "$w" warm || bah_w=false
+          build "$mode" buildah "$store" "$w" warm || bah_w[$mode]=false
         else
-          bah_w=false
+          bah_w[$mode]=false
         fi
         fresh "$mode" "$store"
       fi

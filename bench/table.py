@@ -33,7 +33,7 @@ NOTES = {
     "run": "W1-W7: bench/run.py (the shared runner): cold = empty store, base pulled from the "
            "local registry; warm = the same build again; changed = one context file edited; "
            "build + OCI tarball export.",
-    "ephemeral": "ephemeral (W2, W5; bench/ephemeral.sh): warm-oci = the root that filled the "
+    "ephemeral": "ephemeral (bench/ephemeral.sh): warm-oci = the root that filled the "
                  "registry cache, OCI tarball; cache-from oci / cache-from push = an empty root "
                  "(kiln: new --root; buildah: new --root, --cache-from REPO; BuildKit: after "
                  "`buildctl prune --all`, its daemon stays up) importing the registry cache, "
@@ -171,8 +171,16 @@ def table(rows):
         note = []
         for b in names:
             ref = refs.get(key, {}).get(b)
-            if ref and ref.median_s() and b in meds:
+            if not ref:
+                continue
+            if ref.median_s() and b in meds:
                 note.append(f"{LABEL.get(b, b)} rootless/root {meds[b] / ref.median_s():.2f} (root {ref.median_s():.2f} s)")
+            elif ref.median_s():
+                note.append(f"{LABEL.get(b, b)} as root {ref.median_s():.2f} s")
+            elif ref.failed:
+                note.append(f"{LABEL.get(b, b)} as root: {ref.text_s()}")
+            for r in ref.failed:
+                failures.append(f"- {key[1]} {key[2]} {b} (as root): rc={r.get('rc')} {str(r.get('error', ''))[-300:]!r}")
         out.append(f"| {key[1]} | {key[2]} | {runs} | " + " | ".join(get(b).text_s() for b in names) + " | "
                    + " | ".join(get(b).text_mb() for b in names) + f" | {ahead} | {'; '.join(note)} |")
         for b in names:
