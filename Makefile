@@ -44,47 +44,80 @@ conformance: build
 	$(SHARED)/bench/setup-anchors.sh
 	KILN=$(CURDIR)/$(BIN) python3 $(SHARED)/conformance/run.py --builder kiln --compare
 
-# kiln beside buildah and BuildKit on the shared workloads W1-W5 plus kiln's W6 (200,000
-# files, ~2 GB) and W7 (40 stages, a 39-way COPY --from fan-in), from bench/gen_more.py and
-# run through bench/run.py; results in $(BENCH_OUT). BuildKit is skipped when no buildkitd
-# answers at $(BUILDKIT_HOST). One row: make bench BENCH_WORKLOADS=W7 BENCH_RUNS=1.
+# kiln beside buildah and BuildKit in one table. First the shared workloads W1-W5 plus
+# kiln's W6 (200,000 files, ~2 GB) and W7 (40 stages, a 39-way COPY --from fan-in), from
+# bench/gen_more.py and run through bench/run.py (cold, warm, changed); then the scenarios
+# named in $(BENCH_EXTRA): ephemeral (bench/ephemeral.sh: an empty root, --cache-from a
+# registry, then --push and an OCI tarball, on $(BENCH_EPHEMERAL_WORKLOADS)), rootless
+# (bench/rootless.sh: as a temporary user, and the ratio to root, on
+# $(BENCH_ROOTLESS_WORKLOADS)) and multiplatform (bench/multiplatform.sh: a cold
+# linux/amd64,linux/arm64 build). Each writes JSON lines into $(BENCH_OUT) (raw.jsonl,
+# ephemeral.jsonl, rootless.jsonl, multiplatform.jsonl; removed first), and
+# bench/table.py prints them as one markdown table (also $(BENCH_OUT)/table.md): a row
+# per workload and scenario, kiln / BuildKit / buildah seconds and peak RSS, "kiln
+# ahead?", "n/a: why" where a builder cannot be measured. BuildKit is measured when a
+# buildkitd answers at $(BUILDKIT_HOST). A scenario that fails still leaves the table,
+# then make fails. As root. Small: make bench BENCH_WORKLOADS=W1,W5 BENCH_RUNS=1
+# BENCH_EXTRA= ; only the extras: make bench BENCH_WORKLOADS= BENCH_RUNS=1.
 BENCH_WORK      ?= /var/tmp/kiln-bench
 BENCH_OUT       ?= /var/tmp/kiln-bench-results
 BENCH_WORKLOADS ?= W1,W2,W3,W4,W5,W6,W7
 BENCH_RUNS      ?= 3
 BENCH_BUILDERS  ?= kiln,buildah,buildkit
+BENCH_EXTRA     ?= ephemeral,rootless,multiplatform
+BENCH_EPHEMERAL_WORKLOADS ?= W2,W5
+BENCH_ROOTLESS_WORKLOADS  ?= W1,W2,W5
 BUILDKIT_HOST   ?= unix:///run/buildkit-anchor/buildkitd.sock
 comma := ,
-bench_shared = $(filter W1 W2 W3 W4 W5,$(subst $(comma), ,$(BENCH_WORKLOADS)))
-bench_more   = $(filter W6 W7,$(subst $(comma), ,$(BENCH_WORKLOADS)))
+list = $(subst $(comma), ,$(1))
+bench_shared = $(filter W1 W2 W3 W4 W5,$(call list,$(BENCH_WORKLOADS)))
+bench_more   = $(filter W6 W7,$(call list,$(BENCH_WORKLOADS)))
+bench_extra  = $(call list,$(BENCH_EXTRA))
+bench_env    = KILN=$(CURDIR)/$(BIN) SHARED=$(SHARED) BUILDKIT_HOST=$(BUILDKIT_HOST) RUNS=$(or $(RUNS),$(BENCH_RUNS))
+# The extra scenarios, as `make bench` and their own targets run them; $(1): the results file.
+bench_ephemeral = python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only $(BENCH_EPHEMERAL_WORKLOADS) && \
+	$(bench_env) WORK=$(BENCH_WORK) WORKLOADS="$(call list,$(BENCH_EPHEMERAL_WORKLOADS))" \
+	OUT=$(BENCH_OUT)-ephemeral JSONL=$(1) bench/ephemeral.sh
+bench_rootless = $(bench_env) WORKLOADS="$(call list,$(BENCH_ROOTLESS_WORKLOADS))" JSONL=$(1) bench/rootless.sh
+bench_multiplatform = $(bench_env) OUT=$(BENCH_OUT)-multiplatform JSONL=$(1) bench/multiplatform.sh
 bench: build
 	$(SHARED)/bench/setup-anchors.sh
+	mkdir -p $(BENCH_OUT)
+	rm -f $(addprefix $(BENCH_OUT)/,raw.jsonl ephemeral.jsonl rootless.jsonl multiplatform.jsonl table.md .failed)
 	$(if $(bench_shared),python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only $(subst $() ,$(comma),$(bench_shared)))
 	$(if $(bench_more),SHARED=$(SHARED) python3 bench/gen_more.py --out $(BENCH_WORK) --only $(subst $() ,$(comma),$(bench_more)))
-	KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
-	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci,dest={out} {nocache} {context}" \
+	$(if $(BENCH_WORKLOADS),KILN=$(CURDIR)/$(BIN) KILN_RESET="rm -rf /var/tmp/kiln-bench-root" \
+	KILN_CMD="{kiln} build --root /var/tmp/kiln-bench-root --progress quiet -f {dockerfile} --output type=oci$(comma)dest={out} {nocache} {context}" \
 	BUILDKIT_HOST=$(BUILDKIT_HOST) SHARED=$(SHARED) \
 		python3 bench/run.py --builders $(BENCH_BUILDERS) --workloads $(BENCH_WORKLOADS) \
-		--work $(BENCH_WORK) --runs $(BENCH_RUNS) --results $(BENCH_OUT)
+		--work $(BENCH_WORK) --runs $(BENCH_RUNS) --results $(BENCH_OUT))
+	$(if $(filter ephemeral,$(bench_extra)),($(call bench_ephemeral,$(BENCH_OUT)/ephemeral.jsonl)) || touch $(BENCH_OUT)/.failed)
+	$(if $(filter rootless,$(bench_extra)),$(call bench_rootless,$(BENCH_OUT)/rootless.jsonl) || touch $(BENCH_OUT)/.failed)
+	$(if $(filter multiplatform,$(bench_extra)),$(call bench_multiplatform,$(BENCH_OUT)/multiplatform.jsonl) || touch $(BENCH_OUT)/.failed)
+	@echo; echo "## make bench: every row"; echo
+	@python3 bench/table.py $(BENCH_OUT) | tee $(BENCH_OUT)/table.md
+	@if [ -e $(BENCH_OUT)/.failed ]; then rm -f $(BENCH_OUT)/.failed; echo "make bench: a scenario of BENCH_EXTRA failed (see above)" >&2; exit 1; fi
 
-# Rootless against root kiln on W1, W2 and W5 (medians of 3, cold and warm, OCI
-# tarball output), with the ratio; as root (it makes a temporary user).
+# Each extra scenario alone (RUNS or BENCH_RUNS runs), its table from its own results.
+# Rootless against root on $(BENCH_ROOTLESS_WORKLOADS), kiln and buildah (cold and warm,
+# OCI tarball output), with the ratio; as root (it makes a temporary user).
 bench-rootless: build
-	KILN=$(CURDIR)/$(BIN) SHARED=$(SHARED) bench/rootless.sh
+	$(call bench_rootless,$(BENCH_OUT)-rootless/results.jsonl)
 
 # The ephemeral CI runner (issue 16): an empty root, --cache-from a registry filled by
-# an earlier run, then --push and an OCI tarball, beside BuildKit's --import-cache when
-# buildctl answers at $(BUILDKIT_HOST) (see $(SHARED)/bench/setup-buildkit.sh).
+# an earlier run, then --push and an OCI tarball, beside buildah's --cache-from and
+# BuildKit's --import-cache when buildctl answers at $(BUILDKIT_HOST) (see
+# $(SHARED)/bench/setup-buildkit.sh).
 bench-ephemeral: build
 	$(SHARED)/bench/setup-anchors.sh
-	python3 $(SHARED)/bench/gen.py --out $(BENCH_WORK) --only W2,W5
-	KILN=$(CURDIR)/$(BIN) WORK=$(BENCH_WORK) OUT=$(BENCH_OUT)-ephemeral bench/ephemeral.sh
+	$(call bench_ephemeral,$(BENCH_OUT)-ephemeral/results.jsonl)
 
 # A two-platform cross-compiling build (issue 18), cold, kiln beside BuildKit when
-# buildctl answers at $(BUILDKIT_HOST); as root (it registers qemu for arm64 if needed).
+# buildctl answers at $(BUILDKIT_HOST) and buildah; as root (it registers qemu for arm64
+# if needed, and removes what it registered).
 bench-multiplatform: build
 	$(SHARED)/bench/setup-anchors.sh
-	KILN=$(CURDIR)/$(BIN) OUT=$(BENCH_OUT)-multiplatform bench/multiplatform.sh
+	$(call bench_multiplatform,$(BENCH_OUT)-multiplatform/results.jsonl)
 
 FUZZTIME ?= 10m
 fuzz:
