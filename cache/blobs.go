@@ -92,7 +92,14 @@ type blobWriter struct {
 	f    *os.File
 	h    hash.Hash
 	done bool
+	// n bytes are written; writeback of those below synced was started.
+	n, synced int64
 }
+
+// writebackEvery is how much a blob grows between writeback hints: the layer is
+// written over a second or more, and the disk can store it meanwhile instead of
+// during Commit's fsync (W2 changed: 160 MB, 0.3 s of fsync).
+const writebackEvery = 8 << 20
 
 func (w *blobWriter) Write(p []byte) (int, error) {
 	if w.done {
@@ -100,6 +107,11 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
+	w.n += int64(n)
+	if w.n-w.synced >= writebackEvery {
+		atomicfile.StartWriteback(w.f, w.synced, w.n-w.synced)
+		w.synced = w.n
+	}
 	return n, err
 }
 

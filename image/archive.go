@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"sort"
@@ -14,6 +13,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/internal/atomicfile"
 )
 
 // Annotation keys of index.json, as BuildKit's (containerd's) exporters write them.
@@ -217,20 +218,6 @@ func writeLayer(ctx context.Context, tw *tar.Writer, raw io.Writer, img v1.Image
 	return nil
 }
 
-// startWriteback asks the kernel to start writing a range of f to disk, without
-// waiting (sync_file_range SYNC_FILE_RANGE_WRITE). Only a hint: errors are ignored,
-// the final fsync is what reports them.
-func startWriteback(f *os.File, off, n int64) {
-	if n <= 0 {
-		return
-	}
-	if rc, err := f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
-		})
-	}
-}
-
 // copyLayerFile is writeLayer from a blob (a file, or a stream) into an archive file:
 // the header goes through a tar.Writer of its own, the content is copied (file to
 // file with copy_file_range, so the bytes never pass through kiln), then the padding. tw is flushed first, so the
@@ -257,7 +244,7 @@ func copyLayerFile(ctx context.Context, tw *tar.Writer, dst *os.File, src io.Rea
 			return err
 		}
 		m, err := io.CopyN(dst, src, min(chunk, d.Size-n))
-		startWriteback(dst, start+n, m)
+		atomicfile.StartWriteback(dst, start+n, m)
 		n += m
 		if err == io.EOF {
 			break

@@ -248,3 +248,18 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// StartWriteback asks the kernel to start writing a range of f to disk, without
+// waiting (sync_file_range SYNC_FILE_RANGE_WRITE), so that the fsync of Commit finds
+// most of a big file on disk already. Only a hint: errors are ignored, the final
+// fsync is what reports them.
+func StartWriteback(f *os.File, off, n int64) {
+	if n <= 0 {
+		return
+	}
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+		})
+	}
+}
