@@ -167,10 +167,6 @@ func (c *copier) mode(fi fs.FileInfo) uint32 {
 
 // copySelection copies one selection to dest by BuildKit's prepareTargetDir rules.
 func (c *copier) copySelection(ctx context.Context, sel selection, destImg, destHost string) error {
-	entries, err := c.filters.walk(ctx, sel)
-	if err != nil {
-		return err
-	}
 	fiDest, err := os.Stat(destHost)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stat destination %s: %w", destImg, err)
@@ -184,9 +180,6 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 		} else if !fiDest.IsDir() {
 			return fmt.Errorf("cannot copy directory %s to non-directory %s", sel.name, destImg)
 		}
-		// The directory itself maps onto target, which exists by now and keeps its
-		// own metadata: only its contents are copied.
-		entries = entries[1:]
 	} else if fiDest != nil && fiDest.IsDir() {
 		base := path.Base(sel.name) // one component named by the source: safe to join
 		target, targetImg = filepath.Join(destHost, base), path.Join(destImg, base)
@@ -198,7 +191,24 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 			return err
 		}
 	}
-	return c.copyEntries(ctx, entries, target, targetImg, sel.source)
+	// The entries are copied as the walk hands them on, a batch at a time, so a big
+	// tree's stat results are never all in memory. A directory selection maps onto
+	// target, which exists by now and keeps its own metadata: only its contents are
+	// copied, not the entry of the directory itself.
+	walk := func(fn func([]entry) error) error {
+		return c.filters.walkEach(ctx, sel, func(es []entry) error {
+			if sel.fi.IsDir() && len(es) > 0 && es[0].rel == "" {
+				es = es[1:]
+			}
+			return fn(es)
+		})
+	}
+	return c.copyEntries(ctx, walk, target, targetImg, sel.source)
+}
+
+// entriesOf hands a listed set of entries to copyEntries.
+func entriesOf(es []entry) func(func([]entry) error) error {
+	return func(fn func([]entry) error) error { return fn(es) }
 }
 
 type fileJob struct {
@@ -209,7 +219,7 @@ type fileJob struct {
 // copyEntries writes entries under target: directories, links and nodes in order on
 // this goroutine, regular files on a few workers, and directory metadata last (deepest
 // first) so adding children does not disturb the directories' mtimes.
-func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targetImg string, source int) error {
+func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error) error, target, targetImg string, source int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan fileJob)
 	for range copyWorkers {
@@ -227,58 +237,60 @@ func (c *copier) copyEntries(ctx context.Context, entries []entry, target, targe
 	var linkBuf []byte
 	g.Go(func() error {
 		defer close(jobs)
-		for _, e := range entries {
-			if err := gctx.Err(); err != nil {
-				return err
+		return walk(func(es []entry) error {
+			for _, e := range es {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				// e.rel is made of names read from a source directory (no "/" or ".."
+				// in a name), and every directory above it under target was created or
+				// checked to be a real directory first, so joining cannot leave target.
+				j := fileJob{e: e, dst: target, img: targetImg}
+				if e.rel != "" {
+					j.dst = filepath.Join(target, filepath.FromSlash(e.rel))
+					j.img = path.Join(targetImg, e.rel)
+				}
+				m := e.fi.Mode()
+				switch {
+				case m.IsDir():
+					if c.opts.Pending != nil && c.opts.Pending.has(j.dst) {
+						return fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
+					}
+					made, err := mkdirOne(j)
+					if err != nil {
+						return err
+					}
+					dirs = append(dirs, j)
+					if c.opts.Pending != nil {
+						c.opts.Pending.dirInUpper(j.dst, made)
+					}
+				case m.IsRegular() && statOf(e.fi).Nlink > 1:
+					if linkBuf == nil {
+						linkBuf = make([]byte, copyBufSize)
+					}
+					if err := c.copyLinked(j, source, linkBuf); err != nil {
+						return err
+					}
+				case m.IsRegular() && c.opts.Pending != nil:
+					if err := c.opts.Pending.add(c, j); err != nil {
+						return err
+					}
+				case m.IsRegular():
+					select {
+					case jobs <- j:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				case m&fs.ModeSocket != 0:
+					// Sockets cannot be copied; BuildKit's context transfer drops them too.
+				default:
+					if err := c.copySpecial(j); err != nil {
+						return err
+					}
+				}
 			}
-			// e.rel is made of names read from a source directory (no "/" or ".."
-			// in a name), and every directory above it under target was created or
-			// checked to be a real directory first, so joining cannot leave target.
-			j := fileJob{e: e, dst: target, img: targetImg}
-			if e.rel != "" {
-				j.dst = filepath.Join(target, filepath.FromSlash(e.rel))
-				j.img = path.Join(targetImg, e.rel)
-			}
-			m := e.fi.Mode()
-			switch {
-			case m.IsDir():
-				if c.opts.Pending != nil && c.opts.Pending.has(j.dst) {
-					return fmt.Errorf("cannot copy directory %s over non-directory %s", j.e.rel, j.img)
-				}
-				made, err := mkdirOne(j)
-				if err != nil {
-					return err
-				}
-				dirs = append(dirs, j)
-				if c.opts.Pending != nil {
-					c.opts.Pending.dirInUpper(j.dst, made)
-				}
-			case m.IsRegular() && statOf(e.fi).Nlink > 1:
-				if linkBuf == nil {
-					linkBuf = make([]byte, copyBufSize)
-				}
-				if err := c.copyLinked(j, source, linkBuf); err != nil {
-					return err
-				}
-			case m.IsRegular() && c.opts.Pending != nil:
-				if err := c.opts.Pending.add(c, j); err != nil {
-					return err
-				}
-			case m.IsRegular():
-				select {
-				case jobs <- j:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			case m&fs.ModeSocket != 0:
-				// Sockets cannot be copied; BuildKit's context transfer drops them too.
-			default:
-				if err := c.copySpecial(j); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err := g.Wait(); err != nil {
 		return err

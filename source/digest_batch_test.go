@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 // The digest is taken a batch of walked paths at a time; batch boundaries that
@@ -78,4 +80,41 @@ func TestDigestSameForEveryBatchSize(t *testing.T) {
 			t.Errorf("%s digested, but it is ignored: %q", p, paths)
 		}
 	}
+}
+
+// Copy takes the walk a batch at a time too: a tree of more than one batch is copied
+// whole, and every directory still gets its source's times once all its children
+// are in (a batch boundary in the middle of a directory must not set them early).
+func TestCopyAcrossWalkBatches(t *testing.T) {
+	dir, root := t.TempDir(), t.TempDir()
+	files := map[string]string{}
+	for i := range walkBatch + 500 {
+		files[fmt.Sprintf("src/d%d/f%05d", i%3, i)] = fmt.Sprint(i)
+	}
+	writeTree(t, dir, files)
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	for _, d := range []string{"src/d0", "src/d1", "src/d2", "src"} {
+		if err := os.Chtimes(filepath.Join(dir, d), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := Copy(context.Background(), Source{Root: dir, Context: openCtx(t, dir)}, root, CopyOptions{Sources: []string{"src"}, Dest: "/app/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"app/": ""}
+	for p, v := range files {
+		want["app/"+strings.TrimPrefix(p, "src/")] = v
+	}
+	for _, d := range []string{"d0", "d1", "d2"} {
+		want["app/"+d+"/"] = ""
+		fi, err := os.Lstat(filepath.Join(root, "app", d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(old) {
+			t.Errorf("app/%s mtime %v, want the source's %v", d, fi.ModTime(), old)
+		}
+	}
+	sameTree(t, readTree(t, root), want)
 }

@@ -203,7 +203,7 @@ func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOpti
 		return err
 	}
 	// Hard links are kept across all the sources here: their entries are merged.
-	if err := c.copyEntries(ctx, entries, destHost, destImg, 0); err != nil {
+	if err := c.copyEntries(ctx, entriesOf(entries), destHost, destImg, 0); err != nil {
 		return err
 	}
 	return nil
