@@ -24,6 +24,11 @@ func (h hashCache) Get(key string) (string, bool) {
 		h.s.usedMemo(key, d)
 		return d, true
 	}
+	return h.fromSources(key)
+}
+
+// fromSources looks a memo the local store lacks up in the remote caches.
+func (h hashCache) fromSources(key string) (string, bool) {
 	if !h.s.shared(key) {
 		return "", false
 	}
@@ -41,8 +46,8 @@ func (h hashCache) GetMany(keys []string) []string {
 	for i, k := range keys {
 		if out[i] != "" {
 			h.s.usedMemo(k, out[i])
-		} else if h.s.shared(k) {
-			out[i], _ = h.Get(k)
+		} else {
+			out[i], _ = h.fromSources(k)
 		}
 	}
 	return out
