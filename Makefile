@@ -1,14 +1,18 @@
 # kiln: see README.md. `make demo` and `make test` work on a fresh machine.
 GO      ?= go
 BIN     := bin/kiln
+INIT    := bin/kiln-init
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
 .PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless bench-multiplatform conformance fuzz cachecheck clean
 
+# kiln-init (the RUN sandbox's init alone, static) first: kiln records its digest
+# and starts it only when the file beside it has that digest (exec.InitBinary).
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kiln
+	CGO_ENABLED=0 $(GO) build -ldflags "-s -w" -o $(INIT) ./cmd/kiln-init
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.initSum=$$(sha256sum $(INIT) | cut -d' ' -f1)" -o $(BIN) ./cmd/kiln
 
 # Everything: unit tests, the race detector on the concurrent packages, and the
 # end-to-end builds (which run bin/kiln as root against real registries and tools).

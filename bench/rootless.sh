@@ -49,7 +49,9 @@ mkdir -p "$BASE"
 chmod 755 "$BASE"
 python3 "$SHARED/bench/gen.py" --out "$BASE/work" --only "$(echo "$WORKLOADS" | tr ' ' ,)" >/dev/null
 cp "$KILN" "$BASE/kiln"
-chmod 755 "$BASE/kiln"
+# Its RUN steps' init, when installed beside it (make build puts it there).
+[ ! -e "$(dirname "$KILN")/kiln-init" ] || cp "$(dirname "$KILN")/kiln-init" "$BASE/kiln-init"
+chmod 755 "$BASE"/kiln*
 
 made_user=true # before: a half-made user is removed too
 useradd --create-home --home-dir "$BASE/home" --shell /bin/sh --user-group "$USER_NAME"

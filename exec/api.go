@@ -63,7 +63,11 @@ type Spec struct {
 	// Arch is the architecture of the rootfs's binaries (GOARCH spelling, "" the
 	// host's). One the host cannot run natively needs a binfmt_misc emulator
 	// (FindEmulator): without one Run fails with an *EmulatorError before starting.
-	Arch   string
+	Arch string
+	// Init is the sandbox init to start: a kiln-init built with this kiln (see
+	// FindInit). "" starts kiln itself (/proc/self/exe), which works as well but
+	// pays kiln's whole package initialisation, ~10 ms, on every step.
+	Init   string
 	Stdout io.Writer
 	Stderr io.Writer
 }

@@ -63,6 +63,9 @@ func sandboxInit(sock *os.File) (int, error) {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return 126, fmt.Errorf("sandbox init: close descriptors: %w", err)
 	}
+	if _, err := sock.Write([]byte{initExecing}); err != nil {
+		return 126, fmt.Errorf("sandbox init: report: %w", err)
+	}
 	err = syscall.Exec(path, cfg.Args, cfg.Env)
 	code := 126
 	if errors.Is(err, fs.ErrNotExist) {

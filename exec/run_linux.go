@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,6 +25,8 @@ const (
 	initArg0 = "kiln-sandbox-init"
 	initEnv  = "_KILN_SANDBOX_INIT"
 	initFD   = 3 // the socket to the parent, ExtraFiles[0]
+	// initExecing is the byte the init sends just before it execs the command.
+	initExecing = '!'
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -99,8 +102,12 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	childSock := os.NewFile(uintptr(fds[1]), "kiln-sandbox-child")
 	defer parentSock.Close()
 
+	initPath := spec.Init
+	if initPath == "" {
+		initPath = "/proc/self/exe"
+	}
 	cmd := &osexec.Cmd{
-		Path:       "/proc/self/exe",
+		Path:       initPath,
 		Args:       []string{initArg0},
 		Env:        []string{initEnv + "=1"},
 		Stdout:     spec.Stdout,
@@ -129,7 +136,7 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
 	defer stop()
 
-	failure, startErr := startInit(parentSock, cg, cmd.Process.Pid, cfg)
+	started, failure, startErr := startInit(parentSock, cg, cmd.Process.Pid, cfg)
 	if startErr != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -148,35 +155,46 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	if failure != nil {
 		return fmt.Errorf("%s: %w", failure.Msg, &ExitError{Code: failure.Code})
 	}
+	if !started && cmd.ProcessState != nil && cmd.ProcessState.Success() {
+		// Whatever ran as the init was not one: it exited 0 without ever
+		// starting the command, which must not pass for the step's success.
+		return fmt.Errorf("sandbox init %s exited without starting %s: it is not kiln's init (reinstall kiln and kiln-init together): %w", initPath, cfg.Args[0], &ExitError{Code: 126})
+	}
 	return exitError(cmd, waitErr, cg, spec.Limits)
 }
 
 // startInit puts the init in its cgroup, then sends it its config (which is its
-// signal to go on), then reads its report: EOF alone means the command was exec'd,
-// since the socket is close-on-exec in the init.
-func startInit(sock *os.File, cg stepCgroup, pid int, cfg initConfig) (*initFailure, error) {
+// signal to go on), then reads its report until EOF: initExecing, sent just before
+// the exec, and then nothing (the socket is close-on-exec in the init) means the
+// command started; a JSON initFailure after it or alone means it did not. started is
+// false when the init sent nothing at all: it died first, or was not kiln's init.
+func startInit(sock *os.File, cg stepCgroup, pid int, cfg initConfig) (started bool, f *initFailure, err error) {
 	if err := cg.add(pid); err != nil {
-		return nil, err
+		return false, nil, err
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("encode sandbox config: %w", err)
+		return false, nil, fmt.Errorf("encode sandbox config: %w", err)
 	}
-	if _, err := sock.Write(b); err != nil {
-		return nil, fmt.Errorf("send sandbox config: %w", err)
+	// An init that is gone (killed, or not kiln's init at all) resets the socket:
+	// then it sent nothing, and its exit status says the rest.
+	gone := func(err error) bool { return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) }
+	if _, err := sock.Write(b); err != nil && !gone(err) {
+		return false, nil, fmt.Errorf("send sandbox config: %w", err)
 	}
 	report, err := io.ReadAll(sock)
-	if err != nil {
-		return nil, fmt.Errorf("read sandbox init report: %w", err)
+	if err != nil && !gone(err) {
+		return false, nil, fmt.Errorf("read sandbox init report: %w", err)
 	}
+	report, execing := bytes.CutPrefix(report, []byte{initExecing})
 	if len(report) == 0 {
-		return nil, nil
+		return execing, nil, nil
 	}
-	var f initFailure
-	if err := json.Unmarshal(report, &f); err != nil {
-		return &initFailure{Msg: "sandbox init: " + string(report), Code: 126}, nil
+	f = &initFailure{}
+	if err := json.Unmarshal(report, f); err != nil {
+		return execing, &initFailure{Msg: "sandbox init: " + string(report), Code: 126}, nil
 	}
-	return &f, nil
+	return execing, f, nil
 }
 
 // exitError turns the command's end into nil or an *ExitError with the cgroup's

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -283,7 +284,8 @@ func TestRunConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// BenchmarkRun measures the per-step overhead: namespaces, cgroup, mounts, exec.
+// BenchmarkRun measures the per-step overhead: namespaces, cgroup, mounts, exec; with
+// the test binary as the init (as kiln itself) and with kiln-init.
 func BenchmarkRun(b *testing.B) {
 	testenv.RequireRoot(b)
 	lower := b.TempDir()
@@ -297,11 +299,23 @@ func BenchmarkRun(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(lower, "bin/true"), src, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		if err := Run(context.Background(), Spec{Rootfs: lower, Args: []string{"/bin/true"}}); err != nil {
-			b.Fatal(err)
-		}
+	bin := b.TempDir()
+	testenv.GoBuild(b, bin, InitName, "github.com/kiln-build/kiln/cmd/kiln-init")
+	sum, err := os.ReadFile(filepath.Join(bin, InitName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.Sum256(sum)
+	kilnInit := &InitBinary{Sum: hex.EncodeToString(h[:]), Dir: bin}
+	defer kilnInit.Close()
+	for _, bc := range []struct{ name, init string }{{"self", ""}, {"kiln-init", kilnInit.Path()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := Run(context.Background(), Spec{Rootfs: lower, Args: []string{"/bin/true"}, Init: bc.init}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what kiln's tests and demo use, from Debian's packages, when missing:
 # busybox-static (test base images), docker-registry (end-to-end push/pull), skopeo,
-# umoci and podman (checking outputs with real clients), tmux (the terminal view tests), runc (the
-# unprivileged-container test of rootless kiln), uidmap (newuidmap/newgidmap for
-# rootless builds), qemu-user-static (the emulators a RUN on a foreign platform runs
-# under, registered by `kiln binfmt install`), and the arm64 busybox-static binary of
+# umoci and podman (checking outputs with real clients), tmux (the terminal view
+# tests), runc (the unprivileged-container test of rootless kiln), uidmap
+# (newuidmap/newgidmap for rootless builds), strace (which init RUN steps start, in
+# the kiln-init test), qemu-user-static (the emulators a RUN on a foreign platform
+# runs under, registered by `kiln binfmt install`), and the arm64 busybox-static binary of
 # the multi-platform tests, extracted to $KILN_TESTDATA/busybox-arm64 (default
 # /var/lib/kiln-testdata). Idempotent and quiet when all is there. It never registers
 # a binfmt_misc interpreter: the tests that need one register it themselves and
@@ -12,7 +13,7 @@
 set -euo pipefail
 testdata=${KILN_TESTDATA:-/var/lib/kiln-testdata}
 need=()
-for p in busybox-static docker-registry skopeo umoci podman tmux runc uidmap qemu-user-static; do
+for p in busybox-static docker-registry skopeo umoci podman tmux runc uidmap strace qemu-user-static; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 need_arm64=0

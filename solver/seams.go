@@ -23,10 +23,18 @@ type Executor interface {
 
 // SandboxExecutor is kiln's own sandbox (package exec): namespaces, pivot_root and
 // cgroup limits.
-type SandboxExecutor struct{}
+type SandboxExecutor struct {
+	// Init is the small sandbox init to start (nil: kiln itself).
+	Init *exec.InitBinary
+}
 
 // Run implements Executor.
-func (SandboxExecutor) Run(ctx context.Context, spec exec.Spec) error { return exec.Run(ctx, spec) }
+func (e SandboxExecutor) Run(ctx context.Context, spec exec.Spec) error {
+	if spec.Init == "" {
+		spec.Init = e.Init.Path()
+	}
+	return exec.Run(ctx, spec)
+}
 
 // ExecutorFunc lets a function be an Executor (tests use it as the fake).
 type ExecutorFunc func(ctx context.Context, spec exec.Spec) error

@@ -322,6 +322,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
 	defer noteSandbox(prog.Info, prog.Warn, snaps)()
+	initBin := &exec.InitBinary{Sum: initSum, Warn: prog.Warn}
+	defer initBin.Close()
 
 	var solveStore solver.Store = store
 	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)
@@ -386,7 +388,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
 			SourceDateEpoch: sourceDateEpoch(buildArgs), KeepFileTimes: keepFileTimes,
 			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
-			Secrets: secrets, SSH: sshAgents, Entitlements: o.allow,
+			Executor: solver.SandboxExecutor{Init: initBin},
+			Secrets:  secrets, SSH: sshAgents, Entitlements: o.allow,
 			ScanStage: scanStage, ScanAllStages: attest.sbom != nil && attest.sbom.scanStage,
 			ScanContext: attest.sbom != nil && attest.sbom.scanContext,
 			Warn:        func(w string) { checkFindings++; prog.Warn(w) },

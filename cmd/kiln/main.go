@@ -18,6 +18,12 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// initSum is the SHA-256 of the kiln-init built with this kiln (cmd/kiln-init), set
+// by make build with -ldflags "-X main.initSum=…". RUN steps start that kiln-init
+// when it is beside kiln (exec.InitBinary); a kiln built without it (go install)
+// starts itself as their init.
+var initSum string
+
 // exitCodeError carries a specific exit code out of a command.
 type exitCodeError struct {
 	code int

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testenv"
+)
+
+// installKiln builds kiln and kiln-init into a dir as make build does: kiln-init first,
+// and kiln with its digest. It returns kiln's path.
+func installKiln(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	initPath := testenv.GoBuild(t, dir, "kiln-init", "github.com/kiln-build/kiln/cmd/kiln-init", "-ldflags=-s -w")
+	b, err := os.ReadFile(initPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return testenv.GoBuild(t, dir, "kiln", "github.com/kiln-build/kiln/cmd/kiln",
+		"-ldflags=-X main.initSum="+hex.EncodeToString(sum[:]))
+}
+
+// runInstalled runs an installed kiln build under strace, which records every execve
+// of the build's processes, and returns stderr and the strace log.
+func runInstalled(t *testing.T, kilnPath, dir string, args ...string) (stderr, execs string) {
+	t.Helper()
+	strace, err := osexec.LookPath("strace")
+	if err != nil {
+		t.Fatalf("strace (scripts/install-deps.sh installs it): %v", err)
+	}
+	log := filepath.Join(t.TempDir(), "strace.log")
+	cmd := osexec.Command(strace, append([]string{"-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", log,
+		kilnPath, "build"}, args...)...)
+	cmd.Dir = dir
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kiln build %v: %v\n%s", args, err, errb.String())
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return errb.String(), string(b)
+}
+
+// An installed kiln starts its RUN steps with the kiln-init beside it, when that is the
+// one it was built with, and with itself otherwise; the image is the same either way,
+// and the same as the one the test binary (kiln as its own init) builds.
+func TestInstalledKilnInit(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	kilnPath := installKiln(t)
+	dir := project(t, map[string]string{
+		"Dockerfile": "FROM " + host + "/busybox:latest\n" +
+			"RUN echo one > /one && id -u > /uid-root\n" +
+			"USER 1000:1000\nWORKDIR /tmp/w\n" +
+			"RUN id -u > /tmp/w/uid && pwd > /tmp/w/cwd\n" +
+			"USER root\nENV GREETING=hi\n" +
+			"RUN --mount=type=cache,target=/cache echo $GREETING > /cache/x && cat /cache/x > /greeting\n" +
+			"RUN --network=none cat /proc/1/cmdline | tr '\\0' ' ' > /cmdline\n",
+	})
+	args := func(root, tar string) []string {
+		return []string{"--root", root, "--progress", "plain", "--build-arg", epochArg,
+			"-o", "type=oci,dest=" + filepath.Join(out, tar), dir}
+	}
+
+	stderr, execs := runInstalled(t, kilnPath, dir, args(root, "installed.tar")...)
+	initExec := regexp.MustCompile(`execve\("/proc/self/fd/\d+", \["kiln-sandbox-init"\]`)
+	if n := len(initExec.FindAllString(execs, -1)); n != 4 {
+		t.Errorf("%d RUN steps started through the verified kiln-init, want 4:\n%s", n, execs)
+	}
+	if strings.Contains(execs, `execve("/proc/self/exe", ["kiln-sandbox-init"]`) {
+		t.Errorf("a RUN step started kiln itself as its init beside a good kiln-init")
+	}
+	if strings.Contains(stderr, "is not the one") {
+		t.Errorf("warned about a good kiln-init:\n%s", stderr)
+	}
+
+	mustBuild(t, dir, args(t.TempDir(), "self.tar")...)
+	want := ociDigest(t, filepath.Join(out, "self.tar"))
+	if got := ociDigest(t, filepath.Join(out, "installed.tar")); got != want {
+		t.Errorf("image built with kiln-init %s, with kiln as init %s", got, want)
+	}
+	files := flatten(t, readOCI(t, filepath.Join(out, "installed.tar")))
+	for name, content := range map[string]string{
+		"one": "one\n", "uid-root": "0\n", "tmp/w/uid": "1000\n", "tmp/w/cwd": "/tmp/w\n",
+		"greeting": "hi\n",
+		// pid 1 is the command: the init exec'd it.
+		"cmdline": "/bin/sh -c cat /proc/1/cmdline | tr '\\0' ' ' > /cmdline ",
+	} {
+		if got := files["/"+name].content; got != content {
+			t.Errorf("/%s = %q, want %q", name, got, content)
+		}
+	}
+
+	// A kiln-init from another build is never started: the build says so and goes
+	// on with kiln itself, to the same image.
+	initPath := filepath.Join(filepath.Dir(kilnPath), "kiln-init")
+	f, err := os.OpenFile(initPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	stderr, execs = runInstalled(t, kilnPath, dir, append([]string{"--no-cache"}, args(t.TempDir(), "other.tar")...)...)
+	if !strings.Contains(stderr, "is not the one this kiln was built with") || !strings.Contains(stderr, "install kiln and kiln-init from the same build") {
+		t.Errorf("no warning about a kiln-init of another build:\n%s", stderr)
+	}
+	if initExec.MatchString(execs) || strings.Count(execs, `execve("/proc/self/exe", ["kiln-sandbox-init"]`) != 4 {
+		t.Errorf("beside another build's kiln-init, RUN steps must start kiln itself:\n%s", execs)
+	}
+	if got := ociDigest(t, filepath.Join(out, "other.tar")); got != want {
+		t.Errorf("image built beside another kiln-init %s, want %s", got, want)
+	}
+}
