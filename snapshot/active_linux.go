@@ -86,7 +86,7 @@ func (s *Snapshotter) Prepare(ctx context.Context, parents []string) (*Active, e
 		// Overlay needs at least one lower; scratch gets the shared empty dir.
 		lowers = []string{s.dir("empty")}
 	}
-	spec := mountSpec{lowers: lowers, upper: a.Upper, work: w.sub("work"), target: a.Root, classicMount: !s.newAPI, userxattr: s.userxattr}
+	spec := mountSpec{lowers: lowers, upper: a.Upper, work: w.sub("work"), target: a.Root, classicMount: !s.newAPI, userxattr: s.userxattr, volatile: s.volatile}
 	if err := mountOverlay(spec); err != nil {
 		return fail(err)
 	}

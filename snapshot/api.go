@@ -41,6 +41,7 @@ type Snapshotter struct {
 	newAPI    bool // fsopen + "lowerdir+" works (else mount(2))
 	classicMt bool // forced mount(2) for tests
 	userxattr bool // overlay is mounted with userxattr (inside a user namespace)
+	volatile  bool // writable overlays are mounted volatile (mountSpec.volatile)
 	// noOverlay says why the copy fallback is used, for Mode.
 	noOverlay string
 }
@@ -84,6 +85,7 @@ func New(ctx context.Context, dir string, opts ...Option) (*Snapshotter, error) 
 			return nil, fmt.Errorf("probe overlay: %w", err)
 		}
 		s.overlay, s.newAPI, s.userxattr, s.noOverlay = p.ok, p.newAPI && !s.classicMt, p.userxattr, p.reason
+		s.volatile = p.volatile
 	}
 	return s, nil
 }

@@ -16,6 +16,7 @@ type probeResult struct {
 	ok        bool
 	newAPI    bool   // fsopen + "lowerdir+" works
 	userxattr bool   // overlay mounts only with userxattr (inside a user namespace)
+	volatile  bool   // a writable overlay mounts with volatile (Linux >= 5.10)
 	reason    string // why overlay cannot be used, when !ok
 }
 
@@ -65,13 +66,23 @@ func probeOverlayWith(tmp string, userxattr bool) (probeResult, error) {
 			return r, err
 		}
 	}
-	spec := mountSpec{lowers: []string{lower}, upper: upper, work: work, target: merged, userxattr: userxattr}
-	r.newAPI = true
-	err = mountOverlayFsconfig(spec)
-	if errors.Is(err, errNoNewAPI) {
-		r.newAPI = false
-		err = mountOverlayClassic(spec)
+	spec := mountSpec{lowers: []string{lower}, upper: upper, work: work, target: merged, userxattr: userxattr, volatile: true}
+	mount := func() error {
+		r.newAPI = true
+		err := mountOverlayFsconfig(spec)
+		if errors.Is(err, errNoNewAPI) {
+			r.newAPI = false
+			err = mountOverlayClassic(spec)
+		}
+		return err
 	}
+	err = mount()
+	if errors.Is(err, unix.EINVAL) {
+		// A kernel before 5.10 does not know volatile.
+		spec.volatile = false
+		err = mount()
+	}
+	r.volatile = err == nil && spec.volatile
 	if err != nil {
 		r.reason = fmt.Sprintf("mount refused: %v", err)
 		if errors.Is(err, unix.EPERM) {

@@ -275,3 +275,59 @@ func TestCopyUnmountRetriesFromEmptyUpper(t *testing.T) {
 		t.Errorf("diff after a failed Unmount:\n%s\nwant:\n%s", uppers[1], uppers[0])
 	}
 }
+
+// A step's overlay is volatile where the kernel has it (Linux >= 5.10: here always):
+// the step's fsyncs and the unmount skip the sync of the upper filesystem. What the
+// step wrote is still its snapshot, a later step's lower, and a second step mounts
+// (overlay refuses a work dir a volatile mount used: every Active has its own).
+func TestStepOverlayIsVolatile(t *testing.T) {
+	s := newTestSnapshotter(t)
+	if !s.Overlay() {
+		t.Fatalf("no overlay here: %s", s.Mode())
+	}
+	ctx := context.Background()
+	ingest(t, s, "base", map[string]string{"etc/base": "b"})
+	a, err := s.Prepare(ctx, []string{"base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == a.Root {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "volatile") {
+		t.Errorf("the step's overlay is not volatile: %q", line)
+	}
+	f, err := os.Create(filepath.Join(a.Root, "made"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("by the step"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Errorf("fsync in a volatile overlay: %v", err)
+	}
+	f.Close()
+	if err := a.Commit(ctx, "step1"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Prepare(ctx, []string{"step1", "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Discard(ctx)
+	got, err := os.ReadFile(filepath.Join(b.Root, "made"))
+	if err != nil || string(got) != "by the step" {
+		t.Errorf("the next step reads %q, %v", got, err)
+	}
+	if got, err := os.ReadFile(filepath.Join(b.Root, "etc/base")); err != nil || string(got) != "b" {
+		t.Errorf("base file: %q, %v", got, err)
+	}
+}
