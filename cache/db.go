@@ -128,7 +128,10 @@ func (d *db) transact(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) e
 	}
 	var f *os.File     // the file bbolt opened, to drop its lock if bbolt panics
 	var fi os.FileInfo // and which file it was, to tell it from a replacement
-	opts := &bolt.Options{Timeout: dbTimeout, ReadOnly: readOnly,
+	// NoGrowSync, with NoSync below: meta.db is made durable by the store's syncfs
+	// at close, not per transaction, and a grow's fsync (one per few thousand hash
+	// cache entries of a cold context) bought nothing more.
+	opts := &bolt.Options{Timeout: dbTimeout, ReadOnly: readOnly, NoGrowSync: true,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			var err error
 			if f, err = os.OpenFile(name, flag, perm); err == nil {

@@ -21,10 +21,10 @@ import (
 type hashCache struct {
 	db *db
 
-	mu       sync.Mutex
-	pending  map[string]string // Puts not yet in the index
-	flushing bool              // a batch write started by Put is running
-	failed   bool              // a batch write failed: Puts wait for Flush to retry
+	mu      sync.Mutex
+	pending map[string]string // Puts not yet in the index
+	writing chan struct{}     // closed when the batch write a Put started ends; nil: none runs
+	failed  bool              // a batch write failed: Puts wait for Flush to retry
 }
 
 // flushAt is how many buffered Puts are written together before Flush: enough to
@@ -90,25 +90,46 @@ func (c *hashCache) Put(key, digest string) {
 		c.pending = map[string]string{}
 	}
 	c.pending[key] = digest
-	full := len(c.pending) >= flushAt && !c.flushing && !c.failed
-	c.flushing = c.flushing || full
+	full := len(c.pending) >= flushAt && c.writing == nil && !c.failed
+	var done chan struct{}
+	if full {
+		done = make(chan struct{})
+		c.writing = done
+	}
 	c.mu.Unlock()
 	if !full {
 		return
 	}
-	err := c.Flush(context.Background())
-	c.mu.Lock()
-	c.flushing = false
-	c.failed = err != nil
-	c.mu.Unlock()
+	// Written beside the caller: Puts come from the workers hashing a cold
+	// context, which a transaction of thousands of keys would hold up.
+	go func() {
+		err := c.write(context.Background())
+		c.mu.Lock()
+		c.writing = nil
+		c.failed = err != nil
+		c.mu.Unlock()
+		close(done)
+	}()
 }
 
 // Flush writes the buffered Puts in one transaction, in key order: bbolt inserts
 // into a node by shifting the keys after the new one, so a transaction that puts
 // keys in random order costs the square of their number (W6, 200,000 context
 // files: minutes at the end of a build, against 0.6 s for 80,000 sorted keys).
-// Lookups meanwhile still see the batch being written.
+// Lookups meanwhile still see the batch being written. It waits for a batch write
+// that a Put started first, so what it writes is all that is left.
 func (c *hashCache) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	done := c.writing
+	c.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return c.write(ctx)
+}
+
+// write is Flush without the wait.
+func (c *hashCache) write(ctx context.Context) error {
 	c.mu.Lock()
 	batch := maps.Clone(c.pending)
 	c.mu.Unlock()

@@ -22,7 +22,15 @@ func TestHashCacheBatches(t *testing.T) {
 		keys[i] = fmt.Sprintf("buildctx/v1:%d:/ctx/f%06d", i, i)
 		hc.Put(keys[i], fmt.Sprintf("sha256:%064d", i))
 	}
-	// One batch reached the index already; the rest is buffered.
+	// One batch reached the index already (written beside the Puts: wait for
+	// that write to end); the rest is buffered.
+	hc.Put(keys[0], fmt.Sprintf("sha256:%064d", 0)) // a Put while it runs starts none
+	s.hashes.mu.Lock()
+	done := s.hashes.writing
+	s.hashes.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 	var inIndex int
 	if err := s.db.view(ctx, func(tx *bolt.Tx) error {
 		inIndex = tx.Bucket(bucketHashes).Stats().KeyN

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // hashWorkers bounds content hashing: sha256 is CPU bound and kiln runs on small
@@ -248,15 +250,8 @@ func dataDigest(host string, fi fs.FileInfo, buf []byte) (string, error) {
 	m := fi.Mode()
 	switch {
 	case m.IsRegular():
-		f, err := os.OpenFile(host, os.O_RDONLY|osNoFollow, 0)
-		if err != nil {
-			return "", err
-		}
 		ch := sha256.New()
-		// Hide File.WriteTo so CopyBuffer uses this worker's buffer.
-		_, err = io.CopyBuffer(ch, struct{ io.Reader }{f}, buf)
-		f.Close()
-		if err != nil {
+		if err := hashFile(host, ch, buf); err != nil {
 			return "", err
 		}
 		writeField(h, "file")
@@ -284,4 +279,31 @@ func dataDigest(host string, fi fs.FileInfo, buf []byte) (string, error) {
 		writeField(h, string(x.value))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashFile writes the content of the regular file at host (not followed if a
+// symlink) into h through buf. It reads with plain syscalls: an os.File costs two
+// fcntl calls and a failed epoll registration per file, a tenth of the syscalls of
+// hashing a context of small files.
+func hashFile(host string, h io.Writer, buf []byte) error {
+	fd, err := unix.Open(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	for errors.Is(err, unix.EINTR) {
+		fd, err = unix.Open(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: host, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return &fs.PathError{Op: "read", Path: host, Err: err}
+		case n == 0:
+			return nil
+		}
+		h.Write(buf[:n])
+	}
 }
