@@ -68,13 +68,43 @@ func digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache, bat
 		if sels, err = f.dropExcluded(sels); err != nil {
 			return nil, err
 		}
-		for _, sel := range sels {
-			err := f.walkEach(ctx, sel, func(es []entry) error {
-				return d.add(ctx, sel.name, es, sel.source)
-			})
-			if err != nil {
-				return nil, err
+		// The walk (readdir and lstat, kernel time) of the next batch runs while
+		// this one is hashed; batches are still digested one after the other, in
+		// walk order.
+		type walked struct {
+			prefix string
+			source int
+			es     []entry
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		batches := make(chan walked, 1)
+		g.Go(func() error {
+			defer close(batches)
+			for _, sel := range sels {
+				err := f.walkEach(gctx, sel, func(es []entry) error {
+					select {
+					case batches <- walked{sel.name, sel.source, es}:
+						return nil
+					case <-gctx.Done():
+						return context.Cause(gctx)
+					}
+				})
+				if err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		g.Go(func() error {
+			for b := range batches {
+				if err := d.add(gctx, b.prefix, b.es, b.source); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err := g.Wait(); err != nil {
+			return nil, err
 		}
 	}
 	sum := d.sum
