@@ -1,8 +1,11 @@
 package layers
 
 import (
+	"context"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -44,4 +47,18 @@ func BenchmarkGzip(b *testing.B) {
 			_ = w.Close()
 		}
 	})
+}
+
+// BenchmarkWriteSmallLayer is the fixed cost of making a layer: a RUN step that
+// writes one small file (W1's twenty steps) pays it once each.
+func BenchmarkWriteSmallLayer(b *testing.B) {
+	upper := b.TempDir()
+	if err := os.WriteFile(filepath.Join(upper, "f1"), []byte("1\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, _, err := WriteUpperDiff(context.Background(), upper, io.Discard, WriteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

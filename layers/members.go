@@ -178,7 +178,6 @@ func newMemberWriter(out io.Writer, level int, src MemberSource) (*memberWriter,
 		free:     make(chan []byte, inflight+1),
 		freeComp: make(chan []byte, inflight+1),
 	}
-	m.cur = m.buffer()
 	for range workers {
 		m.wg.Add(1)
 		go m.worker()
@@ -190,13 +189,15 @@ func newMemberWriter(out io.Writer, level int, src MemberSource) (*memberWriter,
 
 // buffer and compBuffer take a buffer from their pool: a layer's members cycle
 // through a few buffers instead of allocating a new MiB each, which under kiln's
-// soft memory limit would be paid in collections.
+// soft memory limit would be paid in collections. A new one starts small and grows
+// to what its members need: a layer of one small file (a RUN that writes a line)
+// must not allocate and clear the MiBs a big layer's members take.
 func (m *memberWriter) buffer() []byte {
 	select {
 	case b := <-m.free:
 		return b[:0]
 	default:
-		return make([]byte, 0, memberMax)
+		return make([]byte, 0, bufferStart)
 	}
 }
 
@@ -205,9 +206,12 @@ func (m *memberWriter) compBuffer() []byte {
 	case b := <-m.freeComp:
 		return b[:0]
 	default:
-		return make([]byte, 0, memberMax/2)
+		return make([]byte, 0, bufferStart)
 	}
 }
+
+// bufferStart is the capacity a new member buffer starts with.
+const bufferStart = 32 << 10
 
 func (m *memberWriter) failed() error {
 	m.mu.Lock()
@@ -231,6 +235,9 @@ func (m *memberWriter) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	for len(p) > 0 {
+		if m.cur == nil {
+			m.cur = m.buffer()
+		}
 		room := int64(memberMax - len(m.cur))
 		if m.pos >= m.contentStart && m.pos < m.contentEnd {
 			// the next piece boundary of the file's content
@@ -270,7 +277,7 @@ func (m *memberWriter) cut() {
 		return
 	}
 	j := &memberJob{raw: m.cur, done: make(chan struct{})}
-	m.cur = m.buffer()
+	m.cur = nil // the next Write takes a buffer
 	m.order <- j
 	m.work <- j
 }
