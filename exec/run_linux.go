@@ -158,7 +158,11 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	if !started && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// Whatever ran as the init was not one: it exited 0 without ever
 		// starting the command, which must not pass for the step's success.
-		return fmt.Errorf("sandbox init %s exited without starting %s: it is not kiln's init (reinstall kiln and kiln-init together): %w", initPath, cfg.Args[0], &ExitError{Code: 126})
+		name := initPath
+		if p, err := os.Readlink(initPath); err == nil { // the file behind /proc/self/...
+			name = p
+		}
+		return fmt.Errorf("sandbox init %s exited without starting %s: it is not kiln's init (reinstall kiln and kiln-init together): %w", name, cfg.Args[0], &ExitError{Code: 126})
 	}
 	return exitError(cmd, waitErr, cg, spec.Limits)
 }
