@@ -125,3 +125,76 @@ func TestInstalledKilnInit(t *testing.T) {
 		t.Errorf("image built beside another kiln-init %s, want %s", got, want)
 	}
 }
+
+// An installed kiln run by an ordinary user starts the kiln-init beside it too (it
+// is verified in kiln's user namespace, and warns there when it is another build's),
+// and builds the image a root build of the test binary builds.
+func TestInstalledKilnInitRootless(t *testing.T) {
+	testenv.RequireRoot(t)
+	u := testenv.NewTestUser(t)
+	installed := installKiln(t)
+	bin := filepath.Join(u.Home, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kiln", "kiln-init"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(installed), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bin, name), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := filepath.Join(u.Home, "busybox")
+	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
+		t.Fatal(err)
+	}
+	ctx := filepath.Join(u.Home, "ctx")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	df := "FROM busybox\nRUN id -u > /uid && echo hi > /hi && chown 1000:1000 /hi\n" +
+		"USER 1000:1000\nRUN id -u > /tmp/uid\n"
+	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chownTree(t, u.Home, u)
+	args := func(root, out string) []string {
+		return []string{"build", "--root", root, "--progress", "plain", "--build-arg", epochArg,
+			"--build-context", "busybox=oci-layout://" + base, "-o", "type=oci,dest=" + out, ctx}
+	}
+	run := func(what string) string {
+		t.Helper()
+		a := args(filepath.Join(u.Home, "store-"+what), filepath.Join(u.Home, what+".tar"))
+		out, err := u.Command(filepath.Join(bin, "kiln"), a...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rootless build (%s): %v\n%s", what, err, out)
+		}
+		return string(out)
+	}
+	if out := run("own"); strings.Contains(out, "is not the one") || !strings.Contains(out, "sandbox: user namespace") {
+		t.Errorf("rootless build beside its own kiln-init:\n%s", out)
+	}
+	rootOut := t.TempDir()
+	mustBuild(t, ctx, args(filepath.Join(rootOut, "store"), filepath.Join(rootOut, "root.tar"))[1:]...)
+	want := ociDigest(t, filepath.Join(rootOut, "root.tar"))
+	if got := ociDigest(t, filepath.Join(u.Home, "own.tar")); got != want {
+		t.Errorf("rootless image with kiln-init %s, root image %s", got, want)
+	}
+
+	f, err := os.OpenFile(filepath.Join(bin, "kiln-init"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out := run("other"); !strings.Contains(out, "is not the one this kiln was built with") {
+		t.Errorf("no warning about another build's kiln-init in a rootless build:\n%s", out)
+	}
+	if got := ociDigest(t, filepath.Join(u.Home, "other.tar")); got != want {
+		t.Errorf("rootless image beside another kiln-init %s, want %s", got, want)
+	}
+}
