@@ -29,9 +29,13 @@ import (
 //
 // A Pending is used by one Copy at a time (its methods run on the copy's goroutine).
 type Pending struct {
-	root  string
-	files map[string]*layers.PendingFile // by Name (a big COPY has 100,000s: no second key string)
-	known map[string]bool                // directories known to be in the upper dir
+	root string
+	// files are the pending files in the order added, and index says where each
+	// name's is (a big COPY has 100,000s: one struct each, no pointer per file and
+	// no second key string). A dropped file's slot stays, with an empty Name.
+	files []layers.PendingFile
+	index map[string]int
+	known map[string]bool // directories known to be in the upper dir
 	// made are the directories this step's copies created: what is in one was put
 	// there by them, so a pending file in it needs no lstat to learn whether a
 	// directory is in its way (only one of made can be).
@@ -40,17 +44,15 @@ type Pending struct {
 
 // NewPending collects the pending files of copies into the rootfs at root.
 func NewPending(root string) *Pending {
-	return &Pending{root: root, files: map[string]*layers.PendingFile{}, known: map[string]bool{}, made: map[string]bool{}}
+	return &Pending{root: root, index: map[string]int{}, known: map[string]bool{}, made: map[string]bool{}}
 }
 
-// Files lists the pending files, sorted by name, and empties p: the layer write that
-// follows should not also keep the index of them alive.
+// Files lists the pending files, sorted by name, and empties p. The list is p's own
+// slice, sorted in place: the layer write that follows holds one copy of the files
+// and not the index.
 func (p *Pending) Files() []layers.PendingFile {
-	out := make([]layers.PendingFile, 0, len(p.files))
-	for _, f := range p.files {
-		out = append(out, *f)
-	}
-	p.files = map[string]*layers.PendingFile{}
+	out := slices.DeleteFunc(p.files, func(f layers.PendingFile) bool { return f.Name == "" })
+	p.files, p.index = nil, map[string]int{}
 	slices.SortFunc(out, func(a, b layers.PendingFile) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
@@ -66,12 +68,18 @@ func (p *Pending) name(host string) string {
 
 // has reports whether a pending file is at host.
 func (p *Pending) has(host string) bool {
-	_, ok := p.files[p.name(host)]
+	_, ok := p.index[p.name(host)]
 	return ok
 }
 
 // drop forgets the pending file at host: something else replaced it.
-func (p *Pending) drop(host string) { delete(p.files, p.name(host)) }
+func (p *Pending) drop(host string) {
+	name := p.name(host)
+	if i, ok := p.index[name]; ok {
+		p.files[i] = layers.PendingFile{}
+		delete(p.index, name)
+	}
+}
 
 // dirInUpper notes that dir is in the upper dir already (the copy created it or sets
 // its metadata, which copies it up); made says the copy created it.
@@ -112,7 +120,7 @@ func (p *Pending) add(c *copier, j fileJob) error {
 	if err != nil {
 		return err
 	}
-	pf := &layers.PendingFile{
+	pf := layers.PendingFile{
 		Name:    name,
 		Source:  j.e.host,
 		Size:    j.e.fi.Size(),
@@ -127,7 +135,13 @@ func (p *Pending) add(c *copier, j fileJob) error {
 			pf.Xattrs[x.name] = x.value
 		}
 	}
-	p.files[name] = pf
+	// A file copied over an earlier pending one replaces it, in its slot.
+	if i, ok := p.index[name]; ok {
+		p.files[i] = pf
+		return nil
+	}
+	p.index[name] = len(p.files)
+	p.files = append(p.files, pf)
 	return nil
 }
 
