@@ -29,6 +29,20 @@ func installKiln(t *testing.T) string {
 		"-ldflags=-X main.initSum="+hex.EncodeToString(sum[:]))
 }
 
+// tamper appends a byte to the file at path: another build's kiln-init, as far as
+// its digest goes.
+func tamper(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // runInstalled runs an installed kiln build under strace, which records every execve
 // of the build's processes, and returns stderr and the strace log.
 func runInstalled(t *testing.T, kilnPath, dir string, args ...string) (stderr, execs string) {
@@ -105,15 +119,7 @@ func TestInstalledKilnInit(t *testing.T) {
 
 	// A kiln-init from another build is never started: the build says so and goes
 	// on with kiln itself, to the same image.
-	initPath := filepath.Join(filepath.Dir(kilnPath), "kiln-init")
-	f, err := os.OpenFile(initPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte{0}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tamper(t, filepath.Join(filepath.Dir(kilnPath), "kiln-init"))
 	stderr, execs = runInstalled(t, kilnPath, dir, append([]string{"--no-cache"}, args(t.TempDir(), "other.tar")...)...)
 	if !strings.Contains(stderr, "is not the one this kiln was built with") || !strings.Contains(stderr, "install kiln and kiln-init from the same build") {
 		t.Errorf("no warning about a kiln-init of another build:\n%s", stderr)
@@ -183,14 +189,7 @@ func TestInstalledKilnInitRootless(t *testing.T) {
 		t.Errorf("rootless image with kiln-init %s, root image %s", got, want)
 	}
 
-	f, err := os.OpenFile(filepath.Join(bin, "kiln-init"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write([]byte{0}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	tamper(t, filepath.Join(bin, "kiln-init"))
 	if out := run("other"); !strings.Contains(out, "is not the one this kiln was built with") {
 		t.Errorf("no warning about another build's kiln-init in a rootless build:\n%s", out)
 	}
