@@ -35,6 +35,12 @@ mkdir -p "$(dirname "$JSONL")"
 made_user=false
 cleanup() {
   if $made_user; then
+    # buildah and podman run as the user without XDG_RUNTIME_DIR keep their run
+    # state in /var/tmp/{containers-user,podman-run}-UID, which userdel leaves.
+    local uid
+    if uid=$(id -u "$USER_NAME" 2>/dev/null); then
+      wipe "/var/tmp/containers-user-$uid" "/var/tmp/podman-run-$uid"
+    fi
     userdel --remove --force "$USER_NAME" >/dev/null 2>&1 || true
     # userdel drops the user's subordinate ranges; make sure
     sed -i "/^$USER_NAME:/d" /etc/subuid /etc/subgid 2>/dev/null || true
