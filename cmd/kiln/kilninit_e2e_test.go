@@ -152,19 +152,9 @@ func TestInstalledKilnInitRootless(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	base := filepath.Join(u.Home, "busybox")
-	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
-		t.Fatal(err)
-	}
-	ctx := filepath.Join(u.Home, "ctx")
-	if err := os.MkdirAll(ctx, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	df := "FROM busybox\nRUN id -u > /uid && echo hi > /hi && chown 1000:1000 /hi\n" +
 		"USER 1000:1000\nRUN id -u > /tmp/uid\n"
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	base, ctx := userBusyboxProject(t, u, map[string]string{"Dockerfile": df})
 	chownTree(t, u.Home, u)
 	args := func(root, out string) []string {
 		return []string{"build", "--root", root, "--progress", "plain", "--build-arg", epochArg,

@@ -51,6 +51,27 @@ func chownTree(t *testing.T, dir string, u testenv.TestUser) {
 	}
 }
 
+// userBusyboxProject writes, in u's home, the busybox test image as an OCI layout
+// and a context dir holding files (name → content), and returns both. The caller
+// gives u its home (chownTree) once everything is in it.
+func userBusyboxProject(t *testing.T, u testenv.TestUser, files map[string]string) (base, ctx string) {
+	t.Helper()
+	base = filepath.Join(u.Home, "busybox")
+	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
+		t.Fatal(err)
+	}
+	ctx = filepath.Join(u.Home, "ctx")
+	if err := os.MkdirAll(ctx, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(ctx, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return base, ctx
+}
+
 // A busybox build as an ordinary user (RUN, COPY --chown, RUN --mount=type=cache,
 // a chown to another uid) gives the same image, byte for byte, as the same build as
 // root, with SOURCE_DATE_EPOCH set: owners in layers are the image's ids, never the
@@ -58,25 +79,12 @@ func chownTree(t *testing.T, dir string, u testenv.TestUser) {
 func TestRootlessBuildMatchesRoot(t *testing.T) {
 	u := testenv.NewTestUser(t)
 	kilnBin := rootlessKiln(t, u)
-	base := filepath.Join(u.Home, "busybox")
-	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
-		t.Fatal(err)
-	}
-	ctx := filepath.Join(u.Home, "ctx")
-	if err := os.MkdirAll(ctx, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	df := `FROM busybox
 RUN echo hi > /hi && id -u > /uid && chown 1000:1000 /hi
 COPY --chown=1000:1000 f /f
 RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /fromcache && ls -ln /f /hi
 `
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ctx, "f"), []byte("data\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	base, ctx := userBusyboxProject(t, u, map[string]string{"Dockerfile": df, "f": "data\n"})
 	chownTree(t, u.Home, u)
 	args := func(root, out, iid string) []string {
 		return []string{"build", "--root", root, "--progress", "plain", "--iidfile", iid,
@@ -121,17 +129,7 @@ RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /f
 func TestRootlessLimitsFailClearly(t *testing.T) {
 	u := testenv.NewTestUser(t)
 	kilnBin := rootlessKiln(t, u)
-	base := filepath.Join(u.Home, "busybox")
-	if err := testenv.WriteBusyboxOCILayout(base); err != nil {
-		t.Fatal(err)
-	}
-	ctx := filepath.Join(u.Home, "ctx")
-	if err := os.MkdirAll(ctx, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM busybox\nRUN true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	base, ctx := userBusyboxProject(t, u, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
 	chownTree(t, u.Home, u)
 	out, err := rootlessCmd(u, kilnBin, "build", "--root", filepath.Join(u.Home, "store"), "--progress", "plain", "--memory", "64m",
 		"--build-context", "busybox=oci-layout://"+base, ctx).CombinedOutput()
