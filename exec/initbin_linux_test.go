@@ -87,9 +87,9 @@ func TestRunWithInitBinary(t *testing.T) {
 	fs := newSandboxFS(t)
 	bin := t.TempDir()
 	testenv.GoBuild(t, bin, InitName, "github.com/kiln-build/kiln/cmd/kiln-init")
-	init := &InitBinary{Sum: sha256Hex(t, filepath.Join(bin, InitName)), Dir: bin}
-	defer init.Close()
-	path := init.Path()
+	kilnInit := &InitBinary{Sum: sha256Hex(t, filepath.Join(bin, InitName)), Dir: bin}
+	defer kilnInit.Close()
+	path := kilnInit.Path()
 	if path == "" {
 		t.Fatal("the kiln-init just built was not found")
 	}
