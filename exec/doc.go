@@ -1,11 +1,12 @@
 // Package exec runs one RUN step in a sandbox that kiln builds itself, with no runc
 // and no daemon, as safe and as faithful as runc under BuildKit.
 //
-// Run re-executes /proc/self/exe as the sandbox init (MaybeInit, first in main,
-// recognises it) in new mount, pid, uts and ipc namespaces (and net for
-// NetworkNone); once the parent has put it in a fresh cgroup (kiln/step-<random>, v2
-// when the host is unified, else every v1 hierarchy, with memory, CPU, pids and
-// Docker's device rules), the init unshares its cgroup namespace, mounts /proc
+// Run re-executes /proc/self/exe (or kiln-init, Spec.Init) as the sandbox init
+// (MaybeInit, first in main, recognises it) in new pid, uts and ipc namespaces (and
+// net for NetworkNone); once the parent has put it in a fresh cgroup
+// (kiln/step-<random>, v2 when the host is unified, else every v1 hierarchy, with
+// memory, CPU, pids and Docker's device rules) and sent its config, the init
+// unshares its cgroup and mount namespaces, mounts /proc
 // (with Docker's masked and read-only paths), a minimal /dev (null, zero, full,
 // random, urandom, tty, devpts, shm, mqueue), a read-only /sys, the host's
 // /etc/hosts and /etc/resolv.conf read-only and the step's bind and tmpfs mounts,
@@ -19,6 +20,10 @@
 // (an flock on its dirs) until then, so RemoveStaleCgroups, which a build calls when it
 // starts, removes exactly the cgroups that killed kiln processes left. Isolate puts
 // kiln itself in a private mount namespace so its overlay mounts die with it.
+//
+// Sandboxes does the same, with each step's init and cgroup made while the step
+// before it runs (the init waits for its config, and copies the mounts only then),
+// and the cgroup removed after the step in the background; Close waits for both.
 //
 // Rootless (kiln in its own user namespace, see internal/userns): the same sandbox,
 // built from what the namespace's root may do (rootless_linux.go). Device nodes are

@@ -15,9 +15,9 @@ import (
 	"github.com/kiln-build/kiln/internal/userns"
 )
 
-// The sandbox init is kiln itself, re-executed by Run in new namespaces. It waits
-// for its config (sent once the parent has put it in the step's cgroup), builds the
-// filesystem, switches to the step's user and execs the command as pid 1 of the
+// The sandbox init is kiln itself (or kiln-init), started by Run in new namespaces.
+// It waits for its config (sent once the parent has put it in the step's cgroup),
+// unshares its cgroup and mount namespaces, builds the filesystem, switches to the step's user and execs the command as pid 1 of the
 // new pid namespace. It never returns: on failure it reports to the parent over the
 // socket and exits with 127 (not found) or 126 (cannot execute, or setup failed).
 
@@ -80,6 +80,13 @@ func setupSandbox(cfg *initConfig) error {
 	// the cgroup namespace: the step cannot see or name anything above it.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return fmt.Errorf("unshare cgroup namespace: %w", err)
+	}
+	// The mount namespace is made now, not when the init started (it may have
+	// been started ahead, Sandboxes): it must copy the mounts made for the step
+	// since, its rootfs and the sources of its bind mounts. It is this thread's
+	// (locked, the one that execs), as the cgroup namespace is.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare mount namespace: %w", err)
 	}
 	// Mount points are created with exactly the modes asked for.
 	unix.Umask(0)

@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // How the parent recognises its sandbox init: argv[0] and an environment variable,
@@ -54,7 +52,11 @@ type initFailure struct {
 	Code int
 }
 
-func run(ctx context.Context, spec Spec) (retErr error) {
+func run(ctx context.Context, spec Spec) error { return runIn(ctx, spec, nil) }
+
+// runIn is Run, with the step's sandbox taken from pool when it has one ready for
+// the step, and its cgroup removed by the pool, else both done here.
+func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 	if NeedsEmulation(spec.Arch) {
 		if _, err := FindEmulator(spec.Arch); err != nil {
 			return err
@@ -81,66 +83,41 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 		return err
 	}
 
-	cg, err := stepCgroupFor(spec.Limits)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := cg.killAll(); err != nil {
-			retErr = errors.Join(retErr, err)
-		}
-		if err := cg.delete(); err != nil {
-			retErr = errors.Join(retErr, err)
-		}
-	}()
-
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socketpair: %w", err)
-	}
-	parentSock := os.NewFile(uintptr(fds[0]), "kiln-sandbox-parent")
-	childSock := os.NewFile(uintptr(fds[1]), "kiln-sandbox-child")
-	defer parentSock.Close()
-
 	initPath := spec.Init
 	if initPath == "" {
 		initPath = "/proc/self/exe"
 	}
-	cmd := &osexec.Cmd{
-		Path:       initPath,
-		Args:       []string{initArg0},
-		Env:        []string{initEnv + "=1"},
-		Stdout:     spec.Stdout,
-		Stderr:     spec.Stderr,
-		ExtraFiles: []*os.File{childSock},
-		SysProcAttr: &syscall.SysProcAttr{
-			// The cgroup namespace is unshared by the init once it is in its
-			// cgroup, so that the step sees that cgroup as its root.
-			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
-			Pdeathsig:  syscall.SIGKILL,
-			// A session of its own: the terminal's Ctrl-C (sent to its foreground
-			// process group) reaches kiln, which cancels the build and stops the
-			// step, rather than killing the step under it.
-			Setsid: true,
-		},
+	key := sandboxKey{init: initPath, limits: spec.Limits, newNet: cfg.NewNet}
+	var sb *sandbox
+	if pool != nil {
+		sb = pool.take(key)
 	}
-	if cfg.NewNet {
-		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	if sb == nil {
+		if sb, err = startSandbox(key); err != nil {
+			return err
+		}
 	}
-	err = cmd.Start()
-	childSock.Close()
-	if err != nil {
-		return fmt.Errorf("start sandbox: %w", err)
-	}
+	defer func() {
+		release := sb.release
+		if pool != nil {
+			release = func() error { return pool.retire(sb) }
+		}
+		if err := release(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+	cmd, cg := sb.cmd, sb.cg
+	sb.stdout.set(spec.Stdout)
+	sb.stderr.set(spec.Stderr)
 	// Killing the init, pid 1 of the namespace, makes the kernel kill the rest.
 	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
 	defer stop()
 
-	started, failure, startErr := startInit(parentSock, cg, cmd.Process.Pid, cfg)
+	started, failure, startErr := startInit(sb.sock, cfg)
 	if startErr != nil {
 		_ = cmd.Process.Kill()
 	}
-	waitErr := cmd.Wait()
+	waitErr := sb.wait()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("run %s: %w", cfg.Args[0], context.Cause(ctx))
 	}
@@ -167,15 +144,12 @@ func run(ctx context.Context, spec Spec) (retErr error) {
 	return exitError(cmd, waitErr, cg, spec.Limits)
 }
 
-// startInit puts the init in its cgroup, then sends it its config (which is its
-// signal to go on), then reads its report until EOF: initExecing, sent just before
-// the exec, and then nothing (the socket is close-on-exec in the init) means the
-// command started; a JSON initFailure after it or alone means it did not. started is
-// false when the init sent nothing at all: it died first, or was not kiln's init.
-func startInit(sock *os.File, cg stepCgroup, pid int, cfg initConfig) (started bool, f *initFailure, err error) {
-	if err := cg.add(pid); err != nil {
-		return false, nil, err
-	}
+// startInit sends the init, already in its cgroup, its config (which is its signal
+// to go on), then reads its report until EOF: initExecing, sent just before the
+// exec, and then nothing (the socket is close-on-exec in the init) means the command
+// started; a JSON initFailure after it or alone means it did not. started is false
+// when the init sent nothing at all: it died first, or was not kiln's init.
+func startInit(sock *os.File, cfg initConfig) (started bool, f *initFailure, err error) {
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return false, nil, fmt.Errorf("encode sandbox config: %w", err)

@@ -317,6 +317,17 @@ func BenchmarkRun(b *testing.B) {
 			}
 		})
 	}
+	// Through Sandboxes, as a build runs its steps: each step's sandbox started
+	// while the one before runs.
+	b.Run("kiln-init-ahead", func(b *testing.B) {
+		s := &Sandboxes{}
+		defer s.Close()
+		for b.Loop() {
+			if err := s.Run(context.Background(), Spec{Rootfs: lower, Args: []string{"/bin/true"}, Init: kilnInit.Path()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // A kiln killed with SIGKILL leaves its step's empty cgroup; RemoveStaleCgroups (run

@@ -26,12 +26,18 @@ type Executor interface {
 type SandboxExecutor struct {
 	// Init is the small sandbox init to start (nil: kiln itself).
 	Init *exec.InitBinary
+	// Sandboxes, when set, starts each step's sandbox while the step before it
+	// runs; its owner closes it when the build is done.
+	Sandboxes *exec.Sandboxes
 }
 
 // Run implements Executor.
 func (e SandboxExecutor) Run(ctx context.Context, spec exec.Spec) error {
 	if spec.Init == "" {
 		spec.Init = e.Init.Path()
+	}
+	if e.Sandboxes != nil {
+		return e.Sandboxes.Run(ctx, spec)
 	}
 	return exec.Run(ctx, spec)
 }

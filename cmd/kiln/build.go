@@ -380,6 +380,9 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		if attest.stages != nil {
 			attest.stages.reset()
 		}
+		// Each RUN step's sandbox is started while the step before it runs; the one
+		// started for a step that never comes is removed when the steps are done.
+		sandboxes := &exec.Sandboxes{}
 		results, err = dockerfile.BuildPlatforms(ctx, dockerfile.Options{
 			Graph: graph, Filename: dfName, Context: bctx, Store: solveStore, Snapshots: snaps,
 			NoCache: o.noCache, NoCacheFilter: o.noCacheFilter, Labels: labels,
@@ -388,12 +391,15 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Compression: compression, CompressionLevel: level, ForceCompression: force,
 			SourceDateEpoch: sourceDateEpoch(buildArgs), KeepFileTimes: keepFileTimes,
 			NamedContexts: named, Jobs: o.jobs, Progress: prog.Event, NeedRootfs: needRootfs,
-			Executor: solver.SandboxExecutor{Init: initBin},
+			Executor: solver.SandboxExecutor{Init: initBin, Sandboxes: sandboxes},
 			Secrets:  secrets, SSH: sshAgents, Entitlements: o.allow,
 			ScanStage: scanStage, ScanAllStages: attest.sbom != nil && attest.sbom.scanStage,
 			ScanContext: attest.sbom != nil && attest.sbom.scanContext,
 			Warn:        func(w string) { checkFindings++; prog.Warn(w) },
 		}, targets)
+		if cerr := sandboxes.Close(); cerr != nil {
+			prog.Warn(cerr.Error())
+		}
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}

@@ -1,0 +1,229 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sandboxKey is what a sandbox init is started with, before it has its step: the
+// binary, the cgroup's limits and whether it has a network namespace of its own.
+type sandboxKey struct {
+	init   string
+	limits Limits
+	newNet bool
+}
+
+// sandbox is a sandbox init started in new namespaces and moved into its own step
+// cgroup, waiting on its socket for the config of the step it is to run.
+type sandbox struct {
+	key  sandboxKey
+	cmd  *osexec.Cmd
+	sock *os.File
+	cg   stepCgroup
+	// The init's output goes to the step's writers, which are known only once
+	// the sandbox has its step; it writes nothing before.
+	stdout, stderr *switchWriter
+
+	waited  bool
+	waitErr error
+}
+
+// startSandbox creates a step cgroup, starts the init and moves it into the cgroup.
+func startSandbox(key sandboxKey) (*sandbox, error) {
+	cg, err := stepCgroupFor(key.limits)
+	if err != nil {
+		return nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("socketpair: %w", err), cg.delete())
+	}
+	parentSock := os.NewFile(uintptr(fds[0]), "kiln-sandbox-parent")
+	childSock := os.NewFile(uintptr(fds[1]), "kiln-sandbox-child")
+	sb := &sandbox{key: key, sock: parentSock, cg: cg, stdout: &switchWriter{}, stderr: &switchWriter{}}
+	sb.cmd = &osexec.Cmd{
+		Path:       key.init,
+		Args:       []string{initArg0},
+		Env:        []string{initEnv + "=1"},
+		Stdout:     sb.stdout,
+		Stderr:     sb.stderr,
+		ExtraFiles: []*os.File{childSock},
+		SysProcAttr: &syscall.SysProcAttr{
+			// The cgroup namespace is unshared by the init once it is in its
+			// cgroup, so that the step sees that cgroup as its root; the mount
+			// namespace once it has its config, so that it holds the mounts made
+			// for the step after the init started (its rootfs among them).
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			Pdeathsig:  syscall.SIGKILL,
+			// A session of its own: the terminal's Ctrl-C (sent to its foreground
+			// process group) reaches kiln, which cancels the build and stops the
+			// step, rather than killing the step under it.
+			Setsid: true,
+		},
+	}
+	if key.newNet {
+		sb.cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	err = sb.cmd.Start()
+	childSock.Close()
+	if err != nil {
+		parentSock.Close()
+		return nil, errors.Join(fmt.Errorf("start sandbox: %w", err), cg.delete())
+	}
+	if err := cg.add(sb.cmd.Process.Pid); err != nil {
+		return nil, errors.Join(err, sb.release())
+	}
+	return sb, nil
+}
+
+// alive reports whether the init has not exited, without reaping it.
+func (sb *sandbox) alive() bool {
+	if sb.waited {
+		return false
+	}
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, sb.cmd.Process.Pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// With WNOHANG a child that has not exited leaves info zero.
+	return err == nil && info.Signo == 0
+}
+
+// wait reaps the init (once) and waits for its output to be copied.
+func (sb *sandbox) wait() error {
+	if !sb.waited {
+		sb.waitErr, sb.waited = sb.cmd.Wait(), true
+	}
+	return sb.waitErr
+}
+
+// release kills the init if it is still there, reaps it, and empties and deletes its
+// cgroup.
+func (sb *sandbox) release() error {
+	return errors.Join(sb.stop(), sb.cg.delete())
+}
+
+// stop kills the init if it is still there, reaps it, and empties its cgroup: what
+// is left of the sandbox is the empty cgroup.
+func (sb *sandbox) stop() error {
+	if !sb.waited {
+		_ = sb.cmd.Process.Kill()
+	}
+	_ = sb.wait()
+	sb.sock.Close()
+	return sb.cg.killAll()
+}
+
+// switchWriter is an io.Writer whose destination is set later; until then, and
+// when it is set to nil, what is written is dropped.
+type switchWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	w := s.w
+	s.mu.Unlock()
+	if w == nil {
+		return len(p), nil
+	}
+	return w.Write(p)
+}
+
+// take hands out the sandbox started ahead when it was started for key, and starts
+// the next one for the same key: the steps of a build mostly share it.
+func (s *Sandboxes) take(key sandboxKey) *sandbox {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	sb := s.ready
+	s.ready = nil
+	s.starting.Add(1)
+	s.mu.Unlock()
+	go s.prepare(key)
+	if sb != nil && (sb.key != key || !sb.alive()) {
+		// Started for another kind of step, or killed while it waited (by its
+		// parent thread's end, through Pdeathsig): this step starts its own.
+		_ = sb.release()
+		sb = nil
+	}
+	return sb
+}
+
+// prepare starts a sandbox for key and keeps it for the next step, unless one is
+// kept already or the Sandboxes are closed.
+func (s *Sandboxes) prepare(key sandboxKey) {
+	defer s.starting.Done()
+	sb, err := startSandbox(key)
+	if err != nil {
+		return // the next step starts its own, and reports what fails
+	}
+	s.mu.Lock()
+	keep := !s.closed && s.ready == nil
+	if keep {
+		s.ready = sb
+	}
+	s.mu.Unlock()
+	if !keep {
+		_ = sb.release()
+	}
+}
+
+// retire stops a step's sandbox and removes its empty cgroup in the background: a
+// cgroup's removal, as its creation, waits on the kernel, and the next step need not.
+// Close waits for it and reports what failed.
+func (s *Sandboxes) retire(sb *sandbox) error {
+	if err := sb.stop(); err != nil {
+		return errors.Join(err, sb.cg.delete())
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return sb.cg.delete()
+	}
+	s.starting.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.starting.Done()
+		if err := sb.cg.delete(); err != nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+func (s *Sandboxes) run(ctx context.Context, spec Spec) error { return runIn(ctx, spec, s) }
+
+func (s *Sandboxes) close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.starting.Wait()
+	s.mu.Lock()
+	sb, errs := s.ready, s.errs
+	s.ready, s.errs = nil, nil
+	s.mu.Unlock()
+	if sb != nil {
+		if err := sb.release(); err != nil {
+			errs = append(errs, fmt.Errorf("remove the sandbox started ahead: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,33 @@
+package exec
+
+import (
+	"context"
+	"sync"
+)
+
+// Sandboxes runs RUN steps as Run does, and starts the sandbox of the next step
+// while one runs. Starting one is mostly waiting: a new step cgroup, the init's
+// start, and its move into the cgroup, which on cgroup v1 waits for an RCU grace
+// period of the kernel (2–12 ms while a build runs; v1 cannot clone into a cgroup).
+// Done ahead, a step's sandbox is ready when the step comes, and only its config is
+// sent. The sandbox started ahead is a fresh one, with its own cgroup, used by one
+// step and removed with it, exactly as Run's own.
+//
+// A step's cgroup is removed in the background after the step, and Close waits for
+// it; Close also removes the sandbox kept for a next step. A Sandboxes must be
+// closed when the build's RUN steps are done. The zero value is ready to use.
+type Sandboxes struct {
+	mu     sync.Mutex
+	ready  *sandbox
+	closed bool
+	errs   []error // of cgroups removed in the background
+	// starting counts the sandboxes being started and the cgroups being removed.
+	starting sync.WaitGroup
+}
+
+// Run runs spec as Run does.
+func (s *Sandboxes) Run(ctx context.Context, spec Spec) error { return s.run(ctx, spec) }
+
+// Close waits for the sandboxes being started and the cgroups being removed, and
+// removes the sandbox kept; Run after Close starts and removes each step's own.
+func (s *Sandboxes) Close() error { return s.close() }
