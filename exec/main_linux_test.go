@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -99,23 +98,16 @@ func newSandboxFS(t *testing.T) sandboxFS {
 }
 
 // checkNoLeaks fails when a step cgroup of this test process or a mount under dir is
-// left, and removes the shared kiln parent cgroups when empty. Step cgroups are named
-// <pid>-<random>: other packages' tests run kiln at the same time, and their steps'
-// cgroups are theirs to clean.
+// left, and removes the shared kiln parent cgroups when empty. Other packages' tests
+// run kiln at the same time, and their steps' cgroups (kiln/step-<random>) are theirs
+// to clean, so a cgroup of this process is told by its lease: a step holds an open
+// descriptor on each of its cgroup's dirs (package lease) until it has removed it.
 func checkNoLeaks(t *testing.T, dir string) {
 	t.Helper()
-	own := fmt.Sprintf("%d-*", os.Getpid())
-	left, _ := filepath.Glob("/sys/fs/cgroup/*/kiln/" + own)
-	for _, d := range left {
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			t.Errorf("cgroup left behind: %s", d)
-		}
-	}
-	if more, _ := filepath.Glob("/sys/fs/cgroup/kiln/" + own); len(more) > 0 {
-		for _, d := range more {
-			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-				t.Errorf("cgroup left behind: %s", d)
-			}
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if p, err := os.Readlink(fd); err == nil && strings.Contains(p, "/kiln/"+stepPrefix) && strings.HasPrefix(p, "/sys/fs/cgroup") {
+			t.Errorf("cgroup left behind (its lease still held): %s", p)
 		}
 	}
 	parents, _ := filepath.Glob("/sys/fs/cgroup/*/kiln")
