@@ -375,6 +375,14 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	parseFindings := checkFindings
 	var results []*dockerfile.Result
 	var built image.Built
+	var closeSandboxes []chan error
+	defer func() {
+		for _, c := range closeSandboxes {
+			if err := <-c; err != nil {
+				prog.Warn(err.Error())
+			}
+		}
+	}()
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
 		if attest.stages != nil {
@@ -397,9 +405,11 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			ScanContext: attest.sbom != nil && attest.sbom.scanContext,
 			Warn:        func(w string) { checkFindings++; prog.Warn(w) },
 		}, targets)
-		if cerr := sandboxes.Close(); cerr != nil {
-			prog.Warn(cerr.Error())
-		}
+		// Removing it (and the cgroups of the last steps) overlaps the outputs; the
+		// build waits for it before it returns.
+		closing := make(chan error, 1)
+		go func() { closing <- sandboxes.Close() }()
+		closeSandboxes = append(closeSandboxes, closing)
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}
