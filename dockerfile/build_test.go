@@ -48,6 +48,7 @@ func newEngine(t *testing.T) *engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { snaps.Wait() })
 	return &engine{t: t, store: store, snaps: snaps, dir: t.TempDir()}
 }
 

@@ -78,6 +78,7 @@ func TestSolveConcurrentOnOneStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { snaps.Wait() })
 	t.Cleanup(func() { noMountsUnder(t, root) })
 
 	var wg sync.WaitGroup
@@ -167,6 +168,7 @@ func TestSolveCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { snaps.Wait() })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

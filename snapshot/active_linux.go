@@ -133,6 +133,7 @@ func (a *Active) unmountLocked(ctx context.Context) error {
 
 // Commit unmounts if needed and renames the upper dir into committed snapshot id. If
 // id exists already (another build committed the same content), the layer is discarded.
+// What is left of the Active's work dir is removed in the background (Wait).
 func (a *Active) Commit(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
@@ -149,7 +150,8 @@ func (a *Active) Commit(ctx context.Context, id string) error {
 		return err
 	}
 	a.done = true
-	return a.w.remove()
+	a.s.removeLater(a.w)
+	return nil
 }
 
 // Discard unmounts and removes everything the Active made. Safe after Commit (no-op).

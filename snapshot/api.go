@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	cfs "github.com/containerd/continuity/fs"
 )
@@ -44,6 +45,40 @@ type Snapshotter struct {
 	volatile  bool // writable overlays are mounted volatile (mountSpec.volatile)
 	// noOverlay says why the copy fallback is used, for Mode.
 	noOverlay string
+
+	// removing counts the work dirs of committed Actives being removed in the
+	// background (Wait); removeErrs are the removals that failed.
+	removing   sync.WaitGroup
+	mu         sync.Mutex
+	removeErrs []error
+}
+
+// removeLater removes w in the background: a committed Active's work dir holds only
+// the overlay's work dir and the empty mount point, and the step after it need not
+// wait for their removal. Until it is removed w keeps its lease, so no other process
+// takes it for a leftover; if this process dies first, the next New removes it.
+func (s *Snapshotter) removeLater(w *workDir) {
+	s.removing.Add(1)
+	go func() {
+		defer s.removing.Done()
+		if err := w.remove(); err != nil {
+			s.mu.Lock()
+			s.removeErrs = append(s.removeErrs, err)
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// Wait waits for the work dirs being removed in the background and reports the
+// removals that failed since the last Wait. The snapshotter stays usable; a process
+// calls it before it exits, so that it leaves nothing in active/.
+func (s *Snapshotter) Wait() error {
+	s.removing.Wait()
+	s.mu.Lock()
+	errs := s.removeErrs
+	s.removeErrs = nil
+	s.mu.Unlock()
+	return errors.Join(errs...)
 }
 
 // Option configures New.

@@ -37,6 +37,11 @@ func newTestSnapshotter(t *testing.T, opts ...Option) *Snapshotter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := s.Wait(); err != nil {
+			t.Errorf("background removals: %v", err)
+		}
+	})
 	return s
 }
 

@@ -44,6 +44,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { snaps.Wait() })
 	return &rig{t: t, store: store, snaps: snaps}
 }
 

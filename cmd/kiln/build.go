@@ -321,6 +321,11 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	if err != nil {
 		return fmt.Errorf("open snapshots in %s: %w", o.root, err)
 	}
+	defer func() {
+		if err := snaps.Wait(); err != nil {
+			prog.Warn(err.Error())
+		}
+	}()
 	defer noteSandbox(prog.Info, prog.Warn, snaps)()
 	initBin := &exec.InitBinary{Sum: initSum, Warn: prog.Warn}
 	defer initBin.Close()

@@ -89,7 +89,14 @@ func newEnv(t *testing.T, newSnapshotter NewFunc) *env {
 		outside: filepath.Join(dir, "outside"), newFunc: newSnapshotter}
 	// Registered first, so it runs after the subtest's own cleanups (Discards and
 	// releases) and before t.TempDir's removal.
-	t.Cleanup(func() { checkNothingLeft(t, dir, e.root) })
+	t.Cleanup(func() {
+		if e.s != nil {
+			if err := e.s.Wait(); err != nil {
+				t.Errorf("background removals: %v", err)
+			}
+		}
+		checkNothingLeft(t, dir, e.root)
+	})
 	e.s = newSnapshotter(t, e.root)
 	return e
 }
@@ -183,6 +190,9 @@ func (e *env) view(parents ...string) string {
 // checkEmptyWorkDirs fails the test unless active/ and tmp/ are empty now.
 func (e *env) checkEmptyWorkDirs(when string) {
 	e.t.Helper()
+	if err := e.s.Wait(); err != nil {
+		e.t.Errorf("%s: background removals: %v", when, err)
+	}
 	for _, sub := range []string{"active", "tmp"} {
 		if left := entries(e.t, filepath.Join(e.root, sub)); len(left) > 0 {
 			e.t.Errorf("%s: left in %s/: %v", when, sub, left)
