@@ -74,7 +74,9 @@ func stepInits(execs string, init *regexp.Regexp) int {
 	started := map[string]bool{}
 	n := 0
 	for _, line := range strings.Split(execs, "\n") {
+		// strace pads the pid to the width of the largest: "123  execve(…".
 		pid, call, ok := strings.Cut(strings.TrimSpace(line), " ")
+		call = strings.TrimSpace(call)
 		if !ok || !strings.HasPrefix(call, "execve(") {
 			continue
 		}
@@ -87,6 +89,22 @@ func stepInits(execs string, init *regexp.Regexp) int {
 		}
 	}
 	return n
+}
+
+// stepInits reads strace's lines whatever the pids' width, and counts only the inits
+// that went on to exec a command.
+func TestStepInitsCountsInitsThatRanAStep(t *testing.T) {
+	init := regexp.MustCompile(`execve\("/proc/self/fd/\d+", \["kiln-sandbox-init"\]`)
+	log := `812   execve("/proc/self/fd/13", ["kiln-sandbox-init"], 0x1 /* 1 var */) = 0
+12345 execve("/proc/self/fd/13", ["kiln-sandbox-init"], 0x1 /* 1 var */) = 0
+812   execve("/bin/sh", ["/bin/sh", "-c", "true"], 0x2 /* 2 vars */) = 0
+812   execve("/bin/true", ["true"], 0x2 /* 2 vars */) = 0
+12346 execve("/proc/self/fd/13", ["kiln-sandbox-init"], 0x1 /* 1 var */) = 0
+12346 execve("/bin/sh", ["/bin/sh", "-c", "true"], 0x2 /* 2 vars */) = 0
+`
+	if n := stepInits(log, init); n != 2 {
+		t.Errorf("stepInits = %d, want 2 (812 and 12346 ran a step, 12345 did not)", n)
+	}
 }
 
 // An installed kiln starts its RUN steps with the kiln-init beside it, when that is the
