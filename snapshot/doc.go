@@ -4,7 +4,8 @@
 // format (whiteouts are 0/0 character devices, opaque dirs carry
 // trusted.overlay.opaque=y). Prepare mounts a writable overlay over committed parents;
 // Commit renames its upper dir into a new committed snapshot, so a RUN step's layer is
-// never copied. Long parent chains are mounted with the new mount API ("lowerdir+",
+// never copied; the rest of its work dir is removed in the background, and Wait
+// waits for that before the process exits. Long parent chains are mounted with the new mount API ("lowerdir+",
 // Linux 6.8), with a mount(2) fallback through short symlink names. Where overlay
 // cannot mount (probed once in New), a copy-based fallback materialises the stack and
 // computes the overlay-format diff itself, at the cost of two rootfs copies per step.
