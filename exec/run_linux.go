@@ -55,7 +55,7 @@ type initFailure struct {
 func run(ctx context.Context, spec Spec) error { return runIn(ctx, spec, nil) }
 
 // runIn is Run, with the step's sandbox taken from pool when it has one ready for
-// the step, and its cgroup removed by the pool, else both done here.
+// the step, and its cgroup removed by the pool; with a nil pool, both done here.
 func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 	if NeedsEmulation(spec.Arch) {
 		if _, err := FindEmulator(spec.Arch); err != nil {
@@ -88,21 +88,14 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 		initPath = "/proc/self/exe"
 	}
 	key := sandboxKey{init: initPath, limits: spec.Limits, newNet: cfg.NewNet}
-	var sb *sandbox
-	if pool != nil {
-		sb = pool.take(key)
-	}
+	sb := pool.take(key)
 	if sb == nil {
 		if sb, err = startSandbox(key); err != nil {
 			return err
 		}
 	}
 	defer func() {
-		release := sb.release
-		if pool != nil {
-			release = func() error { return pool.retire(sb) }
-		}
-		if err := release(); err != nil {
+		if err := pool.retire(sb); err != nil {
 			retErr = errors.Join(retErr, err)
 		}
 	}()

@@ -144,8 +144,12 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 }
 
 // take hands out the sandbox started ahead when it was started for key, and starts
-// the next one for the same key: the steps of a build mostly share it.
+// the next one for the same key: the steps of a build mostly share it. A nil
+// Sandboxes has none (Run).
 func (s *Sandboxes) take(key sandboxKey) *sandbox {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -153,7 +157,7 @@ func (s *Sandboxes) take(key sandboxKey) *sandbox {
 	}
 	sb := s.ready
 	s.ready = nil
-	s.starting.Add(1)
+	s.pending.Add(1)
 	s.mu.Unlock()
 	go s.prepare(key)
 	if sb != nil && (sb.key != key || !sb.alive()) {
@@ -168,7 +172,7 @@ func (s *Sandboxes) take(key sandboxKey) *sandbox {
 // prepare starts a sandbox for key and keeps it for the next step, unless one is
 // kept already or the Sandboxes are closed.
 func (s *Sandboxes) prepare(key sandboxKey) {
-	defer s.starting.Done()
+	defer s.pending.Done()
 	sb, err := startSandbox(key)
 	if err != nil {
 		return // the next step starts its own, and reports what fails
@@ -186,8 +190,11 @@ func (s *Sandboxes) prepare(key sandboxKey) {
 
 // retire stops a step's sandbox and removes its empty cgroup in the background: a
 // cgroup's removal, as its creation, waits on the kernel, and the next step need not.
-// Close waits for it and reports what failed.
+// Close waits for it and reports what failed. A nil Sandboxes removes it now (Run).
 func (s *Sandboxes) retire(sb *sandbox) error {
+	if s == nil {
+		return sb.release()
+	}
 	if err := sb.stop(); err != nil {
 		return errors.Join(err, sb.cg.delete())
 	}
@@ -196,10 +203,10 @@ func (s *Sandboxes) retire(sb *sandbox) error {
 		s.mu.Unlock()
 		return sb.cg.delete()
 	}
-	s.starting.Add(1)
+	s.pending.Add(1)
 	s.mu.Unlock()
 	go func() {
-		defer s.starting.Done()
+		defer s.pending.Done()
 		if err := sb.cg.delete(); err != nil {
 			s.mu.Lock()
 			s.errs = append(s.errs, err)
@@ -215,7 +222,7 @@ func (s *Sandboxes) close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.starting.Wait()
+	s.pending.Wait()
 	s.mu.Lock()
 	sb, errs := s.ready, s.errs
 	s.ready, s.errs = nil, nil

@@ -21,8 +21,8 @@ type Sandboxes struct {
 	ready  *sandbox
 	closed bool
 	errs   []error // of cgroups removed in the background
-	// starting counts the sandboxes being started and the cgroups being removed.
-	starting sync.WaitGroup
+	// pending counts the sandboxes being started and the cgroups being removed.
+	pending sync.WaitGroup
 }
 
 // Run runs spec as Run does.
