@@ -45,7 +45,7 @@ type WriteOptions struct {
 	// WriteUpperDiff reads them from their sources and places them in the tar where
 	// the walk of the upper dir would have found them. Their directories must be in
 	// the upper dir. WriteTree ignores them.
-	Pending []PendingFile
+	Pending PendingFiles
 	// NormalizeTree makes the tree hold exactly what its layer holds, so that a
 	// step's tree is the same whether it was executed or unpacked from its layer:
 	// sub-second mtimes are cut to whole seconds in the tree too, and sockets

@@ -69,7 +69,7 @@ func TestPendingFilesSameBytes(t *testing.T) {
 
 	wantBlob, _, want := writeUpper(t, real, WriteOptions{})
 	var buf bytes.Buffer
-	gotBlob, empty, err := WriteUpperDiff(context.Background(), sparse, &buf, WriteOptions{Pending: pending})
+	gotBlob, empty, err := WriteUpperDiff(context.Background(), sparse, &buf, WriteOptions{Pending: PendingSlice(pending)})
 	must(t, err)
 	if empty {
 		t.Fatal("layer with pending files reported empty")
@@ -92,6 +92,7 @@ func TestPendingFilesRefused(t *testing.T) {
 		name    string
 		setup   func(upper string)
 		pending PendingFile
+		twice   bool // listed twice
 		want    string
 		wantErr error
 	}{
@@ -104,6 +105,7 @@ func TestPendingFilesRefused(t *testing.T) {
 		{name: "source changed size", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 4}, want: "file changed"},
 		{name: "source is a link", setup: func(string) { _ = os.Symlink("f", filepath.Join(src, "l")) },
 			pending: PendingFile{Name: "f", Source: filepath.Join(src, "l"), Size: 5}, want: "symbolic links"},
+		{name: "listed twice", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 5}, twice: true, want: "listed twice"},
 		{name: "whiteout name", pending: PendingFile{Name: ".wh.etc", Source: filepath.Join(src, "f"), Size: 5}, wantErr: ErrReservedName},
 	}
 	for _, tc := range cases {
@@ -112,8 +114,12 @@ func TestPendingFilesRefused(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(upper)
 			}
+			list := []PendingFile{tc.pending}
+			if tc.twice {
+				list = append(list, tc.pending)
+			}
 			var buf bytes.Buffer
-			_, _, err := WriteUpperDiff(context.Background(), upper, &buf, WriteOptions{Pending: []PendingFile{tc.pending}})
+			_, _, err := WriteUpperDiff(context.Background(), upper, &buf, WriteOptions{Pending: PendingSlice(list)})
 			if err == nil {
 				t.Fatal("no error")
 			}

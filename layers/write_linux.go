@@ -79,32 +79,24 @@ type treeWriter struct {
 	buf     []byte
 	entries int
 
-	pending      map[string]map[string]*PendingFile // by directory, then base name
-	pendingTotal int
-	pendingDone  int
+	pending     PendingFiles
+	pendingDirs map[string]bool // the directories of pending files: true once walked
+	pendingDone int
 }
 
-// setPending indexes the pending files by directory, refusing names that are not
-// clean relative paths (they could not be where the walk would find them).
-func (t *treeWriter) setPending(files []PendingFile) error {
-	for i := range files {
-		pf := &files[i]
-		if pf.Name == "" || pf.Name != path.Clean(pf.Name) || path.IsAbs(pf.Name) || pf.Name == "." || pf.Name == ".." || strings.HasPrefix(pf.Name, "../") {
-			return fmt.Errorf("pending file %q: not a clean relative path", pf.Name)
+// setPending checks the directories of the pending files: each must be a clean
+// relative path (else the walk could never find its files where they belong).
+func (t *treeWriter) setPending(files PendingFiles) error {
+	if files == nil || files.Len() == 0 {
+		return nil
+	}
+	t.pending = files
+	t.pendingDirs = map[string]bool{}
+	for _, dir := range files.Dirs() {
+		if dir != "" && !cleanRel(dir) {
+			return fmt.Errorf("pending files in %q: not a clean relative path", dir)
 		}
-		dir, base := path.Split(pf.Name)
-		dir = strings.TrimSuffix(dir, "/")
-		if t.pending == nil {
-			t.pending = map[string]map[string]*PendingFile{}
-		}
-		if t.pending[dir] == nil {
-			t.pending[dir] = map[string]*PendingFile{}
-		}
-		if _, dup := t.pending[dir][base]; dup {
-			return fmt.Errorf("pending file %q listed twice", pf.Name)
-		}
-		t.pending[dir][base] = pf
-		t.pendingTotal++
+		t.pendingDirs[dir] = false
 	}
 	return nil
 }
@@ -116,14 +108,38 @@ func (t *treeWriter) walk() error {
 	if err := t.walkDir(t.root, ""); err != nil {
 		return err
 	}
-	if t.pendingDone != t.pendingTotal {
-		for dir, files := range t.pending {
-			for name := range files {
-				return fmt.Errorf("%s: pending file outside the upper dir's directories", path.Join(dir, name))
+	if t.pending != nil && t.pendingDone != t.pending.Len() {
+		for dir, walked := range t.pendingDirs {
+			if fs := t.pending.InDir(dir); !walked && len(fs) > 0 {
+				return fmt.Errorf("%s: pending file outside the upper dir's directories", fs[0].Name)
 			}
 		}
+		return fmt.Errorf("%d pending files listed, %d written", t.pending.Len(), t.pendingDone)
 	}
 	return nil
+}
+
+// pendingIn returns the pending files of the directory rel by base name, checking
+// that each is named as one entry of rel.
+func (t *treeWriter) pendingIn(rel string) (map[string]*PendingFile, error) {
+	if _, ok := t.pendingDirs[rel]; !ok {
+		return nil, nil
+	}
+	t.pendingDirs[rel] = true
+	files := t.pending.InDir(rel)
+	byName := make(map[string]*PendingFile, len(files))
+	for i := range files {
+		pf := &files[i]
+		dir, base := path.Split(pf.Name)
+		if !cleanRel(pf.Name) || strings.TrimSuffix(dir, "/") != rel {
+			return nil, fmt.Errorf("pending file %q: not a clean relative path in %q", pf.Name, rel)
+		}
+		if _, dup := byName[base]; dup {
+			return nil, fmt.Errorf("pending file %q listed twice", pf.Name)
+		}
+		byName[base] = pf
+	}
+	return byName, nil
 }
 
 func (t *treeWriter) walkDir(dir, rel string) error {
@@ -136,7 +152,10 @@ func (t *treeWriter) walkDir(dir, rel string) error {
 	if err != nil {
 		return fmt.Errorf("read dir %s: %w", rel, err)
 	}
-	pending := t.pending[rel]
+	pending, err := t.pendingIn(rel)
+	if err != nil {
+		return err
+	}
 	if len(pending) > 0 {
 		real := make(map[string]bool, len(names))
 		for _, n := range names {

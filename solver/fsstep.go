@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -152,16 +151,13 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	if err := x.do(ctx, active.Root); err != nil {
 		return nil, err
 	}
-	var pending []layers.PendingFile
+	var pending layers.PendingFiles
 	if x.pending != nil {
-		pending = x.pending.Files()
-		var dirs []string // by sorted name a directory's files mostly come together
-		for _, f := range pending {
-			if d := path.Dir(f.Name); len(dirs) == 0 || dirs[len(dirs)-1] != d {
-				dirs = append(dirs, d)
-			}
+		if pending = x.pending.Files(); pending.Len() > 0 {
+			active.KeepDirs(pending.Dirs())
+		} else {
+			pending = nil
 		}
-		active.KeepDirs(dirs)
 	}
 	if err := active.Unmount(ctx); err != nil {
 		return nil, fmt.Errorf("unmount snapshot: %w", err)
@@ -215,7 +211,7 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	}
 	// With pending files the upper dir is not the layer's content: the snapshot is
 	// left to be unpacked from the layer if anything ever needs it.
-	if len(pending) == 0 {
+	if pending == nil {
 		if err := active.Commit(ctx, snap); err != nil {
 			return nil, fmt.Errorf("commit snapshot: %w", err)
 		}

@@ -2,9 +2,15 @@ package source
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/layers"
 )
 
 // A pending copy skips the lstat of files that land in directories the step itself
@@ -43,7 +49,7 @@ func TestPendingCopyInMadeDirectories(t *testing.T) {
 			got := readTree(t, root)["d/sub/x"]
 			if pending {
 				got = ""
-				for _, f := range p.Files() {
+				for _, f := range pendingFiles(p) {
 					if f.Name == "d/sub/x" {
 						got = readTree(t, filepath.Dir(f.Source))[filepath.Base(f.Source)]
 					}
@@ -53,5 +59,62 @@ func TestPendingCopyInMadeDirectories(t *testing.T) {
 				t.Fatalf("%s (pending %v): d/sub/x is %q, want %q", tc.name, pending, got, tc.want)
 			}
 		}
+	}
+}
+
+// pendingFiles lists all of p's files.
+func pendingFiles(p *Pending) []layers.PendingFile {
+	l := p.Files()
+	var out []layers.PendingFile
+	for _, d := range l.Dirs() {
+		out = append(out, l.InDir(d)...)
+	}
+	return out
+}
+
+// Pending keeps its files compactly (directory numbers, names, rare fields aside);
+// what it hands the layer must be what the copies selected: a renamed source read
+// from its own name, xattrs kept, a file replaced by a later copy read from the
+// later source, one replaced by a link no longer pending.
+func TestPendingFilesAsCopied(t *testing.T) {
+	ctxDir, root := t.TempDir(), t.TempDir()
+	writeTree(t, ctxDir, map[string]string{"a.txt": "A", "x/f": "F", "x/g": "G1", "y/f": "->g", "y/g": "G2", "y/sub/h": "H"})
+	if err := unix.Lsetxattr(filepath.Join(ctxDir, "a.txt"), "user.k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	p := NewPending(root)
+	src := Source{Root: ctxDir, Context: openCtx(t, ctxDir)}
+	for _, opts := range []CopyOptions{
+		{Sources: []string{"a.txt"}, Dest: "/d/renamed.txt"},
+		{Sources: []string{"x"}, Dest: "/d/"},
+		{Sources: []string{"y"}, Dest: "/d/"},
+	} {
+		opts.Pending = p
+		if err := Copy(context.Background(), src, root, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type got struct {
+		source string
+		size   int64
+		xattrs map[string][]byte
+	}
+	files := map[string]got{}
+	for _, f := range pendingFiles(p) {
+		files[f.Name] = got{f.Source, f.Size, f.Xattrs}
+	}
+	want := map[string]got{
+		"d/renamed.txt": {filepath.Join(ctxDir, "a.txt"), 1, map[string][]byte{"user.k": []byte("v")}},
+		"d/g":           {filepath.Join(ctxDir, "y/g"), 2, nil},
+		"d/sub/h":       {filepath.Join(ctxDir, "y/sub/h"), 1, nil},
+	}
+	if !reflect.DeepEqual(files, want) {
+		t.Fatalf("pending files\n %v\nwant\n %v", files, want)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "d/f")); err != nil || l != "g" {
+		t.Fatalf("d/f: link %q, %v", l, err)
+	}
+	if n := p.Files().Len(); n != 0 {
+		t.Fatalf("Files left %d files behind", n)
 	}
 }
