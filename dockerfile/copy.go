@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -124,17 +125,29 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 }
 
 // explainFiles gives a COPY's per-file digests as a miss explanation compares
-// them. A digested tree's are the first 8 bytes of each digest in hex, which tell
-// a change as surely as the whole and keep the recorded inputs of a 200,000-file
-// COPY small. A later source's path wins, as its copy overwrites the earlier one.
-func explainFiles(parts []*copyPart) func() map[string]string {
-	return func() map[string]string {
-		files := map[string]string{}
+// them, sorted by path. A digested tree's are the first 8 bytes of each digest in
+// hex, which tell a change as surely as the whole and keep the recorded inputs of a
+// 200,000-file COPY small. A later source's path wins, as its copy overwrites the
+// earlier one. The engine calls it once (solver.Step.Files), and the parts' digests
+// are let go then: the step that runs next holds its own per-file state.
+func explainFiles(parts []*copyPart) func() []solver.FileDigest {
+	return func() []solver.FileDigest {
+		var files []solver.FileDigest
 		for _, p := range parts {
-			maps.Copy(files, p.files)
-			for _, f := range p.fileSums {
-				files[f.Path] = hex.EncodeToString(f.Sum[:8])
+			for _, path := range slices.Sorted(maps.Keys(p.files)) {
+				files = append(files, solver.FileDigest{Path: path, Digest: p.files[path]})
 			}
+			for _, f := range p.fileSums { // sorted by path (source.Sum)
+				files = append(files, solver.FileDigest{Path: f.Path, Digest: hex.EncodeToString(f.Sum[:8])})
+			}
+			p.fileSums = nil
+		}
+		if len(parts) > 1 {
+			// Stable, and the last of each path kept: the later source's.
+			slices.SortStableFunc(files, func(a, b solver.FileDigest) int { return strings.Compare(a.Path, b.Path) })
+			slices.Reverse(files)
+			files = slices.CompactFunc(files, func(a, b solver.FileDigest) bool { return a.Path == b.Path })
+			slices.Reverse(files)
 		}
 		return files
 	}

@@ -277,7 +277,7 @@ func (b *build) scope(sc *stepCtx) string {
 
 // step is the engine's Step of sc's op: its progress name, position, whether the
 // cache applies, and errors given the instruction's line.
-func (b *build) step(ctx context.Context, sc *stepCtx, op *solver.Op, files func() map[string]string) solver.Step {
+func (b *build) step(ctx context.Context, sc *stepCtx, op *solver.Op, files func() []solver.FileDigest) solver.Step {
 	sc.id = b.eng.NextID()
 	return solver.Step{
 		Op: op, ID: sc.id, Name: sc.name, Display: displayInstruction(sc.cmd),

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,7 +122,9 @@ func TestExplainMiss(t *testing.T) {
 	if got := b.explainMiss(ctx, "never-built", &opRecord{}); got != "" {
 		t.Errorf("first build at a position: %q, want no explanation", got)
 	}
-	files := func() map[string]string { return map[string]string{"src/main.go": "sha256:1", "README": "sha256:r"} }
+	files := func() fileDigests {
+		return digestsOf(map[string]string{"src/main.go": "sha256:1", "README": "sha256:r"})
+	}
 	for _, tc := range []struct {
 		name   string
 		change func(r *opRecord)
@@ -131,11 +135,11 @@ func TestExplainMiss(t *testing.T) {
 		{"argv", func(r *opRecord) { r.Op.Run.Args = []string{"make", "all"} }, "run.args changed"},
 		{"one file", func(r *opRecord) {
 			r.Op.Copy.Content = []string{"sha256:new"}
-			r.Files = map[string]string{"src/main.go": "sha256:2", "README": "sha256:r"}
+			r.Files = digestsOf(map[string]string{"src/main.go": "sha256:2", "README": "sha256:r"})
 		}, "src/main.go changed"},
 		{"files added and removed", func(r *opRecord) {
 			r.Op.Copy.Content = []string{"sha256:new"}
-			r.Files = map[string]string{"src/main.go": "sha256:1", "new.go": "sha256:n"}
+			r.Files = digestsOf(map[string]string{"src/main.go": "sha256:1", "new.go": "sha256:n"})
 		}, "README removed, new.go added"},
 		{"sources changed", func(r *opRecord) {
 			r.Op.Copy.Content = []string{"sha256:new"}
@@ -180,7 +184,7 @@ func TestDescribeFileChanges(t *testing.T) {
 		{"same files", map[string]string{"a": "1"}, map[string]string{"a": "1"}, "source files changed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := describeFileChanges(tc.old, tc.cur); got != tc.want {
+			if got := describeFileChanges(digestsOf(tc.old), digestsOf(tc.cur)); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
@@ -220,4 +224,13 @@ func TestApplyEntryKeysByResult(t *testing.T) {
 	if got := keyAfter(&cache.Entry{Key: "k"}); got != "k" {
 		t.Errorf("an empty step's key after it = %q, want its own key", got)
 	}
+}
+
+// digestsOf is m as a record's sorted file digests.
+func digestsOf(m map[string]string) fileDigests {
+	var fs fileDigests
+	for _, p := range slices.Sorted(maps.Keys(m)) {
+		fs = append(fs, FileDigest{Path: p, Digest: m[p]})
+	}
+	return fs
 }

@@ -198,10 +198,11 @@ type Step struct {
 	// Scope names the step's position across builds: the op last built there is
 	// kept to explain a later miss (Store.LastInputs).
 	Scope string
-	// Files gives the per-file digests of what the op reads (path → any string
-	// that changes with the file), kept only to explain a later miss. It is called
-	// only on a miss: a big COPY has hundreds of thousands of them. nil: none.
-	Files func() map[string]string
+	// Files gives the per-file digests of what the op reads, sorted by path, each
+	// path once, kept only to explain a later miss. It is called only on a miss,
+	// and at most once: a big COPY has hundreds of thousands of them, which its
+	// caller can let go of then. nil: none.
+	Files func() []FileDigest
 	// NoCache executes the op whatever the store holds.
 	NoCache bool
 	// Group is the caller's label of the op, returned with its key in Result.Steps

@@ -3,7 +3,6 @@ package solver
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -86,11 +85,17 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		if why == "" {
 			x.addFiles(rec)
 			why = e.explainMiss(ctx, scope, rec)
-			// Made again to be recorded: a big COPY's are megabytes, which the
-			// step's own work should not carry.
-			rec.Files = nil
 		}
 	}
+	// The record is encoded before the step runs and kept until it is done: a big
+	// COPY's per-file digests are megabytes, which the step's own work (the layer
+	// write of the same files) should not carry beside it.
+	x.addFiles(rec)
+	inputs, err := encodeRecord(rec)
+	if err != nil {
+		return fail(err)
+	}
+	rec.Files = nil
 
 	release, err := e.acquire(ctx)
 	if err != nil {
@@ -108,10 +113,7 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
 		return fail(err)
 	}
-	x.addFiles(rec)
-	if data, err := json.Marshal(rec); err == nil {
-		_ = e.opts.Store.SetLastInputs(ctx, scope, data)
-	}
+	_ = e.opts.Store.SetLastInputs(ctx, scope, inputs)
 	// The entry keeps its op without the per-file digests: those can run to
 	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
 	// use time); explaining a miss needs only the last record of the step's position.
@@ -253,10 +255,11 @@ func (e *Engine) applyEntry(st State, ent *cache.Entry, key string) (StepResult,
 	return StepResult{State: st, DiffID: &diffID}, nil
 }
 
-// addFiles fills in rec's per-file digests, once.
+// addFiles fills in rec's per-file digests. Files is called once: its caller may
+// let go of what it made them from.
 func (x *stepExec) addFiles(rec *opRecord) {
-	if rec.Files == nil && x.Files != nil {
-		rec.Files = x.Files()
+	if x.Files != nil {
+		rec.Files, x.Files = x.Files(), nil
 	}
 }
 
@@ -267,34 +270,10 @@ func (e *Engine) explainMiss(ctx context.Context, scope string, rec *opRecord) s
 		return "" // never built here before: nothing to explain
 	}
 	var old opRecord
-	if err := json.Unmarshal(data, &old); err != nil {
+	if err := decodeRecord(data, &old); err != nil {
 		return ""
 	}
 	return explainOpChange(&old, rec)
-}
-
-func describeFileChanges(old, cur map[string]string) string {
-	var changed []string
-	for p, d := range cur {
-		if od, ok := old[p]; !ok {
-			changed = append(changed, p+" added")
-		} else if od != d {
-			changed = append(changed, p+" changed")
-		}
-	}
-	for p := range old {
-		if _, ok := cur[p]; !ok {
-			changed = append(changed, p+" removed")
-		}
-	}
-	if len(changed) == 0 {
-		return "source files changed"
-	}
-	slices.Sort(changed)
-	if len(changed) > 3 {
-		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
-	}
-	return strings.Join(changed, ", ")
 }
 
 func describeEnvChange(old, cur []string) string {

@@ -138,13 +138,6 @@ func (op *Op) key() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// opRecord is what is kept of a step's op to explain a later miss at its position:
-// the op and the per-file digests of what it read.
-type opRecord struct {
-	Op    Op                `json:"op"`
-	Files map[string]string `json:"files,omitempty"`
-}
-
 // explainOpChange names what differs between the op last built at a step's position
 // and this one, in the words a user recognises.
 func explainOpChange(old, cur *opRecord) string {

@@ -1,0 +1,164 @@
+package solver
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// opRecord is what is kept of a step's op to explain a later miss at its position:
+// the op and the per-file digests of what it read.
+type opRecord struct {
+	Op    Op          `json:"op"`
+	Files fileDigests `json:"files,omitempty"`
+}
+
+// FileDigest is the digest of one file an op reads, as a miss explanation compares
+// it: any string that changes with the file.
+type FileDigest struct {
+	Path, Digest string
+}
+
+// fileDigests are sorted by path, each path once. In JSON they are one object from
+// path to digest, the form older records have.
+type fileDigests []FileDigest
+
+// recordCompressAbove is the size of an encoded opRecord above which it is kept
+// gzip-compressed: a COPY of 200,000 files has an 11 MB record, mostly paths that
+// repeat their directories, which compresses about fivefold; a small record is
+// kept as plain JSON.
+const recordCompressAbove = 4 << 10
+
+// encodeRecord is rec as Store.SetLastInputs keeps it. The files are written one at
+// a time into the (compressed) output: a big COPY's are never in memory as JSON.
+func encodeRecord(rec *opRecord) ([]byte, error) {
+	op, err := json.Marshal(rec.Op)
+	if err != nil {
+		return nil, fmt.Errorf("encode the step's inputs: %w", err)
+	}
+	size := len(op)
+	for _, f := range rec.Files {
+		size += len(f.Path) + len(f.Digest) + 6
+	}
+	var buf bytes.Buffer
+	if size <= recordCompressAbove {
+		writeRecord(&buf, op, rec.Files)
+		return buf.Bytes(), nil
+	}
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // a valid level: no error
+	writeRecord(zw, op, rec.Files)
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress the step's inputs: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// writeRecord writes the JSON of an opRecord whose op is encoded already. Writes
+// into a bytes.Buffer or a gzip writer over one do not fail.
+func writeRecord(w io.Writer, op []byte, files fileDigests) {
+	io.WriteString(w, `{"op":`)
+	w.Write(op)
+	if len(files) > 0 {
+		io.WriteString(w, `,"files":`)
+		files.writeJSON(w)
+	}
+	io.WriteString(w, "}")
+}
+
+func (fs fileDigests) writeJSON(w io.Writer) {
+	io.WriteString(w, "{")
+	for i, f := range fs {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		k, _ := json.Marshal(f.Path) // a string always encodes
+		v, _ := json.Marshal(f.Digest)
+		w.Write(k)
+		io.WriteString(w, ":")
+		w.Write(v)
+	}
+	io.WriteString(w, "}")
+}
+
+// MarshalJSON writes fs as one object.
+func (fs fileDigests) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	fs.writeJSON(&buf)
+	return buf.Bytes(), nil
+}
+
+// UnmarshalJSON reads an object from path to digest, one pair at a time (a big
+// record is never a map).
+func (fs *fileDigests) UnmarshalJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return fmt.Errorf("files: not an object")
+	}
+	var out fileDigests
+	for dec.More() {
+		var f FileDigest
+		k, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		f.Path, _ = k.(string)
+		if err := dec.Decode(&f.Digest); err != nil {
+			return err
+		}
+		out = append(out, f)
+	}
+	slices.SortStableFunc(out, func(a, b FileDigest) int { return strings.Compare(a.Path, b.Path) })
+	*fs = slices.CompactFunc(out, func(a, b FileDigest) bool { return a.Path == b.Path })
+	return nil
+}
+
+// decodeRecord reads what encodeRecord wrote (or plain JSON, as kiln wrote before).
+func decodeRecord(data []byte, rec *opRecord) error {
+	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		return json.NewDecoder(zr).Decode(rec)
+	}
+	return json.Unmarshal(data, rec)
+}
+
+// describeFileChanges names the files added, changed and removed between two
+// records, the first three in order.
+func describeFileChanges(old, cur fileDigests) string {
+	var changed []string
+	note := func(s string) {
+		changed = append(changed, s)
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(cur) {
+		switch {
+		case j == len(cur) || (i < len(old) && old[i].Path < cur[j].Path):
+			note(old[i].Path + " removed")
+			i++
+		case i == len(old) || cur[j].Path < old[i].Path:
+			note(cur[j].Path + " added")
+			j++
+		default:
+			if old[i].Digest != cur[j].Digest {
+				note(cur[j].Path + " changed")
+			}
+			i++
+			j++
+		}
+	}
+	if len(changed) == 0 {
+		return "source files changed"
+	}
+	if len(changed) > 3 {
+		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
+	}
+	return strings.Join(changed, ", ")
+}
