@@ -299,6 +299,12 @@ func (m *memberWriter) worker() {
 				comp = c
 			}
 		}
+		if need := compressBound(len(j.raw)); cap(comp) < need {
+			// Grown by the gzip writer instead, a buffer doubles past what
+			// the member needs: a 1 MiB member that does not compress would
+			// take 2 MiB.
+			comp = make([]byte, 0, need)
+		}
 		buf := bytes.NewBuffer(comp[:0])
 		zw.Reset(buf)
 		if _, err := zw.Write(j.raw); err != nil {
@@ -311,6 +317,10 @@ func (m *memberWriter) worker() {
 		close(j.done)
 	}
 }
+
+// compressBound is more than the gzip member of n bytes can take: deflate stores a
+// block that does not compress, at 5 bytes a 64 KiB block, and gzip adds 18 bytes.
+func compressBound(n int) int { return n + n>>10 + 64 }
 
 // trailerMatches checks a member's gzip framing and its CRC-32 and length trailer
 // against the uncompressed bytes it must hold.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
 )
 
@@ -221,5 +222,28 @@ func TestGzipMemberKeyNamesLevel(t *testing.T) {
 	}
 	if memberKey(1, raw) == memberKey(1, append(raw, 0)) {
 		t.Fatal("member key does not follow the bytes")
+	}
+}
+
+// A member's compressed buffer is sized by compressBound before compression, so
+// the bound must hold for the worst input, bytes that do not compress, at every
+// level: else the buffer doubles past it as it grows.
+func TestCompressBound(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	for _, n := range []int{0, 1, 100, 64 << 10, memberTarget, memberMax} {
+		raw := make([]byte, n)
+		r.Read(raw)
+		for _, level := range []int{1, 6, 9} {
+			buf := bytes.NewBuffer(make([]byte, 0, compressBound(n)))
+			zw, err := kgzip.NewWriterLevel(buf, level)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zw.Write(raw)
+			zw.Close()
+			if buf.Len() > compressBound(n) {
+				t.Errorf("%d random bytes at level %d: %d compressed, bound %d", n, level, buf.Len(), compressBound(n))
+			}
+		}
 	}
 }
