@@ -92,42 +92,78 @@ func (fs fileDigests) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// UnmarshalJSON reads an object from path to digest, one pair at a time (a big
-// record is never a map).
-func (fs *fileDigests) UnmarshalJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return fmt.Errorf("files: not an object")
-	}
-	var out fileDigests
-	for dec.More() {
-		var f FileDigest
-		k, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		f.Path, _ = k.(string)
-		if err := dec.Decode(&f.Digest); err != nil {
-			return err
-		}
-		out = append(out, f)
-	}
-	slices.SortStableFunc(out, func(a, b FileDigest) int { return strings.Compare(a.Path, b.Path) })
-	*fs = slices.CompactFunc(out, func(a, b FileDigest) bool { return a.Path == b.Path })
-	return nil
-}
-
-// decodeRecord reads what encodeRecord wrote (or plain JSON, as kiln wrote before).
+// decodeRecord reads what encodeRecord wrote (or plain JSON, as kiln wrote before,
+// with the files as a map). It reads the JSON a token at a time from the
+// decompressing reader: a big record is never in memory whole, as bytes or as a map.
 func decodeRecord(data []byte, rec *opRecord) error {
+	var r io.Reader = bytes.NewReader(data)
 	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
+		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return err
 		}
 		defer zr.Close()
-		return json.NewDecoder(zr).Decode(rec)
+		r = zr
 	}
-	return json.Unmarshal(data, rec)
+	dec := json.NewDecoder(r)
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch k {
+		case "op":
+			err = dec.Decode(&rec.Op)
+		case "files":
+			rec.Files, err = decodeFiles(dec)
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return fmt.Errorf("record %v: %w", k, err)
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+// decodeFiles reads an object from path to digest, sorted and each path once.
+func decodeFiles(dec *json.Decoder) (fileDigests, error) {
+	if err := expectDelim(dec, '{'); err != nil {
+		return nil, err
+	}
+	var out fileDigests
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		f := FileDigest{}
+		f.Path, _ = k.(string)
+		if err := dec.Decode(&f.Digest); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b FileDigest) int { return strings.Compare(a.Path, b.Path) })
+	return slices.CompactFunc(out, func(a, b FileDigest) bool { return a.Path == b.Path }), nil
+}
+
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != d {
+		return fmt.Errorf("want %v, found %v", d, t)
+	}
+	return nil
 }
 
 // describeFileChanges names the files added, changed and removed between two
