@@ -55,7 +55,8 @@ func encodeRecord(rec *opRecord) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("compress the step's inputs: %w", err)
 	}
-	return buf.Bytes(), nil
+	// Kept through the step: not in the buffer that doubled as it grew.
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 // writeRecord writes the JSON of an opRecord whose op is encoded already. Writes
