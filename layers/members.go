@@ -49,7 +49,7 @@ import (
 //
 // Sizes: members of 512 KiB on average keep the ratio of 1 MiB pgzip blocks primed
 // with a window (members_test.go) and bound what is live at once to a few MiB of
-// buffers: under kiln's 48 MiB soft heap limit, 2 MiB members kept the collector
+// buffers: under kiln's soft heap limit (48 MiB then), 2 MiB members kept the collector
 // running through a whole W2 COPY (cold 5.5 s against 4.4 s).
 const (
 	memberTarget = 512 << 10

@@ -12,8 +12,10 @@ import (
 // live heap is usually tens of MB (buffers are reused and layers stream), but with
 // the default GOGC the heap grows to twice the live size before a collection; under
 // this limit the collector runs sooner instead. Measured on W2 (COPY of 20,000
-// files): peak RSS 78 MB -> 59 MB, same wall time.
-const memoryLimitFloor = 48 << 20
+// files): peak RSS 78 MB -> 59 MB at 48 MiB, same wall time. 40 MiB (since the
+// per-file state of a big COPY shrank) took W6 warm (the digest of 210,000 files)
+// from 69 to 63 MB, with W1, W2 and W5 as fast as at 48 (alternated runs).
+const memoryLimitFloor = 40 << 20
 
 // memoryLimitHeadroom is the least the limit allows above the live heap. Less costs
 // CPU: W6 (a 210,000-file COPY, 35 MB live through its layer write) took 849
