@@ -88,7 +88,7 @@ func (e *Engine) Workdir(ctx context.Context, st State, s Step) (StepResult, err
 			}
 			owner = source.Owner{UID: u.UID, GID: u.GID}
 		}
-		if _, err := source.MkdirAll(root, wd, owner); err != nil {
+		if _, err := source.MkdirAll(root, wd, source.NewDir(owner)); err != nil {
 			return fmt.Errorf("WORKDIR %s: %w", wd, err)
 		}
 		return nil

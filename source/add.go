@@ -17,7 +17,7 @@ import (
 // owners unless --chown is given, in which case every extracted entry gets that owner.
 // --chmod does not apply to extracted entries (BuildKit ignores it there too).
 func (c *copier) unpack(ctx context.Context, sel selection, destImg string) error {
-	destHost, err := MkdirAll(c.destRoot, destImg, c.createdOwner())
+	destHost, err := MkdirAll(c.destRoot, destImg, NewDir(c.createdOwner()))
 	if err != nil {
 		return err
 	}

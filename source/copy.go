@@ -63,7 +63,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if !dirSyntax {
 		parent = path.Dir(destImg)
 	}
-	if _, err := MkdirAll(destRoot, parent, c.createdOwner()); err != nil {
+	if _, err := MkdirAll(destRoot, parent, c.createdDir()); err != nil {
 		return err
 	}
 	destHost, err := rootpath.Resolve(destRoot, destImg)
@@ -142,6 +142,18 @@ func (c *copier) createdOwner() Owner {
 	return Owner{}
 }
 
+// createdDir is what the directories a copy creates on its way to dest, dest
+// included, get: the --chown owner and, as in BuildKit, the --chmod mode, which
+// gives them a mode such as 0640 that a directory rarely has (BuildKit v0.32
+// does exactly this; an existing directory keeps its own).
+func (c *copier) createdDir() DirMeta {
+	d := NewDir(c.createdOwner())
+	if c.opts.Chmod != nil {
+		d.Mode = chmodBits(*c.opts.Chmod)
+	}
+	return d
+}
+
 // owner is the owner a copied entry gets.
 func (c *copier) owner(e entry) (int, int, error) {
 	switch {
@@ -159,11 +171,13 @@ func (c *copier) owner(e entry) (int, int, error) {
 // fs.ModeSetuid and friends or as raw 04000-style bits.
 func (c *copier) mode(fi fs.FileInfo) uint32 {
 	if c.opts.Chmod != nil {
-		m := *c.opts.Chmod
-		return uint32(m)&0o7777 | unixMode(m)
+		return chmodBits(*c.opts.Chmod)
 	}
 	return unixMode(fi.Mode())
 }
+
+// chmodBits is a --chmod mode as st_mode bits.
+func chmodBits(m fs.FileMode) uint32 { return uint32(m)&0o7777 | unixMode(m) }
 
 // copySelection copies one selection to dest by BuildKit's prepareTargetDir rules.
 func (c *copier) copySelection(ctx context.Context, sel selection, destImg, destHost string) error {
@@ -174,7 +188,7 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	target, targetImg := destHost, destImg
 	if sel.fi.IsDir() {
 		if fiDest == nil {
-			if _, err := MkdirAll(c.destRoot, destImg, c.createdOwner()); err != nil {
+			if _, err := MkdirAll(c.destRoot, destImg, c.createdDir()); err != nil {
 				return err
 			}
 		} else if !fiDest.IsDir() {
@@ -187,7 +201,7 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 		// dest may be a symlink whose target's parents are missing ("/l ->
 		// /opt/x/f"): BuildKit's prepareTargetDir makes them, inside the rootfs, and
 		// copies through the link.
-		if err := mkdirHost(c.destRoot, filepath.Dir(destHost), c.createdOwner()); err != nil {
+		if err := mkdirHost(c.destRoot, filepath.Dir(destHost), c.createdDir()); err != nil {
 			return err
 		}
 	}

@@ -198,7 +198,7 @@ func copyParents(ctx context.Context, src Source, destRoot string, opts CopyOpti
 	}
 	c := &copier{src: src, destRoot: destRoot, opts: opts, filters: f}
 	destImg := path.Clean("/" + filepath.ToSlash(opts.Dest))
-	destHost, err := MkdirAll(destRoot, destImg, c.createdOwner())
+	destHost, err := MkdirAll(destRoot, destImg, c.createdDir())
 	if err != nil {
 		return err
 	}
