@@ -13,7 +13,9 @@ import (
 	"io"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
@@ -59,7 +61,7 @@ const (
 
 // memberFormat versions the cut rule and the member encoding: a change to either
 // must change it, so that no member of another rule is ever reused.
-const memberFormat = "kiln.layer.gzip-member.v1"
+const memberFormat = "kiln.layer.gzip-member.v2"
 
 // MemberSource finds the compressed bytes of a gzip member written before, by its
 // key (Member.Key): the store implements it over the blobs it holds. It reads them
@@ -309,7 +311,7 @@ func (m *memberWriter) worker() {
 			comp = make([]byte, 0, need)
 		}
 		buf := bytes.NewBuffer(comp[:0])
-		zw.Reset(buf)
+		resetGzip(zw, buf)
 		if _, err := zw.Write(j.raw); err != nil {
 			j.err = err
 		} else if err := zw.Close(); err != nil {
@@ -319,6 +321,25 @@ func (m *memberWriter) worker() {
 		j.sum = v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(j.comp))}
 		close(j.done)
 	}
+}
+
+// resetGzip points zw at w with the header every member has: no name, and mtime 0 as
+// Go's compress/gzip and BuildKit write it (klauspost's writer would otherwise write
+// the zero time.Time as 0x886e0900, a date in 2042).
+func resetGzip(zw *gzip.Writer, w io.Writer) {
+	zw.Reset(w)
+	zw.ModTime = time.Unix(0, 0)
+}
+
+// emptyTar is the whole tar of a layer without entries: its end-of-archive marker.
+const emptyTar = 1024
+
+// emptyGzipLayer is that tar as BuildKit and Docker compress it (Go's compress/gzip,
+// default level): sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1,
+// the empty layer registries already hold. A step that changes nothing gets it.
+var emptyGzipLayer = []byte{
+	0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x62, 0x18, 0x05, 0xa3, 0x60, 0x14,
+	0x8c, 0x58, 0x00, 0x08, 0x00, 0x00, 0xff, 0xff, 0x2e, 0xaf, 0xb5, 0xef, 0x00, 0x04, 0x00, 0x00,
 }
 
 // compressBound is more than the gzip member of n bytes can take: deflate stores a
@@ -376,8 +397,16 @@ func (m *memberWriter) Close() error {
 		return m.failed()
 	}
 	m.closed = true
+	var empty []byte
 	if m.failed() == nil {
-		m.cut()
+		if m.pos == emptyTar && len(m.cur) == emptyTar && !slices.ContainsFunc(m.cur, func(b byte) bool { return b != 0 }) {
+			// A tar without entries, all in one member not yet cut: written below
+			// as BuildKit's empty layer, and recorded as no member (its bytes are
+			// not what compressing gives, so no later layer may reuse them).
+			empty, m.cur = m.cur, nil
+		} else {
+			m.cut()
+		}
 	}
 	close(m.work)
 	close(m.order)
@@ -386,10 +415,16 @@ func (m *memberWriter) Close() error {
 	if err := m.failed(); err != nil {
 		return err
 	}
+	if empty != nil {
+		m.diffID.Write(empty)
+		_, err := m.out.Write(emptyGzipLayer)
+		return err
+	}
 	if m.offset == 0 {
 		// A gzip stream is at least one member, even of nothing.
 		var buf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&buf, m.level)
+		zw.ModTime = time.Unix(0, 0)
 		if err := zw.Close(); err != nil {
 			return err
 		}

@@ -247,3 +247,35 @@ func TestCompressBound(t *testing.T) {
 		}
 	}
 }
+
+// A tree with nothing in it is BuildKit's empty layer byte for byte, recorded as no
+// member; every member of other layers has gzip's mtime field 0, as Go's compress/gzip
+// and BuildKit write it.
+func TestEmptyLayerAndMemberHeaders(t *testing.T) {
+	b, empty, blob := writeUpper(t, t.TempDir(), WriteOptions{})
+	if !empty {
+		t.Fatal("an empty dir is not reported empty")
+	}
+	if b.Digest.String() != "sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1" ||
+		b.DiffID.String() != "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef" || b.Size != 32 {
+		t.Errorf("empty layer %s (diff_id %s, %d bytes), want BuildKit's", b.Digest, b.DiffID, b.Size)
+	}
+	if len(b.Members) != 0 {
+		t.Errorf("empty layer recorded %d members", len(b.Members))
+	}
+	if got := gunzipAll(t, blob); !bytes.Equal(got, make([]byte, 1024)) {
+		t.Errorf("empty layer holds %d bytes, want the 1024 of an empty tar", len(got))
+	}
+
+	dir := t.TempDir()
+	makeManyFiles(t, dir, 300, 1)
+	b, _, blob = writeUpper(t, dir, WriteOptions{})
+	if len(b.Members) < 2 {
+		t.Fatalf("%d members", len(b.Members))
+	}
+	for i, m := range b.Members {
+		if h := blob[m.Offset : m.Offset+10]; !bytes.Equal(h[4:8], []byte{0, 0, 0, 0}) {
+			t.Errorf("member %d header % x: mtime is not 0", i, h)
+		}
+	}
+}

@@ -216,7 +216,8 @@ type Step struct {
 // StepResult is what an op did to its state.
 type StepResult struct {
 	State State
-	// DiffID is the layer the op added, nil when it changed no file.
+	// DiffID is the layer the op added: the empty layer when it changed no file,
+	// as in BuildKit (execStep); nil only for an entry recorded without one.
 	DiffID *v1.Hash
 }
 

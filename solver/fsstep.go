@@ -181,12 +181,13 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	if members != nil {
 		opts.Members = members
 	}
-	blob, empty, err := layers.WriteUpperDiff(ctx, active.Upper, bw, opts)
+	// A step that changed nothing still adds a layer, the empty tar, as BuildKit
+	// does: its history entry is a layer's, not an empty_layer one, so tools that
+	// count layers or pair them with history see BuildKit's image. With no entry
+	// written the upper dir holds nothing a layer carries, so it is the snapshot.
+	blob, _, err := layers.WriteUpperDiff(ctx, active.Upper, bw, opts)
 	if err != nil {
 		return nil, fmt.Errorf("write the step's layer: %w", err)
-	}
-	if empty {
-		return ent, nil
 	}
 	if err := bw.Commit(blob.Digest, false); err != nil {
 		return nil, fmt.Errorf("store layer: %w", err)
