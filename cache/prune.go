@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	cfs "github.com/containerd/continuity/fs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
@@ -36,11 +35,11 @@ func (s *Store) DiskUsage(ctx context.Context) (Usage, error) {
 		dir string
 		n   *int64
 	}{{s.path("blobs"), &u.Blobs}, {s.SnapshotsDir(), &u.Snapshots}, {s.path("mounts"), &u.CacheMounts}} {
-		du, err := cfs.DiskUsage(ctx, d.dir)
+		n, err := diskUsage(ctx, d.dir)
 		if err != nil {
 			return Usage{}, fmt.Errorf("disk usage of %s: %w", d.dir, err)
 		}
-		*d.n = du.Size
+		*d.n = n
 	}
 	es, err := s.entries(ctx)
 	if err != nil {
@@ -112,9 +111,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 				n = fi.Size()
 			}
 		} else if s.snapshotExists(obj[2:]) {
-			if du, err := cfs.DiskUsage(ctx, filepath.Join(s.SnapshotsDir(), "committed", obj[2:])); err == nil {
-				n = du.Size
-			}
+			n, _ = diskUsage(ctx, filepath.Join(s.SnapshotsDir(), "committed", obj[2:]))
 		}
 		sizes[obj] = n
 		return n
@@ -252,10 +249,7 @@ func (s *Store) removeUnreferenced(ctx context.Context, opts PruneOptions, refs 
 		if refs["s:"+id] > 0 {
 			continue
 		}
-		var n int64
-		if du, err := cfs.DiskUsage(ctx, filepath.Join(s.SnapshotsDir(), "committed", id)); err == nil {
-			n = du.Size
-		}
+		n, _ := diskUsage(ctx, filepath.Join(s.SnapshotsDir(), "committed", id))
 		if err := opts.RemoveSnapshot(ctx, id); err != nil {
 			return freed, fmt.Errorf("prune snapshot %s: %w", id, err)
 		}
@@ -265,7 +259,7 @@ func (s *Store) removeUnreferenced(ctx context.Context, opts PruneOptions, refs 
 }
 
 func removeChildren(ctx context.Context, dir string) (int64, error) {
-	du, err := cfs.DiskUsage(ctx, dir)
+	before, err := diskUsage(ctx, dir)
 	if err != nil {
 		return 0, err
 	}
@@ -278,6 +272,6 @@ func removeChildren(ctx context.Context, dir string) (int64, error) {
 			return 0, fmt.Errorf("prune cache mount: %w", err)
 		}
 	}
-	after, _ := cfs.DiskUsage(ctx, dir)
-	return du.Size - after.Size, nil
+	after, _ := diskUsage(ctx, dir)
+	return before - after, nil
 }
