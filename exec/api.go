@@ -31,6 +31,10 @@ type Limits struct {
 	Pids        int64
 }
 
+// DefaultHostname is a step's hostname, BuildKit's: fixed, so that a RUN that records
+// it (hostname > f) makes the same file in every build, and never the host's.
+const DefaultHostname = "buildkitsandbox"
+
 // Host is one /etc/hosts entry: a name and its address.
 type Host struct {
 	Name string
@@ -50,7 +54,7 @@ type Spec struct {
 	Env      []string // KEY=VALUE; PATH gets the default when missing
 	Cwd      string   // absolute path inside the rootfs; created if missing
 	User     string   // as written in USER: name, uid, name:group, uid:gid; "" is root
-	Hostname string   // "" means a generated one that is not the host's
+	Hostname string   // "" means DefaultHostname
 	Network  NetworkMode
 	Mounts   []Mount
 	Limits   Limits

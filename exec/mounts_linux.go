@@ -233,14 +233,15 @@ func shmKiB(size int64) int64 {
 	return (size + 1023) / 1024
 }
 
-// mountNetFiles binds the host's name resolution files read-only, so the step
-// resolves names as the host does (its network is the host's by default). With
-// --add-host entries, /etc/hosts is the host's with them added: written in the
-// step's own /dev tmpfs, bound, and unlinked, so it goes with the sandbox.
+// mountNetFiles binds the step's name resolution files read-only: the host's
+// resolv.conf, so the step resolves names as the host does (its network is the
+// host's by default), and an /etc/hosts of its own as BuildKit writes it, which
+// names the step's hostname and the --add-host entries: written in the step's own
+// /dev tmpfs, bound, and unlinked, so it goes with the sandbox.
 func mountNetFiles(cfg *initConfig) error {
 	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 		src := f
-		if f == "/etc/hosts" && len(cfg.Hosts) > 0 {
+		if f == "/etc/hosts" {
 			hosts, err := writeHosts(cfg)
 			if err != nil {
 				return err
@@ -378,21 +379,12 @@ func pivotRoot(rootfs string) error {
 	return unix.Chdir("/")
 }
 
-// writeHosts writes the step's /etc/hosts (the host's, then the --add-host entries)
-// into the sandbox's fresh /dev tmpfs and returns its host path.
+// writeHosts writes the step's /etc/hosts into the sandbox's fresh /dev tmpfs and
+// returns its host path: BuildKit's (localhost and the hostname on both loopbacks,
+// never the host's entries), then the --add-host entries.
 func writeHosts(cfg *initConfig) (string, error) {
-	base, err := os.ReadFile("/etc/hosts")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("read /etc/hosts: %w", err)
-	}
-	if len(base) == 0 {
-		base = []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	}
 	var b strings.Builder
-	b.Write(base)
-	if !strings.HasSuffix(b.String(), "\n") {
-		b.WriteString("\n")
-	}
+	fmt.Fprintf(&b, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", cfg.Hostname)
 	for _, h := range cfg.Hosts {
 		fmt.Fprintf(&b, "%s\t%s\n", h.IP, h.Name)
 	}

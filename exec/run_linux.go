@@ -3,8 +3,6 @@ package exec
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -238,9 +236,7 @@ func prepareConfig(spec Spec) (initConfig, error) {
 	}
 	host := spec.Hostname
 	if host == "" {
-		var b [6]byte
-		rand.Read(b[:])
-		host = hex.EncodeToString(b[:])
+		host = DefaultHostname
 	}
 	return initConfig{
 		Rootfs:   rootfs,
