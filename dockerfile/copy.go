@@ -71,14 +71,13 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	if err := b.checkCopyFlags(sc, cs); err != nil {
 		return err
 	}
-	var mode *fs.FileMode
+	var mode *source.Chmod
 	if cs.chmod != "" {
-		m, err := strconv.ParseUint(cs.chmod, 8, 32)
-		if err != nil || m > 0o7777 {
-			return sc.errorf(b.opts.Filename, "%s --chmod=%s: invalid mode, use octal like 0755", cs.name, cs.chmod)
+		m, err := source.ParseChmod(cs.chmod)
+		if err != nil {
+			return sc.errorf(b.opts.Filename, "%s --chmod: %v", cs.name, err)
 		}
-		fm := fileModeFromUnix(uint32(m))
-		mode = &fm
+		mode = m
 	}
 	dest := b.copyDest(sc.st, cs.sd.DestPath)
 	parts, err := b.copyParts(ctx, sc, cs, source.CopyOptions{
@@ -103,7 +102,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		Unpack: optBool(cs.unpack), KeepGitDir: optBool(cs.keepGitDir), Checksum: cs.checksum,
 	}
 	if mode != nil {
-		cop.Chmod = strconv.FormatUint(uint64(unixPerm(*mode)), 8)
+		cop.Chmod = mode.String()
 	}
 	in := solver.CopyInputs{
 		Name: cs.name, Pending: b.pendingOK(sc),

@@ -102,7 +102,7 @@ type CopyOp struct {
 	Content  []string `json:"content"`
 	Dest     string   `json:"dest"`
 	Chown    string   `json:"chown"`
-	Chmod    string   `json:"chmod"` // octal, normalised: 755 and 0755 are one mode
+	Chmod    string   `json:"chmod"` // source.Chmod.String: 755 and 0755 are one mode
 	Link     bool     `json:"link"`
 	Parents  bool     `json:"parents"`
 	Excludes []string `json:"excludes"`

@@ -3,7 +3,6 @@ package source
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io/fs"
 )
 
 // Source is where a COPY/ADD reads from: the context (ignore rules apply) or another
@@ -18,13 +17,13 @@ type Owner struct{ UID, GID int }
 
 // CopyOptions is one COPY or ADD, already expanded by the solver.
 type CopyOptions struct {
-	Sources  []string     // as written (wildcards allowed), relative to Source.Root
-	Dest     string       // absolute path inside the image, trailing "/" kept
-	Chown    *Owner       // nil: files keep their owner for --from, root for the context
-	Chmod    *fs.FileMode // nil: modes kept
-	Add      bool         // ADD: local tar archives are extracted
-	Excludes []string     // --exclude patterns
-	Line     int          // Dockerfile line, for errors
+	Sources  []string // as written (wildcards allowed), relative to Source.Root
+	Dest     string   // absolute path inside the image, trailing "/" kept
+	Chown    *Owner   // nil: files keep their owner for --from, root for the context
+	Chmod    *Chmod   // nil: modes kept
+	Add      bool     // ADD: local tar archives are extracted
+	Excludes []string // --exclude patterns
+	Line     int      // Dockerfile line, for errors
 
 	// KeepArchives copies archives as they are even for ADD (ADD --unpack=false, and
 	// ADD of a URL without --unpack=true).

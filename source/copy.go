@@ -143,13 +143,13 @@ func (c *copier) createdOwner() Owner {
 }
 
 // createdDir is what the directories a copy creates on its way to dest, dest
-// included, get: the --chown owner and, as in BuildKit, the --chmod mode, which
-// gives them a mode such as 0640 that a directory rarely has (BuildKit v0.32
+// included, get: the --chown owner and, as in BuildKit, an octal --chmod mode,
+// which gives them a mode such as 0640 that a directory rarely has (BuildKit v0.32
 // does exactly this; an existing directory keeps its own).
 func (c *copier) createdDir() DirMeta {
 	d := NewDir(c.createdOwner())
 	if c.opts.Chmod != nil {
-		d.Mode = chmodBits(*c.opts.Chmod)
+		d.Mode = c.opts.Chmod.createdDir()
 	}
 	return d
 }
@@ -166,18 +166,14 @@ func (c *copier) owner(e entry) (int, int, error) {
 	}
 }
 
-// mode is the st_mode permission bits a copied entry gets. --chmod replaces the mode
-// of files and directories alike, as in BuildKit. It may carry special bits either as
-// fs.ModeSetuid and friends or as raw 04000-style bits.
+// mode is the st_mode permission bits a copied entry gets: its own, or what
+// --chmod makes of them, for files and directories alike, as in BuildKit.
 func (c *copier) mode(fi fs.FileInfo) uint32 {
 	if c.opts.Chmod != nil {
-		return chmodBits(*c.opts.Chmod)
+		return c.opts.Chmod.apply(unixMode(fi.Mode()), fi.IsDir())
 	}
 	return unixMode(fi.Mode())
 }
-
-// chmodBits is a --chmod mode as st_mode bits.
-func chmodBits(m fs.FileMode) uint32 { return uint32(m)&0o7777 | unixMode(m) }
 
 // copySelection copies one selection to dest by BuildKit's prepareTargetDir rules.
 func (c *copier) copySelection(ctx context.Context, sel selection, destImg, destHost string) error {

@@ -30,12 +30,18 @@ func metaOf(t *testing.T, p string) meta {
 func TestCopyOwnersAndModes(t *testing.T) {
 	testenv.RequireRoot(t)
 	chown := &Owner{UID: 1234, GID: 5678}
-	m0640 := fs.FileMode(0o640)
+	chmod := func(s string) *Chmod {
+		m, err := ParseChmod(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
 	for _, tc := range []struct {
 		name    string
 		fromCtx bool
 		chown   *Owner
-		chmod   *fs.FileMode
+		chmod   *Chmod
 		want    map[string]meta // paths in the destination rootfs
 	}{
 		{
@@ -67,11 +73,21 @@ func TestCopyOwnersAndModes(t *testing.T) {
 		{
 			// As BuildKit v0.32: the directory the copy creates for dest gets the
 			// --chmod mode too; one that existed keeps its own.
-			name: "chmod applies to files and dirs", fromCtx: true, chmod: &m0640,
+			name: "chmod applies to files and dirs", fromCtx: true, chmod: chmod("0640"),
 			want: map[string]meta{
 				"opt/": {0, 0, 0o755}, "opt/app/": {0, 0, 0o640},
 				"opt/app/run": {0, 0, 0o640}, "opt/app/sub/": {0, 0, 0o640},
 				"opt/app/sub/f": {0, 0, 0o640},
+			},
+		},
+		{
+			// A symbolic mode changes each entry's own mode (X: directories and
+			// what is already executable); a created directory stays 0755.
+			name: "symbolic chmod applies to each entry", fromCtx: true, chmod: chmod("go-w,a+X,u-s,g+s"),
+			want: map[string]meta{
+				"opt/": {0, 0, 0o755}, "opt/app/": {0, 0, 0o755},
+				"opt/app/run": {0, 0, 0o755 | fs.ModeSetgid}, "opt/app/sub/": {0, 0, 0o751 | fs.ModeSetgid},
+				"opt/app/sub/f": {0, 0, 0o600 | fs.ModeSetgid},
 			},
 		},
 	} {

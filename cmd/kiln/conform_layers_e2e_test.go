@@ -2,6 +2,8 @@ package main
 
 import (
 	"archive/tar"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -108,4 +110,46 @@ COPY --chmod=640 d/x /d7/new/
 	wantEntry(t, files, "/d7", tar.TypeDir, 0o640, 0, 0)
 	wantEntry(t, files, "/d7/new", tar.TypeDir, 0o640, 0, 0)
 	wantEntry(t, files, "/d7/new/x", tar.TypeReg, 0o640, 0, 0)
+}
+
+// A symbolic COPY --chmod (chmod(1) syntax, umask 0) changes each copied entry's own
+// mode, X by whether it is a directory, and leaves the directories the copy creates
+// 0755. The modes are BuildKit v0.32's for this Dockerfile and context, measured with
+// buildctl. A mode that is neither octal nor symbolic names the line.
+func TestCopyChmodSymbolic(t *testing.T) {
+	c := newConform(t)
+	dir := c.project(`FROM BASE
+COPY --chmod=u+x,g-r f /f
+COPY --chmod=go-w,a+X d /d/
+COPY --chmod=u=rwx,g=rx,o= f /new/deep/f
+COPY --chmod=+t d /st/
+COPY --chmod=g+s f /gs
+COPY --chmod=+w f /w
+COPY --chmod=o=u f /ou
+COPY --chmod=u-x+s d /us/
+`, map[string]string{"f": "f", "d/x": "x", "d/sub/y": "y"})
+	for p, m := range map[string]os.FileMode{"f": 0o644, "d": 0o755, "d/x": 0o755, "d/sub": 0o750, "d/sub/y": 0o600} {
+		if err := os.Chmod(filepath.Join(dir, p), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := flatten(t, c.build(dir))
+	for p, mode := range map[string]int64{
+		"/f": 0o704, "/d": 0o755, "/d/x": 0o755, "/d/sub": 0o751, "/d/sub/y": 0o600,
+		"/new": 0o755, "/new/deep": 0o755, "/new/deep/f": 0o750,
+		"/st": 0o755, "/st/x": 0o1755, "/st/sub": 0o1750, "/gs": 0o2644,
+		"/w": 0o666, "/ou": 0o646, "/us": 0o755, "/us/x": 0o4655, "/us/sub": 0o4650,
+	} {
+		typ := byte(tar.TypeReg)
+		if f, ok := files[p]; ok && f.typ == tar.TypeDir {
+			typ = tar.TypeDir
+		}
+		wantEntry(t, files, p, typ, mode, 0, 0)
+	}
+
+	bad := c.project("FROM BASE\nCOPY --chmod=u+q f /f\n", map[string]string{"f": "f"})
+	r, _ := c.run(bad)
+	if r.code == 0 || !strings.Contains(r.stderr, "Dockerfile:2") || !strings.Contains(r.stderr, `"u+q" is neither an octal mode`) {
+		t.Errorf("COPY --chmod=u+q: exit %d\n%s", r.code, r.stderr)
+	}
 }
