@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 
 	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/source"
@@ -88,8 +90,21 @@ func (e *Engine) Workdir(ctx context.Context, st State, s Step) (StepResult, err
 			}
 			owner = source.Owner{UID: u.UID, GID: u.GID}
 		}
-		if _, err := source.MkdirAll(root, wd, source.NewDir(owner)); err != nil {
-			return fmt.Errorf("WORKDIR %s: %w", wd, err)
+		// BuildKit makes the path as written, component by component, the way
+		// os.MkdirAll does: WORKDIR /srv/./a/../b creates /srv/a as well as /srv/b
+		// (measured with buildctl), though the working dir is /srv/b.
+		cur := "/"
+		for _, c := range strings.Split(wd, "/") {
+			if c == "" || c == "." {
+				continue
+			}
+			cur = path.Join(cur, c)
+			if c == ".." {
+				continue
+			}
+			if _, err := source.MkdirAll(root, cur, source.NewDir(owner)); err != nil {
+				return fmt.Errorf("WORKDIR %s: %w", wd, err)
+			}
 		}
 		return nil
 	}})

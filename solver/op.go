@@ -12,7 +12,7 @@ import (
 // opKeyVersion is part of every step key. Bump it when the meaning of a field
 // changes (not when a field is added: an added field changes every key by itself,
 // since the encoding has no omitempty).
-const opKeyVersion = "kiln-op-v3"
+const opKeyVersion = "kiln-op-v4"
 
 // Op is a filesystem step (RUN, COPY/ADD, WORKDIR) as a plain value: everything that
 // can change the tree the step leaves or what it sees while it runs. Its key is the

@@ -180,6 +180,29 @@ func TestWorkdirTrailingSlash(t *testing.T) {
 	}
 }
 
+// WORKDIR makes its path as written, component by component: /srv/./a/../b creates
+// /srv/a as well as /srv/b, and stays uncleaned in the config, as BuildKit v0.32
+// builds it (measured with buildctl); a COPY destination is cleaned first, so /p/q
+// is not made. The pwd is the clean path.
+func TestWorkdirMadeAsWritten(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nENV D=/srv\nWORKDIR $D/./a/../b\nRUN pwd > /o\nCOPY f /p/./q/../r/\n", map[string]string{"f": "x"})
+	img := c.build(dir)
+	files := flatten(t, img)
+	for _, p := range []string{"/srv", "/srv/a", "/srv/b", "/p/r"} {
+		wantEntry(t, files, p, tar.TypeDir, 0o755, 0, 0)
+	}
+	if _, ok := files["/p/q"]; ok {
+		t.Errorf("COPY f /p/./q/../r/ made /p/q")
+	}
+	if got := files["/o"].content; got != "/srv/b\n" {
+		t.Errorf("pwd = %q, want /srv/b", got)
+	}
+	if got := config(t, img).Config.WorkingDir; got != "/srv/./a/../b" {
+		t.Errorf("WorkingDir = %q, want /srv/./a/../b", got)
+	}
+}
+
 // A RUN in FROM scratch leaves /dev, /proc and /sys in the image as empty 0755 dirs
 // owned by root, as under BuildKit (runc makes them and only other mount points are
 // cleaned up); /etc/hosts and /etc/resolv.conf (and /etc) do not stay.
