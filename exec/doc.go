@@ -10,7 +10,8 @@
 // (with Docker's masked and read-only paths), a minimal /dev (null, zero, full,
 // random, urandom, tty, devpts, shm, mqueue), a read-only /sys, the host's
 // /etc/hosts and /etc/resolv.conf read-only and the step's bind and tmpfs mounts,
-// pivots into the rootfs, keeps Docker's default capabilities, switches to the
+// pivots into the rootfs, installs Docker's default seccomp profile
+// (seccomp_linux.go), keeps Docker's default capabilities, switches to the
 // resolved user and execs the command as pid 1, so the kernel kills whatever the
 // step leaves running when it exits. Mount points the image lacked are created
 // before the step and removed after it when still empty, so they never reach the
@@ -44,9 +45,9 @@
 // one itself. In a user namespace the check is left to the kernel (mounting
 // binfmt_misc there would make an empty instance).
 //
-// Not supported: seccomp and AppArmor/SELinux profiles (runc applies Docker's
-// default seccomp profile; kiln relies on capabilities, device rules and masked
-// paths only), cgroup limits in a user namespace (delegated cgroup v2 subtrees are
+// Not supported: AppArmor/SELinux profiles, seccomp on a host architecture
+// without a syscall table (other than amd64 and arm64, steps there run without
+// a filter), cgroup limits in a user namespace (delegated cgroup v2 subtrees are
 // not used), the cgroup filesystem inside the step, and RUN --mount types other than
 // bind and tmpfs (the solver turns cache, secret and ssh mounts into binds).
 package exec

@@ -125,6 +125,12 @@ func setupSandbox(cfg *initConfig) error {
 			return fmt.Errorf("--ulimit: set resource %d to %d:%d: %w", u.Resource, u.Soft, u.Hard, err)
 		}
 	}
+	// Last before the capabilities go, as runc without no_new_privs: installing a
+	// filter then needs CAP_SYS_ADMIN. What runs after it (capset, setresuid,
+	// execve) the profile allows.
+	if err := loadSeccomp(cfg.Seccomp); err != nil {
+		return err
+	}
 	if err := dropCaps(last); err != nil {
 		return err
 	}

@@ -42,6 +42,9 @@ type initConfig struct {
 	Hosts    []Host
 	ShmSize  int64
 	Ulimits  []Ulimit
+	// Seccomp is the step's seccomp program (seccompBytes), empty where the host
+	// architecture has no syscall table.
+	Seccomp []byte
 }
 
 // initFailure is what the init sends back when it cannot exec the command.
@@ -238,7 +241,12 @@ func prepareConfig(spec Spec) (initConfig, error) {
 	if host == "" {
 		host = DefaultHostname
 	}
+	filter, err := defaultSeccomp(defaultCapNames)
+	if err != nil && !errors.Is(err, errNoSeccompTable) {
+		return initConfig{}, fmt.Errorf("run: %w", err)
+	}
 	return initConfig{
+		Seccomp:  seccompBytes(filter),
 		Rootfs:   rootfs,
 		Args:     spec.Args,
 		Env:      stepEnv(spec.Env, u),

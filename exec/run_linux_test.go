@@ -137,6 +137,24 @@ func TestRunDevAndSys(t *testing.T) {
 	}
 }
 
+// A step runs under Docker's default seccomp profile, as under BuildKit (measured
+// with buildctl: the same lines): mode 2, no_new_privs off, and a user or network
+// namespace refused though creating one needs no capability. A USER step still
+// switches users after the filter is in.
+func TestRunSeccompDefaultProfile(t *testing.T) {
+	fs := newSandboxFS(t)
+	script := `grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t' ' '; ` +
+		`unshare -U true 2>/dev/null && echo userns || echo no-userns; ` +
+		`unshare -n true 2>/dev/null && echo netns || echo no-netns; id -u`
+	want := "NoNewPrivs: 0\nSeccomp: 2\nno-userns\nno-netns\n"
+	if out := fs.mustRun(t, Spec{}, script); out != want+"0\n" {
+		t.Errorf("root step:\n%s\nwant\n%s0", out, want)
+	}
+	if out := fs.mustRun(t, Spec{User: "app"}, script); !strings.HasPrefix(out, want) || strings.HasSuffix(out, "\n0\n") {
+		t.Errorf("USER app step:\n%s", out)
+	}
+}
+
 func TestRunCapabilitiesAndFds(t *testing.T) {
 	fs := newSandboxFS(t)
 	out := fs.mustRun(t, Spec{}, "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status | tr -s '\\t' ' '")
