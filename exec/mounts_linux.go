@@ -238,22 +238,25 @@ func shmKiB(size int64) int64 {
 	return (size + 1023) / 1024
 }
 
-// mountNetFiles binds the step's name resolution files read-only: the host's
-// resolv.conf, so the step resolves names as the host does (its network is the
-// host's by default), and an /etc/hosts of its own as BuildKit writes it, which
-// names the step's hostname and the --add-host entries: written in the step's own
-// /dev tmpfs, bound, and unlinked, so it goes with the sandbox.
+// mountNetFiles binds the step's name resolution files read-only, each a file of
+// its own as BuildKit writes them: an /etc/hosts that names the step's hostname
+// and the --add-host entries, and a copy of the host's resolv.conf, so the step
+// resolves names as the host does (its network is the host's by default). Both
+// are 0644 and root's whatever the host's file is, written in the step's own /dev
+// tmpfs, bound, and unlinked, so they go with the sandbox.
 func mountNetFiles(cfg *initConfig) error {
 	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
-		src := f
+		var src string
+		var err error
 		if f == "/etc/hosts" {
-			hosts, err := writeHosts(cfg)
-			if err != nil {
-				return err
-			}
-			src = hosts
+			src, err = writeHosts(cfg)
+		} else {
+			src, err = copyResolvConf(cfg)
 		}
-		if _, err := os.Stat(src); err != nil {
+		if err != nil {
+			return err
+		}
+		if src == "" {
 			continue // the host has none: the step sees the image's (or an empty stub)
 		}
 		t, err := target(cfg.Rootfs, f, false)
@@ -263,11 +266,9 @@ func mountNetFiles(cfg *initConfig) error {
 		if err := unix.Mount(src, t, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("bind %s: %w", f, err)
 		}
-		if src != f {
-			// The bind keeps the file; its name in /dev goes.
-			if err := os.Remove(src); err != nil {
-				return fmt.Errorf("remove %s: %w", src, err)
-			}
+		// The bind keeps the file; its name in /dev goes.
+		if err := os.Remove(src); err != nil {
+			return fmt.Errorf("remove %s: %w", src, err)
 		}
 		if err := setattrRecursive(t, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
 			return err
@@ -387,6 +388,23 @@ func pivotRoot(rootfs string) error {
 // writeHosts writes the step's /etc/hosts into the sandbox's fresh /dev tmpfs and
 // returns its host path: BuildKit's (localhost and the hostname on both loopbacks,
 // never the host's entries), then the --add-host entries.
+// copyResolvConf copies the host's /etc/resolv.conf into the step's /dev, "" when
+// the host has none.
+func copyResolvConf(cfg *initConfig) (string, error) {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the host's /etc/resolv.conf: %w", err)
+	}
+	p := filepath.Join(cfg.Rootfs, "dev", ".kiln-resolv.conf")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		return "", fmt.Errorf("write /etc/resolv.conf: %w", err)
+	}
+	return p, nil
+}
+
 func writeHosts(cfg *initConfig) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", cfg.Hostname)

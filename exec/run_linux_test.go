@@ -183,6 +183,16 @@ func TestRunNetFilesAndStubs(t *testing.T) {
 	if out := fs.mustRun(t, Spec{Hostname: "b1", ExtraHosts: []Host{{Name: "db", IP: "10.1.2.3"}}}, "cat /etc/hosts"); out != want {
 		t.Errorf("/etc/hosts with a hostname and --add-host = %q, want %q", out, want)
 	}
+	// resolv.conf is the host's content in a file of the step's own: 0644 and
+	// root's whatever the host's mode (this host's is 0755), as BuildKit's copy.
+	host, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "644 0:0 ro\n" + string(host)
+	if out := fs.mustRun(t, Spec{}, "echo $(stat -c '%a %u:%g' /etc/resolv.conf) $(echo x >> /etc/resolv.conf 2>/dev/null || echo ro); cat /etc/resolv.conf"); out != want {
+		t.Errorf("/etc/resolv.conf = %q, want %q", out, want)
+	}
 	for _, p := range []string{"etc/hosts", "etc/resolv.conf"} {
 		if _, err := os.Lstat(filepath.Join(fs.upper, p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("mount point stub %s left in the layer (%v)", p, err)
