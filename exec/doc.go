@@ -8,8 +8,10 @@
 // memory, CPU, pids and Docker's device rules) and sent its config, the init
 // unshares its cgroup and mount namespaces, mounts /proc
 // (with Docker's masked and read-only paths), a minimal /dev (null, zero, full,
-// random, urandom, tty, devpts, shm, mqueue), a read-only /sys, the host's
-// /etc/hosts and /etc/resolv.conf read-only and the step's bind and tmpfs mounts,
+// random, urandom, tty, devpts, shm, mqueue), a read-only /sys with the step's
+// cgroups read-only at /sys/fs/cgroup (cgroupfs_linux.go), BuildKit's /etc/hosts
+// and a copy of the host's /etc/resolv.conf, read-only, and the step's bind and
+// tmpfs mounts,
 // pivots into the rootfs, installs Docker's default seccomp profile
 // (seccomp_linux.go), keeps Docker's default capabilities, switches to the
 // resolved user and execs the command as pid 1, so the kernel kills whatever the
@@ -48,6 +50,6 @@
 // Not supported: AppArmor/SELinux profiles, seccomp on a host architecture
 // without a syscall table (other than amd64 and arm64, steps there run without
 // a filter), cgroup limits in a user namespace (delegated cgroup v2 subtrees are
-// not used), the cgroup filesystem inside the step, and RUN --mount types other than
+// not used), and RUN --mount types other than
 // bind and tmpfs (the solver turns cache, secret and ssh mounts into binds).
 package exec

@@ -55,7 +55,7 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)
 	}
-	steps := []func(*initConfig) error{mountProc, mountDev, mountSys, mountMasks, mountNetFiles, mountUser}
+	steps := []func(*initConfig) error{mountProc, mountDev, mountSys, mountCgroupfs, mountMasks, mountNetFiles, mountUser}
 	for _, step := range steps {
 		if err := step(cfg); err != nil {
 			return err
@@ -185,6 +185,7 @@ func mountSys(cfg *initConfig) error {
 	if err := unix.Mount("/sys", t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind /sys: %w", err)
 	}
+	cfg.sysBound = true
 	return setattrRecursive(t, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 }
 

@@ -45,6 +45,8 @@ type initConfig struct {
 	// Seccomp is the step's seccomp program (seccompBytes), empty where the host
 	// architecture has no syscall table.
 	Seccomp []byte
+
+	sysBound bool // the init's own: /sys is a bind of the host's (mountSys)
 }
 
 // initFailure is what the init sends back when it cannot exec the command.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/internal/lease"
 	"github.com/kiln-build/kiln/internal/testenv"
@@ -435,9 +436,43 @@ func TestRunSeesNoHostMountsAndReadOnlySys(t *testing.T) {
 			}
 		}
 	}
-	res := fs.mustRun(t, Spec{}, "mkdir /sys/fs/cgroup/kiln-escape 2>/dev/null && echo wrote || echo refused; "+
+	// A new cgroup (v1 or v2) is refused; the v1 tmpfs above the hierarchies is
+	// the step's own and writable, as runc's.
+	res := fs.mustRun(t, Spec{}, "mkdir /sys/fs/cgroup/memory/kiln-escape /sys/fs/cgroup/kiln-escape 2>/dev/null && echo wrote || echo refused; "+
 		"(echo 1 > /sys/kernel/mm/ksm/run) 2>/dev/null && echo wrote || echo refused")
 	if strings.Contains(res, "wrote") {
 		t.Errorf("a step could write under /sys: %q", res)
+	}
+}
+
+// A step sees its own cgroup, read-only, at /sys/fs/cgroup, as under runc: on this
+// host's v1 hierarchies one mount per hierarchy the host has there (BuildKit's
+// list, measured with buildctl, is the same nine), its memory limit readable where
+// a JVM reads it, and nothing it may write.
+func TestRunCgroupfs(t *testing.T) {
+	fs := newSandboxFS(t)
+	spec := Spec{Limits: Limits{MemoryBytes: 48 << 20, Pids: 77}}
+	if cgroups.Mode() == cgroups.Unified {
+		out := fs.mustRun(t, spec, "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; touch /sys/fs/cgroup/x 2>/dev/null || echo ro")
+		if out != "50331648\n77\nro\n" {
+			t.Errorf("cgroup2 in the step:\n%s", out)
+		}
+		return
+	}
+	var want []string
+	ents, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		var st unix.Statfs_t
+		if e.IsDir() && unix.Statfs(filepath.Join("/sys/fs/cgroup", e.Name()), &st) == nil && st.Type == unix.CGROUP_SUPER_MAGIC {
+			want = append(want, e.Name())
+		}
+	}
+	out := fs.mustRun(t, spec, "ls /sys/fs/cgroup | tr '\\n' ' '; echo; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "+
+		"touch /sys/fs/cgroup/memory/x 2>/dev/null || echo ro; grep -c . /sys/fs/cgroup/memory/cgroup.procs")
+	if got := strings.Join(want, " ") + " \n50331648\n77\nro\n1\n"; out != got {
+		t.Errorf("cgroup v1 in the step:\n%q\nwant\n%q", out, got)
 	}
 }
