@@ -92,9 +92,13 @@ func (c *hashCache) Put(key, digest string) {
 	c.pending[key] = digest
 	full := len(c.pending) >= flushAt && c.writing == nil && !c.failed
 	var done chan struct{}
+	var batch map[string]string
 	if full {
 		done = make(chan struct{})
 		c.writing = done
+		// Taken now, not when the write starts: the batch is what filled it,
+		// however far the Puts have run on by then.
+		batch = maps.Clone(c.pending)
 	}
 	c.mu.Unlock()
 	if !full {
@@ -103,7 +107,7 @@ func (c *hashCache) Put(key, digest string) {
 	// Written beside the caller: Puts come from the workers hashing a cold
 	// context, which a transaction of thousands of keys would hold up.
 	go func() {
-		err := c.write(context.Background())
+		err := c.write(context.Background(), batch)
 		c.mu.Lock()
 		c.writing = nil
 		c.failed = err != nil
@@ -125,14 +129,15 @@ func (c *hashCache) Flush(ctx context.Context) error {
 	if done != nil {
 		<-done
 	}
-	return c.write(ctx)
-}
-
-// write is Flush without the wait.
-func (c *hashCache) write(ctx context.Context) error {
 	c.mu.Lock()
 	batch := maps.Clone(c.pending)
 	c.mu.Unlock()
+	return c.write(ctx, batch)
+}
+
+// write puts batch in the index and drops from the buffer what it wrote (unless
+// a later Put changed it meanwhile).
+func (c *hashCache) write(ctx context.Context, batch map[string]string) error {
 	if len(batch) == 0 {
 		return nil
 	}
