@@ -213,6 +213,30 @@ func TestCopyRules(t *testing.T) {
 			want: map[string]string{"app/": "", "app/sub/": "", "app/sub/keep": "K"},
 		},
 		{
+			name:    "wildcard matching a symlink copies its target",
+			ctx:     map[string]string{"t.txt": "T", "l1": "->t.txt"},
+			sources: []string{"l*"}, dest: "/app/",
+			want: map[string]string{"app/": "", "app/l1": "T"},
+		},
+		{
+			name:    "wildcard matching a dangling symlink fails, as in BuildKit",
+			ctx:     map[string]string{"t.txt": "T", "l1": "->t.txt", "l2": "->/nonexistent"},
+			sources: []string{"l*"}, dest: "/app/",
+			wantErr: "l* matches symlink l2, whose target is not in the build context",
+		},
+		{
+			name:    "wildcard matching a symlink to an ignored file fails",
+			ctx:     map[string]string{".dockerignore": "t.txt\n", "t.txt": "T", "l1": "->t.txt"},
+			sources: []string{"l*"}, dest: "/app/",
+			wantErr: "matches symlink l1",
+		},
+		{
+			name:    "an ignored dangling symlink is not matched",
+			ctx:     map[string]string{".dockerignore": "l2\n", "l1": "->t.txt", "t.txt": "T", "l2": "->/nonexistent"},
+			sources: []string{"l*"}, dest: "/app/",
+			want: map[string]string{"app/": "", "app/l1": "T"},
+		},
+		{
 			name:    "unusual names",
 			ctx:     map[string]string{"d/with space.txt": "1", "d/ünïcødé": "2", "d/bad\xff\xfe": "3", "d/-dash": "4"},
 			sources: []string{"d"}, dest: "/app/",

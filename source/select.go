@@ -86,10 +86,19 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			if ok {
-				sel.wildcard, sel.source = true, i
-				out = append(out, sel)
+			if !ok {
+				// A match that is there but resolves to nothing is a symlink whose
+				// target is missing or ignored: BuildKit fails on it, and skipping
+				// it would drop a file the user asked for without a word.
+				if dangling, err := danglingLink(src.Root, name, pm); err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				} else if dangling {
+					return nil, fmt.Errorf("%s matches symlink %s, whose target is not in the %s: %w", s, name, sourceKind(src), fs.ErrNotExist)
+				}
+				continue
 			}
+			sel.wildcard, sel.source = true, i
+			out = append(out, sel)
 		}
 	}
 	return out, nil
@@ -100,6 +109,34 @@ func notFound(src Source, opts CopyOptions, rel string) error {
 		return fmt.Errorf("file not found in build context or excluded by .dockerignore: stat %s: %w", rel, fs.ErrNotExist)
 	}
 	return fmt.Errorf("file not found in source: stat %s: %w", rel, fs.ErrNotExist)
+}
+
+// danglingLink reports whether name (a wildcard's match, there when the wildcard
+// was expanded) is a symlink that is not itself ignored, so that its failing to
+// resolve means its target is absent or ignored.
+func danglingLink(root, name string, pm *patternmatcher.PatternMatcher) (bool, error) {
+	dir, err := rootpath.Resolve(root, path.Dir(name))
+	if err != nil {
+		return false, err
+	}
+	fi, err := os.Lstat(filepath.Join(dir, path.Base(name))) // one component, read from dir
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return false, nil
+	}
+	if pm != nil {
+		excluded, err := pm.MatchesOrParentMatches(name)
+		if err != nil || excluded {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func sourceKind(src Source) string {
+	if src.Context != nil {
+		return "build context (or excluded by .dockerignore)"
+	}
+	return "source"
 }
 
 // resolveSelection follows name inside root. BuildKit's dockerfile frontend sets
