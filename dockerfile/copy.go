@@ -39,6 +39,31 @@ type copySpec struct {
 	unpack     *bool  // ADD --unpack
 }
 
+// copyCreatedBy is the history line of a COPY or ADD, spelled as BuildKit's
+// dispatchCopy does (docker history shows it): the flags that change the files,
+// the sources as written (after expansion), heredocs as <<NAME, then dest.
+func copyCreatedBy(cs copySpec) string {
+	var b strings.Builder
+	b.WriteString(cs.name)
+	if cs.parents {
+		b.WriteString(" --parents")
+	}
+	if cs.chown != "" {
+		b.WriteString(" --chown=" + cs.chown)
+	}
+	if cs.chmod != "" {
+		b.WriteString(" --chmod=" + cs.chmod)
+	}
+	for _, src := range cs.sd.SourcePaths {
+		b.WriteString(" " + src)
+	}
+	for _, c := range cs.sd.SourceContents {
+		b.WriteString(" <<" + c.Path)
+	}
+	b.WriteString(" " + cs.sd.DestPath + " # buildkit")
+	return b.String()
+}
+
 // copySource is where a COPY reads from, mounted for the duration of the step.
 type copySource struct {
 	src     source.Source
@@ -117,7 +142,7 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 		cop.Content = append(cop.Content, p.content)
 		in.Parts = append(in.Parts, solver.CopyPart{Source: p.src, Options: p.opts, Fetch: p.fetch})
 	}
-	createdBy := fmt.Sprintf("%s %s %s # buildkit", cs.name, strings.Join(srcNames, " "), cs.sd.DestPath)
+	createdBy := copyCreatedBy(cs)
 	op := &solver.Op{Copy: cop}
 	r, err := sc.st.eng.Copy(ctx, sc.st.fs, b.step(ctx, sc, op, explainFiles(parts)), in)
 	return b.fsStep(sc, op, sc.st, createdBy, r, err)

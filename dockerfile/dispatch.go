@@ -2,9 +2,10 @@ package dockerfile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
-	"slices"
+	"net"
 	"strconv"
 	"strings"
 
@@ -117,10 +118,11 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		if st.cfg.Config.ExposedPorts == nil {
 			st.cfg.Config.ExposedPorts = map[string]struct{}{}
 		}
-		for p := range ports {
+		for _, p := range ports {
 			st.cfg.Config.ExposedPorts[p] = struct{}{}
 		}
-		b.history(st, fmt.Sprintf("EXPOSE map[%s]", strings.Join(mapKeys(ports), " ")))
+		// BuildKit formats the parsed list as given, duplicates and all.
+		b.history(st, fmt.Sprintf("EXPOSE %v", ports))
 	case *instructions.VolumeCommand:
 		if st.cfg.Config.Volumes == nil {
 			st.cfg.Config.Volumes = map[string]struct{}{}
@@ -256,39 +258,86 @@ func withShell(cfg *v1.ConfigFile, args []string) []string {
 
 // exposedPorts normalises EXPOSE arguments to "PORT/proto" keys; a range "8000-8002"
 // exposes each port of it.
-func exposedPorts(specs []string) (map[string]struct{}, error) {
-	out := map[string]struct{}{}
+func exposedPorts(specs []string) ([]string, error) {
+	var out []string
 	for _, spec := range specs {
-		port, proto, _ := strings.Cut(spec, "/")
-		if proto == "" {
-			proto = "tcp"
-		}
-		proto = strings.ToLower(proto)
-		switch proto {
-		case "tcp", "udp", "sctp":
-		default:
-			return nil, fmt.Errorf("invalid protocol %q in %q", proto, spec)
-		}
-		lo, hi, isRange := strings.Cut(port, "-")
-		start, err := strconv.ParseUint(lo, 10, 16)
+		ports, err := exposedPort(spec)
 		if err != nil {
-			return nil, fmt.Errorf("invalid port %q", spec)
+			return nil, fmt.Errorf("invalid port %q: %w", spec, err)
 		}
-		end := start
-		if isRange {
-			if end, err = strconv.ParseUint(hi, 10, 16); err != nil || end < start {
-				return nil, fmt.Errorf("invalid port range %q", spec)
-			}
-		}
-		for p := start; p <= end; p++ {
-			out[fmt.Sprintf("%d/%s", p, proto)] = struct{}{}
-		}
+		out = append(out, ports...)
 	}
 	return out, nil
 }
 
-func mapKeys(m map[string]struct{}) []string {
-	return slices.Sorted(maps.Keys(m))
+// exposedPort parses one EXPOSE word, [[ip:]hostport:]port[-end][/proto], into its
+// "port/proto" entries in order, as BuildKit's dispatchExpose does: the protocol is
+// lowercased (tcp by default), a range gives every port, and an ip or host port
+// (meaningless in an image, which BuildKit only warns about) is checked and dropped.
+func exposedPort(spec string) ([]string, error) {
+	parts := strings.Split(spec, ":")
+	var ip, hostPort string
+	container := parts[len(parts)-1]
+	if len(parts) >= 2 {
+		hostPort = parts[len(parts)-2]
+	}
+	if len(parts) >= 3 {
+		ip = strings.Join(parts[:len(parts)-2], ":")
+	}
+	port, proto, _ := strings.Cut(container, "/")
+	if port == "" {
+		return nil, errors.New("no port specified")
+	}
+	switch strings.ToLower(proto) {
+	case "":
+		proto = "tcp"
+	case "tcp", "udp", "sctp":
+		proto = strings.ToLower(proto)
+	default:
+		return nil, fmt.Errorf("invalid proto: %s", proto)
+	}
+	if strings.HasPrefix(ip, "[") {
+		ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
+	}
+	if ip != "" && net.ParseIP(ip) == nil {
+		return nil, fmt.Errorf("invalid IP address: %s", ip)
+	}
+	start, end, err := portRange(port)
+	if err != nil {
+		return nil, fmt.Errorf("invalid containerPort: %s", port)
+	}
+	if hostPort != "" {
+		hs, he, err := portRange(hostPort)
+		if err != nil {
+			return nil, fmt.Errorf("invalid hostPort: %s", hostPort)
+		}
+		if end-start != he-hs && end != start {
+			return nil, fmt.Errorf("invalid ranges specified for container and host Ports: %s and %s", port, hostPort)
+		}
+	}
+	out := make([]string, 0, end-start+1)
+	for p := start; p <= end; p++ {
+		out = append(out, strconv.Itoa(p)+"/"+proto)
+	}
+	return out, nil
+}
+
+// portRange parses "N" or "N-M" (0 ≤ N ≤ M ≤ 65535).
+func portRange(s string) (start, end int, err error) {
+	lo, hi, isRange := strings.Cut(s, "-")
+	n, err := strconv.ParseUint(lo, 10, 16)
+	if err != nil {
+		return 0, 0, err
+	}
+	start, end = int(n), int(n)
+	if isRange && hi != lo {
+		m, err := strconv.ParseUint(hi, 10, 16)
+		if err != nil || int(m) < start {
+			return 0, 0, fmt.Errorf("invalid port range: %s", s)
+		}
+		end = int(m)
+	}
+	return start, end, nil
 }
 
 // validateSignal accepts what Docker accepts for STOPSIGNAL: a number or a signal name
