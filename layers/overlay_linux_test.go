@@ -79,6 +79,10 @@ func TestWriteUpperDiffOverlay(t *testing.T) {
 			if h.Typeflag != '0' || h.Size != 0 || h.Mode != 0 || h.Uid != 0 || h.Gid != 0 {
 				t.Errorf("whiteout %s: type %c size %d mode %o uid %d gid %d", h.Name, h.Typeflag, h.Size, h.Mode, h.Uid, h.Gid)
 			}
+			// Dated the Unix epoch, as BuildKit v0.32 (containerd v2) writes them.
+			if h.ModTime.Unix() != 0 {
+				t.Errorf("whiteout %s dated %v, want the Unix epoch", h.Name, h.ModTime)
+			}
 		}
 	}
 

@@ -250,7 +250,7 @@ func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
 		return nil
 	case unix.S_IFCHR:
 		if t.overlay && st.Rdev == 0 {
-			return t.writeWhiteout(name, hdr.ModTime)
+			return t.writeWhiteout(name)
 		}
 		hdr.Typeflag = tar.TypeChar
 		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
@@ -300,7 +300,7 @@ func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
 		return t.tw.WriteHeader(&tar.Header{
 			Typeflag: tar.TypeReg,
 			Name:     name + "/" + whiteoutOpaque,
-			ModTime:  hdr.ModTime,
+			ModTime:  whiteoutTime(),
 			Format:   tar.FormatPAX,
 		})
 	}
@@ -455,14 +455,20 @@ func (t *treeWriter) xattrs(p string, hdr *tar.Header) (opaque bool, err error) 
 	return opaque, nil
 }
 
+// whiteoutTime dates whiteout entries: the Unix epoch, as BuildKit's (containerd
+// v2's) layers have them, whatever the clock or SOURCE_DATE_EPOCH says. A marker
+// carries no content whose age means anything, and a fixed date keeps a layer that
+// deletes a file the same bytes whenever it is made.
+func whiteoutTime() time.Time { return time.Unix(0, 0).UTC() }
+
 // writeWhiteout writes the OCI whiteout of name: an empty, mode 0, root-owned regular
-// file ".wh.NAME" next to it, dated like the overlay whiteout it stands for.
-func (t *treeWriter) writeWhiteout(name string, mtime time.Time) error {
+// file ".wh.NAME" next to it, dated whiteoutTime().
+func (t *treeWriter) writeWhiteout(name string) error {
 	dir, base := path.Split(name)
 	if err := t.tw.WriteHeader(&tar.Header{
 		Typeflag: tar.TypeReg,
 		Name:     dir + whiteoutPrefix + base,
-		ModTime:  mtime,
+		ModTime:  whiteoutTime(),
 		Format:   tar.FormatPAX,
 	}); err != nil {
 		return err
