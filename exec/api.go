@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"syscall"
+
+	"github.com/kiln-build/kiln/internal/sandboxinit"
 )
 
 // NetworkMode is the network a RUN step sees.
@@ -15,14 +17,10 @@ const (
 	NetworkNone NetworkMode = "none" // a new network namespace with only lo up
 )
 
-// Mount is an extra mount set up inside the sandbox before the command runs.
-type Mount struct {
-	Type     string // "bind" or "tmpfs"
-	Source   string // host path for bind; ignored for tmpfs
-	Target   string // absolute path inside the rootfs
-	ReadOnly bool
-	Options  []string // e.g. "size=64m" for tmpfs
-}
+// Mount is an extra mount set up inside the sandbox before the command runs: Type
+// "bind" (Source a host path) or "tmpfs", at Target (absolute, inside the rootfs),
+// with Options such as "size=64m" for a tmpfs.
+type Mount = sandboxinit.Mount
 
 // Limits are the cgroup limits of one step. Zero means unlimited (Pids: 0 means 4096).
 type Limits struct {
@@ -36,16 +34,10 @@ type Limits struct {
 const DefaultHostname = "buildkitsandbox"
 
 // Host is one /etc/hosts entry: a name and its address.
-type Host struct {
-	Name string
-	IP   string
-}
+type Host = sandboxinit.Host
 
 // Ulimit is one resource limit (a setrlimit resource) with its soft and hard values.
-type Ulimit struct {
-	Resource   int
-	Soft, Hard uint64
-}
+type Ulimit = sandboxinit.Ulimit
 
 // Spec is one RUN step to execute.
 type Spec struct {
@@ -99,7 +91,7 @@ func Run(ctx context.Context, spec Spec) error { return run(ctx, spec) }
 // MaybeInit must be the first call in main. In a process started by Run as the
 // sandbox's init, it sets the sandbox up and execs the command, never returning.
 // Otherwise it returns at once.
-func MaybeInit() { maybeInit() }
+func MaybeInit() { sandboxinit.Main() }
 
 // Isolate puts the kiln process in a private mount namespace, so that every mount it
 // makes (the overlay of each step) disappears with it even on kill -9. Call it at the

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/internal/sandboxinit"
 	"github.com/kiln-build/kiln/internal/userns"
 )
 
@@ -134,39 +135,11 @@ func (noCgroup) events() (oomKilled, pidsLimited bool) { return false, false }
 func (noCgroup) delete() error                         { return nil }
 func (noCgroup) dirs() []string                        { return nil }
 
-// mknodOrBind creates the character device p, or where the kernel refuses device
-// nodes (a user namespace) an empty file with the host's node of that name bound on
-// it, as runc does for rootless containers.
-func mknodOrBind(p, host string, major, minor uint32) error {
-	err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(major, minor)))
-	if err == nil || !errors.Is(err, unix.EPERM) {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
-	if err != nil {
-		return err
-	}
-	f.Close()
-	if err := unix.Mount(host, p, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", host, err)
-	}
-	return nil
-}
-
 // ProcNote explains, for the progress, a /proc that is bound instead of fresh.
 const ProcNote = "a fresh /proc cannot be mounted here (EPERM: the kernel allows it only while a /proc " +
 	"with nothing mounted over its files is visible, and the container runtime masks some of them), " +
 	"so RUN steps see this container's /proc, with its masks, and its processes; " +
 	"for a private /proc give the pod procMount: Unmasked (with hostUsers: false) or drop the OCI spec's maskedPaths and readonlyPaths"
-
-// bindHostProc stands in for a fresh procfs at t: a recursive bind of the /proc kiln
-// sees, so the masks over it stay.
-func bindHostProc(t string) error {
-	if err := unix.Mount("/proc", t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind /proc: %w", err)
-	}
-	return setattrRecursive(t, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-}
 
 // unmappedUser is the error of userns.UnmappedID for the first id of u that kiln's
 // user namespace does not map, or nil.
@@ -181,16 +154,6 @@ func unmappedUser(u User) error {
 	}
 	return nil
 }
-
-// setgroupsDenied reports whether this user namespace forbids setgroups(2), as a
-// namespace with a single-id gid map must (user_namespaces(7)).
-func setgroupsDenied() bool {
-	b, err := os.ReadFile("/proc/self/setgroups")
-	return err == nil && string(b) == "deny\n"
-}
-
-// probeArg0 is argv[0] of the child FreshProc starts (with initEnv set).
-const probeArg0 = "kiln-sandbox-probe"
 
 // FreshProc reports whether RUN steps get a procfs of their own. Where
 // /proc/self/mountinfo shows a plain read-write proc on /proc with nothing mounted
@@ -207,8 +170,8 @@ func FreshProc() bool {
 	}
 	cmd := &osexec.Cmd{
 		Path: "/proc/self/exe",
-		Args: []string{probeArg0},
-		Env:  []string{initEnv + "=1"},
+		Args: []string{sandboxinit.ProbeArg0},
+		Env:  []string{sandboxinit.Env + "=1"},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 			Pdeathsig:  syscall.SIGKILL,
@@ -238,22 +201,4 @@ func procUncovered(mountinfo string) bool {
 		}
 	}
 	return found
-}
-
-// probeProc is the child of FreshProc: exit 0 when a fresh procfs mounts.
-func probeProc() {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		os.Exit(1)
-	}
-	dir, err := os.MkdirTemp("", "kiln-proc-probe")
-	if err != nil {
-		os.Exit(1)
-	}
-	if err := unix.Mount("proc", dir, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		os.Remove(dir)
-		os.Exit(1)
-	}
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
-	os.Remove(dir)
-	os.Exit(0)
 }

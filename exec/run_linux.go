@@ -13,47 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-)
 
-// How the parent recognises its sandbox init: argv[0] and an environment variable,
-// both needed so that neither a user's argv nor an inherited variable triggers it.
-const (
-	initArg0 = "kiln-sandbox-init"
-	initEnv  = "_KILN_SANDBOX_INIT"
-	initFD   = 3 // the socket to the parent, ExtraFiles[0]
-	// initExecing is the byte the init sends just before it execs the command.
-	initExecing = '!'
+	"github.com/kiln-build/kiln/internal/sandboxinit"
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// initConfig is what the parent sends the sandbox init, as JSON over the socket.
-type initConfig struct {
-	Rootfs   string
-	Args     []string
-	Env      []string // final: PATH and HOME filled in
-	Cwd      string
-	UID      uint32
-	GID      uint32
-	Groups   []uint32
-	Hostname string
-	NewNet   bool
-	Mounts   []Mount
-	Hosts    []Host
-	ShmSize  int64
-	Ulimits  []Ulimit
-	// Seccomp is the step's seccomp program (seccompBytes), empty where the host
-	// architecture has no syscall table.
-	Seccomp []byte
-
-	sysBound bool // the init's own: /sys is a bind of the host's (mountSys)
-}
-
-// initFailure is what the init sends back when it cannot exec the command.
-type initFailure struct {
-	Msg  string
-	Code int
-}
 
 func run(ctx context.Context, spec Spec) error { return runIn(ctx, spec, nil) }
 
@@ -141,11 +105,11 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 }
 
 // startInit sends the init, already in its cgroup, its config (which is its signal
-// to go on), then reads its report until EOF: initExecing, sent just before the
+// to go on), then reads its report until EOF: sandboxinit.Execing, sent just before the
 // exec, and then nothing (the socket is close-on-exec in the init) means the command
-// started; a JSON initFailure after it or alone means it did not. started is false
+// started; a JSON sandboxinit.Failure after it or alone means it did not. started is false
 // when the init sent nothing at all: it died first, or was not kiln's init.
-func startInit(sock *os.File, cfg initConfig) (started bool, f *initFailure, err error) {
+func startInit(sock *os.File, cfg sandboxinit.Config) (started bool, f *sandboxinit.Failure, err error) {
 	b, err := json.Marshal(cfg)
 	if err != nil {
 		return false, nil, fmt.Errorf("encode sandbox config: %w", err)
@@ -160,13 +124,13 @@ func startInit(sock *os.File, cfg initConfig) (started bool, f *initFailure, err
 	if err != nil && !gone(err) {
 		return false, nil, fmt.Errorf("read sandbox init report: %w", err)
 	}
-	report, execing := bytes.CutPrefix(report, []byte{initExecing})
+	report, execing := bytes.CutPrefix(report, []byte{sandboxinit.Execing})
 	if len(report) == 0 {
 		return execing, nil, nil
 	}
-	f = &initFailure{}
+	f = &sandboxinit.Failure{}
 	if err := json.Unmarshal(report, f); err != nil {
-		return execing, &initFailure{Msg: "sandbox init: " + string(report), Code: 126}, nil
+		return execing, &sandboxinit.Failure{Msg: "sandbox init: " + string(report), Code: 126}, nil
 	}
 	return execing, f, nil
 }
@@ -201,35 +165,35 @@ func exitError(cmd *osexec.Cmd, waitErr error, cg stepCgroup, lim Limits) error 
 
 // prepareConfig checks spec and resolves what can be resolved before the sandbox
 // starts: the user, the environment, the hostname.
-func prepareConfig(spec Spec) (initConfig, error) {
+func prepareConfig(spec Spec) (sandboxinit.Config, error) {
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
-		return initConfig{}, errors.New("run: no command")
+		return sandboxinit.Config{}, errors.New("run: no command")
 	}
 	if spec.Rootfs == "" {
-		return initConfig{}, errors.New("run: no rootfs")
+		return sandboxinit.Config{}, errors.New("run: no rootfs")
 	}
 	rootfs, err := filepath.Abs(spec.Rootfs)
 	if err != nil {
-		return initConfig{}, fmt.Errorf("run: %w", err)
+		return sandboxinit.Config{}, fmt.Errorf("run: %w", err)
 	}
 	switch spec.Network {
 	case "", NetworkHost, NetworkNone:
 	default:
-		return initConfig{}, fmt.Errorf("run: unknown network mode %q", spec.Network)
+		return sandboxinit.Config{}, fmt.Errorf("run: unknown network mode %q", spec.Network)
 	}
 	u, err := ResolveUser(rootfs, spec.User)
 	if err != nil {
-		return initConfig{}, fmt.Errorf("run: %w", err)
+		return sandboxinit.Config{}, fmt.Errorf("run: %w", err)
 	}
 	// In kiln's user namespace a user it does not map cannot run the step: say so
 	// before starting a sandbox, here, where $USER still names who needs the ranges
 	// (the init checks again, with a bare environment).
 	if err := unmappedUser(u); err != nil {
-		return initConfig{}, fmt.Errorf("run as %q: %w", spec.User, err)
+		return sandboxinit.Config{}, fmt.Errorf("run as %q: %w", spec.User, err)
 	}
 	for _, m := range spec.Mounts {
 		if err := checkMount(m); err != nil {
-			return initConfig{}, fmt.Errorf("run: %w", err)
+			return sandboxinit.Config{}, fmt.Errorf("run: %w", err)
 		}
 	}
 	cwd := spec.Cwd
@@ -237,7 +201,7 @@ func prepareConfig(spec Spec) (initConfig, error) {
 		cwd = "/"
 	}
 	if !path.IsAbs(cwd) {
-		return initConfig{}, fmt.Errorf("run: working directory %q is not absolute", cwd)
+		return sandboxinit.Config{}, fmt.Errorf("run: working directory %q is not absolute", cwd)
 	}
 	host := spec.Hostname
 	if host == "" {
@@ -245,9 +209,9 @@ func prepareConfig(spec Spec) (initConfig, error) {
 	}
 	filter, err := defaultSeccomp(defaultCapNames)
 	if err != nil && !errors.Is(err, errNoSeccompTable) {
-		return initConfig{}, fmt.Errorf("run: %w", err)
+		return sandboxinit.Config{}, fmt.Errorf("run: %w", err)
 	}
-	return initConfig{
+	return sandboxinit.Config{
 		Seccomp:  seccompBytes(filter),
 		Rootfs:   rootfs,
 		Args:     spec.Args,
@@ -302,8 +266,7 @@ func checkMount(m Mount) error {
 	default:
 		return fmt.Errorf("mount %s: unsupported type %q", m.Target, m.Type)
 	}
-	_, _, err := mountFlags(m)
-	return err
+	return sandboxinit.CheckOptions(m)
 }
 
 // mountTargets lists every path the sandbox mounts over, for createStubs.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/sandboxinit"
 )
 
 // sandboxKey is what a sandbox init is started with, before it has its step: the
@@ -51,8 +53,8 @@ func startSandbox(key sandboxKey) (*sandbox, error) {
 	sb := &sandbox{key: key, sock: parentSock, cg: cg, stdout: &switchWriter{}, stderr: &switchWriter{}}
 	sb.cmd = &osexec.Cmd{
 		Path:       key.init,
-		Args:       []string{initArg0},
-		Env:        []string{initEnv + "=1"},
+		Args:       []string{sandboxinit.Arg0},
+		Env:        []string{sandboxinit.Env + "=1"},
 		Stdout:     sb.stdout,
 		Stderr:     sb.stderr,
 		ExtraFiles: []*os.File{childSock},

@@ -11,8 +11,6 @@ var errNotLinux = errors.New("exec: RUN steps need Linux namespaces")
 
 func run(context.Context, Spec) error { return errNotLinux }
 
-func maybeInit() {}
-
 func isolate() error { return errNotLinux }
 
 func removeStaleCgroups() {}

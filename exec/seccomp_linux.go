@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	"github.com/moby/profiles/seccomp"
@@ -303,7 +302,7 @@ func seccompAction(a specs.LinuxSeccompAction, errnoRet *uint) (uint32, error) {
 }
 
 // seccompBytes encodes a program as struct sock_filter entries (little-endian),
-// the form initConfig carries to the init.
+// the form sandboxinit.Config carries to the init.
 func seccompBytes(prog []bpf.RawInstruction) []byte {
 	b := make([]byte, 0, 8*len(prog))
 	for _, ins := range prog {
@@ -314,25 +313,10 @@ func seccompBytes(prog []bpf.RawInstruction) []byte {
 	return b
 }
 
-// loadSeccomp installs the program seccompBytes encoded on the calling thread,
-// the one that execs the step. It needs CAP_SYS_ADMIN (no_new_privs stays off, as
-// in Docker), so it runs before the capabilities are dropped.
-func loadSeccomp(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	if len(b)%8 != 0 || len(b)/8 > 0xffff {
-		return fmt.Errorf("seccomp: a program of %d bytes", len(b))
-	}
-	filter := make([]unix.SockFilter, len(b)/8)
-	for i := range filter {
-		e := b[8*i:]
-		filter[i] = unix.SockFilter{Code: binary.LittleEndian.Uint16(e), Jt: e[2], Jf: e[3], K: binary.LittleEndian.Uint32(e[4:])}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {
-		return fmt.Errorf("install the seccomp filter: %w", e)
-	}
-	runtime.KeepAlive(filter)
-	return nil
+// defaultCapNames is sandboxinit.DefaultCaps by name, for the seccomp profile's rules that
+// depend on capabilities (TestDefaultCapNames keeps the two equal).
+var defaultCapNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }

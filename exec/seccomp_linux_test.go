@@ -10,6 +10,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/sandboxinit"
 )
 
 // seccompCall runs prog on one syscall. bpf.VM loads words big-endian, as from a
@@ -197,8 +199,8 @@ func TestDefaultCapNames(t *testing.T) {
 		}
 		mask |= 1 << b
 	}
-	if mask != defaultCaps {
-		t.Errorf("defaultCapNames is %#x, defaultCaps %#x", mask, defaultCaps)
+	if mask != sandboxinit.DefaultCaps {
+		t.Errorf("defaultCapNames is %#x, sandboxinit.DefaultCaps %#x", mask, sandboxinit.DefaultCaps)
 	}
 }
 

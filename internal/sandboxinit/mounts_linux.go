@@ -1,4 +1,4 @@
-package exec
+package sandboxinit
 
 import (
 	"errors"
@@ -45,7 +45,7 @@ func devNodes() []devNode {
 }
 
 // setupRootfs mounts everything the step sees under cfg.Rootfs.
-func setupRootfs(cfg *initConfig) error {
+func setupRootfs(cfg *Config) error {
 	// Nothing done here may propagate to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
@@ -55,7 +55,7 @@ func setupRootfs(cfg *initConfig) error {
 	if err := unix.Mount(cfg.Rootfs, cfg.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs: %w", err)
 	}
-	steps := []func(*initConfig) error{mountProc, mountDev, mountSys, mountCgroupfs, mountMasks, mountNetFiles, mountUser}
+	steps := []func(*Config) error{mountProc, mountDev, mountSys, mountCgroupfs, mountMasks, mountNetFiles, mountUser}
 	for _, step := range steps {
 		if err := step(cfg); err != nil {
 			return err
@@ -100,7 +100,7 @@ func mountAt(rootfs, p string, dir bool, source, fstype string, flags uintptr, d
 	return nil
 }
 
-func mountProc(cfg *initConfig) error {
+func mountProc(cfg *Config) error {
 	err := mountAt(cfg.Rootfs, "/proc", true, "proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 	if err == nil || !errors.Is(err, unix.EPERM) || !userns.InNamespace() {
 		return err
@@ -112,7 +112,7 @@ func mountProc(cfg *initConfig) error {
 	return bindHostProc(t)
 }
 
-func mountDev(cfg *initConfig) error {
+func mountDev(cfg *Config) error {
 	r := cfg.Rootfs
 	if err := mountAt(r, "/dev", true, "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return err
@@ -172,7 +172,7 @@ func mountDev(cfg *initConfig) error {
 // CAP_SYS_ADMIN over the network namespace, which kiln has as root; where it is
 // refused (kiln in a user namespace with the host network), a recursive read-only
 // bind of the host's /sys stands in.
-func mountSys(cfg *initConfig) error {
+func mountSys(cfg *Config) error {
 	flags := uintptr(unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
 	err := mountAt(cfg.Rootfs, "/sys", true, "sysfs", "sysfs", flags, "")
 	if err == nil || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBUSY)) {
@@ -191,7 +191,7 @@ func mountSys(cfg *initConfig) error {
 
 // mountMasks hides kernel files a step has no business reading (masked) or writing
 // (read-only), as Docker does.
-func mountMasks(cfg *initConfig) error {
+func mountMasks(cfg *Config) error {
 	for _, p := range maskedPaths() {
 		t, err := securejoin.SecureJoin(cfg.Rootfs, p)
 		if err != nil {
@@ -245,7 +245,7 @@ func shmKiB(size int64) int64 {
 // resolves names as the host does (its network is the host's by default). Both
 // are 0644 and root's whatever the host's file is, written in the step's own /dev
 // tmpfs, bound, and unlinked, so they go with the sandbox.
-func mountNetFiles(cfg *initConfig) error {
+func mountNetFiles(cfg *Config) error {
 	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
 		var src string
 		var err error
@@ -279,7 +279,7 @@ func mountNetFiles(cfg *initConfig) error {
 }
 
 // mountUser sets up Spec.Mounts in order, so a later one may sit inside an earlier.
-func mountUser(cfg *initConfig) error {
+func mountUser(cfg *Config) error {
 	for _, m := range cfg.Mounts {
 		flags, data, err := mountFlags(m)
 		if err != nil {
@@ -310,6 +310,13 @@ func mountUser(cfg *initConfig) error {
 		}
 	}
 	return nil
+}
+
+// CheckOptions reports an option of m the init would refuse, for the parent to
+// refuse the step before it starts.
+func CheckOptions(m Mount) error {
+	_, _, err := mountFlags(m)
+	return err
 }
 
 // mountFlags splits m's options into mount flags and (for tmpfs) data. Bind mounts
@@ -391,7 +398,7 @@ func pivotRoot(rootfs string) error {
 // never the host's entries), then the --add-host entries.
 // copyResolvConf copies the host's /etc/resolv.conf into the step's /dev, "" when
 // the host has none.
-func copyResolvConf(cfg *initConfig) (string, error) {
+func copyResolvConf(cfg *Config) (string, error) {
 	b, err := os.ReadFile("/etc/resolv.conf")
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
@@ -406,7 +413,7 @@ func copyResolvConf(cfg *initConfig) (string, error) {
 	return p, nil
 }
 
-func writeHosts(cfg *initConfig) (string, error) {
+func writeHosts(cfg *Config) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", cfg.Hostname)
 	for _, h := range cfg.Hosts {

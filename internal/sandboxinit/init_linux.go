@@ -1,4 +1,4 @@
-package exec
+package sandboxinit
 
 import (
 	"encoding/json"
@@ -21,29 +21,29 @@ import (
 // new pid namespace. It never returns: on failure it reports to the parent over the
 // socket and exits with 127 (not found) or 126 (cannot execute, or setup failed).
 
-func maybeInit() {
-	if len(os.Args) == 0 || os.Getenv(initEnv) != "1" {
+func Main() {
+	if len(os.Args) == 0 || os.Getenv(Env) != "1" {
 		return
 	}
-	if os.Args[0] == probeArg0 {
+	if os.Args[0] == ProbeArg0 {
 		probeProc()
 	}
-	if os.Args[0] != initArg0 {
+	if os.Args[0] != Arg0 {
 		return
 	}
 	// Capabilities, the cgroup namespace and the credentials set below belong to
 	// the calling thread; the same thread must exec.
 	runtime.LockOSThread()
-	sock := os.NewFile(initFD, "kiln-sandbox")
+	sock := os.NewFile(FD, "kiln-sandbox")
 	code, err := sandboxInit(sock)
-	b, _ := json.Marshal(initFailure{Msg: err.Error(), Code: code})
+	b, _ := json.Marshal(Failure{Msg: err.Error(), Code: code})
 	_, _ = sock.Write(b)
 	os.Exit(code)
 }
 
 // sandboxInit returns only on failure, with the exit code and the reason.
 func sandboxInit(sock *os.File) (int, error) {
-	var cfg initConfig
+	var cfg Config
 	if err := json.NewDecoder(sock).Decode(&cfg); err != nil {
 		return 126, fmt.Errorf("sandbox init: read config: %w", err)
 	}
@@ -63,7 +63,7 @@ func sandboxInit(sock *os.File) (int, error) {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return 126, fmt.Errorf("sandbox init: close descriptors: %w", err)
 	}
-	if _, err := sock.Write([]byte{initExecing}); err != nil {
+	if _, err := sock.Write([]byte{Execing}); err != nil {
 		return 126, fmt.Errorf("sandbox init: report: %w", err)
 	}
 	err = syscall.Exec(path, cfg.Args, cfg.Env)
@@ -75,7 +75,7 @@ func sandboxInit(sock *os.File) (int, error) {
 }
 
 // setupSandbox does everything between the config and the exec.
-func setupSandbox(cfg *initConfig) error {
+func setupSandbox(cfg *Config) error {
 	// The step's cgroup (the parent has moved us into it) becomes the root of
 	// the cgroup namespace: the step cannot see or name anything above it.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
@@ -140,7 +140,7 @@ func setupSandbox(cfg *initConfig) error {
 // setUser switches to the step's user. The raw syscalls act on this thread only,
 // which is the one that execs; leaving root clears the effective and permitted
 // capabilities, as for a non-root user in Docker.
-func setUser(cfg *initConfig) error {
+func setUser(cfg *Config) error {
 	// The primary group is a supplementary group too, as containerd and Docker
 	// set it since CVE-2023-25173: dropping it with setgroups must not be a way
 	// around a "deny to group" permission.

@@ -1,4 +1,4 @@
-package exec
+package sandboxinit
 
 import (
 	"fmt"
@@ -34,7 +34,7 @@ const cgroupMountFlags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.
 // namespace that does not own the cgroup namespace, a hierarchy whose options it
 // will not match) leaves that part out: the cgroup filesystem is there for tools
 // to read, and a step never fails for want of it.
-func mountCgroupfs(cfg *initConfig) error {
+func mountCgroupfs(cfg *Config) error {
 	if cfg.sysBound {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package exec
+package sandboxinit
 
 import (
 	"fmt"
@@ -9,21 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultCaps is Docker's default capability set (CapEff 00000000a80425fb). A step
+// DefaultCaps is Docker's default capability set (CapEff 00000000a80425fb). A step
 // running as root gets exactly these; a step running as another user gets none
 // effective, with these as its bounding set, so setuid binaries work as in Docker.
-const defaultCaps uint64 = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_FSETID |
+const DefaultCaps uint64 = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_FSETID |
 	1<<unix.CAP_FOWNER | 1<<unix.CAP_MKNOD | 1<<unix.CAP_NET_RAW | 1<<unix.CAP_SETGID |
 	1<<unix.CAP_SETUID | 1<<unix.CAP_SETFCAP | 1<<unix.CAP_SETPCAP | 1<<unix.CAP_NET_BIND_SERVICE |
 	1<<unix.CAP_SYS_CHROOT | 1<<unix.CAP_KILL | 1<<unix.CAP_AUDIT_WRITE
-
-// defaultCapNames is defaultCaps by name, for the seccomp profile's rules that
-// depend on capabilities (TestDefaultCapNames keeps the two equal).
-var defaultCapNames = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-}
 
 // lastCap reads the highest capability the kernel knows; it must be read before
 // pivot_root while the host's /proc is still reachable.
@@ -39,13 +31,13 @@ func lastCap() (int, error) {
 	return n, nil
 }
 
-// dropCaps limits the calling thread (the one that will exec) to defaultCaps:
+// dropCaps limits the calling thread (the one that will exec) to DefaultCaps:
 // bounding set, ambient set cleared, effective and permitted set to the default
 // and inheritable empty (Docker has not set inheritable capabilities since
 // CVE-2022-24769). no_new_privs stays off, as in Docker.
 func dropCaps(last int) error {
 	for c := 0; c <= last; c++ {
-		if defaultCaps&(1<<uint(c)) != 0 {
+		if DefaultCaps&(1<<uint(c)) != 0 {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
@@ -57,11 +49,11 @@ func dropCaps(last int) error {
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	data := [2]unix.CapUserData{{
-		Effective: uint32(defaultCaps),
-		Permitted: uint32(defaultCaps),
+		Effective: uint32(DefaultCaps),
+		Permitted: uint32(DefaultCaps),
 	}, {
-		Effective: uint32(defaultCaps >> 32),
-		Permitted: uint32(defaultCaps >> 32),
+		Effective: uint32(DefaultCaps >> 32),
+		Permitted: uint32(DefaultCaps >> 32),
 	}}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
