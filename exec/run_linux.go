@@ -29,7 +29,7 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 			return err
 		}
 	}
-	cfg, err := prepareConfig(spec)
+	cfg, err := prepareConfig(spec, pool.seccompProgram)
 	if err != nil {
 		return err
 	}
@@ -164,8 +164,9 @@ func exitError(cmd *osexec.Cmd, waitErr error, cg stepCgroup, lim Limits) error 
 }
 
 // prepareConfig checks spec and resolves what can be resolved before the sandbox
-// starts: the user, the environment, the hostname.
-func prepareConfig(spec Spec) (sandboxinit.Config, error) {
+// starts: the user, the environment, the hostname; seccompProgram gives the
+// step's seccomp program.
+func prepareConfig(spec Spec, seccompProgram func() ([]byte, error)) (sandboxinit.Config, error) {
 	if len(spec.Args) == 0 || spec.Args[0] == "" {
 		return sandboxinit.Config{}, errors.New("run: no command")
 	}
@@ -207,12 +208,12 @@ func prepareConfig(spec Spec) (sandboxinit.Config, error) {
 	if host == "" {
 		host = DefaultHostname
 	}
-	filter, err := defaultSeccomp(defaultCapNames)
-	if err != nil && !errors.Is(err, errNoSeccompTable) {
+	filter, err := seccompProgram()
+	if err != nil {
 		return sandboxinit.Config{}, fmt.Errorf("run: %w", err)
 	}
 	return sandboxinit.Config{
-		Seccomp:  seccompBytes(filter),
+		Seccomp:  filter,
 		Rootfs:   rootfs,
 		Args:     spec.Args,
 		Env:      stepEnv(spec.Env, u),

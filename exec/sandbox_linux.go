@@ -220,6 +220,16 @@ func (s *Sandboxes) retire(sb *sandbox) error {
 
 func (s *Sandboxes) run(ctx context.Context, spec Spec) error { return runIn(ctx, spec, s) }
 
+// seccompProgram is the steps' seccomp program, compiled on the first call; a nil
+// Sandboxes (Run) compiles it each time.
+func (s *Sandboxes) seccompProgram() ([]byte, error) {
+	if s == nil {
+		return stepSeccomp()
+	}
+	s.seccompOnce.Do(func() { s.seccompProg, s.seccompErr = stepSeccomp() })
+	return s.seccompProg, s.seccompErr
+}
+
 func (s *Sandboxes) close() error {
 	s.mu.Lock()
 	s.closed = true

@@ -159,3 +159,18 @@ func TestSandboxesConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The seccomp program compiled for a build's first step filters every later one:
+// each step through Sandboxes runs in seccomp filter mode, and the filter decides as
+// Docker's profile does (unshare of a user namespace refused with EPERM).
+func TestSandboxesSeccompEveryStep(t *testing.T) {
+	s := &Sandboxes{}
+	defer s.Close()
+	fs := newSandboxFS(t)
+	script := `grep '^Seccomp:' /proc/self/status | tr -d '\t'; unshare -U true 2>/dev/null && echo userns || echo no-userns`
+	for i := range 3 {
+		if out := runThrough(t, s, Spec{Rootfs: fs.merged}, script); out != "Seccomp:2\nno-userns\n" {
+			t.Errorf("step %d: %q, want seccomp filter mode and no user namespace", i+1, out)
+		}
+	}
+}

@@ -59,6 +59,20 @@ var profileArches = map[specs.Arch]*arch.Info{
 // errNoSeccompTable says kiln has no syscall table for the host architecture.
 var errNoSeccompTable = errors.New("no syscall table for this architecture")
 
+// stepSeccomp is a RUN step's seccomp program as the init takes it: Docker's
+// default profile for the default capabilities, nil where the host architecture
+// has no syscall table.
+func stepSeccomp() ([]byte, error) {
+	filter, err := defaultSeccomp(defaultCapNames)
+	if errors.Is(err, errNoSeccompTable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return seccompBytes(filter), nil
+}
+
 // defaultSeccomp is the BPF program of Docker's default profile for a process with
 // caps as its bounding set, on the host architecture.
 func defaultSeccomp(caps []string) ([]bpf.RawInstruction, error) {
