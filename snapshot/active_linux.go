@@ -26,6 +26,19 @@ type Active struct {
 	done    bool     // committed or discarded
 	lowers  []string // the parents' dirs, top first
 	keep    map[string]bool
+	// pruneFiles: Unmount prunes unchanged copied-up files too (PruneUnchangedFiles).
+	pruneFiles bool
+}
+
+// PruneUnchangedFiles has Unmount also remove from the upper dir the files overlayfs
+// copied up that the step left as they were, as BuildKit's overlay differ leaves
+// them out of the layer (see pruneCopyUps). It is for a RUN step, whose files all
+// went through the merged view; kiln's own COPY writes what it copies into the layer
+// whatever the image had there.
+func (a *Active) PruneUnchangedFiles() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pruneFiles = true
 }
 
 // KeepDirs names directories of the upper dir (relative, slash-separated) that
@@ -113,7 +126,7 @@ func (a *Active) unmountLocked(ctx context.Context) error {
 		a.mounted, a.prune = false, true
 	}
 	if a.prune {
-		if err := pruneCopyUps(ctx, a.Upper, a.lowers, a.keep); err != nil {
+		if err := pruneCopyUps(ctx, a.Upper, a.lowers, a.keep, a.pruneFiles); err != nil {
 			return fmt.Errorf("prune the upper dir: %w", err)
 		}
 		a.prune = false

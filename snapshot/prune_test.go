@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // countdownCtx is cancelled after its Err has been asked n times: it stops a walk
@@ -71,5 +74,117 @@ func TestPruneResumesAfterCancel(t *testing.T) {
 			t.Errorf("stop %d: upper after a resumed prune:\n%s", stop, got)
 		}
 		a.Discard(ctx)
+	}
+}
+
+// A RUN's copy-ups of files it did not change leave the upper dir (PruneUnchangedFiles),
+// and everything the step changed stays: new content with the old size and time, a
+// new time, an xattr, a file with hard links, a file under a dir the step replaced.
+// Without PruneUnchangedFiles (a COPY) the copy-ups stay.
+func TestPruneUnchangedFiles(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t)
+	old := time.Unix(1_000_000_000, 0) // whole seconds, as unpacked from a tar
+	files := map[string]string{
+		"etc/.pwd.lock": "", "etc/passwd": "root:x:0:0\n", "etc/group": "root:x:0:\n",
+		"etc/hosts2": "127.0.0.1 a\n", "etc/tagged": "t\n", "hard/a": "h\n", "opq/f": "o\n",
+	}
+	err := s.Ingest(ctx, "base", func(dir string) error {
+		for _, d := range []string{"etc", "hard", "opq"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+				return err
+			}
+		}
+		for p, c := range files {
+			if err := os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644); err != nil {
+				return err
+			}
+		}
+		if err := os.Link(filepath.Join(dir, "hard/a"), filepath.Join(dir, "hard/b")); err != nil {
+			return err
+		}
+		if err := os.Symlink("passwd", filepath.Join(dir, "etc/link")); err != nil {
+			return err
+		}
+		for p := range files {
+			if err := os.Chtimes(filepath.Join(dir, p), old, old); err != nil {
+				return err
+			}
+		}
+		for _, d := range []string{"etc", "hard", "opq"} {
+			if err := os.Chtimes(filepath.Join(dir, d), old, old); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(prune bool) string {
+		a, err := s.Prepare(ctx, []string{"base"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Discard(ctx)
+		if prune {
+			a.PruneUnchangedFiles()
+		}
+		r := func(p string) string { return filepath.Join(a.Root, p) }
+		// Copied up, unchanged: opened for writing (useradd's lock), chmod and
+		// lchown to what they were.
+		f, err := os.OpenFile(r("etc/.pwd.lock"), os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		must(t, os.Chmod(r("etc/passwd"), 0o644))
+		must(t, os.Lchown(r("etc/link"), 0, 0))
+		// Changed: a new time; new bytes of the same size with the old time put
+		// back; an xattr; a file with a hard link; a file of a replaced dir.
+		must(t, os.Chtimes(r("etc/group"), old, old.Add(time.Second)))
+		must(t, os.WriteFile(r("etc/hosts2"), []byte("127.0.0.1 b\n"), 0o644))
+		must(t, os.Chtimes(r("etc/hosts2"), old, old))
+		must(t, unix.Setxattr(r("etc/tagged"), "user.kiln-test", []byte("1"), 0))
+		must(t, os.Chmod(r("hard/a"), 0o644))
+		must(t, os.RemoveAll(r("opq")))
+		must(t, os.Mkdir(r("opq"), 0o755))
+		must(t, os.WriteFile(r("opq/f"), []byte("o\n"), 0o644))
+		must(t, os.Chtimes(r("opq/f"), old, old))
+		must(t, os.Chtimes(r("opq"), old, old))
+		for _, d := range []string{"etc", "hard"} {
+			must(t, os.Chtimes(r(d), old, old))
+		}
+		if err := a.Unmount(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return describe(t, a.Upper)
+	}
+	want := `. 40755
+etc 40755
+etc/group 100644 root:x:0:
+etc/hosts2 100644 127.0.0.1 b
+etc/tagged 100644 t
+hard 40755
+hard/a 100644 h
+opq 40755 opaque
+opq/f 100644 o
+`
+	// describe prints file contents, whose own newlines double the line ends.
+	if got := strings.ReplaceAll(run(true), "\n\n", "\n"); got != want {
+		t.Errorf("upper of a RUN:\n%s\nwant:\n%s", got, want)
+	}
+	got := run(false)
+	for _, p := range []string{"etc/.pwd.lock 100644", "etc/passwd 100644", "etc/link 120777"} {
+		if !strings.Contains(got, p) {
+			t.Errorf("without PruneUnchangedFiles the copy-up %q went:\n%s", p, got)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -161,6 +161,11 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 			pending = nil
 		}
 	}
+	if x.Op.Run != nil && x.pending == nil {
+		// A RUN's layer leaves out the files it copied up without changing them,
+		// as BuildKit's does.
+		active.PruneUnchangedFiles()
+	}
 	if err := active.Unmount(ctx); err != nil {
 		return nil, fmt.Errorf("unmount snapshot: %w", err)
 	}
