@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 
@@ -161,11 +162,24 @@ func compileSeccomp(p *specs.LinuxSeccomp) ([]bpf.Instruction, error) {
 
 // archBlock is the program for one architecture's calls: it starts by loading the
 // syscall number and always returns.
+//
+// The profile's rules are first-match, and the rules of two syscalls never meet,
+// so each syscall's rules keep their order but the syscalls are free to move. A
+// syscall whose first rule has no conditions (nearly all of Docker's profile) is
+// decided by its number alone: those are checked as sorted ranges of numbers per
+// action (rangeChecks), the rest rule by rule after them. The kernel walks the
+// program once per syscall number of every architecture when it loads it (to cache
+// the calls it always allows), and the JIT compiles every instruction: a few dozen
+// ranges in place of a few hundred equality tests is what makes a step's seccomp
+// load cheap.
 func archBlock(p *specs.LinuxSeccomp, a *arch.Info, def uint32) ([]bpf.Instruction, error) {
 	mask := uint32(a.SeccompMask)
+	type rule struct {
+		args []specs.LinuxSeccompArg
+		act  uint32
+	}
+	rules := map[int][]rule{}
 	highest := -1
-	var rules []bpf.Instruction
-	loaded := true // A holds the syscall number
 	for _, sc := range p.Syscalls {
 		act, err := seccompAction(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -177,21 +191,90 @@ func archBlock(p *specs.LinuxSeccomp, a *arch.Info, def uint32) ([]bpf.Instructi
 				continue // not a syscall of this architecture, as libseccomp skips it
 			}
 			highest = max(highest, nr)
-			r, err := syscallRule(uint32(nr)|mask, sc.Args, act, !loaded)
-			if err != nil {
-				return nil, fmt.Errorf("syscall %s: %w", name, err)
-			}
-			rules = append(rules, r...)
-			loaded = len(sc.Args) == 0
+			rules[nr] = append(rules[nr], rule{sc.Args, act})
 		}
 	}
+	nrs := slices.Sorted(maps.Keys(rules))
+
+	// byNumber: the syscalls decided by their number, per action, ascending.
+	byNumber := map[uint32][]uint32{}
+	var acts []uint32 // in order of first use, so the program does not depend on map order
+	var conditional []bpf.Instruction
+	loaded := true // A holds the syscall number
+	for _, nr := range nrs {
+		rs := rules[nr]
+		if len(rs[0].args) == 0 {
+			if _, ok := byNumber[rs[0].act]; !ok {
+				acts = append(acts, rs[0].act)
+			}
+			byNumber[rs[0].act] = append(byNumber[rs[0].act], uint32(nr)|mask)
+			continue
+		}
+		for _, r := range rs {
+			ins, err := syscallRule(uint32(nr)|mask, r.args, r.act, !loaded)
+			if err != nil {
+				return nil, fmt.Errorf("syscall %s: %w", a.SyscallNumbers[nr], err)
+			}
+			conditional = append(conditional, ins...)
+			loaded = len(r.args) == 0
+			if loaded {
+				break // an unconditional rule decides; later ones never match
+			}
+		}
+	}
+
 	b := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: seccompDataNr, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: uint32(highest) | mask, SkipFalse: 1},
 		bpf.RetConstant{Val: seccompRetErrno | uint32(unix.ENOSYS)},
 	}
-	b = append(b, rules...)
+	for _, act := range acts {
+		b = append(b, rangeChecks(byNumber[act], act)...)
+	}
+	b = append(b, conditional...)
 	return append(b, bpf.RetConstant{Val: def}), nil
+}
+
+// rangeChecks returns act when A (the syscall number) is one of nrs (ascending) and
+// falls through otherwise. Each run of consecutive numbers costs two tests: past
+// its end, go on to the next run; else at or past its start, act; else no run
+// further on holds A either. A conditional jump reaches at most 255 instructions,
+// so the runs go in chunks, each with its own return and a long jump out.
+func rangeChecks(nrs []uint32, act uint32) []bpf.Instruction {
+	type span struct{ lo, hi uint32 }
+	var spans []span
+	for _, nr := range nrs {
+		if n := len(spans); n > 0 && spans[n-1].hi+1 == nr {
+			spans[n-1].hi = nr
+			continue
+		}
+		spans = append(spans, span{nr, nr})
+	}
+	const perChunk = 100 // 2 tests each: the farthest jump is 201 instructions
+	var chunks [][]bpf.Instruction
+	for c := range slices.Chunk(spans, perChunk) {
+		k := len(c)
+		ins := make([]bpf.Instruction, 0, 2*k+2)
+		for i, s := range c {
+			past := uint8(1) // to the next run's first test
+			if i == k-1 {
+				past = 3 // over this chunk's return and jump out, to the next chunk
+			}
+			ins = append(ins,
+				bpf.JumpIf{Cond: bpf.JumpGreaterThan, Val: s.hi, SkipTrue: past},
+				bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: s.lo,
+					SkipTrue: uint8(2*k - 2*i - 2), SkipFalse: uint8(2*k - 2*i - 1)},
+			)
+		}
+		chunks = append(chunks, append(ins, bpf.RetConstant{Val: act}, bpf.Jump{}))
+	}
+	// Each chunk's jump out skips the chunks after it.
+	after := 0
+	for i := len(chunks) - 1; i >= 0; i-- {
+		chunks[i][len(chunks[i])-1] = bpf.Jump{Skip: uint32(after)}
+		after += len(chunks[i])
+	}
+	return slices.Concat(chunks...)
 }
 
 // syscallRule returns act when the syscall is nr and every condition holds, and

@@ -2,11 +2,16 @@ package exec
 
 import (
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -209,5 +214,184 @@ func BenchmarkDefaultSeccomp(b *testing.B) {
 		if _, err := defaultSeccomp(defaultCapNames); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// profileDecides reads a profile as the kernel must apply it, with no compiler in
+// between: the first rule naming the call whose conditions all hold decides; a
+// number above every number the profile names for the architecture is ENOSYS; the
+// rest get the default action.
+func profileDecides(t *testing.T, p *specs.LinuxSeccomp, a *arch.Info, nr int, args []uint64) uint32 {
+	t.Helper()
+	holds := func(c specs.LinuxSeccompArg) bool {
+		v := args[c.Index]
+		switch c.Op {
+		case specs.OpEqualTo:
+			return v == c.Value
+		case specs.OpNotEqual:
+			return v != c.Value
+		case specs.OpLessThan:
+			return v < c.Value
+		case specs.OpLessEqual:
+			return v <= c.Value
+		case specs.OpGreaterThan:
+			return v > c.Value
+		case specs.OpGreaterEqual:
+			return v >= c.Value
+		case specs.OpMaskedEqual:
+			return v&c.Value == c.ValueTwo
+		}
+		t.Fatalf("operator %s", c.Op)
+		return false
+	}
+	highest := -1
+	for _, sc := range p.Syscalls {
+		for _, name := range sc.Names {
+			if n, ok := a.SyscallNames[name]; ok {
+				highest = max(highest, n)
+			}
+		}
+	}
+	if nr > highest {
+		return retENOSYS
+	}
+	for _, sc := range p.Syscalls {
+		if !slices.ContainsFunc(sc.Names, func(name string) bool { n, ok := a.SyscallNames[name]; return ok && n == nr }) {
+			continue
+		}
+		if !slices.ContainsFunc(sc.Args, func(c specs.LinuxSeccompArg) bool { return !holds(c) }) {
+			act, err := seccompAction(sc.Action, sc.ErrnoRet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return act
+		}
+	}
+	act, err := seccompAction(p.DefaultAction, p.DefaultErrnoRet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return act
+}
+
+// The compiled program decides every syscall number of every architecture as the
+// profile's rules do, for arguments that meet and miss each of its conditions:
+// Docker's default profile for kiln's capabilities and for all of them (more
+// conditional rules), and a profile whose rules for one call are split, mixed
+// with conditions and repeated.
+func TestSeccompDecidesAsTheProfile(t *testing.T) {
+	rs := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: defaultCapNames}}}
+	kiln, err := seccomp.GetDefaultProfile(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The capabilities the profile's rules name, beyond kiln's.
+	rs.Process.Capabilities.Bounding = slices.Concat(defaultCapNames, []string{
+		"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_CHROOT", "CAP_SYS_MODULE", "CAP_SYS_PACCT",
+		"CAP_SYS_PTRACE", "CAP_SYS_RAWIO", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_SYS_NICE",
+		"CAP_SYSLOG", "CAP_BPF", "CAP_PERFMON", "CAP_DAC_READ_SEARCH",
+	})
+	all, err := seccomp.GetDefaultProfile(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq := func(i uint, v uint64) specs.LinuxSeccompArg {
+		return specs.LinuxSeccompArg{Index: i, Value: v, Op: specs.OpEqualTo}
+	}
+	errno := uint(unix.EACCES)
+	mixed := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActErrno, Architectures: kiln.Architectures,
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"read", "write", "close"}, Action: specs.ActAllow},
+			{Names: []string{"openat"}, Action: specs.ActErrno, ErrnoRet: &errno, Args: []specs.LinuxSeccompArg{eq(0, 3)}},
+			{Names: []string{"open", "openat", "stat"}, Action: specs.ActAllow},
+			{Names: []string{"read"}, Action: specs.ActKillProcess}, // never reached: read is allowed above
+			{Names: []string{"kill"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{eq(1, 0)}},
+			{Names: []string{"kill"}, Action: specs.ActLog, Args: []specs.LinuxSeccompArg{eq(1, 9)}},
+			{Names: []string{"fstat", "lstat"}, Action: specs.ActTrap},
+		},
+	}
+	for name, p := range map[string]*specs.LinuxSeccomp{"kiln's caps": kiln, "all caps": all, "mixed": mixed} {
+		prog, err := compileSeccomp(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newSeccompVM(t, prog)
+		// Arguments: zeros, ones, and for each condition its value, its value
+		// plus one, and its second value, in its argument.
+		argSets := [][]uint64{make([]uint64, 6), {^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}}
+		conditional := map[string]bool{}
+		for _, sc := range p.Syscalls {
+			for _, n := range sc.Names {
+				conditional[n] = conditional[n] || len(sc.Args) > 0
+			}
+			for _, c := range sc.Args {
+				for _, v := range []uint64{c.Value, c.Value + 1, c.ValueTwo} {
+					set := make([]uint64, 6)
+					set[c.Index] = v
+					argSets = append(argSets, set)
+				}
+			}
+		}
+		for _, sa := range p.Architectures {
+			a := profileArches[sa]
+			if a == nil || (runtime.GOARCH == "amd64") != (a == arch.X86_64 || a == arch.I386 || a == arch.X32) {
+				continue
+			}
+			checked := 0
+			for nr := range slices.Max(slices.Collect(maps.Keys(a.SyscallNumbers))) + 3 {
+				sets := argSets[:2] // a call no condition names is decided by its number
+				if conditional[a.SyscallNumbers[nr]] {
+					sets = argSets
+				}
+				for _, args := range sets {
+					want := profileDecides(t, p, a, nr, args)
+					if got := seccompCall(t, vm, a, nr, args...); got != want {
+						t.Fatalf("%s, %s syscall %d (%s) args %#x: %#x, want %#x", name, a.Name, nr, a.SyscallNumbers[nr], args, got, want)
+					}
+					checked++
+				}
+			}
+			t.Logf("%s, %s: %d calls agree, %d instructions", name, a.Name, checked, len(prog))
+		}
+	}
+}
+
+// BenchmarkSeccompLoad is what the kernel spends installing a step's program: the
+// check, the JIT and the walk of every syscall number for its allow cache. Each
+// load is on a thread of its own that then exits; "thread" is that thread alone.
+func BenchmarkSeccompLoad(b *testing.B) {
+	raw, err := defaultSeccomp(defaultCapNames)
+	if err != nil {
+		b.Fatal(err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	for _, load := range []bool{false, true} {
+		name := "thread"
+		if load {
+			name = fmt.Sprintf("thread+load-%d-instructions", len(filter))
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				errc := make(chan error, 1)
+				go func() {
+					runtime.LockOSThread() // never unlocked: the thread and its filter go with the goroutine
+					if load {
+						if _, _, e := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); e != 0 {
+							errc <- e
+							return
+						}
+					}
+					errc <- nil
+				}()
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
