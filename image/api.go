@@ -42,15 +42,25 @@ type PullOptions struct {
 	// lazypull.go). A build whose steps all come from a remote cache so never
 	// downloads its base for a push, and streams it once for an image tarball.
 	Lazy context.Context
+	// Stream, for a pull from a registry that is not lazy, returns once the
+	// manifest and config are stored: each layer blob the store lacks is stored by
+	// its first reader as it reads it from the registry, which must happen within
+	// the pull's context, and Pulled.Finish stores the rest and records the image
+	// (streampull.go). A build that unpacks its base at once so downloads, inflates
+	// and writes the files in one pass.
+	Stream bool
 }
 
 // Pulled is a base image whose manifest and config are in the store, and its layer
 // blobs too unless the pull was lazy (PullOptions.Lazy): then a layer still in the
-// registry is fetched when it is read.
+// registry is fetched when it is read. A streamed pull's (PullOptions.Stream) layers
+// are stored as they are read, and the pull is complete only after Finish.
 type Pulled struct {
 	Ref            string // normalised reference, e.g. index.docker.io/library/busybox:latest
 	ManifestDigest v1.Hash
 	Image          v1.Image // reads only from the store
+
+	stream *streamPull // a streamed pull's remaining work (Finish)
 }
 
 // PushOptions control Push.

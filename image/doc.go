@@ -10,6 +10,10 @@
 // needs the network again unless ForcePull. A lazy pull (PullOptions.Lazy, kiln's
 // --cache-from builds) copies nothing but the config check: its layers stream from the
 // registry, verified, when read, and a push to that registry mounts them (lazypull.go).
+// A streamed pull (PullOptions.Stream, every other build's) stores each layer blob as
+// its first reader, the base's unpack, reads it, and Pulled.Finish stores the rest and
+// records the image, so the download, the inflating and the file writes overlap
+// (streampull.go).
 // LoadOCILayout does the same from an OCI
 // layout directory. StoreLayer exposes a stored blob as a v1.Layer without reading it
 // for its metadata. Assemble builds the output image (OCI manifest, config serialised

@@ -25,7 +25,9 @@ import (
 
 // pullLazy returns img (its manifest and config checked as an eager pull checks
 // them) with each layer the store does not hold streamed from the registry when read.
-func pullLazy(store BlobStore, img v1.Image, source string, prog func(string)) (*Pulled, error) {
+// With keep (a streamed pull, streampull.go), the config is stored now and each such
+// layer is stored by its first reader; keep.Finish does the rest.
+func pullLazy(store BlobStore, img v1.Image, source string, prog func(string), keep *streamPull) (*Pulled, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, err
@@ -55,6 +57,13 @@ func pullLazy(store BlobStore, img v1.Image, source string, prog func(string)) (
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("image %s: %d layers but %d diff_ids in config", digest, len(m.Layers), len(cfg.RootFS.DiffIDs))
 	}
+	if keep != nil {
+		if err := writeSmallBlob(store, m.Config.Digest, rawCfg); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		keep.store, keep.manifest, keep.raw, keep.prog = store, digest, raw, prog
+		keep.layers = map[v1.Hash]*pullLayer{}
+	}
 	layers := make([]v1.Layer, len(m.Layers))
 	missing := 0
 	for i, d := range m.Layers {
@@ -68,9 +77,16 @@ func pullLazy(store BlobStore, img v1.Image, source string, prog func(string)) (
 			return nil, fmt.Errorf("layer %s: %w", d.Digest, err)
 		}
 		missing++
-		layers[i] = MountableFrom(&streamedLayer{Layer: sl, store: store, remote: rl, source: source}, source)
+		var pl *pullLayer
+		if keep != nil {
+			if pl = keep.layers[d.Digest]; pl == nil {
+				pl = &pullLayer{remote: rl, desc: d, prog: prog}
+				keep.layers[d.Digest] = pl
+			}
+		}
+		layers[i] = MountableFrom(&streamedLayer{Layer: sl, store: store, remote: rl, source: source, keep: pl}, source)
 	}
-	if missing > 0 {
+	if missing > 0 && keep == nil {
 		progress(prog, "%d of the %d layers of %s are fetched only if a step or an output reads them", missing, len(m.Layers), digest)
 	}
 	core := &storeImageCore{store: store, raw: raw, rawConfig: rawCfg, manifest: m, mediaType: mt}
@@ -78,7 +94,7 @@ func pullLazy(store BlobStore, img v1.Image, source string, prog func(string)) (
 	if err != nil {
 		return nil, err
 	}
-	return &Pulled{ManifestDigest: digest, Image: stored}, nil
+	return &Pulled{ManifestDigest: digest, Image: stored, stream: keep}, nil
 }
 
 // streamedLayer is a base layer still in the registry: its metadata comes from the
@@ -91,6 +107,7 @@ type streamedLayer struct {
 	store    BlobStore
 	remote   v1.Layer
 	source   string
+	keep     *pullLayer // a streamed pull's: the first reader stores the blob
 }
 
 var _ v1.Layer = (*streamedLayer)(nil)
@@ -108,7 +125,21 @@ func (l *streamedLayer) Compressed() (io.ReadCloser, error) {
 		if r, perr := name.ParseReference(l.source); perr == nil {
 			host = r.Context().RegistryStr()
 		}
-		return nil, fmt.Errorf("fetch base layer %s, pulled lazily (a --cache-from build): %w", d, registryError("pull", l.source, host, err))
+		how := "pulled lazily (a --cache-from build)"
+		if l.keep != nil {
+			how = "pulled as it is unpacked"
+		}
+		return nil, fmt.Errorf("fetch base layer %s, %s: %w", d, how, registryError("pull", l.source, host, err))
+	}
+	if l.keep != nil && l.keep.claim() {
+		progress(l.keep.prog, "pulling layer %s (%d bytes), stored as it is unpacked", d, l.keep.desc.Size)
+		w, err := newBlobWriter(l.store, d, l.keep.desc.Size)
+		if err != nil {
+			l.keep.release()
+			rc.Close()
+			return nil, err
+		}
+		return &keepingReader{rc: rc, w: w, pl: l.keep}, nil
 	}
 	return rc, nil
 }

@@ -122,9 +122,17 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 		defer rc.Close()
 		return io.ReadAll(rc)
 	}
-	if opts.Lazy != nil {
-		// Nothing is recorded: the store does not hold the image (lazypull.go).
-		p, err := pullLazy(store, img, source, opts.Progress)
+	if opts.Lazy != nil || opts.Stream {
+		// A lazy pull records nothing: the store does not hold the image
+		// (lazypull.go). A streamed one records it in Finish (streampull.go).
+		var keep *streamPull
+		if opts.Lazy == nil {
+			keep = &streamPull{refs: []string{key}, ref: refName, host: r.Context().RegistryStr()}
+			if top != nil {
+				keep.refs = append(keep.refs, top.Digest.String()+"@"+plat.String())
+			}
+		}
+		p, err := pullLazy(store, img, source, opts.Progress, keep)
 		if err != nil {
 			return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 		}

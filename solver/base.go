@@ -66,6 +66,8 @@ func (e *Engine) loadBase(ctx context.Context, ref ImageRef, note func(string)) 
 	opts := e.opts.Pull
 	opts.Platform = ref.Platform
 	opts.Progress = note
+	// Not lazy: the layers are unpacked right below, as they download.
+	opts.Stream = opts.Lazy == nil
 	var pulled *image.Pulled
 	var err error
 	if ref.Layout {
@@ -120,7 +122,16 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 			continue
 		}
 		eg.Go(func() error {
-			if err := e.opts.Snapshots.IngestLayer(egctx, id, l); err != nil {
+			err := e.opts.Snapshots.IngestLayer(egctx, id, l)
+			if err != nil && egctx.Err() == nil && !e.opts.Store.HasBlob(d) {
+				// Its stream from the registry broke (or its bytes were wrong):
+				// download it with retries, then unpack it from the store.
+				if ferr := pulled.Fetch(egctx, d); ferr != nil {
+					return ferr // names the image
+				}
+				err = e.opts.Snapshots.IngestLayer(egctx, id, l)
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", ref, err)
 			}
 			return nil
@@ -128,6 +139,9 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 	}
 	if err := eg.Wait(); err != nil {
 		return nil, err
+	}
+	if err := pulled.Finish(ctx); err != nil {
+		return nil, err // names the image
 	}
 	// A FROM entry keeps the image's blobs and snapshots alive in GC. When it exists,
 	// looking it up marks it used; rewriting it on every build would cost a write.
