@@ -54,15 +54,7 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 	}
 	// The config is a blob too, and go-containerregistry retries requests but not a
 	// body cut off mid-way (and keeps what it read): retry it with fresh requests.
-	rawCfg, err := img.RawConfigFile()
-	for try := 1; err != nil && refetch != nil && try < layerTries && !retriedBelow(err); try++ {
-		select {
-		case <-ctx.Done():
-			return v1.Hash{}, ctx.Err()
-		case <-time.After(time.Duration(try) * 500 * time.Millisecond):
-		}
-		rawCfg, err = refetch(ctx, m.Config.Digest)
-	}
+	rawCfg, err := rawConfig(ctx, img, m.Config.Digest, refetch)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("config: %w", err)
 	}
@@ -94,6 +86,22 @@ func copyToStore(ctx context.Context, store BlobStore, img v1.Image, prog func(s
 		return v1.Hash{}, fmt.Errorf("manifest: %w", err)
 	}
 	return digest, nil
+}
+
+// rawConfig is img's config, fetched again with fresh requests (refetch, when set)
+// if its body is cut off: go-containerregistry retries requests but not a body cut
+// off mid-way.
+func rawConfig(ctx context.Context, img v1.Image, d v1.Hash, refetch configFetcher) ([]byte, error) {
+	raw, err := img.RawConfigFile()
+	for try := 1; err != nil && refetch != nil && try < layerTries && !retriedBelow(err); try++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try) * 500 * time.Millisecond):
+		}
+		raw, err = refetch(ctx, d)
+	}
+	return raw, err
 }
 
 // fetchLayer downloads one layer blob into the store, retrying a broken stream.

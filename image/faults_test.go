@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -86,38 +87,56 @@ func TestPullRegistryFaults(t *testing.T) {
 		{"persistent drops fail", "drop", -1, "busybox"},
 		{"a stalled registry fails", "stall", -1, "stopped sending"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			host, gets := faultyRegistry(t, tc.fault, tc.failures)
-			store := newTestStore(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			start := time.Now()
-			p, err := Pull(ctx, store, host+"/busybox:latest", PullOptions{StallTimeout: 300 * time.Millisecond})
-			if d := time.Since(start); d > 30*time.Second {
-				t.Errorf("pull took %v: retries are not bounded", d)
-			}
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("pull after %d failing blob requests: %v", tc.failures, err)
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, streamed %v", tc.name, stream), func(t *testing.T) {
+				t.Parallel()
+				host, gets := faultyRegistry(t, tc.fault, tc.failures)
+				store := newTestStore(t)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				start := time.Now()
+				p, err := Pull(ctx, store, host+"/busybox:latest", PullOptions{StallTimeout: 300 * time.Millisecond, Stream: stream})
+				if err == nil && stream {
+					// As the solver does: unpack (read) each layer, fetch again the
+					// ones whose stream broke, then finish.
+					ls, _ := p.Image.Layers()
+					for _, l := range ls {
+						if readLayer(l) != nil {
+							d, _ := l.Digest()
+							if err = p.Fetch(ctx, d); err != nil {
+								break
+							}
+						}
+					}
+					if err == nil {
+						err = p.Finish(ctx)
+					}
 				}
-				if _, err := p.Image.Layers(); err != nil {
-					t.Fatal(err)
+				if d := time.Since(start); d > 30*time.Second {
+					t.Errorf("pull took %v: retries are not bounded", d)
 				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("pull succeeded against a registry that always %ss", tc.fault)
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("error %q does not mention %q", err, tc.wantErr)
-			}
-			if tc.fault == "stall" && !errors.Is(err, ErrStalled) && !strings.Contains(err.Error(), ErrStalled.Error()) {
-				t.Errorf("stall error does not say so: %v", err)
-			}
-			if n := gets.Load(); n > 20 {
-				t.Errorf("%d blob requests: retries are not bounded", n)
-			}
-		})
+				if tc.wantErr == "" {
+					if err != nil {
+						t.Fatalf("pull after %d failing blob requests: %v", tc.failures, err)
+					}
+					if _, err := p.Image.Layers(); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("pull succeeded against a registry that always %ss", tc.fault)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("error %q does not mention %q", err, tc.wantErr)
+				}
+				if tc.fault == "stall" && !errors.Is(err, ErrStalled) && !strings.Contains(err.Error(), ErrStalled.Error()) {
+					t.Errorf("stall error does not say so: %v", err)
+				}
+				if n := gets.Load(); n > 20 {
+					t.Errorf("%d blob requests: retries are not bounded", n)
+				}
+			})
+		}
 	}
 }

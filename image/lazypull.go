@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 
@@ -27,7 +28,7 @@ import (
 // them) with each layer the store does not hold streamed from the registry when read.
 // With keep (a streamed pull, streampull.go), the config is stored now and each such
 // layer is stored by its first reader; keep.Finish does the rest.
-func pullLazy(store BlobStore, img v1.Image, source string, prog func(string), keep *streamPull) (*Pulled, error) {
+func pullLazy(ctx context.Context, store BlobStore, img v1.Image, source string, prog func(string), keep *streamPull, refetch configFetcher) (*Pulled, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, err
@@ -46,7 +47,7 @@ func pullLazy(store BlobStore, img v1.Image, source string, prog func(string), k
 	if err := checkMetadataSize("config", m.Config.Size); err != nil {
 		return nil, err
 	}
-	rawCfg, err := img.RawConfigFile() // ggcr checks it against its digest
+	rawCfg, err := rawConfig(ctx, img, m.Config.Digest, refetch) // ggcr checks it against its digest
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

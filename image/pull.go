@@ -132,7 +132,7 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 				keep.refs = append(keep.refs, top.Digest.String()+"@"+plat.String())
 			}
 		}
-		p, err := pullLazy(store, img, source, opts.Progress, keep)
+		p, err := pullLazy(ctx, store, img, source, opts.Progress, keep, refetchConfig)
 		if err != nil {
 			return nil, registryError("pull", refName, r.Context().RegistryStr(), err)
 		}
