@@ -18,7 +18,7 @@ build:
 # end-to-end builds (which run bin/kiln as root against real registries and tools).
 test: deps build lint
 	$(GO) test -count=1 -timeout 12m ./...
-	$(GO) test -count=1 -race -timeout 8m ./solver/... ./dockerfile/... ./cache/... ./exec/...
+	$(GO) test -count=1 -race -timeout 8m ./solver/... ./dockerfile/... ./cache/... ./exec/... ./image/
 	$(GO) test -count=1 -race -timeout 4m -run 'GzipMember' ./layers/
 
 deps:
