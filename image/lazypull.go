@@ -133,7 +133,7 @@ func (l *streamedLayer) Compressed() (io.ReadCloser, error) {
 		return nil, fmt.Errorf("fetch base layer %s, %s: %w", d, how, registryError("pull", l.source, host, err))
 	}
 	if l.keep != nil && l.keep.claim() {
-		progress(l.keep.prog, "pulling layer %s (%d bytes), stored as it is unpacked", d, l.keep.desc.Size)
+		progress(l.keep.prog, "pulling layer %s (%d bytes), unpacked as it downloads", d, l.keep.desc.Size)
 		w, err := newBlobWriter(l.store, d, l.keep.desc.Size)
 		if err != nil {
 			l.keep.release()
