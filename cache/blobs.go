@@ -70,6 +70,8 @@ func (s *Store) VerifyBlob(h v1.Hash) error {
 // BlobWriter writes a new blob to a temp file; Commit names it by its digest.
 type BlobWriter interface {
 	io.Writer
+	// Digest is the sha256 of what was written so far.
+	Digest() v1.Hash
 	// Commit fsyncs and renames the temp file to blobs/sha256/<d>; if the blob exists
 	// already it is kept and the temp file removed. If verify is true, the bytes'
 	// sha256 must equal d.

@@ -11,7 +11,8 @@ import (
 
 // lazyLayer is a step's layer still in a remote cache: its metadata comes from the
 // record, its bytes are downloaded into the local store (verified) the first time
-// they are read, and then read from there.
+// they are read: streamed to the reader of Compressed, else downloaded first and
+// read from the store.
 type lazyLayer struct {
 	s         *Store
 	src       *source
@@ -35,8 +36,13 @@ func (l *lazyLayer) local() (v1.Layer, error) {
 	return image.StoreLayer(l.s.Store, l.digest, l.diffID, l.size, l.mediaType), nil
 }
 
-// Compressed downloads the blob if it is not local yet.
+// Compressed streams the blob from the remote cache, storing it as it is read
+// (lazystream.go), unless it is local or being downloaded already: then it is read
+// from the local store, once there.
 func (l *lazyLayer) Compressed() (io.ReadCloser, error) {
+	if rc, ok, err := l.s.stream(l.src, l.digest, l.size); ok {
+		return rc, err
+	}
 	ll, err := l.local()
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"io"
 	"net/http/httptest"
 	"testing"
 
@@ -46,7 +47,11 @@ func TestS3RoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, err = io.Copy(io.Discard, rc) // streamed: kept once read to its end
 	rc.Close()
+	if err != nil {
+		t.Fatalf("read the layer from s3: %v", err)
+	}
 	if d, _ := l.Digest(); !fresh.HasBlob(d) {
 		t.Error("the layer read from s3 is not in the local store")
 	}

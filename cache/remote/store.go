@@ -2,8 +2,7 @@ package remote
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -229,48 +228,65 @@ func (s *Store) StepLayer(l *cache.Layer) (v1.Layer, bool) {
 // ensure downloads blob d from src into the local store once, verifying it. A blob
 // that does not hash to its name, or that the cache no longer has, is refused for
 // the rest of the build and fails with *image.CorruptBlobError, on which kiln build
-// builds again: the steps that used it miss then.
+// builds again: the steps that used it miss then. A download that is a reader's
+// stream (stream) is waited for; if its reader gave up before the end, ensure
+// downloads the blob itself.
 func (s *Store) ensure(src *source, d v1.Hash, size int64) error {
-	s.mu.Lock()
-	if s.Store.HasBlob(d) {
+	for {
+		s.mu.Lock()
+		if s.Store.HasBlob(d) {
+			s.mu.Unlock()
+			return nil
+		}
+		f, ok := s.fetches[d]
+		if !ok {
+			f = &fetch{done: make(chan struct{})}
+			s.fetches[d] = f
+			go func() {
+				defer close(f.done)
+				f.err = s.download(src, d, size)
+			}()
+		}
 		s.mu.Unlock()
-		return nil
-	}
-	f, ok := s.fetches[d]
-	if !ok {
-		f = &fetch{done: make(chan struct{})}
-		s.fetches[d] = f
-		go func() {
-			defer close(f.done)
-			f.err = s.download(src, d, size)
-		}()
-	}
-	s.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.err
-	case <-s.ctx.Done():
-		return s.ctx.Err()
+		select {
+		case <-f.done:
+			if errors.Is(f.err, errStreamClosed) {
+				continue
+			}
+			return f.err
+		case <-s.ctx.Done():
+			return s.ctx.Err()
+		}
 	}
 }
 
 func (s *Store) download(src *source, d v1.Hash, size int64) error {
 	start := time.Now()
 	got, n, err := s.copyBlob(src, d, size)
+	return s.downloaded(src, d, start, got, n, err, false)
+}
+
+// downloaded records the end of a download of d that began at start and read n
+// bytes hashing to got: on success the blob's entries are recorded locally (the
+// local store keeps no entry whose blob it does not have); on failure d is refused
+// for the rest of the build. streamed says a reader's stream did the download.
+func (s *Store) downloaded(src *source, d v1.Hash, start time.Time, got v1.Hash, n int64, err error, streamed bool) error {
 	if err == nil {
 		s.mu.Lock()
 		s.fetched[d] = n
 		delete(s.mounted, d)
 		entries := s.byBlob[d]
 		s.mu.Unlock()
-		// Recorded now that the blob is here: the local store keeps no entry
-		// whose blob it does not have.
 		for _, e := range entries {
 			if _, err := s.Store.PutStepIfAbsent(context.WithoutCancel(s.ctx), e); err != nil {
 				return err
 			}
 		}
-		s.note(fmt.Sprintf("downloaded %s (%d bytes) from %s in %.1fs", short(d), n, src.spec, time.Since(start).Seconds()))
+		how := ""
+		if streamed {
+			how = ", kept as the output read it"
+		}
+		s.note(fmt.Sprintf("downloaded %s (%d bytes) from %s in %.1fs%s", short(d), n, src.spec, time.Since(start).Seconds(), how))
 		return nil
 	}
 	if s.ctx.Err() != nil {
@@ -296,26 +312,32 @@ func (s *Store) copyBlob(src *source, d v1.Hash, size int64) (v1.Hash, int64, er
 		return v1.Hash{}, 0, err
 	}
 	defer bw.Abort()
-	h := sha256.New()
-	r := io.Reader(rc)
-	if size > 0 {
-		r = io.LimitReader(rc, size+1)
-	}
-	n, err := io.Copy(io.MultiWriter(bw, h), r)
-	got := v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+	n, err := io.Copy(bw, limitBlob(rc, size))
 	if err != nil {
-		return got, n, fmt.Errorf("download: %w", err)
+		return bw.Digest(), n, fmt.Errorf("download: %w", err)
 	}
+	return bw.Digest(), n, commitBlob(bw, d, size, n)
+}
+
+// limitBlob reads at most one byte more than a blob of size should have (all of it
+// when size is unknown), so a longer blob is caught without reading all of it.
+func limitBlob(r io.Reader, size int64) io.Reader {
+	if size > 0 {
+		return io.LimitReader(r, size+1)
+	}
+	return r
+}
+
+// commitBlob keeps the n bytes written to bw as blob d if they are size bytes (when
+// the record gave one) and hash to d.
+func commitBlob(bw cache.BlobWriter, d v1.Hash, size, n int64) error {
 	if size > 0 && n != size {
-		return got, n, fmt.Errorf("it has %d bytes, the cache said %d", n, size)
+		return fmt.Errorf("it has %d bytes, the cache said %d", n, size)
 	}
-	if got != d {
-		return got, n, fmt.Errorf("its bytes hash to %s", got)
+	if got := bw.Digest(); got != d {
+		return fmt.Errorf("its bytes hash to %s", got)
 	}
-	if err := bw.Commit(d, true); err != nil {
-		return got, n, err
-	}
-	return got, n, nil
+	return bw.Commit(d, true)
 }
 
 // Summary says what the build took from the remote caches: downloaded blobs and
@@ -336,16 +358,28 @@ func (s *Store) Summary() string {
 
 func short(d v1.Hash) string { return d.Algorithm + ":" + d.Hex[:min(12, len(d.Hex))] }
 
-// Prefetch starts the downloads of the layers of ls still in a remote cache, all at
-// once, and does not wait: an output about to read every layer (an image tarball)
-// then waits for the slowest download instead of their sum. A failed download fails
-// the read of its layer, as it would without Prefetch.
+// Prefetch starts the downloads of the layers of ls still in a remote cache and does
+// not wait: an output about to read every layer (an image tarball) then waits for
+// the slowest download instead of their sum. The largest is left to the output,
+// which streams it as it downloads (lazystream.go): one pass over the biggest blob
+// instead of a download and then a copy. A failed download fails the read of its
+// layer, as it would without Prefetch.
 func (s *Store) Prefetch(ls []v1.Layer) {
+	var lazy []*lazyLayer
+	largest := -1
 	for _, l := range ls {
 		if ml, ok := l.(*ggcrremote.MountableLayer); ok {
 			l = ml.Layer
 		}
 		if lz, ok := l.(*lazyLayer); ok && lz.s == s {
+			if largest < 0 || lz.size > lazy[largest].size {
+				largest = len(lazy)
+			}
+			lazy = append(lazy, lz)
+		}
+	}
+	for i, lz := range lazy {
+		if i != largest {
 			go func() { _ = s.ensure(lz.src, lz.digest, lz.size) }()
 		}
 	}

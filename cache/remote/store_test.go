@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,9 +149,18 @@ func TestStorePoisonedAndMissingBlobs(t *testing.T) {
 				t.Fatal("no hit before the blob is read")
 			}
 			l, _ := s.StepLayer(e.Layer)
-			_, err = l.Compressed()
+			// Compressed streams the blob: a missing one fails at once, a poisoned
+			// one at the read that reaches its end.
+			rc, err := l.Compressed()
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
 			if _, corrupt := image.AsCorruptBlob(err); !corrupt {
 				t.Fatalf("reading a %s blob: %v, want a CorruptBlobError", damage, err)
+			}
+			if _, err := l.Uncompressed(); err == nil {
+				t.Error("a refused blob was read again")
 			}
 			if local.HasBlob(d) {
 				t.Error("the damaged blob reached the local store")
@@ -159,5 +169,100 @@ func TestStorePoisonedAndMissingBlobs(t *testing.T) {
 				t.Error("the step still hits after its blob was refused")
 			}
 		})
+	}
+}
+
+// TestStoreStreamsLayer: Compressed of a remote layer streams its bytes and keeps
+// them: nothing before the end is kept or recorded, a stream closed half-way keeps
+// nothing and the next reader downloads the blob again, a reader that comes while a
+// stream is open waits for it, and a stream read to its end leaves the verified blob
+// and the step's entry in the local store.
+func TestStoreStreamsLayer(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "cache")
+	want := exportOne(t, dir, "k1", "v1")
+	d, _ := v1.NewHash(want.Layer.Digest)
+	blob, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", d.Hex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := emptyLocal(t)
+	var notes []string
+	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: func(m string) { notes = append(notes, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok, _ := s.GetStep(ctx, "k1")
+	if !ok {
+		t.Fatal("no remote hit")
+	}
+	l, _ := s.StepLayer(e.Layer)
+	stored := func() bool {
+		_, recorded, _ := local.GetStep(ctx, "k1")
+		return local.HasBlob(d) || recorded
+	}
+
+	// Half a stream, then Close: nothing kept.
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := make([]byte, len(blob)/2)
+	if _, err := io.ReadFull(rc, half); err != nil {
+		t.Fatal(err)
+	}
+	if stored() {
+		t.Fatal("the blob or its step was kept before the stream's end")
+	}
+	// A reader that comes now waits for the open stream, then downloads the blob
+	// itself when the stream is closed before its end.
+	waited := make(chan error, 1)
+	go func() {
+		rc, err := l.Uncompressed()
+		if err == nil {
+			rc.Close()
+		}
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("Uncompressed did not wait for the open stream: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	rc.Close()
+	if err := <-waited; err != nil {
+		t.Fatalf("Uncompressed after a closed stream: %v", err)
+	}
+	if !local.HasBlob(d) {
+		t.Fatal("the download after a closed stream kept no blob")
+	}
+
+	// A whole stream, on a fresh local store: the reader gets the blob's bytes,
+	// and the store keeps them and the step.
+	local = emptyLocal(t)
+	notes = nil
+	s, err = Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: func(m string) { notes = append(notes, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _, _ = s.GetStep(ctx, "k1")
+	l, _ = s.StepLayer(e.Layer)
+	rc, err = l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("streamed %d bytes (%v), want the blob's %d", len(got), err, len(blob))
+	}
+	if !local.HasBlob(d) {
+		t.Error("a stream read to its end kept no blob")
+	}
+	if _, ok, _ := local.GetStep(ctx, "k1"); !ok {
+		t.Error("a stream read to its end did not record the step")
+	}
+	if !strings.Contains(strings.Join(notes, "\n"), "kept as the output read it") {
+		t.Errorf("no note of the streamed download: %q", notes)
 	}
 }

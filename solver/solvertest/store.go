@@ -218,8 +218,12 @@ func (w *blobWriter) Write(p []byte) (int, error) {
 	return w.f.Write(p)
 }
 
+func (w *blobWriter) Digest() v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
+}
+
 func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
-	if got := hex.EncodeToString(w.h.Sum(nil)); verify && got != d.Hex {
+	if got := w.Digest().Hex; verify && got != d.Hex {
 		return fmt.Errorf("blob %s: content hashes to sha256:%s", d, got)
 	}
 	w.done = true
