@@ -50,7 +50,7 @@ func (s *Store) stream(src *source, d v1.Hash, size int64) (rc io.ReadCloser, ok
 		body.Close()
 		return nil, true, sr.end(err)
 	}
-	sr.body, sr.r = body, limitBlob(body, size)
+	sr.body, sr.r, sr.bg = body, limitBlob(body, size), newBackgroundWriter(sr.bw)
 	return sr, true, nil
 }
 
@@ -67,6 +67,7 @@ type storingReader struct {
 	body io.ReadCloser
 	r    io.Reader // body, limited to one byte more than the record's size
 	bw   cache.BlobWriter
+	bg   *backgroundWriter // writes to bw off the reader's path
 	n    int64
 	done bool
 	err  error // what the end returned, for reads after it
@@ -81,21 +82,37 @@ func (sr *storingReader) Read(p []byte) (int, error) {
 	}
 	n, err := sr.r.Read(p)
 	if n > 0 {
-		if _, werr := sr.bw.Write(p[:n]); werr != nil && err == nil {
-			err = fmt.Errorf("store it: %w", werr)
-		}
+		sr.bg.Write(p[:n])
 		sr.n += int64(n)
 	}
 	switch {
 	case errors.Is(err, io.EOF):
-		if err := sr.end(commitBlob(sr.bw, sr.d, sr.size, sr.n)); err != nil {
+		err := sr.stopWriting()
+		if err == nil {
+			err = commitBlob(sr.bw, sr.d, sr.size, sr.n)
+		}
+		if err := sr.end(err); err != nil {
 			return n, err
 		}
 		return n, io.EOF
 	case err != nil:
+		sr.stopWriting()
 		return n, sr.end(fmt.Errorf("download: %w", err))
 	}
 	return n, nil
+}
+
+// stopWriting waits for the store's writer to have every byte read.
+func (sr *storingReader) stopWriting() error {
+	bg := sr.bg
+	sr.bg = nil
+	if bg == nil {
+		return nil
+	}
+	if err := bg.Close(); err != nil {
+		return fmt.Errorf("store it: %w", err)
+	}
+	return nil
 }
 
 // end finishes the download with err (nil: the blob is committed): its bookkeeping,
@@ -119,6 +136,7 @@ func (sr *storingReader) Close() error {
 	if !sr.done {
 		sr.done = true
 		sr.err = errStreamClosed
+		sr.stopWriting()
 		sr.bw.Abort()
 		sr.s.mu.Lock()
 		delete(sr.s.fetches, sr.d)

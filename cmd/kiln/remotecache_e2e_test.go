@@ -95,14 +95,50 @@ func TestRemoteCacheRegistryRoundTrip(t *testing.T) {
 	mustBuildLimited(t, dir, "--root", t.TempDir(), "--progress", "plain", "--build-arg", epochArg,
 		"--cache-to", "type=registry,ref="+cacheRef+",mode=max", "-o", "type=oci,dest="+filepath.Join(out, "1.tar"), ".")
 	// Runner 2: another empty root, the same image with every step from the cache.
-	r := mustBuildLimited(t, dir, "--root", t.TempDir(), "--progress", "plain", "--build-arg", epochArg,
+	// The tarball streams the largest layer from the cache and keeps it on the way.
+	root2 := t.TempDir()
+	r := mustBuildLimited(t, dir, "--root", root2, "--progress", "plain", "--build-arg", epochArg,
 		"--cache-from", "type=registry,ref="+cacheRef, "-o", "type=oci,dest="+filepath.Join(out, "2.tar"), ".")
 	requireAllCached(t, r.stderr)
 	if !strings.Contains(r.stderr, "from remote cache "+cacheRef) {
 		t.Errorf("progress does not name the cache the steps came from:\n%s", r.stderr)
 	}
+	if !strings.Contains(r.stderr, "kept as the output read it") {
+		t.Errorf("no layer was streamed into the tarball:\n%s", r.stderr)
+	}
 	if d1, d2 := ociDigest(t, filepath.Join(out, "1.tar")), ociDigest(t, filepath.Join(out, "2.tar")); d1 != d2 {
 		t.Errorf("runner 2 built %s, runner 1 %s", d2, d1)
+	}
+	// What runner 2 read from the cache it kept: every layer of its image that
+	// is not the base's is a whole blob in its store.
+	base := map[v1.Hash]bool{}
+	bls, err := remoteImage(t, host+"/busybox:latest", true).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range bls {
+		d, _ := l.Digest()
+		base[d] = true
+	}
+	ls, err := readOCI(t, filepath.Join(out, "2.tar")).Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		d, _ := l.Digest()
+		if base[d] {
+			continue
+		}
+		f, err := os.Open(filepath.Join(root2, "blobs", "sha256", d.Hex))
+		if err != nil {
+			t.Errorf("runner 2 did not keep layer %s it read from the cache: %v", d, err)
+			continue
+		}
+		got, _, err := v1.SHA256(f)
+		f.Close()
+		if err != nil || got != d {
+			t.Errorf("runner 2 kept layer %s as bytes hashing to %s (%v)", d, got, err)
+		}
 	}
 
 	// Runner 3 pushes to the cache's registry: the final image's layers are
