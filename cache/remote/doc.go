@@ -19,8 +19,14 @@
 // source stage to key a step that then hits (selections.go). compression= and
 // oci-mediatypes= shape the written cache (compress.go).
 //
+// A hit's layer stays remote until something reads it (lazylayer.go): a push to the
+// cache's registry mounts it, an output that reads it whole (an image tarball)
+// streams it and keeps it in the local store on the way (lazystream.go), and a step
+// that reads its files waits for it to be downloaded into the store.
+//
 // The remote is untrusted input: a blob is verified against its digest as it is
-// fetched (a mismatch is a *image.CorruptBlobError and the digest is not used again),
+// fetched, before the local store keeps it (a mismatch is a *image.CorruptBlobError,
+// which also fails the stream that reached it, and the digest is not used again),
 // records of another key version are skipped with a note, snapshot names are made
 // here and never read from the remote, a record pointing at a missing blob is a
 // miss, and a cache mount's tar is unpacked with the safe unpack into its own dir.
