@@ -70,6 +70,26 @@ func exportOne(t *testing.T, dir, key, version string) *cache.Entry {
 	return e
 }
 
+// hitLayer opens the layout cache in dir behind local and returns the layer of its
+// step k1, still remote; note gets the store's progress lines (nil: none).
+func hitLayer(t *testing.T, local *cache.Store, dir string, note func(string)) v1.Layer {
+	t.Helper()
+	ctx := context.Background()
+	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: note})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok, _ := s.GetStep(ctx, "k1")
+	if !ok {
+		t.Fatal("no remote hit for k1")
+	}
+	l, ok := s.StepLayer(e.Layer)
+	if !ok {
+		t.Fatal("StepLayer: not available")
+	}
+	return l
+}
+
 func TestStoreHitIsLazyAndVerified(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "cache")
@@ -187,16 +207,7 @@ func TestStoreStreamsLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := emptyLocal(t)
-	var notes []string
-	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: func(m string) { notes = append(notes, m) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, ok, _ := s.GetStep(ctx, "k1")
-	if !ok {
-		t.Fatal("no remote hit")
-	}
-	l, _ := s.StepLayer(e.Layer)
+	l := hitLayer(t, local, dir, nil)
 	stored := func() bool {
 		_, recorded, _ := local.GetStep(ctx, "k1")
 		return local.HasBlob(d) || recorded
@@ -240,13 +251,8 @@ func TestStoreStreamsLayer(t *testing.T) {
 	// A whole stream, on a fresh local store: the reader gets the blob's bytes,
 	// and the store keeps them and the step.
 	local = emptyLocal(t)
-	notes = nil
-	s, err = Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: func(m string) { notes = append(notes, m) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, _, _ = s.GetStep(ctx, "k1")
-	l, _ = s.StepLayer(e.Layer)
+	var notes []string
+	l = hitLayer(t, local, dir, func(m string) { notes = append(notes, m) })
 	rc, err = l.Compressed()
 	if err != nil {
 		t.Fatal(err)
