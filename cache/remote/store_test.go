@@ -70,9 +70,9 @@ func exportOne(t *testing.T, dir, key, version string) *cache.Entry {
 	return e
 }
 
-// hitLayer opens the layout cache in dir behind local and returns the layer of its
-// step k1, still remote; note gets the store's progress lines (nil: none).
-func hitLayer(t *testing.T, local *cache.Store, dir string, note func(string)) v1.Layer {
+// hitLayer opens the layout cache in dir behind local and returns the store and the
+// layer of its step k1, still remote; note gets the store's progress lines (nil: none).
+func hitLayer(t *testing.T, local *cache.Store, dir string, note func(string)) (*Store, v1.Layer) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: note})
@@ -87,7 +87,7 @@ func hitLayer(t *testing.T, local *cache.Store, dir string, note func(string)) v
 	if !ok {
 		t.Fatal("StepLayer: not available")
 	}
-	return l
+	return s, l
 }
 
 func TestStoreHitIsLazyAndVerified(t *testing.T) {
@@ -160,15 +160,7 @@ func TestStorePoisonedAndMissingBlobs(t *testing.T) {
 				os.WriteFile(blob, data, 0o644)
 			}
 			local := emptyLocal(t)
-			s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e, ok, _ := s.GetStep(ctx, "k1")
-			if !ok {
-				t.Fatal("no hit before the blob is read")
-			}
-			l, _ := s.StepLayer(e.Layer)
+			s, l := hitLayer(t, local, dir, nil) // a hit before the blob is read
 			// Compressed streams the blob: a missing one fails at once, a poisoned
 			// one at the read that reaches its end.
 			rc, err := l.Compressed()
@@ -207,7 +199,7 @@ func TestStoreStreamsLayer(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := emptyLocal(t)
-	l := hitLayer(t, local, dir, nil)
+	_, l := hitLayer(t, local, dir, nil)
 	stored := func() bool {
 		_, recorded, _ := local.GetStep(ctx, "k1")
 		return local.HasBlob(d) || recorded
@@ -252,7 +244,7 @@ func TestStoreStreamsLayer(t *testing.T) {
 	// and the store keeps them and the step.
 	local = emptyLocal(t)
 	var notes []string
-	l = hitLayer(t, local, dir, func(m string) { notes = append(notes, m) })
+	_, l = hitLayer(t, local, dir, func(m string) { notes = append(notes, m) })
 	rc, err = l.Compressed()
 	if err != nil {
 		t.Fatal(err)
