@@ -31,13 +31,29 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// A Digester is a writer that hashes what it is given, from its first byte: a
+// layer written to one (the store's cache.BlobWriter) takes its digest from it
+// instead of hashing the compressed bytes a second time.
+type Digester interface {
+	io.Writer
+	// Digest is the sha256 of everything written so far.
+	Digest() v1.Hash
+}
+
+// hashDigester is a Digester's Digest over a hash the layer computed itself.
+type hashDigester struct{ h hash.Hash }
+
+func (d hashDigester) Write(p []byte) (int, error) { return d.h.Write(p) }
+func (d hashDigester) Digest() v1.Hash             { return sha256Hash(d.h) }
+
 // blobWriter is the one streaming pass of a layer: the tar bytes go to the diffID
 // hash and to the codec, whose output goes to the caller's writer, the digest hash
 // and a byte counter. Nothing is buffered beyond the codec's own window.
 type blobWriter struct {
 	tar       io.Writer // where the tar writer writes
 	codec     io.WriteCloser
-	digest    hash.Hash
+	digest    hash.Hash // nil when digester hashes the blob
+	digester  Digester
 	diffID    hash.Hash
 	size      *countingWriter
 	mediaType types.MediaType
@@ -45,8 +61,16 @@ type blobWriter struct {
 }
 
 func newBlobWriter(w io.Writer, opts WriteOptions) (*blobWriter, error) {
-	b := &blobWriter{digest: sha256.New(), size: &countingWriter{}}
-	compressed := io.MultiWriter(w, b.digest, b.size)
+	b := &blobWriter{size: &countingWriter{}}
+	compressed := io.MultiWriter(w, b.size)
+	if d, ok := w.(Digester); ok {
+		// The store's blob writer hashes the bytes it writes: the same hash of the
+		// same bytes again would be a whole second pass (W4: 600 MB).
+		b.digester = d
+	} else {
+		b.digest = sha256.New()
+		compressed = io.MultiWriter(w, b.digest, b.size)
+	}
 	switch opts.Compression {
 	case Gzip, "":
 		// A series of gzip members cut at file boundaries (members.go): compressed
@@ -75,6 +99,11 @@ func newBlobWriter(w io.Writer, opts WriteOptions) (*blobWriter, error) {
 		b.codec, b.mediaType = zw, types.OCILayerZStd
 	case Uncompressed:
 		// digest and diffID are the same hash of the same bytes: compute it once.
+		if b.digest == nil {
+			b.digest = sha256.New()
+			compressed = io.MultiWriter(w, b.digest, b.size)
+			b.digester = nil
+		}
 		b.tar, b.diffID, b.mediaType = compressed, b.digest, types.OCIUncompressedLayer
 		return b, nil
 	default:
@@ -92,8 +121,12 @@ func (b *blobWriter) close() (Blob, error) {
 			return Blob{}, fmt.Errorf("flush %s: %w", b.mediaType, err)
 		}
 	}
+	digest := b.digester
+	if digest == nil {
+		digest = hashDigester{b.digest}
+	}
 	blob := Blob{
-		Digest:    sha256Hash(b.digest),
+		Digest:    digest.Digest(),
 		DiffID:    sha256Hash(b.diffID),
 		Size:      b.size.n,
 		MediaType: b.mediaType,

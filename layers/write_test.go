@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/internal/testenv"
@@ -171,5 +173,51 @@ func TestWriteCancelled(t *testing.T) {
 	cancel()
 	if _, _, err := WriteUpperDiff(ctx, dir, io.Discard, WriteOptions{}); err == nil {
 		t.Error("cancelled write succeeded")
+	}
+}
+
+// hashingWriter is a Digester as the store's blob writer is one: it hashes what it
+// keeps. Its digest is the one a layer written to it reports.
+type hashingWriter struct {
+	bytes.Buffer
+	h       hash.Hash
+	digests int
+}
+
+func (w *hashingWriter) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	w.h.Write(p[:n])
+	return n, err
+}
+
+func (w *hashingWriter) Digest() v1.Hash {
+	w.digests++
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", w.h.Sum(nil))}
+}
+
+// A layer written to a Digester takes its digest from it, and the blob is the one
+// a plain writer gets, with the same digest, diffID and size, for every codec.
+func TestDigesterGivesTheDigest(t *testing.T) {
+	src := t.TempDir()
+	makeManyFiles(t, src, 200, 7)
+	for _, c := range []Compression{Gzip, Zstd, Uncompressed} {
+		t.Run(string(c), func(t *testing.T) {
+			want, _, plain := writeUpper(t, src, WriteOptions{Compression: c})
+			if got := fmt.Sprintf("%x", sha256.Sum256(plain)); want.Digest.Hex != got {
+				t.Fatalf("plain writer: digest %s, content %s", want.Digest.Hex, got)
+			}
+			hw := &hashingWriter{h: sha256.New()}
+			got, _, err := WriteUpperDiff(context.Background(), src, hw, WriteOptions{Compression: c})
+			must(t, err)
+			if !bytes.Equal(hw.Bytes(), plain) {
+				t.Fatalf("%d bytes through the Digester, %d through a plain writer", hw.Len(), len(plain))
+			}
+			if got.Digest != want.Digest || got.DiffID != want.DiffID || got.Size != want.Size {
+				t.Fatalf("through the Digester: %s %s %d, want %s %s %d", got.Digest, got.DiffID, got.Size, want.Digest, want.DiffID, want.Size)
+			}
+			if c != Uncompressed && hw.digests == 0 {
+				t.Fatal("the layer hashed the blob itself instead of asking the Digester")
+			}
+		})
 	}
 }
