@@ -116,6 +116,22 @@ func TestUnpackHostile(t *testing.T) {
 		{name: "dir replaces symlink to outside", entries: func(s *sandbox) []*tar.Header {
 			return hdrs(hdrSym("d", s.parent), hdrDir("d/"), hdrReg("d/canary"))
 		}, check: wantPath("d/canary")},
+		// A directory already written into, then replaced by a symlink out: what is
+		// written through its name afterwards must follow the link inside dest.
+		{name: "symlink replaces a used directory", entries: func(s *sandbox) []*tar.Header {
+			return hdrs(hdrDir("d/"), hdrReg("d/a"), hdrSym("d", s.parent), hdrReg("d/canary"))
+		}, bodies: map[string]string{"d/canary": "pwned"}, check: func(t *testing.T, s *sandbox) {
+			wantFile(filepath.Join(strings.TrimPrefix(s.parent, "/"), "canary"), "pwned")(t, s)
+		}},
+		{name: "symlink replaces a used nested directory", entries: func(s *sandbox) []*tar.Header {
+			return hdrs(hdrDir("d/e/"), hdrReg("d/e/a"), hdrSym("d", "/.."), hdrReg("d/e/b"), hdrReg("d/canary"))
+		}, check: func(t *testing.T, s *sandbox) {
+			wantPath("e/b")(t, s)
+			wantPath("canary")(t, s)
+		}},
+		{name: "whiteout of a used directory, then a symlink in its place", mode: ApplyWhiteouts, entries: func(s *sandbox) []*tar.Header {
+			return hdrs(hdrDir("d/"), hdrReg("d/a"), hdrReg(".wh.d"), hdrSym("d", s.parent), hdrReg("d/canary"))
+		}, check: wantHostCanaryInside},
 		{name: "symlink chain", entries: func(*sandbox) []*tar.Header {
 			return hdrs(hdrSym("l1", "l2"), hdrSym("l2", "l3"), hdrSym("l3", "/.."), hdrReg("l1/x"))
 		}, check: wantPath("x")},

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
-	"github.com/kiln-build/kiln/internal/rootpath"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/internal/rootpath"
+	"github.com/kiln-build/kiln/internal/userns"
 	"github.com/kiln-build/kiln/internal/xattr"
 )
 
@@ -33,8 +35,16 @@ type unpacker struct {
 	// (false), so that an opaque whiteout in ApplyWhiteouts mode removes only what
 	// came from lower layers.
 	created map[string]bool
+	// parents caches parentDir: the host path of each directory of the archive
+	// already resolved and known to exist. Only a removal (of an entry's old path,
+	// or by a whiteout) can turn such a directory into something else, so each
+	// removal forgets them all. A base layer of a few thousand files in a few
+	// hundred directories otherwise resolves every component of every parent once
+	// per file.
+	parents map[string]string
 	dirs    []dirTime
 	buf     []byte
+	hostIDs bool // owners are set by fchown: kiln runs in the host's user namespace
 }
 
 // dirTime is a directory mtime to set once all entries are in: writing a child
@@ -54,7 +64,11 @@ func unpack(ctx context.Context, r io.Reader, dest string, opts UnpackOptions) e
 		return fmt.Errorf("unpack into %s: %w", dest, err)
 	}
 	defer rc.Close()
-	u := &unpacker{ctx: ctx, root: root, opts: opts, created: map[string]bool{}, buf: make([]byte, 128<<10)}
+	u := &unpacker{
+		ctx: ctx, root: root, opts: opts,
+		created: map[string]bool{}, parents: map[string]string{},
+		buf: make([]byte, 128<<10), hostIDs: userns.Current() == userns.Host,
+	}
 	tr := tar.NewReader(rc)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -87,6 +101,9 @@ func (u *unpacker) parentDir(dir string, create bool) (p string, exists bool, er
 	if dir == "" {
 		return u.root, true, nil
 	}
+	if p, ok := u.parents[dir]; ok {
+		return p, true, nil
+	}
 	p, err = rootpath.Resolve(u.root, dir)
 	if err != nil {
 		return "", false, err
@@ -94,6 +111,7 @@ func (u *unpacker) parentDir(dir string, create bool) (p string, exists bool, er
 	fi, err := os.Lstat(p)
 	switch {
 	case err == nil && fi.IsDir():
+		u.parents[dir] = p
 		return p, true, nil
 	case err == nil:
 		return "", false, fmt.Errorf("parent %s is not a directory", dir)
@@ -125,7 +143,15 @@ func (u *unpacker) parentDir(dir string, create bool) (p string, exists bool, er
 		u.dirs = append(u.dirs, dirTime{rel: missing[i], atime: time.Unix(0, 0), mtime: time.Unix(0, 0)})
 	}
 	u.markCreated(p, false)
+	u.parents[dir] = p
 	return p, true, nil
+}
+
+// removeAll removes p (never following it, if it is a symlink) and forgets every
+// resolved parent, since p may have been one or lain on the way to one.
+func (u *unpacker) removeAll(p string) error {
+	clear(u.parents)
+	return os.RemoveAll(p)
 }
 
 // markCreated records p, and its parents up to the root as implicitly created.
@@ -170,49 +196,38 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return nil // a link to itself: the file is already there
 		}
 	}
-	fi, err := os.Lstat(target)
-	switch {
-	case err == nil && !(fi.IsDir() && hdr.Typeflag == tar.TypeDir):
-		if err := os.RemoveAll(target); err != nil {
-			return err
+	// The entry is made first and its old path looked at only if it is taken:
+	// unpacking into a new snapshot, nothing ever is.
+	made, err := u.make(hdr, target, linkSrc, r)
+	if errors.Is(err, fs.ErrExist) {
+		fi, lerr := os.Lstat(target)
+		switch {
+		case lerr != nil:
+			return lerr
+		case fi.IsDir() && hdr.Typeflag == tar.TypeDir:
+			err = nil // a directory again: its contents stay
+		default:
+			if err := u.removeAll(target); err != nil {
+				return err
+			}
+			made, err = u.make(hdr, target, linkSrc, r)
 		}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
+	}
+	if err != nil {
 		return err
 	}
-
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
 		u.dirs = append(u.dirs, dirTime{rel: rel, atime: hdr.AccessTime, mtime: hdr.ModTime})
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives still use '\x00'
-		if err := u.writeFile(target, r); err != nil {
-			return err
-		}
-	case tar.TypeSymlink:
-		// The target is written as is, absolute or not: kiln only ever follows it
-		// through rootpath, inside the rootfs.
-		if err := os.Symlink(hdr.Linkname, target); err != nil {
-			return err
-		}
 	case tar.TypeLink:
-		if err := os.Link(linkSrc, target); err != nil {
-			return err
-		}
 		// The inode's metadata came with the entry that created it.
 		u.markCreated(target, true)
 		return nil
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
-		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		if err := xattr.Mknod(target, mode|0o600, dev); err != nil {
-			return fmt.Errorf("mknod: %w", err)
-		}
-	default:
-		return fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
 	}
 	u.markCreated(target, true)
+	if made >= 0 {
+		return u.setFileMetadata(made, target, hdr)
+	}
 	return u.setMetadata(target, hdr)
 }
 
@@ -235,28 +250,109 @@ func (u *unpacker) hardlinkSource(linkname string) (string, error) {
 	return filepath.Join(parent, base), nil
 }
 
-// writeFile creates target exclusively, without following a symlink, and streams the
-// entry's content into it.
-func (u *unpacker) writeFile(target string, r io.Reader) error {
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+// make creates the entry's inode at target, never following or replacing what is
+// there (an error satisfying fs.ErrExist then). For a regular file it returns the
+// open descriptor of the written file, so that its metadata is set without looking
+// the path up again; the caller closes it. Else it returns -1.
+func (u *unpacker) make(hdr *tar.Header, target, linkSrc string, r io.Reader) (int, error) {
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return -1, os.Mkdir(target, 0o700)
+	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives still use '\x00'
+		return u.writeFile(target, r)
+	case tar.TypeSymlink:
+		// The target is written as is, absolute or not: kiln only ever follows it
+		// through rootpath, inside the rootfs.
+		return -1, os.Symlink(hdr.Linkname, target)
+	case tar.TypeLink:
+		return -1, os.Link(linkSrc, target)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if err := xattr.Mknod(target, mode|0o600, dev); err != nil {
+			return -1, fmt.Errorf("mknod: %w", err)
+		}
+		return -1, nil
+	default:
+		return -1, fmt.Errorf("unsupported tar entry type %q", hdr.Typeflag)
+	}
+}
+
+// writeFile creates target exclusively, without following a symlink, streams the
+// entry's content into it and returns its descriptor. The descriptor is a bare one:
+// an os.File would also try to register a regular file with the poller.
+func (u *unpacker) writeFile(target string, r io.Reader) (int, error) {
+	fd, err := unix.Open(target, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return err
+		return -1, &fs.PathError{Op: "open", Path: target, Err: err}
 	}
 	for {
 		if err := u.ctx.Err(); err != nil {
-			f.Close()
-			return err
+			unix.Close(fd)
+			return -1, err
 		}
-		n, err := io.CopyBuffer(f, io.LimitReader(r, int64(len(u.buf))), u.buf)
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("write content: %w", err)
+		n, rerr := io.ReadFull(r, u.buf)
+		if werr := writeAll(fd, u.buf[:n]); werr != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("write content: %w", werr)
 		}
-		if n == 0 {
-			break
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			return fd, nil
+		}
+		if rerr != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("write content: %w", rerr)
 		}
 	}
-	return f.Close()
+}
+
+// writeAll writes b to fd whole, across short writes and interruptions.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// setFileMetadata is setMetadata for a regular file written through fd, which it
+// closes: owner, mode and times are set on the descriptor.
+func (u *unpacker) setFileMetadata(fd int, target string, hdr *tar.Header) error {
+	err := u.setFdMetadata(fd, target, hdr)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
+	}
+	return err
+}
+
+func (u *unpacker) setFdMetadata(fd int, target string, hdr *tar.Header) error {
+	if u.opts.KeepOwners {
+		var err error
+		if u.hostIDs {
+			err = unix.Fchown(fd, hdr.Uid, hdr.Gid)
+		} else {
+			err = xattr.Lchown(target, hdr.Uid, hdr.Gid)
+		}
+		if err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := setXattrs(target, hdr); err != nil {
+		return err
+	}
+	if err := futimens(fd, hdr.AccessTime, hdr.ModTime); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
 }
 
 // setMetadata applies owner, mode, xattrs and times in the order the kernel needs:
@@ -306,12 +402,27 @@ func setXattrs(target string, hdr *tar.Header) error {
 }
 
 func setTimes(target string, atime, mtime time.Time) error {
+	ts := timespecs(atime, mtime)
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// timespecs are utimensat's times: an archive without an atime gets the mtime.
+func timespecs(atime, mtime time.Time) []unix.Timespec {
 	if atime.IsZero() {
 		atime = mtime
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return fmt.Errorf("set times: %w", err)
+	return []unix.Timespec{unix.NsecToTimespec(atime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+}
+
+// futimens is utimensat(fd, NULL, times, 0), which x/sys/unix does not wrap.
+func futimens(fd int, atime, mtime time.Time) error {
+	ts := timespecs(atime, mtime)
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
 	}
 	return nil
 }

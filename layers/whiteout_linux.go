@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -37,7 +36,7 @@ func (u *unpacker) whiteout(dir, base string) error {
 	}
 	target := filepath.Join(parent, name)
 	// RemoveAll does not follow a final symlink: it removes the link itself.
-	if err := os.RemoveAll(target); err != nil {
+	if err := u.removeAll(target); err != nil {
 		return err
 	}
 	if u.opts.Whiteouts == ApplyWhiteouts {
@@ -76,7 +75,7 @@ func (u *unpacker) opaque(dir string) error {
 		if _, ok := u.created[q]; ok {
 			return nil
 		}
-		if err := os.RemoveAll(q); err != nil {
+		if err := u.removeAll(q); err != nil {
 			return err
 		}
 		if d.IsDir() {
