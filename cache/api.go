@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -10,7 +12,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/internal/lease"
 )
@@ -44,22 +45,8 @@ type Store struct {
 	usedMu sync.Mutex
 	used   map[string]time.Time // step keys hit since the last flush
 
-	dirty atomic.Bool // blobs were committed since Open: Close syncs meta.db and the snapshots
-}
-
-// Sync flushes the filesystem holding the store to disk (syncfs): snapshots, blobs and
-// meta.db at once, so one call replaces an fsync per file.
-func (s *Store) Sync() error {
-	f, err := os.Open(s.root)
-	if err != nil {
-		return fmt.Errorf("sync store: %w", err)
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("sync store %s: %w", s.root, err)
-	}
-	s.dirty.Store(false)
-	return nil
+	dirty  atomic.Bool // blobs were committed since Open: Close syncs meta.db and the snapshots
+	syncer syncer
 }
 
 // Option configures Open.
@@ -106,10 +93,14 @@ func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: clean tmp: %w", err)
 	}
+	_, statErr := os.Lstat(s.path("meta.db"))
 	if s.db, err = openDB(ctx, s.path("meta.db"), o.warn); err != nil {
 		s.releaseOwnership()
 		s.gc.Close()
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		s.stampGC() // a new store
 	}
 	s.hashes = &hashCache{db: s.db}
 	return s, nil
@@ -120,6 +111,7 @@ func Open(ctx context.Context, root string, opts ...Option) (*Store, error) {
 // one by one; blobs are, by blobWriter.Commit), and releases the store.
 func (s *Store) Close() error {
 	err := s.Flush(context.Background())
+	s.stopSyncer()
 	if s.dirty.Load() {
 		if serr := s.Sync(); err == nil {
 			err = serr

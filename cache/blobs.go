@@ -148,7 +148,7 @@ func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
 		return fmt.Errorf("commit blob %s: %w", d, err)
 	}
 	w.done = true
-	w.s.dirty.Store(true) // meta.db and the snapshots still wait for Store.Close's syncfs
+	w.s.markDirty() // meta.db and the snapshots wait for a syncfs (sync.go)
 	return nil
 }
 

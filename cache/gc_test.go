@@ -67,6 +67,11 @@ func TestAutoGC(t *testing.T) {
 	}
 
 	put("a")
+	s.AutoGC(ctx, opts)
+	if n := entryCount(t, s); n != 1 || len(warnings) > 0 {
+		t.Fatalf("GC within the interval from the store's creation: %d entries, warnings %q", n, warnings)
+	}
+	os.Remove(s.path("gc.stamp"))
 	other := openStore(t, root)
 	s.AutoGC(ctx, opts)
 	if n := entryCount(t, s); n != 1 || len(warnings) > 0 {
