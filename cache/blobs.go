@@ -148,7 +148,9 @@ func (w *blobWriter) Commit(d v1.Hash, verify bool) error {
 		return fmt.Errorf("commit blob %s: %w", d, err)
 	}
 	w.done = true
-	w.s.markDirty() // meta.db and the snapshots wait for a syncfs (sync.go)
+	// meta.db and the snapshots wait for a syncfs (sync.go); a big blob comes with a
+	// big snapshot, whose writeback is started now.
+	w.s.markDirty(w.n >= writebackEvery)
 	return nil
 }
 

@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// A blob commit starts a syncfs in the background, commits during one ask for one
-// more, not one each, and Close waits for the goroutine and still syncs at the end.
+// A big blob's commit starts a syncfs in the background, commits during one ask for
+// one more, not one each, and Close waits for the goroutine and still syncs at the
+// end; small blobs start none.
 func TestBackgroundSync(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(ctx, t.TempDir())
@@ -22,9 +23,20 @@ func TestBackgroundSync(t *testing.T) {
 		<-release
 		return nil
 	}
-	if err := putLayerEntry(ctx, s, "a"); err != nil {
+	if err := putLayerEntry(ctx, s, "small"); err != nil {
 		t.Fatal(err)
 	}
+	if s.syncer.done != nil {
+		t.Fatal("a small blob started a background syncfs")
+	}
+	big := make([]byte, writebackEvery)
+	putBig := func(b byte) {
+		big[0] = b
+		if _, err := s.WriteBlob(big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putBig(0)
 	deadline := time.Now().Add(10 * time.Second)
 	for calls.Load() == 0 {
 		if time.Now().After(deadline) {
@@ -32,10 +44,8 @@ func TestBackgroundSync(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	for _, k := range []string{"b", "c", "d"} { // while the first syncfs runs
-		if err := putLayerEntry(ctx, s, k); err != nil {
-			t.Fatal(err)
-		}
+	for b := byte(1); b < 4; b++ { // while the first syncfs runs
+		putBig(b)
 	}
 	close(release)
 	for calls.Load() < 2 {
@@ -53,7 +63,7 @@ func TestBackgroundSync(t *testing.T) {
 		t.Fatal("Close left the syncer running")
 	}
 	if n := calls.Load(); n != 2 {
-		t.Errorf("%d background syncfs calls for four commits, want 2", n)
+		t.Errorf("%d background syncfs calls for four big commits, want 2", n)
 	}
 }
 
