@@ -228,7 +228,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	if made >= 0 {
 		return u.setFileMetadata(made, target, hdr)
 	}
-	return u.setMetadata(target, hdr)
+	return u.setMetadata(-1, target, hdr)
 }
 
 // hardlinkSource resolves a hard link's target inside root. Its parent is resolved
@@ -324,57 +324,53 @@ func writeAll(fd int, b []byte) error {
 // setFileMetadata is setMetadata for a regular file written through fd, which it
 // closes: owner, mode and times are set on the descriptor.
 func (u *unpacker) setFileMetadata(fd int, target string, hdr *tar.Header) error {
-	err := u.setFdMetadata(fd, target, hdr)
+	err := u.setMetadata(fd, target, hdr)
 	if cerr := unix.Close(fd); err == nil && cerr != nil {
 		err = fmt.Errorf("close: %w", cerr)
 	}
 	return err
 }
 
-func (u *unpacker) setFdMetadata(fd int, target string, hdr *tar.Header) error {
+// setMetadata applies owner, mode, xattrs and times in the order the kernel needs:
+// chown clears setuid bits and security.capability, so mode and xattrs come after.
+// With fd >= 0 (a regular file just written) they are set on the descriptor, else by
+// path.
+func (u *unpacker) setMetadata(fd int, target string, hdr *tar.Header) error {
 	if u.opts.KeepOwners {
 		var err error
-		if u.hostIDs {
+		if fd >= 0 && u.hostIDs {
 			err = unix.Fchown(fd, hdr.Uid, hdr.Gid)
 		} else {
+			// xattr.Lchown: where rootless kiln's namespace lacks the ids, it
+			// records them for the layer writer instead of failing.
 			err = xattr.Lchown(target, hdr.Uid, hdr.Gid)
 		}
 		if err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(fd, uint32(hdr.Mode&0o7777)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := setXattrs(target, hdr); err != nil {
-		return err
-	}
-	if err := futimens(fd, hdr.AccessTime, hdr.ModTime); err != nil {
-		return fmt.Errorf("set times: %w", err)
-	}
-	return nil
-}
-
-// setMetadata applies owner, mode, xattrs and times in the order the kernel needs:
-// chown clears setuid bits and security.capability, so mode and xattrs come after.
-func (u *unpacker) setMetadata(target string, hdr *tar.Header) error {
-	if u.opts.KeepOwners {
-		// xattr.Lchown: where rootless kiln's namespace lacks the ids, it
-		// records them for the layer writer instead of failing.
-		if err := xattr.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
-			return err
-		}
-	}
 	if hdr.Typeflag != tar.TypeSymlink {
-		if err := unix.Fchmodat(unix.AT_FDCWD, target, uint32(hdr.Mode&0o7777), 0); err != nil {
+		var err error
+		if fd >= 0 {
+			err = unix.Fchmod(fd, uint32(hdr.Mode&0o7777))
+		} else {
+			err = unix.Fchmodat(unix.AT_FDCWD, target, uint32(hdr.Mode&0o7777), 0)
+		}
+		if err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
 	if err := setXattrs(target, hdr); err != nil {
 		return err
 	}
-	if hdr.Typeflag == tar.TypeDir {
+	switch {
+	case hdr.Typeflag == tar.TypeDir:
 		return nil // set last, in setDirTimes
+	case fd >= 0:
+		if err := futimens(fd, hdr.AccessTime, hdr.ModTime); err != nil {
+			return fmt.Errorf("set times: %w", err)
+		}
+		return nil
 	}
 	return setTimes(target, hdr.AccessTime, hdr.ModTime)
 }
