@@ -319,7 +319,7 @@ func dataDigest(host string, fi fs.FileInfo, buf []byte) (string, error) {
 // size is the file's size as the walk's lstat saw it, the size its hash cache key
 // names. A short read that brings the content to exactly that size is taken as its
 // end, without the read that would return 0: most context files fit in one read,
-// so that is one syscall in three. A file that grew since the lstat still reads on
+// so that saves one of the four or five syscalls a small file costs. A file that grew since the lstat still reads on
 // (its first read is not short, or it passes size), one that shrank reads to EOF.
 func hashFile(host string, h io.Writer, buf []byte, size int64) error {
 	fd, err := unix.Open(host, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
