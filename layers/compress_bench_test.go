@@ -62,3 +62,29 @@ func BenchmarkWriteSmallLayer(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriteBigLayer writes a 48 MiB layer of 384 files through the gzip member
+// writer. Its B/op is what the member buffers cost: they cycle through a pool, so a
+// layer allocates a few MiB of them however big it is (a pool smaller than the
+// buffers in flight dropped one at every burst, and W6's 2 GB layer allocated 2 GB).
+func BenchmarkWriteBigLayer(b *testing.B) {
+	upper := b.TempDir()
+	data := benchPayload(128 << 10)
+	for i := range 384 {
+		data[0] = byte(i) // no two files alike
+		name := filepath.Join(upper, "d"+string(rune('a'+i%8)), "f"+string(rune('a'+i/8%26))+string(rune('a'+i/208)))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(384 * 128 << 10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := WriteUpperDiff(context.Background(), upper, io.Discard, WriteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
