@@ -75,19 +75,29 @@ func pendingFiles(p *Pending) []layers.PendingFile {
 // Pending keeps its files compactly (directory numbers, names, rare fields aside);
 // what it hands the layer must be what the copies selected: a renamed source read
 // from its own name, xattrs kept, a file replaced by a later copy read from the
-// later source, one replaced by a link no longer pending.
+// later source, one replaced by a link no longer pending; each with the owner its
+// copy gave it. With every file's index hash the same, the names alone must tell
+// them apart.
 func TestPendingFilesAsCopied(t *testing.T) {
+	t.Run("hashed", func(t *testing.T) { testPendingFilesAsCopied(t, nil) })
+	t.Run("every hash collides", func(t *testing.T) {
+		testPendingFilesAsCopied(t, func(pendingKey) uint64 { return 7 })
+	})
+}
+
+func testPendingFilesAsCopied(t *testing.T, hash func(pendingKey) uint64) {
 	ctxDir, root := t.TempDir(), t.TempDir()
 	writeTree(t, ctxDir, map[string]string{"a.txt": "A", "x/f": "F", "x/g": "G1", "y/f": "->g", "y/g": "G2", "y/sub/h": "H"})
 	if err := unix.Lsetxattr(filepath.Join(ctxDir, "a.txt"), "user.k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
 	p := NewPending(root)
+	p.hash = hash
 	src := Source{Root: ctxDir, Context: openCtx(t, ctxDir)}
 	for _, opts := range []CopyOptions{
-		{Sources: []string{"a.txt"}, Dest: "/d/renamed.txt"},
+		{Sources: []string{"a.txt"}, Dest: "/d/renamed.txt", Chown: &Owner{UID: 7, GID: 8}},
 		{Sources: []string{"x"}, Dest: "/d/"},
-		{Sources: []string{"y"}, Dest: "/d/"},
+		{Sources: []string{"y"}, Dest: "/d/", Chown: &Owner{UID: 1000, GID: 1000}},
 	} {
 		opts.Pending = p
 		if err := Copy(context.Background(), src, root, opts); err != nil {
@@ -95,18 +105,19 @@ func TestPendingFilesAsCopied(t *testing.T) {
 		}
 	}
 	type got struct {
-		source string
-		size   int64
-		xattrs map[string][]byte
+		source   string
+		size     int64
+		xattrs   map[string][]byte
+		uid, gid int
 	}
 	files := map[string]got{}
 	for _, f := range pendingFiles(p) {
-		files[f.Name] = got{f.Source, f.Size, f.Xattrs}
+		files[f.Name] = got{f.Source, f.Size, f.Xattrs, f.UID, f.GID}
 	}
 	want := map[string]got{
-		"d/renamed.txt": {filepath.Join(ctxDir, "a.txt"), 1, map[string][]byte{"user.k": []byte("v")}},
-		"d/g":           {filepath.Join(ctxDir, "y/g"), 2, nil},
-		"d/sub/h":       {filepath.Join(ctxDir, "y/sub/h"), 1, nil},
+		"d/renamed.txt": {filepath.Join(ctxDir, "a.txt"), 1, map[string][]byte{"user.k": []byte("v")}, 7, 8},
+		"d/g":           {filepath.Join(ctxDir, "y/g"), 2, nil, 1000, 1000},
+		"d/sub/h":       {filepath.Join(ctxDir, "y/sub/h"), 1, nil, 1000, 1000},
 	}
 	if !reflect.DeepEqual(files, want) {
 		t.Fatalf("pending files\n %v\nwant\n %v", files, want)
