@@ -89,13 +89,15 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 	}
 	// The record is encoded before the step runs and kept until it is done: a big
 	// COPY's per-file digests are megabytes, which the step's own work (the layer
-	// write of the same files) should not carry beside it.
+	// write of the same files) should not carry beside it; a big one waits on disk.
 	x.addFiles(rec)
-	inputs, err := encodeRecord(rec)
+	encoded, err := encodeRecord(rec)
 	if err != nil {
 		return fail(err)
 	}
 	rec.Files = nil
+	inputs := e.holdInputs(encoded, heldInputsAbove)
+	defer inputs.drop()
 
 	release, err := e.acquire(ctx)
 	if err != nil {
@@ -113,7 +115,9 @@ func (e *Engine) resolve(ctx context.Context, st State, x *stepExec, rec *opReco
 		e.Emit(Event{Kind: StepFailed, ID: x.ID, Name: x.Name, Message: err.Error(), Duration: time.Since(start), Canceled: ctx.Err() != nil})
 		return fail(err)
 	}
-	_ = e.opts.Store.SetLastInputs(ctx, scope, inputs)
+	if data, err := inputs.take(); err == nil {
+		_ = e.opts.Store.SetLastInputs(ctx, scope, data)
+	}
 	// The entry keeps its op without the per-file digests: those can run to
 	// megabytes for a big COPY, and the entry is read and rewritten on every hit (its
 	// use time); explaining a miss needs only the last record of the step's position.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -198,4 +200,54 @@ func describeFileChanges(old, cur fileDigests) string {
 		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
 	}
 	return strings.Join(changed, ", ")
+}
+
+// heldInputsAbove is the size of an encoded record above which it waits out its
+// step in a file: W6's 210,000-file COPY has 2.6 MB of it, which would otherwise be
+// held through the layer write of the same files.
+const heldInputsAbove = 1 << 20
+
+// heldInputs is an encoded record kept through the step it describes, in memory
+// or, when big, in a scratch file of the store (removed by the next build if kiln
+// is killed first).
+type heldInputs struct {
+	data []byte
+	dir  string // the scratch dir of the file, when held in one
+}
+
+// holdInputs holds data, in a file when it is more than above bytes.
+func (e *Engine) holdInputs(data []byte, above int) heldInputs {
+	if len(data) <= above {
+		return heldInputs{data: data}
+	}
+	dir, err := e.opts.Store.TempDir("kiln-inputs-")
+	if err != nil {
+		return heldInputs{data: data}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "inputs"), data, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return heldInputs{data: data} // kept in memory, as a small one
+	}
+	return heldInputs{dir: dir}
+}
+
+// take returns the record and removes its file.
+func (h *heldInputs) take() ([]byte, error) {
+	if h.dir == "" {
+		return h.data, nil
+	}
+	defer h.drop()
+	data, err := os.ReadFile(filepath.Join(h.dir, "inputs"))
+	if err != nil {
+		return nil, fmt.Errorf("read the step's inputs back: %w", err)
+	}
+	return data, nil
+}
+
+// drop removes the record's file, if any; take and a failed step call it.
+func (h *heldInputs) drop() {
+	if h.dir != "" {
+		os.RemoveAll(h.dir)
+		h.dir = ""
+	}
 }

@@ -1,10 +1,17 @@
 package solver
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/cache"
 )
 
 // A step's record is kept compressed when it is big, as plain JSON when small, and
@@ -65,4 +72,57 @@ func TestRecordEncoding(t *testing.T) {
 			t.Fatal("half a compressed record decoded")
 		}
 	})
+}
+
+// A big record waits out its step in a scratch file of the store: it comes back
+// byte for byte, and its file is gone after take, or after drop when the step fails.
+func TestHeldInputs(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	store, err := cache.Open(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	e := New(Options{Store: store})
+	data := bytes.Repeat([]byte("inputs "), 1000)
+	scratch := func() []string {
+		t.Helper()
+		var dirs []string
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.Contains(d.Name(), "kiln-inputs-") {
+				dirs = append(dirs, p)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dirs
+	}
+
+	small := e.holdInputs(data, len(data))
+	if small.dir != "" || len(scratch()) != 0 {
+		t.Fatal("a record under the limit went to a file")
+	}
+	if got, err := small.take(); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("small record back: %v, equal %v", err, bytes.Equal(got, data))
+	}
+
+	big := e.holdInputs(data, 10)
+	if big.dir == "" || big.data != nil || len(scratch()) != 1 {
+		t.Fatalf("a record over the limit: dir %q, %d bytes in memory, scratch %v", big.dir, len(big.data), scratch())
+	}
+	if got, err := big.take(); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("big record back: %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if s := scratch(); len(s) != 0 {
+		t.Errorf("take left %v", s)
+	}
+
+	failed := e.holdInputs(data, 10)
+	failed.drop()
+	if s := scratch(); len(s) != 0 {
+		t.Errorf("drop left %v", s)
+	}
 }
