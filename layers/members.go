@@ -182,8 +182,12 @@ func newMemberWriter(out io.Writer, level int, src MemberSource) (*memberWriter,
 	inflight := workers
 	m := &memberWriter{
 		out: out, level: level, src: src, diffID: sha256.New(),
-		work:     make(chan *memberJob, inflight),
-		order:    make(chan *memberJob, inflight),
+		work:  make(chan *memberJob, inflight),
+		order: make(chan *memberJob, inflight),
+		// Every raw buffer that can be in flight at once: the one being filled,
+		// the order queue's, the one writeOut holds, tarQ's and the one hashTar
+		// hashes. A smaller pool dropped one at every burst and made another
+		// (W6: 2 GB of buffers for a 2 GB layer).
 		free:     make(chan []byte, inflight+4),
 		freeComp: make(chan []byte, inflight+1),
 		tarQ:     make(chan []byte, 1),

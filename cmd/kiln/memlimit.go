@@ -22,7 +22,7 @@ const memoryLimitFloor = 40 << 20
 // collections and 18 % more CPU at 16 MiB than at 24 while its layer write dropped
 // and remade its member buffers (2 GB allocated). Since those are pooled (1.4 GB in
 // all, 28 MB live through the layer write) 16 MiB takes about 350 collections
-// against 160 and 4 % more CPU, for a peak RSS of 64-67 MB against 70-76 (12 MiB:
+// against 160 and 4 % more CPU, for a peak RSS of 62-64 MiB against 69-74 (12 MiB:
 // 25 % more CPU for 1 MB less). Builds whose live heap stays under the floor do not
 // see it.
 const memoryLimitHeadroom = 16 << 20
