@@ -91,15 +91,22 @@ type nameArena struct{ chunks [][]byte }
 
 const nameChunk = 64 << 10
 
-func (a *nameArena) add(name string) nameRef {
+// maxNameChunks is as many chunks as a nameRef can number: 4 GiB of names.
+const maxNameChunks = 1 << 16
+
+func (a *nameArena) add(name string) (nameRef, error) {
 	last := len(a.chunks) - 1
 	if last < 0 || len(a.chunks[last])+len(name) > nameChunk {
+		if len(a.chunks) == maxNameChunks {
+			// A ref past it would name another file's bytes.
+			return 0, fmt.Errorf("more than %d GiB of file names in one step", maxNameChunks*nameChunk>>30)
+		}
 		a.chunks = append(a.chunks, make([]byte, 0, nameChunk))
 		last++
 	}
 	ref := nameRef(last<<16 | len(a.chunks[last]))
 	a.chunks[last] = append(a.chunks[last], name...)
-	return ref
+	return ref, nil
 }
 
 func (a *nameArena) get(ref nameRef, n uint8) []byte {
@@ -380,8 +387,8 @@ func (p *Pending) add(c *copier, j fileJob) error {
 	}
 	if replace {
 		pf.name = p.file(i).name // the same name, kept where it is
-	} else {
-		pf.name = p.names.add(base)
+	} else if pf.name, err = p.names.add(base); err != nil {
+		return fmt.Errorf("copy %s: %w", j.img, err)
 	}
 	var rare pendingRare
 	if sb := filepath.Base(j.e.host); sb != base {

@@ -129,3 +129,23 @@ func testPendingFilesAsCopied(t *testing.T, hash func(pendingKey) uint64) {
 		t.Fatalf("Files left %d files behind", n)
 	}
 }
+
+// A nameRef numbers 2^16 chunks of names: an arena that has them all refuses the
+// next name rather than give it a ref that names another file's bytes.
+func TestNameArenaFull(t *testing.T) {
+	var a nameArena
+	ref, err := a.add("first")
+	if err != nil || string(a.get(ref, 5)) != "first" {
+		t.Fatalf("first name: %q, %v", a.get(ref, 5), err)
+	}
+	full := make([]byte, nameChunk)
+	for len(a.chunks) < maxNameChunks {
+		a.chunks = append(a.chunks, full)
+	}
+	if _, err := a.add("next"); err == nil || !strings.Contains(err.Error(), "file names in one step") {
+		t.Fatalf("name past a full arena: %v", err)
+	}
+	if string(a.get(ref, 5)) != "first" {
+		t.Fatal("the first name changed")
+	}
+}
