@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -233,4 +234,86 @@ func digestsOf(m map[string]string) fileDigests {
 		fs = append(fs, FileDigest{Path: p, Digest: m[p]})
 	}
 	return fs
+}
+
+// The earlier record's files are compared as they are read; the result is the same
+// as a comparison of the two path sets, for lists that differ in every way.
+func TestFileChangesMatchSetComparison(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 300 {
+		old, cur := map[string]string{}, map[string]string{}
+		for i := range rng.IntN(40) {
+			p := fmt.Sprintf("d%d/f%02d", i%3, rng.IntN(30))
+			switch rng.IntN(4) {
+			case 0:
+				old[p] = "1"
+			case 1:
+				cur[p] = "1"
+			case 2:
+				old[p], cur[p] = "1", "1"
+			default:
+				old[p], cur[p] = "1", "2"
+			}
+		}
+		// The reference: every path of either, in order, with what happened to it.
+		var changes []string
+		for _, p := range slices.Sorted(maps.Keys(merged(old, cur))) {
+			o, inOld := old[p]
+			c, inCur := cur[p]
+			switch {
+			case !inCur:
+				changes = append(changes, p+" removed")
+			case !inOld:
+				changes = append(changes, p+" added")
+			case o != c:
+				changes = append(changes, p+" changed")
+			}
+		}
+		want := strings.Join(changes, ", ")
+		switch {
+		case len(changes) == 0:
+			want = "source files changed"
+		case len(changes) > 3:
+			want = fmt.Sprintf("%s and %d more", strings.Join(changes[:3], ", "), len(changes)-3)
+		}
+		if got := describeFileChanges(digestsOf(old), digestsOf(cur)); got != want {
+			t.Fatalf("round %d: old %v cur %v: got %q, want %q", round, old, cur, got, want)
+		}
+	}
+}
+
+func merged(a, b map[string]string) map[string]string {
+	m := maps.Clone(a)
+	maps.Copy(m, b)
+	return m
+}
+
+// A record whose files are out of order or listed twice (kiln never writes one, a
+// damaged or hand-made one may) is explained as its sorted list would be.
+func TestExplainMissUnsortedRecord(t *testing.T) {
+	ctx := context.Background()
+	store, err := cache.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	b := New(Options{Store: store})
+	op, _ := json.Marshal(fullOp())
+	cur := opRecord{Op: fullOp(), Files: digestsOf(map[string]string{"a": "1", "b": "2", "c": "3"})}
+	cur.Op.Copy.Content = []string{"sha256:new"}
+	for name, files := range map[string]string{
+		"sorted":       `{"a":"1","b":"1","c":"3"}`,
+		"out of order": `{"c":"3","a":"1","b":"1"}`,
+		"twice":        `{"a":"1","b":"1","b":"9","c":"3"}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			data := []byte(`{"op":` + string(op) + `,"files":` + files + `}`)
+			if err := store.SetLastInputs(ctx, "scope-"+name, data); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := b.explainMiss(ctx, "scope-"+name, &cur), "b changed"; got != want {
+				t.Errorf("explainMiss = %q, want %q", got, want)
+			}
+		})
+	}
 }

@@ -279,11 +279,23 @@ func (e *Engine) explainMiss(ctx context.Context, scope string, rec *opRecord) s
 	if !ok {
 		return "" // never built here before: nothing to explain
 	}
+	// The earlier record's files are compared with rec's as they are read.
 	var old opRecord
-	if err := decodeRecord(data, &old); err != nil {
+	changes := fileChanges{cur: rec.Files}
+	if err := scanRecord(data, &old, changes.old); err != nil {
 		return ""
 	}
-	return explainOpChange(&old, rec)
+	files := changes.describe
+	if changes.unsorted {
+		files = func() string {
+			var sorted opRecord
+			if err := decodeRecord(data, &sorted); err != nil {
+				return "source files changed"
+			}
+			return describeFileChanges(sorted.Files, rec.Files)
+		}
+	}
+	return explainOpChange(&old, rec, files)
 }
 
 func describeEnvChange(old, cur []string) string {

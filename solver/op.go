@@ -139,8 +139,9 @@ func (op *Op) key() string {
 }
 
 // explainOpChange names what differs between the op last built at a step's position
-// and this one, in the words a user recognises.
-func explainOpChange(old, cur *opRecord) string {
+// and this one, in the words a user recognises; files describes how the files the
+// two read differ.
+func explainOpChange(old, cur *opRecord, files func() string) string {
 	switch {
 	case old.Op.Parent != cur.Op.Parent:
 		return "a previous step changed"
@@ -152,7 +153,7 @@ func explainOpChange(old, cur *opRecord) string {
 	}
 	if o, c := old.Op.Copy, cur.Op.Copy; o != nil && c != nil && !reflect.DeepEqual(o.Content, c.Content) &&
 		reflect.DeepEqual(o.Sources, c.Sources) {
-		return describeFileChanges(old.Files, cur.Files)
+		return files()
 	}
 	if f := firstDifference(reflect.ValueOf(old.Op), reflect.ValueOf(cur.Op), ""); f != "" {
 		return f + " changed"

@@ -97,8 +97,22 @@ func (fs fileDigests) MarshalJSON() ([]byte, error) {
 
 // decodeRecord reads what encodeRecord wrote (or plain JSON, as kiln wrote before,
 // with the files as a map). It reads the JSON a token at a time from the
-// decompressing reader: a big record is never in memory whole, as bytes or as a map.
+// decompressing reader: a big record is never in memory whole as bytes.
 func decodeRecord(data []byte, rec *opRecord) error {
+	var files fileDigests
+	if err := scanRecord(data, rec, func(f FileDigest) { files = append(files, f) }); err != nil {
+		return err
+	}
+	if files != nil {
+		slices.SortStableFunc(files, func(a, b FileDigest) int { return strings.Compare(a.Path, b.Path) })
+		rec.Files = slices.CompactFunc(files, func(a, b FileDigest) bool { return a.Path == b.Path })
+	}
+	return nil
+}
+
+// scanRecord decodes a record's op into rec and hands its files to onFile one at a
+// time, in the order the record holds them, without collecting them.
+func scanRecord(data []byte, rec *opRecord, onFile func(FileDigest)) error {
 	var r io.Reader = bytes.NewReader(data)
 	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
 		zr, err := gzip.NewReader(r)
@@ -121,7 +135,7 @@ func decodeRecord(data []byte, rec *opRecord) error {
 		case "op":
 			err = dec.Decode(&rec.Op)
 		case "files":
-			rec.Files, err = decodeFiles(dec)
+			err = scanFiles(dec, onFile)
 		default:
 			var skip json.RawMessage
 			err = dec.Decode(&skip)
@@ -133,29 +147,24 @@ func decodeRecord(data []byte, rec *opRecord) error {
 	return expectDelim(dec, '}')
 }
 
-// decodeFiles reads an object from path to digest, sorted and each path once.
-func decodeFiles(dec *json.Decoder) (fileDigests, error) {
+// scanFiles reads an object from path to digest, handing each pair to onFile.
+func scanFiles(dec *json.Decoder, onFile func(FileDigest)) error {
 	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
+		return err
 	}
-	var out fileDigests
 	for dec.More() {
 		k, err := dec.Token()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		f := FileDigest{}
 		f.Path, _ = k.(string)
 		if err := dec.Decode(&f.Digest); err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, f)
+		onFile(f)
 	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(out, func(a, b FileDigest) int { return strings.Compare(a.Path, b.Path) })
-	return slices.CompactFunc(out, func(a, b FileDigest) bool { return a.Path == b.Path }), nil
+	return expectDelim(dec, '}')
 }
 
 func expectDelim(dec *json.Decoder, d json.Delim) error {
@@ -172,34 +181,70 @@ func expectDelim(dec *json.Decoder, d json.Delim) error {
 // describeFileChanges names the files added, changed and removed between two
 // records, the first three in order.
 func describeFileChanges(old, cur fileDigests) string {
-	var changed []string
-	note := func(s string) {
-		changed = append(changed, s)
+	c := fileChanges{cur: cur}
+	for _, f := range old {
+		c.old(f)
 	}
-	i, j := 0, 0
-	for i < len(old) || j < len(cur) {
-		switch {
-		case j == len(cur) || (i < len(old) && old[i].Path < cur[j].Path):
-			note(old[i].Path + " removed")
-			i++
-		case i == len(old) || cur[j].Path < old[i].Path:
-			note(cur[j].Path + " added")
-			j++
-		default:
-			if old[i].Digest != cur[j].Digest {
-				note(cur[j].Path + " changed")
-			}
-			i++
-			j++
+	return c.describe()
+}
+
+// fileChanges compares the files of an earlier record with cur (sorted by path, each
+// path once) as they are read, one at a time: the earlier record of a 200,000-file
+// COPY is never a list in memory beside cur (W6: 20 MB of it, the peak of a
+// rebuild). A record is written sorted; one that is not (a path out of order or
+// twice) is noted as such, and the caller compares it as a sorted list instead.
+type fileChanges struct {
+	cur      fileDigests
+	j        int      // the next of cur to compare
+	last     string   // the earlier record's previous path
+	seen     bool     // last is set
+	unsorted bool     // a path came out of order
+	first    []string // the first three changes
+	n        int      // how many changes in all
+}
+
+func (c *fileChanges) note(s string) {
+	if len(c.first) < 3 {
+		c.first = append(c.first, s)
+	}
+	c.n++
+}
+
+// old takes the next file of the earlier record.
+func (c *fileChanges) old(f FileDigest) {
+	if c.unsorted {
+		return
+	}
+	if c.seen && f.Path <= c.last {
+		c.unsorted = true
+		return
+	}
+	c.seen, c.last = true, f.Path
+	for ; c.j < len(c.cur) && c.cur[c.j].Path < f.Path; c.j++ {
+		c.note(c.cur[c.j].Path + " added")
+	}
+	if c.j < len(c.cur) && c.cur[c.j].Path == f.Path {
+		if c.cur[c.j].Digest != f.Digest {
+			c.note(f.Path + " changed")
 		}
+		c.j++
+		return
 	}
-	if len(changed) == 0 {
+	c.note(f.Path + " removed")
+}
+
+// describe says what changed once the earlier record's files are all in.
+func (c *fileChanges) describe() string {
+	for ; c.j < len(c.cur); c.j++ {
+		c.note(c.cur[c.j].Path + " added")
+	}
+	switch {
+	case c.n == 0:
 		return "source files changed"
+	case c.n > 3:
+		return fmt.Sprintf("%s and %d more", strings.Join(c.first, ", "), c.n-3)
 	}
-	if len(changed) > 3 {
-		return fmt.Sprintf("%s and %d more", strings.Join(changed[:3], ", "), len(changed)-3)
-	}
-	return strings.Join(changed, ", ")
+	return strings.Join(c.first, ", ")
 }
 
 // heldInputsAbove is the size of an encoded record above which it waits out its
