@@ -47,7 +47,9 @@ var (
 	bucketRefs    = []byte("refs")
 	bucketHashes  = []byte("hashes")
 	bucketMembers = []byte("members")
-	allBuckets    = [][]byte{bucketSteps, bucketInputs, bucketRefs, bucketHashes, bucketMembers}
+	// bucketBlobParts holds part tables (parts.go), by blob digest.
+	bucketBlobParts = []byte("blobParts")
+	allBuckets      = [][]byte{bucketSteps, bucketInputs, bucketRefs, bucketHashes, bucketMembers, bucketBlobParts}
 )
 
 // openDB opens the index at path, creating it and its buckets. A damaged index is set

@@ -102,7 +102,8 @@ func (s *Store) Member(key string, buf []byte) ([]byte, v1.Hash, bool) {
 	return b, r.Sum, true
 }
 
-// PutMembers records the members of blob (committed already), in one transaction.
+// PutMembers records the members of blob (committed already), and the blob's part
+// table (parts.go), in one transaction.
 func (s *Store) PutMembers(ctx context.Context, blob v1.Hash, members []layers.Member) error {
 	if len(members) == 0 {
 		return nil
@@ -112,6 +113,9 @@ func (s *Store) PutMembers(ctx context.Context, blob v1.Hash, members []layers.M
 		recs[m.Key] = memberRecord{Blob: blob.String(), Offset: m.Offset, Size: m.Size, Sum: m.Sum}
 	}
 	err := s.db.update(ctx, func(tx *bolt.Tx) error {
+		if err := putParts(tx, blob, members); err != nil {
+			return err
+		}
 		b := tx.Bucket(bucketMembers)
 		for _, k := range slices.Sorted(maps.Keys(recs)) { // bbolt puts: in key order (hashcache.go)
 			v, err := json.Marshal(recs[k])
@@ -167,6 +171,25 @@ func (s *Store) dropStaleMembers(ctx context.Context) error {
 		}
 		for _, k := range stale {
 			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		// The part tables of blobs gone (deleted after the walk: bbolt cursors
+		// do not survive a delete).
+		parts := tx.Bucket(bucketBlobParts)
+		stale = stale[:0]
+		err = parts.ForEach(func(k, _ []byte) error {
+			h, err := v1.NewHash(string(k))
+			if err != nil || !s.HasBlob(h) {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := parts.Delete(k); err != nil {
 				return err
 			}
 		}

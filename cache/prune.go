@@ -162,7 +162,7 @@ func (s *Store) Prune(ctx context.Context, opts PruneOptions) (freed int64, err 
 		if !opts.All {
 			return nil
 		}
-		for _, name := range [][]byte{bucketRefs, bucketInputs, bucketHashes, bucketMembers} {
+		for _, name := range [][]byte{bucketRefs, bucketInputs, bucketHashes, bucketMembers, bucketBlobParts} {
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}

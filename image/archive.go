@@ -182,7 +182,7 @@ func writeLayer(ctx context.Context, tw *tar.Writer, raw io.Writer, img v1.Image
 	vb, srcIsFile := rc.(*verifiedBlob)
 	dst, dstIsFile := raw.(*os.File)
 	if srcIsFile && dstIsFile {
-		verified := verifyConcurrently(vb.f, d.Size, d.Digest)
+		verified := vb.verifyFile(ctx, d.Size)
 		err := copyLayerFile(ctx, tw, dst, vb.f, path, d)
 		if verr := <-verified; verr != nil {
 			return fmt.Errorf("write archive: layer %s: %w", d.Digest, verr)

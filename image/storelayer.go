@@ -1,6 +1,7 @@
 package image
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/layers"
 )
 
@@ -34,6 +36,13 @@ func MountableFrom(l v1.Layer, source string) v1.Layer {
 		l = ml.Layer
 	}
 	return &remote.MountableLayer{Layer: l, Reference: ref}
+}
+
+// PartStore is a BlobStore that keeps part tables of the blobs it wrote in pieces
+// (cache.Store.BlobParts), so that a copy of such a blob is checked a part at a time
+// on every core.
+type PartStore interface {
+	BlobParts(ctx context.Context, h v1.Hash) ([]cache.BlobPart, bool)
 }
 
 // storeLayer answers metadata from its fields; only Compressed and Uncompressed open
@@ -62,6 +71,9 @@ func (l *storeLayer) Compressed() (io.ReadCloser, error) {
 	f, err := openVerified(l.store.BlobPath(l.digest), l.digest)
 	if err != nil {
 		return nil, fmt.Errorf("open layer %s: %w", l.digest, err)
+	}
+	if ps, ok := l.store.(PartStore); ok {
+		f.parts = func(ctx context.Context) ([]cache.BlobPart, bool) { return ps.BlobParts(ctx, l.digest) }
 	}
 	return f, nil
 }

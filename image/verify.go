@@ -1,6 +1,8 @@
 package image
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -8,8 +10,13 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/cache"
 )
 
 // CorruptBlobError is a stored blob whose bytes do not hash to its name: damaged on
@@ -18,10 +25,16 @@ import (
 // again, so the step or base image that needs it is made or pulled anew.
 type CorruptBlobError struct {
 	Digest v1.Hash // the blob's name
-	Got    v1.Hash // what its bytes hash to
+	Got    v1.Hash // what its bytes hash to, when it was hashed whole
+	// Part is the byte range [Part[0], Part[1]) that does not hash to the sum its
+	// part table recorded, when it was checked a part at a time.
+	Part [2]int64
 }
 
 func (e *CorruptBlobError) Error() string {
+	if e.Got.Hex == "" && e.Part[1] > 0 {
+		return fmt.Sprintf("store blob %s is damaged (its bytes %d to %d do not hash to what was recorded when it was written)", e.Digest, e.Part[0], e.Part[1])
+	}
 	return fmt.Sprintf("store blob %s is damaged (its bytes hash to %s)", e.Digest, e.Got)
 }
 
@@ -43,6 +56,8 @@ type verifiedBlob struct {
 	f    *os.File
 	want v1.Hash
 	h    hash.Hash
+	// parts looks up the blob's part table, when its store keeps them.
+	parts func(context.Context) ([]cache.BlobPart, bool)
 }
 
 func openVerified(path string, want v1.Hash) (*verifiedBlob, error) {
@@ -85,5 +100,63 @@ func verifyConcurrently(f *os.File, size int64, want v1.Hash) <-chan error {
 		}
 		done <- nil
 	}()
+	return done
+}
+
+// verifyFile is verifyConcurrently for the first size bytes of the blob, a part at a
+// time on every core when its store has a part table that covers exactly those
+// bytes (cache/parts.go), else as one sha256.
+func (v *verifiedBlob) verifyFile(ctx context.Context, size int64) <-chan error {
+	if v.parts != nil {
+		if parts, ok := v.parts(ctx); ok && partsCover(parts, size) {
+			return verifyParts(ctx, v.f, parts, v.want, runtime.GOMAXPROCS(0))
+		}
+	}
+	return verifyConcurrently(v.f, size, v.want)
+}
+
+func partsCover(parts []cache.BlobPart, size int64) bool {
+	var n int64
+	for _, p := range parts {
+		n += p.Size
+	}
+	return n == size
+}
+
+// verifyParts hashes each part of f on one of workers goroutines, with positioned
+// reads, and sends on the returned channel nil, the CorruptBlobError of the first
+// part found damaged, or a read error.
+func verifyParts(ctx context.Context, f *os.File, parts []cache.BlobPart, want v1.Hash, workers int) <-chan error {
+	offsets := make([]int64, len(parts))
+	var at int64
+	for i, p := range parts {
+		offsets[i] = at
+		at += p.Size
+	}
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for range max(1, min(workers, len(parts))) {
+		g.Go(func() error {
+			h := sha256.New()
+			buf := make([]byte, 256<<10)
+			var sum [sha256.Size]byte
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(parts) || ctx.Err() != nil {
+					return ctx.Err()
+				}
+				h.Reset()
+				p := parts[i]
+				if _, err := io.CopyBuffer(h, io.NewSectionReader(f, offsets[i], p.Size), buf); err != nil {
+					return fmt.Errorf("verify blob %s: %w", want, err)
+				}
+				if !bytes.Equal(h.Sum(sum[:0]), p.Sum[:]) {
+					return &CorruptBlobError{Digest: want, Part: [2]int64{offsets[i], offsets[i] + p.Size}}
+				}
+			}
+		})
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
 	return done
 }

@@ -72,6 +72,13 @@ func TestDamagedBlobIsRepairedNotExported(t *testing.T) {
 			if !strings.Contains(r.stderr, "is damaged") || !strings.Contains(r.stderr, d.String()) {
 				t.Errorf("the build did not say blob %s was damaged:\n%s", d, r.stderr)
 			}
+			// A step's layer is kiln's, written in parts: the export checks it a
+			// part at a time, and names the damaged bytes; a base layer's is
+			// hashed whole.
+			byParts := strings.Contains(r.stderr, "do not hash to what was recorded")
+			if want := tc.name == "step layer exported"; want != byParts && tc.name != "step layer unpacked" {
+				t.Errorf("blob %s checked by parts: %v, want %v:\n%s", d, byParts, want, r.stderr)
+			}
 			got, _ := readOCI(t, second).Digest() // readOCI validates every layer's bytes
 			wantDigest, _ := readOCI(t, want).Digest()
 			if got != wantDigest {
