@@ -260,19 +260,29 @@ func TestEngineCopyAndWorkdir(t *testing.T) {
 func TestEngineJobsBoundConcurrency(t *testing.T) {
 	for _, jobs := range []int{1, 2, 3} {
 		r := newRig(t)
-		var cur, peak atomic.Int64
+		const ops = 5
+		var cur, peak, finished atomic.Int64
 		exe := solvertest.Executor(func(ctx context.Context, spec exec.Spec) error {
 			n := cur.Add(1)
 			defer cur.Add(-1)
+			defer finished.Add(1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 			}
-			time.Sleep(50 * time.Millisecond)
+			// Each op is held until as many run as may (jobs, or all that are left),
+			// then a little longer, so that one over the bound would show: how soon
+			// the others arrive depends on the machine's load, not on the engine (a
+			// fixed 50 ms sleep saw 2 of 3 at once on a busy machine).
+			deadline := time.Now().Add(5 * time.Second)
+			for cur.Load() < min(int64(jobs), ops-finished.Load()) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
 			return nil
 		})
 		e := r.engine(solver.Options{Executor: exe, Jobs: jobs})
 		var wg sync.WaitGroup
-		errs := make(chan error, 5)
-		for i := range 5 {
+		errs := make(chan error, ops)
+		for i := range ops {
 			wg.Go(func() {
 				_, err := e.Run(context.Background(), e.Scratch(), step(e, runOp("stage", string(rune('a'+i)))), solver.RunInputs{})
 				errs <- err
