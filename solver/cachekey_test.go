@@ -113,12 +113,7 @@ func TestOpKeyDistinguishesArgv(t *testing.T) {
 // explainMiss names the first input that differs from the last build at this position.
 func TestExplainMiss(t *testing.T) {
 	ctx := context.Background()
-	store, err := cache.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := New(Options{Store: store})
+	b, store := engineOnNewStore(t)
 
 	if got := b.explainMiss(ctx, "never-built", &opRecord{}); got != "" {
 		t.Errorf("first build at a position: %q, want no explanation", got)
@@ -195,13 +190,7 @@ func TestDescribeFileChanges(t *testing.T) {
 // The stage key after a step depends on the step's result, so that steps cached on
 // one result of a non-reproducible step are not reused on another.
 func TestApplyEntryKeysByResult(t *testing.T) {
-	ctx := context.Background()
-	store, err := cache.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := New(Options{Store: store})
+	b, _ := engineOnNewStore(t)
 	layer := func(diffID string) *cache.Entry {
 		return &cache.Entry{Key: "k", Layer: &cache.Layer{
 			Digest: "sha256:" + strings.Repeat("a", 64), DiffID: "sha256:" + strings.Repeat(diffID, 64),
@@ -292,12 +281,7 @@ func merged(a, b map[string]string) map[string]string {
 // damaged or hand-made one may) is explained as its sorted list would be.
 func TestExplainMissUnsortedRecord(t *testing.T) {
 	ctx := context.Background()
-	store, err := cache.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	b := New(Options{Store: store})
+	b, store := engineOnNewStore(t)
 	op, _ := json.Marshal(fullOp())
 	cur := opRecord{Op: fullOp(), Files: digestsOf(map[string]string{"a": "1", "b": "2", "c": "3"})}
 	cur.Op.Copy.Content = []string{"sha256:new"}
@@ -316,4 +300,15 @@ func TestExplainMissUnsortedRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// engineOnNewStore is an engine over a new store of its own, closed when t ends.
+func engineOnNewStore(t *testing.T) (*Engine, *cache.Store) {
+	t.Helper()
+	store, err := cache.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return New(Options{Store: store}), store
 }

@@ -203,9 +203,11 @@ type fileChanges struct {
 	n        int      // how many changes in all
 }
 
-func (c *fileChanges) note(s string) {
+// note counts a change to path; only the first three are spelt out (a COPY whose
+// 200,000 files all changed makes three strings, not 200,000).
+func (c *fileChanges) note(path, what string) {
 	if len(c.first) < 3 {
-		c.first = append(c.first, s)
+		c.first = append(c.first, path+" "+what)
 	}
 	c.n++
 }
@@ -221,22 +223,22 @@ func (c *fileChanges) old(f FileDigest) {
 	}
 	c.seen, c.last = true, f.Path
 	for ; c.j < len(c.cur) && c.cur[c.j].Path < f.Path; c.j++ {
-		c.note(c.cur[c.j].Path + " added")
+		c.note(c.cur[c.j].Path, "added")
 	}
 	if c.j < len(c.cur) && c.cur[c.j].Path == f.Path {
 		if c.cur[c.j].Digest != f.Digest {
-			c.note(f.Path + " changed")
+			c.note(f.Path, "changed")
 		}
 		c.j++
 		return
 	}
-	c.note(f.Path + " removed")
+	c.note(f.Path, "removed")
 }
 
 // describe says what changed once the earlier record's files are all in.
 func (c *fileChanges) describe() string {
 	for ; c.j < len(c.cur); c.j++ {
-		c.note(c.cur[c.j].Path + " added")
+		c.note(c.cur[c.j].Path, "added")
 	}
 	switch {
 	case c.n == 0:
