@@ -142,58 +142,29 @@ func (s *Store) PutMembers(ctx context.Context, blob v1.Hash, members []layers.M
 	return nil
 }
 
-// dropStaleMembers removes the records of blobs the store no longer holds: after a
-// prune.
+// dropStaleMembers removes the member records and part tables of blobs the store no
+// longer holds: after a prune.
 func (s *Store) dropStaleMembers(ctx context.Context) error {
 	err := s.db.update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMembers)
-		var stale [][]byte
-		held := map[string]bool{}
-		err := b.ForEach(func(k, v []byte) error {
-			var r memberRecord
-			if json.Unmarshal(v, &r) != nil {
-				stale = append(stale, append([]byte(nil), k...))
-				return nil
-			}
-			ok, seen := held[r.Blob]
+		held := map[string]bool{} // blob digest: still in the store
+		blobHeld := func(d string) bool {
+			ok, seen := held[d]
 			if !seen {
-				h, err := v1.NewHash(r.Blob)
+				h, err := v1.NewHash(d)
 				ok = err == nil && s.HasBlob(h)
-				held[r.Blob] = ok
+				held[d] = ok
 			}
-			if !ok {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
+			return ok
+		}
+		err := deleteWhere(tx.Bucket(bucketMembers), func(_, v []byte) bool {
+			var r memberRecord
+			return json.Unmarshal(v, &r) != nil || !blobHeld(r.Blob)
 		})
 		if err != nil {
 			return err
 		}
-		for _, k := range stale {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		// The part tables of blobs gone (deleted after the walk: bbolt cursors
-		// do not survive a delete).
-		parts := tx.Bucket(bucketBlobParts)
-		stale = stale[:0]
-		err = parts.ForEach(func(k, _ []byte) error {
-			h, err := v1.NewHash(string(k))
-			if err != nil || !s.HasBlob(h) {
-				stale = append(stale, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := parts.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		// The part tables of blobs gone.
+		return deleteWhere(tx.Bucket(bucketBlobParts), func(k, _ []byte) bool { return !blobHeld(string(k)) })
 	})
 	if err != nil {
 		return fmt.Errorf("prune member records: %w", err)
@@ -202,5 +173,26 @@ func (s *Store) dropStaleMembers(ctx context.Context) error {
 	m.mu.Lock()
 	m.loaded = false
 	m.mu.Unlock()
+	return nil
+}
+
+// deleteWhere deletes the keys of b for which stale is true, after the walk that
+// finds them: a bbolt cursor does not survive a delete.
+func deleteWhere(b *bolt.Bucket, stale func(k, v []byte) bool) error {
+	var keys [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if stale(k, v) {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
