@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,9 @@ func TestPendingFilesRefused(t *testing.T) {
 	testenv.RequireRoot(t)
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "f"), "12345", 0o644)
+	const big = 300 << 10 // more than one read of the writer's buffer
+	writeFile(t, filepath.Join(src, "big"), strings.Repeat("x", big), 0o644)
+	must(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o644))
 	cases := []struct {
 		name    string
 		setup   func(upper string)
@@ -102,7 +106,11 @@ func TestPendingFilesRefused(t *testing.T) {
 		{name: "absolute", pending: PendingFile{Name: "/f", Source: filepath.Join(src, "f"), Size: 5}, want: "not a clean relative path"},
 		{name: "over a directory", setup: func(u string) { must(t, os.Mkdir(filepath.Join(u, "f"), 0o755)) },
 			pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 5}, want: "over a directory"},
-		{name: "source changed size", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 4}, want: "file changed"},
+		{name: "source grew", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 4}, want: "file changed while writing the layer: more than the 4 bytes"},
+		{name: "source shrank", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 6}, want: "file changed while writing the layer: 5 bytes, expected 6"},
+		{name: "big source grew", pending: PendingFile{Name: "f", Source: filepath.Join(src, "big"), Size: big - 1}, want: "more than the"},
+		{name: "big source shrank", pending: PendingFile{Name: "f", Source: filepath.Join(src, "big"), Size: big + 1}, want: fmt.Sprintf("%d bytes, expected %d", big, big+1)},
+		{name: "source is a fifo", pending: PendingFile{Name: "f", Source: filepath.Join(src, "fifo"), Size: 5}, want: "file changed"},
 		{name: "source is a link", setup: func(string) { _ = os.Symlink("f", filepath.Join(src, "l")) },
 			pending: PendingFile{Name: "f", Source: filepath.Join(src, "l"), Size: 5}, want: "symbolic links"},
 		{name: "listed twice", pending: PendingFile{Name: "f", Source: filepath.Join(src, "f"), Size: 5}, twice: true, want: "listed twice"},
