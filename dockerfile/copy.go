@@ -429,7 +429,7 @@ func (b *build) copySource(ctx context.Context, sc *stepCtx, cs copySpec) (*copy
 		tree, content = other.fs, "stage:"+other.fs.Key
 		sc.reads = append(sc.reads, other.fs.Key) // the provenance's input of the step
 	} else {
-		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", sc.cmd.Line, func(msg string) {
+		base, err := b.baseImage(ctx, sc.st.eng, cs.from, "", sc.cmd.Line, nil, func(msg string) {
 			b.emit(solver.Event{Kind: solver.StepInfo, ID: sc.id, Name: sc.name, Message: msg})
 		})
 		if err != nil {

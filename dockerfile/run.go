@@ -22,6 +22,20 @@ import (
 var proxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
 	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
 
+// runNetwork is the network mode of RUN c: its --network, else the build's.
+func (b *build) runNetwork(c *instructions.RunCommand) (exec.NetworkMode, error) {
+	switch n := instructions.GetNetwork(c); n {
+	case "", "default":
+		return b.opts.Network, nil
+	case "none":
+		return exec.NetworkNone, nil
+	case "host":
+		return exec.NetworkHost, nil
+	default:
+		return "", fmt.Errorf("RUN --network=%s is not supported (use default, none or host)", n)
+	}
+}
+
 func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.RunCommand) error {
 	st := sc.st
 	for _, f := range c.FlagsUsed {
@@ -35,15 +49,9 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	if err := b.checkSecurity(sc, security); err != nil {
 		return err
 	}
-	network := b.opts.Network
-	switch n := instructions.GetNetwork(c); n {
-	case "", "default":
-	case "none":
-		network = exec.NetworkNone
-	case "host":
-		network = exec.NetworkHost
-	default:
-		return sc.errorf(b.opts.Filename, "RUN --network=%s is not supported (use default, none or host)", n)
+	network, err := b.runNetwork(c)
+	if err != nil {
+		return sc.errorf(b.opts.Filename, "%w", err)
 	}
 	mounts, err := b.runMounts(ctx, sc, instructions.GetMounts(c))
 	if err != nil {

@@ -202,7 +202,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 		st.fs = st.eng.Scratch()
 	default:
 		emit(solver.Event{Kind: solver.StepStarted, ID: id, Name: name, Time: start})
-		base, err := b.baseImage(ctx, st.eng, s.Base, "", s.Line, func(msg string) {
+		base, err := b.baseImage(ctx, st.eng, s.Base, "", s.Line, b.firstRun(s), func(msg string) {
 			emit(solver.Event{Kind: solver.StepInfo, ID: id, Name: name, Message: msg})
 		})
 		if err != nil {

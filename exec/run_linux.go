@@ -50,12 +50,8 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 		return err
 	}
 
-	initPath := spec.Init
-	if initPath == "" {
-		initPath = "/proc/self/exe"
-	}
-	key := sandboxKey{init: initPath, limits: spec.Limits, newNet: cfg.NewNet}
-	sb := pool.take(key)
+	key := keyOf(spec)
+	sb := pool.take(ctx, key)
 	if sb == nil {
 		if sb, err = startSandbox(key); err != nil {
 			return err
@@ -95,8 +91,8 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 	if !started && cmd.ProcessState != nil && cmd.ProcessState.Success() {
 		// Whatever ran as the init was not one: it exited 0 without ever
 		// starting the command, which must not pass for the step's success.
-		name := initPath
-		if p, err := os.Readlink(initPath); err == nil { // the file behind /proc/self/...
+		name := key.init
+		if p, err := os.Readlink(key.init); err == nil { // the file behind /proc/self/...
 			name = p
 		}
 		return fmt.Errorf("sandbox init %s exited without starting %s: it is not kiln's init (reinstall kiln and kiln-init together): %w", name, cfg.Args[0], &ExitError{Code: 126})

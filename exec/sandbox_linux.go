@@ -145,10 +145,51 @@ func (s *switchWriter) Write(p []byte) (int, error) {
 	return w.Write(p)
 }
 
-// take hands out the sandbox started ahead when it was started for key, and starts
-// the next one for the same key: the steps of a build mostly share it. A nil
-// Sandboxes has none (Run).
-func (s *Sandboxes) take(key sandboxKey) *sandbox {
+// ahead is a sandbox being started, or started, for a next step of its key.
+type ahead struct {
+	key  sandboxKey
+	done chan struct{} // closed once sb is set
+	sb   *sandbox      // nil when it failed to start: the step starts its own and reports why
+}
+
+// keyOf is the kind of sandbox spec's step runs in.
+func keyOf(spec Spec) sandboxKey {
+	init := spec.Init
+	if init == "" {
+		init = "/proc/self/exe"
+	}
+	return sandboxKey{init: init, limits: spec.Limits, newNet: spec.Network == NetworkNone}
+}
+
+// startAhead starts a sandbox for key in the background; s.mu is held.
+func (s *Sandboxes) startAhead(key sandboxKey) *ahead {
+	a := &ahead{key: key, done: make(chan struct{})}
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		a.sb, _ = startSandbox(key)
+		close(a.done)
+	}()
+	return a
+}
+
+// discard removes a's sandbox once it has started, in the background; s.mu is not
+// held.
+func (s *Sandboxes) discard(a *ahead) {
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		<-a.done
+		if a.sb != nil {
+			_ = a.sb.release()
+		}
+	}()
+}
+
+// take hands out the sandbox started ahead when it was started for key, waiting for
+// it if it is still starting, and starts the next one for the same key: the steps of
+// a build mostly share it. A nil Sandboxes has none (Run).
+func (s *Sandboxes) take(ctx context.Context, key sandboxKey) *sandbox {
 	if s == nil {
 		return nil
 	}
@@ -157,37 +198,38 @@ func (s *Sandboxes) take(key sandboxKey) *sandbox {
 		s.mu.Unlock()
 		return nil
 	}
-	sb := s.ready
-	s.ready = nil
-	s.pending.Add(1)
+	prev := s.next
+	s.next = s.startAhead(key)
 	s.mu.Unlock()
-	go s.prepare(key)
-	if sb != nil && (sb.key != key || !sb.alive()) {
-		// Started for another kind of step, or killed while it waited (by its
-		// parent thread's end, through Pdeathsig): this step starts its own.
-		_ = sb.release()
-		sb = nil
+	if prev == nil {
+		return nil
 	}
-	return sb
+	if prev.key == key {
+		select {
+		case <-prev.done:
+			if prev.sb != nil && prev.sb.alive() {
+				return prev.sb
+			}
+			// Killed while it waited (by its parent thread's end, through
+			// Pdeathsig): this step starts its own.
+		case <-ctx.Done():
+		}
+	}
+	// Started for another kind of step, or not wanted any more.
+	s.discard(prev)
+	return nil
 }
 
-// prepare starts a sandbox for key and keeps it for the next step, unless one is
-// kept already or the Sandboxes are closed.
-func (s *Sandboxes) prepare(key sandboxKey) {
-	defer s.pending.Done()
-	sb, err := startSandbox(key)
-	if err != nil {
-		return // the next step starts its own, and reports what fails
-	}
+// prestart starts a sandbox for spec's kind of step unless one is started already
+// or the Sandboxes are closed.
+func (s *Sandboxes) prestart(spec Spec) {
+	key := keyOf(spec)
 	s.mu.Lock()
-	keep := !s.closed && s.ready == nil
-	if keep {
-		s.ready = sb
+	defer s.mu.Unlock()
+	if s.closed || s.next != nil {
+		return
 	}
-	s.mu.Unlock()
-	if !keep {
-		_ = sb.release()
-	}
+	s.next = s.startAhead(key)
 }
 
 // retire stops a step's sandbox and removes its empty cgroup in the background: a
@@ -236,11 +278,11 @@ func (s *Sandboxes) close() error {
 	s.mu.Unlock()
 	s.pending.Wait()
 	s.mu.Lock()
-	sb, errs := s.ready, s.errs
-	s.ready, s.errs = nil, nil
+	next, errs := s.next, s.errs
+	s.next, s.errs = nil, nil
 	s.mu.Unlock()
-	if sb != nil {
-		if err := sb.release(); err != nil {
+	if next != nil && next.sb != nil {
+		if err := next.sb.release(); err != nil {
 			errs = append(errs, fmt.Errorf("remove the sandbox started ahead: %w", err))
 		}
 	}

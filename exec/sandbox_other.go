@@ -22,4 +22,6 @@ type sandbox struct{}
 
 func (s *Sandboxes) run(context.Context, Spec) error { return errNotLinux }
 
+func (s *Sandboxes) prestart(Spec) {}
+
 func (s *Sandboxes) close() error { return nil }

@@ -20,10 +20,16 @@ func waitReady(t *testing.T, s *Sandboxes) *sandbox {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
-		sb := s.ready
+		next := s.next
 		s.mu.Unlock()
-		if sb != nil {
-			return sb
+		if next != nil {
+			select {
+			case <-next.done:
+				if next.sb != nil {
+					return next.sb
+				}
+			default:
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -130,10 +136,81 @@ func TestSandboxesStartStepsAhead(t *testing.T) {
 		t.Errorf("Run after Close: %q", out)
 	}
 	s.mu.Lock()
-	if s.ready != nil {
+	if s.next != nil {
 		t.Error("a sandbox was started ahead after Close")
 	}
 	s.mu.Unlock()
+}
+
+// Prestart starts the first step's sandbox: a step that comes while it is still
+// starting waits for it and runs in it, a second Prestart starts no other, a step of
+// another network mode discards it, and Close removes one no step took.
+func TestSandboxesPrestart(t *testing.T) {
+	fs := newSandboxFS(t)
+	gone := func(sb *sandbox) {
+		t.Helper()
+		if !sb.waited {
+			t.Errorf("sandbox init %d was not reaped", sb.cmd.Process.Pid)
+		}
+		for _, d := range sb.cg.dirs() {
+			if _, err := os.Stat(d); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s left (%v)", d, err)
+			}
+		}
+	}
+
+	s, other := &Sandboxes{}, &Sandboxes{}
+	t.Cleanup(func() { s.Close(); other.Close() }) // when the test fails early
+	s.Prestart(Spec{})
+	s.mu.Lock()
+	first := s.next
+	s.mu.Unlock()
+	s.Prestart(Spec{})
+	s.mu.Lock()
+	again := s.next
+	s.mu.Unlock()
+	if first == nil || again != first {
+		t.Fatalf("Prestart: %p, then %p", first, again)
+	}
+	// At once, before it can have started: the step waits for it.
+	if out := runThrough(t, s, Spec{Rootfs: fs.merged}, "echo $$"); out != "1\n" {
+		t.Errorf("step after Prestart: %q", out)
+	}
+	<-first.done
+	if first.sb == nil {
+		t.Fatal("the sandbox Prestart started failed to start")
+	}
+	first.sb.stdout.mu.Lock()
+	used := first.sb.stdout.w != nil // given the step's output: it ran the step
+	first.sb.stdout.mu.Unlock()
+	if !used || !first.sb.waited {
+		t.Fatal("the first step did not run in the sandbox Prestart started")
+	}
+
+	other.Prestart(Spec{Network: NetworkNone})
+	unused := waitReady(t, other)
+	if out := runThrough(t, other, Spec{Rootfs: fs.merged}, "echo host"); out != "host\n" {
+		t.Errorf("host step after a network none Prestart: %q", out)
+	}
+	kept := waitReady(t, other) // started for the next host step
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone(unused)
+	gone(kept)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone(first.sb)
+	closed := &Sandboxes{}
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed.Prestart(Spec{})
+	if closed.next != nil {
+		t.Error("Prestart after Close started a sandbox")
+	}
 }
 
 // Steps running at once through one Sandboxes each get a sandbox of their own.

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/exec"
 	"github.com/kiln-build/kiln/image"
 )
 
@@ -19,6 +20,15 @@ type ImageRef struct {
 	Ref      string
 	Layout   bool
 	Platform v1.Platform
+	// ThenRun, when set, is the first RUN of the stage built on the image: a pull
+	// that has layers to unpack starts that step's sandbox meanwhile (Prestarter).
+	// Not part of the image's identity.
+	ThenRun *RunAhead
+}
+
+// RunAhead is what decides the sandbox of a RUN to come.
+type RunAhead struct {
+	Network exec.NetworkMode
 }
 
 // Base is a pulled image ready to build on: its config and its layers, each
@@ -78,11 +88,20 @@ func (e *Engine) loadBase(ctx context.Context, ref ImageRef, note func(string)) 
 	if err != nil {
 		return nil, err
 	}
-	return e.unpackBase(ctx, ref.Ref, pulled)
+	return e.unpackBase(ctx, ref.Ref, pulled, ref.ThenRun)
 }
 
-// unpackBase unpacks every layer of pulled into its snapshot.
-func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulled) (*Base, error) {
+// prestart has the executor start the sandbox of a RUN to come, when it can.
+func (e *Engine) prestart(r RunAhead) {
+	if p, ok := e.opts.Executor.(Prestarter); ok {
+		p.Prestart(exec.Spec{Network: r.Network, Limits: e.opts.Limits})
+	}
+}
+
+// unpackBase unpacks every layer of pulled into its snapshot. With a layer to unpack
+// and a RUN to come (thenRun), the RUN's sandbox starts meanwhile: its step cannot
+// be in the cache of a store that did not have the image's layers, or hardly.
+func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulled, thenRun *RunAhead) (*Base, error) {
 	cfg, err := pulled.Image.ConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("read config of %s: %w", ref, err)
@@ -120,6 +139,10 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 		// needs the files (materialize): a build whose steps all hit never does.
 		if e.opts.Pull.Lazy != nil || e.opts.Snapshots.Exists(id) {
 			continue
+		}
+		if thenRun != nil {
+			e.prestart(*thenRun)
+			thenRun = nil
 		}
 		eg.Go(func() error {
 			err := e.opts.Snapshots.IngestLayer(egctx, id, l)

@@ -21,6 +21,14 @@ type Executor interface {
 	Run(ctx context.Context, spec exec.Spec) error
 }
 
+// Prestarter is an Executor that can start a step's sandbox before the step comes
+// (while a base image unpacks): the first RUN of a build then finds it started.
+// Prestart must return at once; what it started and no step took, the executor
+// removes when it is closed.
+type Prestarter interface {
+	Prestart(spec exec.Spec)
+}
+
 // SandboxExecutor is kiln's own sandbox (package exec): namespaces, pivot_root and
 // cgroup limits.
 type SandboxExecutor struct {
@@ -40,6 +48,18 @@ func (e SandboxExecutor) Run(ctx context.Context, spec exec.Spec) error {
 		return e.Sandboxes.Run(ctx, spec)
 	}
 	return exec.Run(ctx, spec)
+}
+
+// Prestart implements Prestarter when e has Sandboxes; it opens the init binary
+// too, off the step's path.
+func (e SandboxExecutor) Prestart(spec exec.Spec) {
+	if e.Sandboxes == nil {
+		return
+	}
+	if spec.Init == "" {
+		spec.Init = e.Init.Path()
+	}
+	e.Sandboxes.Prestart(spec)
 }
 
 // ExecutorFunc lets a function be an Executor (tests use it as the fake).
