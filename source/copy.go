@@ -57,6 +57,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if len(sels) == 0 {
 		return nil // an empty wildcard match copies nothing, like BuildKit
 	}
+	f.xattrs = opts.Pending != nil
 	c := &copier{src: src, destRoot: destRoot, opts: opts, filters: f}
 	destImg := path.Clean("/" + filepath.ToSlash(opts.Dest))
 	parent := destImg

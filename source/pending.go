@@ -394,7 +394,11 @@ func (p *Pending) add(c *copier, j fileJob) error {
 	if sb := filepath.Base(j.e.host); sb != base {
 		rare.srcBase = strings.Clone(sb)
 	}
-	if xs, err := listXattrs(j.e.host); err == nil && len(xs) > 0 {
+	xs := j.e.xattrs
+	if !j.e.listed {
+		xs, _ = listXattrs(j.e.host)
+	}
+	if len(xs) > 0 {
 		rare.xattrs = make(map[string][]byte, len(xs))
 		for _, x := range xs {
 			rare.xattrs[x.name] = x.value

@@ -91,6 +91,11 @@ func testPendingFilesAsCopied(t *testing.T, hash func(pendingKey) uint64) {
 	if err := unix.Lsetxattr(filepath.Join(ctxDir, "a.txt"), "user.k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
+	// A file the walk finds (not a selection itself): its xattrs come from the walk's
+	// stat workers.
+	if err := unix.Lsetxattr(filepath.Join(ctxDir, "y/sub/h"), "user.walked", []byte("w"), 0); err != nil {
+		t.Fatal(err)
+	}
 	p := NewPending(root)
 	p.hash = hash
 	src := Source{Root: ctxDir, Context: openCtx(t, ctxDir)}
@@ -117,7 +122,7 @@ func testPendingFilesAsCopied(t *testing.T, hash func(pendingKey) uint64) {
 	want := map[string]got{
 		"d/renamed.txt": {filepath.Join(ctxDir, "a.txt"), 1, map[string][]byte{"user.k": []byte("v")}, 7, 8},
 		"d/g":           {filepath.Join(ctxDir, "y/g"), 2, nil, 1000, 1000},
-		"d/sub/h":       {filepath.Join(ctxDir, "y/sub/h"), 1, nil, 1000, 1000},
+		"d/sub/h":       {filepath.Join(ctxDir, "y/sub/h"), 1, map[string][]byte{"user.walked": []byte("w")}, 1000, 1000},
 	}
 	if !reflect.DeepEqual(files, want) {
 		t.Fatalf("pending files\n %v\nwant\n %v", files, want)
