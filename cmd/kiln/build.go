@@ -171,9 +171,8 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	// process, even on kill -9. In its user namespace kiln is in one already (Enter
 	// made it with the user namespace, private): a second re-exec would only cost time
 	// (one exec of kiln, 50-60 ms of a warm rootless W1 here). --repro-check isolates
-	// once for its two builds. Root's kiln usually entered it before main
-	// (isolatedEarly), without the re-exec.
-	if !o.isolated && !isolatedEarly() && userns.Current() == userns.Host {
+	// once for its two builds.
+	if !o.isolated && userns.Current() == userns.Host {
 		if err := exec.Isolate(); err != nil {
 			return fmt.Errorf("enter a private mount namespace: %w", err)
 		}

@@ -705,8 +705,7 @@ RUN sleep 0.3; echo c > /c
 			"-o", "type=oci,dest="+filepath.Join(out, "killed.tar"), ".")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "KILN_E2E_MAIN=1")
-		// kiln's sandboxes (and, built without cgo, the kiln it re-executes into its
-		// private mount namespace) are other processes: kill the whole group.
+		// kiln re-executes itself into a private mount namespace: kill the whole group.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		var log strings.Builder
 		cmd.Stderr = &log
