@@ -53,6 +53,9 @@ func runIn(ctx context.Context, spec Spec, pool *Sandboxes) (retErr error) {
 	key := keyOf(spec)
 	sb := pool.take(ctx, key)
 	if sb == nil {
+		if err := ctx.Err(); err != nil {
+			return err // cancelled while the sandbox started ahead was starting
+		}
 		if sb, err = startSandbox(key); err != nil {
 			return err
 		}
