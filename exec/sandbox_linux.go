@@ -173,9 +173,19 @@ func (s *Sandboxes) startAhead(key sandboxKey) *ahead {
 	return a
 }
 
-// discard removes a's sandbox once it has started, in the background; s.mu is not
-// held.
+// discard removes a's sandbox once it has started: now when it has, else in the
+// background; s.mu is not held. Only while a is still starting is pending sure to
+// be above zero (its start goroutine counts until after done closes), so that a
+// Close waiting on pending can never see an Add from zero.
 func (s *Sandboxes) discard(a *ahead) {
+	select {
+	case <-a.done:
+		if a.sb != nil {
+			_ = a.sb.release()
+		}
+		return
+	default:
+	}
 	s.pending.Add(1)
 	go func() {
 		defer s.pending.Done()
