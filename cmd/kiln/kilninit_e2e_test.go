@@ -80,6 +80,15 @@ func stepInits(execs string, init *regexp.Regexp) int {
 		if !ok || !strings.HasPrefix(call, "execve(") {
 			continue
 		}
+		// An exec by a thread other than the process's first is logged under
+		// that thread's id, with the process's own after it: "<pid changed to
+		// 812 ...>" (the Go init execs from the thread it locked, which need not
+		// be its first).
+		if _, rest, found := strings.Cut(call, "<pid changed to "); found {
+			if p, _, found := strings.Cut(rest, " "); found {
+				pid = p
+			}
+		}
 		switch {
 		case init.MatchString(call):
 			started[pid] = true
@@ -101,9 +110,13 @@ func TestStepInitsCountsInitsThatRanAStep(t *testing.T) {
 812   execve("/bin/true", ["true"], 0x2 /* 2 vars */) = 0
 12346 execve("/proc/self/fd/13", ["kiln-sandbox-init"], 0x1 /* 1 var */) = 0
 12346 execve("/bin/sh", ["/bin/sh", "-c", "true"], 0x2 /* 2 vars */) = 0
+23669 execve("/proc/self/fd/13", ["kiln-sandbox-init"], 0x1 /* 1 var */) = 0
+23677 execve("/bin/sh", ["/bin/sh", "-c", "true"], 0x2 /* 2 vars */ <pid changed to 23669 ...>
+23669 +++ superseded by execve in pid 23677 +++
+23669 <... execve resumed>)             = 0
 `
-	if n := stepInits(log, init); n != 2 {
-		t.Errorf("stepInits = %d, want 2 (812 and 12346 ran a step, 12345 did not)", n)
+	if n := stepInits(log, init); n != 3 {
+		t.Errorf("stepInits = %d, want 3 (812, 12346 and 23669, from another thread, ran a step; 12345 did not)", n)
 	}
 }
 
