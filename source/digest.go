@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -211,15 +212,27 @@ func (d *digester) hashMisses(ctx context.Context, items []digestItem, misses []
 	if len(misses) == 0 {
 		return nil
 	}
+	// Workers take the misses one at a time from a shared counter. A channel send
+	// per file cost each file a goroutine handoff (futex wakeups): on W2's 20,000
+	// files, a fifth of the hashing's wall time. One at a time, not in chunks, so
+	// that a few big files still spread over the workers.
+	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	next := make(chan int)
 	for w := range hashWorkers {
 		if d.bufs[w] == nil {
 			d.bufs[w] = make([]byte, 128<<10)
 		}
 		buf := d.bufs[w]
 		g.Go(func() error {
-			for i := range next {
+			for {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				n := int(next.Add(1)) - 1
+				if n >= len(misses) {
+					return nil
+				}
+				i := misses[n]
 				data, err := dataDigest(items[i].host, items[i].fi, buf)
 				if err != nil {
 					return fmt.Errorf("hash %s: %w", items[i].path, err)
@@ -229,20 +242,8 @@ func (d *digester) hashMisses(ctx context.Context, items []digestItem, misses []
 					d.hc.Put(hashKey(items[i].host, items[i].fi), data)
 				}
 			}
-			return nil
 		})
 	}
-	g.Go(func() error {
-		defer close(next)
-		for _, i := range misses {
-			select {
-			case next <- i:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		return nil
-	})
 	return g.Wait()
 }
 
