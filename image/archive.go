@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/internal/atomicfile"
+	"github.com/kiln-build/kiln/internal/bgwrite"
 )
 
 // Annotation keys of index.json, as BuildKit's (containerd's) exporters write them.
@@ -220,9 +221,10 @@ func writeLayer(ctx context.Context, tw *tar.Writer, raw io.Writer, img v1.Image
 
 // copyLayerFile is writeLayer from a blob (a file, or a stream) into an archive file:
 // the header goes through a tar.Writer of its own, the content is copied (file to
-// file with copy_file_range, so the bytes never pass through kiln), then the padding. tw is flushed first, so the
-// file is at a block boundary, and it carries on after the entry as if it had written
-// it: a tar.Writer keeps no offsets.
+// file with copy_file_range, so the bytes never pass through kiln; a stream with its
+// writes beside its reads), then the padding. tw is flushed first, so the file is at
+// a block boundary, and it carries on after the entry as if it had written it: a
+// tar.Writer keeps no offsets.
 func copyLayerFile(ctx context.Context, tw *tar.Writer, dst *os.File, src io.Reader, path string, d v1.Descriptor) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write archive: %w", err)
@@ -234,24 +236,16 @@ func copyLayerFile(ctx context.Context, tw *tar.Writer, dst *os.File, src io.Rea
 	if _, err := dst.Write(hdr.Bytes()); err != nil {
 		return fmt.Errorf("write archive: %w", err)
 	}
-	// Cancellation is checked between chunks, and each chunk's writeback is started
-	// as soon as it is copied: the fsync that ends the archive then waits for less.
-	const chunk = 16 << 20
 	start, _ := dst.Seek(0, io.SeekCurrent)
 	var n int64
-	for n < d.Size {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		m, err := io.CopyN(dst, src, min(chunk, d.Size-n))
-		atomicfile.StartWriteback(dst, start+n, m)
-		n += m
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
-		}
+	var err error
+	if _, isFile := src.(*os.File); isFile {
+		n, err = copyFileChunks(ctx, dst, src, start, d.Size)
+	} else {
+		n, err = copyStream(ctx, dst, src, start, d.Size)
+	}
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("write archive: layer %s: %w", d.Digest, err)
 	}
 	if n != d.Size {
 		return fmt.Errorf("write archive: layer %s: %d bytes, manifest says %d", d.Digest, n, d.Size)
@@ -262,6 +256,60 @@ func copyLayerFile(ctx context.Context, tw *tar.Writer, dst *os.File, src io.Rea
 		}
 	}
 	return nil
+}
+
+// writebackChunk is how much of a layer is copied between writeback hints: the
+// fsync that ends the archive then waits for less.
+const writebackChunk = 16 << 20
+
+// copyFileChunks copies size bytes of the blob file src into dst at start, file to
+// file (copy_file_range), checking for cancellation and starting each chunk's
+// writeback between chunks. It returns io.EOF if src ends early.
+func copyFileChunks(ctx context.Context, dst *os.File, src io.Reader, start, size int64) (int64, error) {
+	var n int64
+	for n < size {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := io.CopyN(dst, src, min(writebackChunk, size-n))
+		atomicfile.StartWriteback(dst, start+n, m)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// copyStream copies size bytes of a blob that streams from elsewhere (a download,
+// verified as it is read) into dst at start. The file writes run on a goroutine of
+// their own, beside the reads and their hashing: one after the other, W5's 95 MB
+// base layer came from a registry on this host at about 330 MB/s, and the output
+// waited for it. It returns io.EOF if src ends early.
+func copyStream(ctx context.Context, dst *os.File, src io.Reader, start, size int64) (int64, error) {
+	bw := bgwrite.New(&writebackFile{f: dst, start: start})
+	n, err := io.CopyN(bw, ctxReader{ctx: ctx, r: src}, size)
+	if cerr := bw.Close(); cerr != nil && (err == nil || err == io.EOF) {
+		err = cerr
+	}
+	return n, err
+}
+
+// writebackFile writes to f from offset start on, starting the writeback of every
+// writebackChunk as it is written.
+type writebackFile struct {
+	f              *os.File
+	start, n, sent int64
+}
+
+func (w *writebackFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if w.n-w.sent >= writebackChunk {
+		atomicfile.StartWriteback(w.f, w.start+w.sent, w.n-w.sent)
+		w.sent = w.n
+	}
+	return n, err
 }
 
 // blockSize is the tar block size: every entry's content is padded to it.

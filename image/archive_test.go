@@ -1,9 +1,12 @@
 package image
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,4 +216,89 @@ func TestWriteDockerArchive(t *testing.T) {
 	}
 	// The OCI half is there too, so the tarball also reads as an OCI archive.
 	run(t, "skopeo", "inspect", "oci-archive:"+tarPath+":v1")
+}
+
+// oneByteReader hides that its source is a file and returns short reads, as a
+// download does.
+type oneByteReader struct {
+	r   io.Reader
+	err error // returned after the content instead of io.EOF
+}
+
+func (o *oneByteReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p[:min(len(p), 7919)])
+	if err == io.EOF && o.err != nil {
+		err = o.err
+	}
+	return n, err
+}
+
+// TestCopyLayerFileStream: a layer that streams from elsewhere lands in the archive
+// byte for byte after its header and padded to a block; a stream that ends early or
+// fails, or a cancelled build, is an error that names the layer.
+func TestCopyLayerFileStream(t *testing.T) {
+	content := make([]byte, 3*writebackChunk/2+123)
+	for i := range content {
+		content[i] = byte(i*31 + i>>9)
+	}
+	d := v1.Descriptor{Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}, Size: int64(len(content))}
+	write := func(ctx context.Context, src io.Reader) (*os.File, error) {
+		f, err := os.Create(filepath.Join(t.TempDir(), "out.tar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		tw := tar.NewWriter(f)
+		if err := tw.WriteHeader(&tar.Header{Name: "before", Mode: 0o644, Size: 3}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte("abc"))
+		if err := copyLayerFile(ctx, tw, f, src, "blobs/sha256/"+d.Digest.Hex, d); err != nil {
+			return nil, err
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return f, nil
+	}
+
+	f, err := write(context.Background(), &oneByteReader{r: bytes.NewReader(content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Seek(0, io.SeekStart)
+	tr := tar.NewReader(f)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the archive does not read back: %v", err)
+		}
+		names = append(names, h.Name)
+		if h.Name == "blobs/sha256/"+d.Digest.Hex {
+			got, _ := io.ReadAll(tr)
+			if !bytes.Equal(got, content) {
+				t.Errorf("streamed layer: %d bytes differ from the %d streamed", len(got), len(content))
+			}
+		}
+	}
+	if len(names) != 2 {
+		t.Errorf("archive holds %q", names)
+	}
+
+	if _, err := write(context.Background(), &oneByteReader{r: bytes.NewReader(content[:len(content)-1])}); err == nil || !strings.Contains(err.Error(), d.Digest.String()) {
+		t.Errorf("a stream one byte short: %v, want an error naming the layer", err)
+	}
+	broken := errors.New("connection reset")
+	if _, err := write(context.Background(), &oneByteReader{r: bytes.NewReader(content[:1000]), err: broken}); !errors.Is(err, broken) {
+		t.Errorf("a stream that fails: %v, want its error", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := write(ctx, &oneByteReader{r: bytes.NewReader(content)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled build: %v, want context.Canceled", err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/internal/bgwrite"
 )
 
 // A layer of a remote cache that an output reads whole (an image tarball) is
@@ -50,7 +51,7 @@ func (s *Store) stream(src *source, d v1.Hash, size int64) (rc io.ReadCloser, ok
 		body.Close()
 		return nil, true, sr.end(err)
 	}
-	sr.body, sr.r, sr.bg = body, limitBlob(body, size), newBackgroundWriter(sr.bw)
+	sr.body, sr.r, sr.bg = body, limitBlob(body, size), bgwrite.New(sr.bw)
 	return sr, true, nil
 }
 
@@ -67,7 +68,7 @@ type storingReader struct {
 	body io.ReadCloser
 	r    io.Reader // body, limited to one byte more than the record's size
 	bw   cache.BlobWriter
-	bg   *backgroundWriter // writes to bw off the reader's path
+	bg   *bgwrite.Writer // writes to bw off the reader's path
 	n    int64
 	done bool
 	err  error // what the end returned, for reads after it

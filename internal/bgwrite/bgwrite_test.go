@@ -1,4 +1,4 @@
-package remote
+package bgwrite
 
 import (
 	"bytes"
@@ -19,17 +19,17 @@ func (f *failAfter) Write(p []byte) (int, error) {
 	return f.buf.Write(p)
 }
 
-// TestBackgroundWriter: every byte reaches w in order, across buffer boundaries and
+// TestWriter: every byte reaches w in order, across buffer boundaries and
 // writes of any size, and w's first error is Close's.
-func TestBackgroundWriter(t *testing.T) {
-	data := make([]byte, 3*bgBuffers*bgBufferSize+12345)
+func TestWriter(t *testing.T) {
+	data := make([]byte, 3*buffers*bufferSize+12345)
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
 	var got bytes.Buffer
-	bg := newBackgroundWriter(&got)
+	bg := New(&got)
 	for p, step := data, 1; len(p) > 0; step = step*3 + 1 {
-		n := min(len(p), step%(bgBufferSize*2))
+		n := min(len(p), step%(bufferSize*2))
 		bg.Write(p[:n])
 		p = p[n:]
 	}
@@ -40,10 +40,27 @@ func TestBackgroundWriter(t *testing.T) {
 		t.Fatalf("w got %d bytes, not the %d written in order", got.Len(), len(data))
 	}
 
-	fw := &failAfter{n: bgBufferSize}
-	bg = newBackgroundWriter(fw)
+	fw := &failAfter{n: bufferSize}
+	bg = New(fw)
 	bg.Write(data)
 	if err := bg.Close(); err == nil || err.Error() != "disk full" {
 		t.Fatalf("Close after w failed: %v, want its error", err)
+	}
+
+	// Once w has failed, Write says so: a caller stops copying instead of reading
+	// the rest of its stream for nothing.
+	fw = &failAfter{n: bufferSize}
+	bg = New(fw)
+	var werr error
+	for range 100 * buffers {
+		if _, werr = bg.Write(data[:bufferSize]); werr != nil {
+			break
+		}
+	}
+	if werr == nil || werr.Error() != "disk full" {
+		t.Errorf("Write after w failed: %v, want its error", werr)
+	}
+	if err := bg.Close(); err == nil || err.Error() != "disk full" {
+		t.Errorf("Close after w failed: %v, want its error", err)
 	}
 }
