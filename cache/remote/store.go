@@ -360,21 +360,30 @@ func short(d v1.Hash) string { return d.Algorithm + ":" + d.Hex[:min(12, len(d.H
 
 // Prefetch starts the downloads of the layers of ls still in a remote cache and does
 // not wait: an output about to read every layer (an image tarball) then waits for
-// the slowest download instead of their sum. The largest is left to the output,
-// which streams it as it downloads (lazystream.go): one pass over the biggest blob
-// instead of a download and then a copy. A failed download fails the read of its
-// layer, as it would without Prefetch.
+// the slowest download instead of their sum. The image's largest layer, when it is
+// one of these, is left to the output, which streams it as it downloads
+// (lazystream.go): one pass over the biggest blob instead of a download and then a
+// copy. When a layer from elsewhere is larger (W5's base layer, streamed from its
+// own registry), every remote-cache layer is fetched ahead: the output would
+// otherwise wait for a stream of each of them in turn. A failed download fails the
+// read of its layer, as it would without Prefetch.
 func (s *Store) Prefetch(ls []v1.Layer) {
 	var lazy []*lazyLayer
-	largest := -1
+	largest, largestSize := -1, int64(-1)
 	for _, l := range ls {
+		size, _ := l.Size()
 		if ml, ok := l.(*ggcrremote.MountableLayer); ok {
 			l = ml.Layer
 		}
-		if lz, ok := l.(*lazyLayer); ok && lz.s == s {
-			if largest < 0 || lz.size > lazy[largest].size {
+		lz, ours := l.(*lazyLayer)
+		ours = ours && lz.s == s
+		if size > largestSize {
+			largest, largestSize = -1, size
+			if ours {
 				largest = len(lazy)
 			}
+		}
+		if ours {
 			lazy = append(lazy, lz)
 		}
 	}

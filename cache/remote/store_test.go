@@ -264,3 +264,44 @@ func TestStoreStreamsLayer(t *testing.T) {
 		t.Errorf("no note of the streamed download: %q", notes)
 	}
 }
+
+// sizedLayer is a layer from elsewhere (a base image's) of a given size.
+type sizedLayer struct {
+	v1.Layer
+	size int64
+}
+
+func (l sizedLayer) Size() (int64, error) { return l.size, nil }
+
+// TestPrefetch: ahead of an image tarball, Prefetch downloads the remote-cache
+// layers, except the image's largest layer when it is one of them (the output
+// streams that one); when a layer from elsewhere is larger, it downloads them all.
+func TestPrefetch(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		otherSize int64 // the size of the image's other layer
+		fetched   bool
+	}{
+		{"cache layer is the largest", 1, false},
+		{"another layer is larger", 1 << 30, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "cache")
+			exportOne(t, dir, "k1", "v1")
+			local := emptyLocal(t)
+			s, l := hitLayer(t, local, dir, nil)
+			d, _ := l.Digest()
+			s.Prefetch([]v1.Layer{sizedLayer{size: tc.otherSize}, l})
+			deadline := time.Now().Add(5 * time.Second)
+			for !local.HasBlob(d) && tc.fetched && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !tc.fetched {
+				time.Sleep(200 * time.Millisecond) // a download would be done by now
+			}
+			if got := local.HasBlob(d); got != tc.fetched {
+				t.Errorf("blob of the cache layer downloaded: %v, want %v", got, tc.fetched)
+			}
+		})
+	}
+}
