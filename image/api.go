@@ -32,8 +32,11 @@ type PullOptions struct {
 	Offline  bool
 	Progress func(msg string)
 	// StallTimeout is how long the registry may send nothing before a request fails
-	// (and is retried); 0 means DefaultStallTimeout.
+	// (and is retried); 0 means DefaultStallTimeout. A Client has its own.
 	StallTimeout time.Duration
+	// Client, when set, is the process's registry client, whose connections and
+	// tokens the pull reuses; nil: the pull's calls start afresh.
+	Client *Client
 	// Lazy, when set, makes a pull from a registry fetch the manifest and config
 	// only: a layer blob the store lacks is streamed from the registry (verified)
 	// whenever something reads it, bounded by Lazy, which must outlive every reader
@@ -69,4 +72,5 @@ type PushOptions struct {
 	Jobs             int
 	Progress         func(msg string)
 	StallTimeout     time.Duration // as in PullOptions
+	Client           *Client       // as in PullOptions
 }

@@ -95,7 +95,7 @@ func Pull(ctx context.Context, store BlobStore, ref string, opts PullOptions) (*
 	if opts.Lazy != nil {
 		fetchCtx = opts.Lazy
 	}
-	ropts := remoteOptions(fetchCtx, 4, opts.StallTimeout, nil)
+	ropts := opts.Client.Options(fetchCtx, 4, opts.StallTimeout)
 	// Pull what the tag was resolved to, so that a tag moving meanwhile cannot
 	// give this build another image than the one recorded for the digest.
 	var pullRef name.Reference = r
@@ -192,7 +192,7 @@ func remoteImage(r name.Reference, refName string, plat v1.Platform, ropts []rem
 // resolveTag asks the registry what r names now: a HEAD of the manifest, or a GET
 // where the registry answers HEAD without a digest.
 func resolveTag(ctx context.Context, r name.Reference, opts PullOptions) (*v1.Descriptor, error) {
-	ropts := remoteOptions(ctx, 1, opts.StallTimeout, nil)
+	ropts := opts.Client.Options(ctx, 1, opts.StallTimeout)
 	desc, err := remote.Head(r, ropts...)
 	if err == nil {
 		return desc, nil
@@ -244,11 +244,31 @@ func retryable(err error) bool {
 
 // remoteOptions are the options every registry call uses: the caller's context, a
 // transport that gives up on a silent registry, the docker keychain
-// (~/.docker/config.json and credential helpers), bounded retries.
+// (~/.docker/config.json and credential helpers), bounded retries. A call made this
+// way has a transport of its own; a Client's calls share one.
 func remoteOptions(ctx context.Context, jobs int, stall time.Duration, updates chan<- v1.Update, extra ...remote.Option) []remote.Option {
-	o := []remote.Option{
+	_, rt := registryTransport(stall)
+	return append(remoteOptionsWith(ctx, rt, jobs, updates), extra...)
+}
+
+// remoteOptionsWith is remoteOptions over the transport rt.
+func remoteOptionsWith(ctx context.Context, rt http.RoundTripper, jobs int, updates chan<- v1.Update) []remote.Option {
+	o := baseOptions(ctx, rt)
+	if jobs > 0 {
+		o = append(o, remote.WithJobs(jobs))
+	}
+	if updates != nil {
+		o = append(o, remote.WithProgress(updates))
+	}
+	return o
+}
+
+// baseOptions are what every registry call has: its context, the transport, the
+// keychain and the retries.
+func baseOptions(ctx context.Context, rt http.RoundTripper) []remote.Option {
+	return []remote.Option{
 		remote.WithContext(ctx),
-		remote.WithTransport(registryTransport(stall)),
+		remote.WithTransport(rt),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithRetryBackoff(retryBackoff()),
 		remote.WithRetryPredicate(retryable),
@@ -256,13 +276,6 @@ func remoteOptions(ctx context.Context, jobs int, stall time.Duration, updates c
 			http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable,
 			http.StatusGatewayTimeout),
 	}
-	if jobs > 0 {
-		o = append(o, remote.WithJobs(jobs))
-	}
-	if updates != nil {
-		o = append(o, remote.WithProgress(updates))
-	}
-	return append(o, extra...)
 }
 
 func progress(f func(string), format string, args ...any) {

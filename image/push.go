@@ -49,7 +49,7 @@ func Push(ctx context.Context, img remote.Taggable, tags []string, opts PushOpti
 	}
 	// MultiWrite closes updates when it returns (our options cannot fail to apply,
 	// which is the only path where it would not), so the reporter always ends.
-	err := remote.MultiWrite(todo, remoteOptions(ctx, opts.Jobs, opts.StallTimeout, updates)...)
+	err := remote.MultiWrite(todo, opts.Client.pushOptions(ctx, opts.Jobs, opts.StallTimeout, updates)...)
 	<-done
 	if err != nil {
 		ref := strings.Join(tags, ", ")

@@ -1,18 +1,8 @@
 package image
 
 import (
-	"context"
-
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
-
-// RegistryOptions are the ggcr options of kiln's pulls and pushes (stall timeout,
-// docker keychain, bounded retries), for other packages that talk to registries:
-// the remote cache.
-func RegistryOptions(ctx context.Context, jobs int) []remote.Option {
-	return remoteOptions(ctx, jobs, 0, nil)
-}
 
 // ParseReference parses s as pulls do, with plain HTTP for the insecure registries.
 func ParseReference(s string, insecure []string) (name.Reference, error) {

@@ -20,8 +20,9 @@ var ErrStalled = errors.New("the registry stopped sending")
 
 // registryTransport is the HTTP transport of every registry call: bounded connect, TLS
 // and response-header times, and a body that fails when no byte arrives for stall.
-// go-containerregistry's retries then treat the failure like any transient one.
-func registryTransport(stall time.Duration) http.RoundTripper {
+// go-containerregistry's retries then treat the failure like any transient one. It
+// returns the connection pool too, whose idle connections its owner closes.
+func registryTransport(stall time.Duration) (*http.Transport, http.RoundTripper) {
 	if stall <= 0 {
 		stall = DefaultStallTimeout
 	}
@@ -29,7 +30,11 @@ func registryTransport(stall time.Duration) http.RoundTripper {
 	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 30 * time.Second
 	t.ResponseHeaderTimeout = stall
-	return newIdempotentRetry(&stallTransport{base: t, stall: stall})
+	// Layers are fetched several at a time (a pull's four jobs, a remote cache's
+	// prefetches); net/http keeps two idle connections per host by default, so
+	// the others were closed after each blob and opened again for the next.
+	t.MaxIdleConnsPerHost = 16
+	return t, newIdempotentRetry(&stallTransport{base: t, stall: stall})
 }
 
 type stallTransport struct {

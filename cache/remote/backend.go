@@ -8,6 +8,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/image"
 )
 
 // errNoCache is a cache location that holds no cache yet: the first build of a
@@ -37,15 +39,16 @@ type backend interface {
 	mountSource() string
 }
 
-// newBackend opens the location of s.
-func newBackend(ctx context.Context, s Spec, insecure []string) (backend, error) {
+// newBackend opens the location of s; a registry's calls go through client (nil:
+// each starts afresh).
+func newBackend(ctx context.Context, s Spec, insecure []string, client *image.Client) (backend, error) {
 	switch s.Type {
 	case "local":
 		return &layoutBackend{dir: s.Dir, tag: s.Tag}, nil
 	case "s3":
 		return newS3Backend(ctx, s)
 	}
-	return newRegistryBackend(s, insecure)
+	return newRegistryBackend(s, insecure, client)
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/layers"
 )
 
@@ -27,6 +28,8 @@ type ExportOptions struct {
 	KeyVersion string
 	Insecure   []string
 	Note       func(string)
+	// Client is the process's registry client (nil: each call starts afresh).
+	Client *image.Client
 }
 
 // Export writes the entries of keys (in order, duplicates once) with their layers to
@@ -37,7 +40,7 @@ func Export(ctx context.Context, spec Spec, src *Store, keys []string, o ExportO
 	if o.Note == nil {
 		o.Note = func(string) {}
 	}
-	be, err := newBackend(ctx, spec, o.Insecure)
+	be, err := newBackend(ctx, spec, o.Insecure, o.Client)
 	if err != nil {
 		return err
 	}

@@ -19,10 +19,11 @@ import (
 
 // registryBackend is a cache in a registry repository, named by a tag (or digest).
 type registryBackend struct {
-	ref name.Reference
+	ref    name.Reference
+	client *image.Client // nil: each call starts afresh
 }
 
-func newRegistryBackend(s Spec, insecure []string) (*registryBackend, error) {
+func newRegistryBackend(s Spec, insecure []string, client *image.Client) (*registryBackend, error) {
 	if s.Insecure {
 		r, err := name.ParseReference(s.Ref)
 		if err != nil {
@@ -34,7 +35,7 @@ func newRegistryBackend(s Spec, insecure []string) (*registryBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &registryBackend{ref: r}, nil
+	return &registryBackend{ref: r, client: client}, nil
 }
 
 func (r *registryBackend) fail(op string, err error) error {
@@ -42,7 +43,7 @@ func (r *registryBackend) fail(op string, err error) error {
 }
 
 func (r *registryBackend) manifest(ctx context.Context) ([]byte, types.MediaType, error) {
-	desc, err := remote.Get(r.ref, image.RegistryOptions(ctx, 0)...)
+	desc, err := remote.Get(r.ref, r.client.Options(ctx, 0, 0)...)
 	if err != nil {
 		var terr *transport.Error
 		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
@@ -58,7 +59,7 @@ func (r *registryBackend) manifest(ctx context.Context) ([]byte, types.MediaType
 
 // manifestByDigest fetches a manifest the root index lists.
 func (r *registryBackend) manifestByDigest(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
-	desc, err := remote.Get(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 0)...)
+	desc, err := remote.Get(r.ref.Context().Digest(d.String()), r.client.Options(ctx, 0, 0)...)
 	if err != nil {
 		return nil, r.fail("cache import", err)
 	}
@@ -66,7 +67,7 @@ func (r *registryBackend) manifestByDigest(ctx context.Context, d v1.Hash) (io.R
 }
 
 func (r *registryBackend) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
-	l, err := remote.Layer(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 0)...)
+	l, err := remote.Layer(r.ref.Context().Digest(d.String()), r.client.Options(ctx, 0, 0)...)
 	if err != nil {
 		return nil, r.fail("cache blob", err)
 	}
@@ -78,7 +79,7 @@ func (r *registryBackend) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, e
 }
 
 func (r *registryBackend) hasBlob(ctx context.Context, d v1.Hash) bool {
-	l, err := remote.Layer(r.ref.Context().Digest(d.String()), image.RegistryOptions(ctx, 1)...)
+	l, err := remote.Layer(r.ref.Context().Digest(d.String()), r.client.Options(ctx, 1, 0)...)
 	if err != nil {
 		return false
 	}
@@ -88,7 +89,7 @@ func (r *registryBackend) hasBlob(ctx context.Context, d v1.Hash) bool {
 }
 
 func (r *registryBackend) putLayer(ctx context.Context, l v1.Layer, d v1.Hash) error {
-	if err := remote.WriteLayer(r.ref.Context(), l, image.RegistryOptions(ctx, 1)...); err != nil {
+	if err := remote.WriteLayer(r.ref.Context(), l, r.client.Options(ctx, 1, 0)...); err != nil {
 		return r.fail("cache export", err)
 	}
 	return nil
@@ -96,14 +97,14 @@ func (r *registryBackend) putLayer(ctx context.Context, l v1.Layer, d v1.Hash) e
 
 func (r *registryBackend) putBlob(ctx context.Context, d v1.Hash, data []byte) error {
 	l := static.NewLayer(data, ConfigMediaType)
-	if err := remote.WriteLayer(r.ref.Context(), l, image.RegistryOptions(ctx, 1)...); err != nil {
+	if err := remote.WriteLayer(r.ref.Context(), l, r.client.Options(ctx, 1, 0)...); err != nil {
 		return r.fail("cache export", err)
 	}
 	return nil
 }
 
 func (r *registryBackend) putManifest(ctx context.Context, raw []byte, mt types.MediaType) error {
-	if err := remote.Put(r.ref, rawManifest{raw: raw, mt: mt}, image.RegistryOptions(ctx, 0)...); err != nil {
+	if err := remote.Put(r.ref, rawManifest{raw: raw, mt: mt}, r.client.Options(ctx, 0, 0)...); err != nil {
 		return r.fail("cache export", err)
 	}
 	return nil

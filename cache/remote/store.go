@@ -55,6 +55,9 @@ type StoreOptions struct {
 	KeyVersion string
 	// Insecure registries are spoken to over plain HTTP.
 	Insecure []string
+	// Client is the process's registry client, whose connections and tokens every
+	// call on a registry cache reuses (nil: each call starts afresh).
+	Client *image.Client
 	// Note receives progress lines (which caches were read, what was downloaded),
 	// Warn the failures of caches with ignore-error=true.
 	Note, Warn func(string)
@@ -83,7 +86,7 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		usedMounts: map[string]*mountUse{}, memoPrefix: o.MemoPrefix, memos: map[string]string{},
 	}
 	for _, spec := range from {
-		be, err := newBackend(ctx, spec, o.Insecure)
+		be, err := newBackend(ctx, spec, o.Insecure, o.Client)
 		if err == nil {
 			var src *source
 			if src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note); err == nil {

@@ -70,6 +70,10 @@ type buildOptions struct {
 	provenance    string
 	sbom          string
 	attest        []string
+
+	// registries is the build's one registry client (set by runBuild, not a flag):
+	// every pull, push and remote-cache call reuses its connections and tokens.
+	registries *image.Client
 }
 
 func newBuildCmd() *cobra.Command {
@@ -330,8 +334,13 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	initBin := &exec.InitBinary{Sum: initSum, Warn: prog.Warn}
 	defer initBin.Close()
 
+	if o.registries, err = image.NewClient(0); err != nil {
+		return err
+	}
+	defer o.registries.Close()
+
 	var solveStore solver.Store = store
-	rstore, err := caches.open(ctx, store, o.insecure, sourceDateEpoch(buildArgs), prog)
+	rstore, err := caches.open(ctx, store, o.registries, o.insecure, sourceDateEpoch(buildArgs), prog)
 	if err != nil {
 		return err
 	}
@@ -429,7 +438,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 		if err == nil {
 			// Every result lists the steps of the whole build (one engine); the
 			// last one made has them all.
-			err = caches.export(ctx, rstore, results[len(results)-1].Result, graph, o.insecure, prog)
+			err = caches.export(ctx, rstore, results[len(results)-1].Result, graph, o.registries, o.insecure, prog)
 		}
 		if err == nil {
 			built, err = builtImage(plats, results, o.tags, store, snaps, prog)

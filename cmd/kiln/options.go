@@ -15,7 +15,7 @@ import (
 // lazy, bounded by ctx (the build's): when every step comes from the cache, the
 // base's layers are fetched only if an output needs their bytes.
 func pullOptions(ctx context.Context, o buildOptions) image.PullOptions {
-	p := image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline}
+	p := image.PullOptions{InsecureRegistry: o.insecure, ForcePull: o.pull, Offline: o.offline, Client: o.registries}
 	if len(o.cacheFrom) > 0 {
 		p.Lazy = ctx
 	}

@@ -41,12 +41,12 @@ func (o buildOptions) remoteCaches() (remoteCaches, error) {
 
 // open puts the --cache-from caches behind the local store; nil when the build uses
 // no remote cache.
-func (rc remoteCaches) open(ctx context.Context, local *cache.Store, insecure []string, epoch *time.Time, prog *progress) (*remote.Store, error) {
+func (rc remoteCaches) open(ctx context.Context, local *cache.Store, client *image.Client, insecure []string, epoch *time.Time, prog *progress) (*remote.Store, error) {
 	if len(rc.from) == 0 && len(rc.to) == 0 {
 		return nil, nil
 	}
 	return remote.Open(ctx, local, rc.from, remote.StoreOptions{
-		KeyVersion: solver.KeyVersion, Insecure: insecure, Note: prog.Info, Warn: prog.Warn, SourceDateEpoch: epoch,
+		KeyVersion: solver.KeyVersion, Insecure: insecure, Client: client, Note: prog.Info, Warn: prog.Warn, SourceDateEpoch: epoch,
 		MemoPrefix: dockerfile.SelectionMemoPrefix,
 	})
 }
@@ -99,7 +99,7 @@ func (rc remoteCaches) inline(ctx context.Context, rs *remote.Store, res *solver
 // export writes the build's entries to every --cache-to: mode=min the final image's
 // steps (the target stage and the stages it is built FROM), mode=max every step of
 // every stage built. A cache with ignore-error=true that fails only warns.
-func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver.Result, g *parser.Graph, insecure []string, prog *progress) error {
+func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver.Result, g *parser.Graph, client *image.Client, insecure []string, prog *progress) error {
 	if rs == nil {
 		return nil
 	}
@@ -107,7 +107,7 @@ func (rc remoteCaches) export(ctx context.Context, rs *remote.Store, res *solver
 		if spec.Type == "inline" {
 			continue // in the image (inline)
 		}
-		err := remote.Export(ctx, spec, rs, finalKeys(res, g, spec.Mode), remote.ExportOptions{KeyVersion: solver.KeyVersion, Insecure: insecure, Note: prog.Info})
+		err := remote.Export(ctx, spec, rs, finalKeys(res, g, spec.Mode), remote.ExportOptions{KeyVersion: solver.KeyVersion, Insecure: insecure, Client: client, Note: prog.Info})
 		if err != nil && spec.IgnoreError {
 			prog.Warn(fmt.Sprintf("%v; the build succeeded without exporting it (ignore-error=true)", err))
 			continue

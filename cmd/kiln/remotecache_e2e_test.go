@@ -25,7 +25,7 @@ const epochArg = "SOURCE_DATE_EPOCH=1700000000"
 
 // remoteCacheProject is a two-stage build on HOST/busybox: the final stage copies
 // from the builder, so mode=min leaves the builder's RUN out.
-func remoteCacheProject(t *testing.T, host string) string {
+func remoteCacheProject(t *testing.T, host string, extra ...string) string {
 	return project(t, map[string]string{
 		"Dockerfile": "FROM " + host + "/busybox AS builder\n" +
 			"RUN echo built > /b.txt\n" +
@@ -33,7 +33,8 @@ func remoteCacheProject(t *testing.T, host string) string {
 			"COPY --from=builder /b.txt /b.txt\n" +
 			"RUN echo hello > /hello.txt\n" +
 			"ENV X=1\n" +
-			"RUN cat /b.txt /hello.txt > /both.txt\n",
+			"RUN cat /b.txt /hello.txt > /both.txt\n" +
+			strings.Join(extra, ""),
 	})
 }
 
@@ -88,7 +89,8 @@ func ociDigest(t *testing.T, tarPath string) v1.Hash {
 func TestRemoteCacheRegistryRoundTrip(t *testing.T) {
 	_, out := e2e(t)
 	host := cacheRegistry(t)
-	dir := remoteCacheProject(t, host)
+	// A step layer larger than the base's: the output streams that one.
+	dir := remoteCacheProject(t, host, "RUN head -c 4000000 /dev/urandom > /big.bin\n")
 	cacheRef := host + "/cache:main"
 
 	// Runner 1: an empty root, exports every stage.

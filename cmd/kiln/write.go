@@ -167,7 +167,7 @@ func (out outputSpec) writer(o buildOptions, stdout io.Writer, tmpDir string) im
 			names = []string{out.Name}
 		}
 		return image.Registry{Names: names, Opts: image.PushOptions{
-			InsecureRegistry: o.insecure, Jobs: 4,
+			InsecureRegistry: o.insecure, Jobs: 4, Client: o.registries,
 		}}
 	}
 	return nil
