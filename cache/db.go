@@ -116,6 +116,9 @@ func (d *db) run(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) error)
 	}
 }
 
+// dbMapSize is the least size of meta.db's memory map (see transact).
+const dbMapSize = 256 << 20
+
 // transact opens the index, runs fn in one transaction and closes it, under guard.
 func (d *db) transact(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
@@ -133,7 +136,13 @@ func (d *db) transact(ctx context.Context, readOnly bool, fn func(tx *bolt.Tx) e
 	// NoGrowSync, with NoSync below: meta.db is made durable by the store's syncfs
 	// at close, not per transaction, and a grow's fsync (one per few thousand hash
 	// cache entries of a cold context) bought nothing more.
-	opts := &bolt.Options{Timeout: dbTimeout, ReadOnly: readOnly, NoGrowSync: true,
+	//
+	// InitialMmapSize: bbolt maps the file at its size, and a write transaction that
+	// grows it past the map remaps, first copying every node it holds out of the old
+	// map. The hash cache of a cold 20,000-file context grows meta.db by megabytes
+	// and spent more time remapping than inserting. A map larger than the file
+	// costs only address space; pages are read in as they are touched.
+	opts := &bolt.Options{Timeout: dbTimeout, ReadOnly: readOnly, NoGrowSync: true, InitialMmapSize: dbMapSize,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			var err error
 			if f, err = os.OpenFile(name, flag, perm); err == nil {
