@@ -69,7 +69,7 @@ type StoreOptions struct {
 	MemoPrefix string
 }
 
-// Open reads every --cache-from in order and puts them behind local. A cache that
+// Open reads every --cache-from, all at once, and puts them behind local in order. A cache that
 // cannot be read fails Open unless its spec says ignore-error=true (then Warn).
 // ctx bounds the blob downloads of the whole build.
 func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) (*Store, error) {
@@ -85,18 +85,34 @@ func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) 
 		fetched: map[v1.Hash]int64{}, byBlob: map[v1.Hash][]*cache.Entry{}, mounted: map[v1.Hash]*source{},
 		usedMounts: map[string]*mountUse{}, memoPrefix: o.MemoPrefix, memos: map[string]string{},
 	}
-	for _, spec := range from {
-		be, err := newBackend(ctx, spec, o.Insecure, o.Client)
-		if err == nil {
-			var src *source
-			if src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note); err == nil {
-				o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
-				if cfg := src.memosRaw; cfg != nil {
-					s.loadMemos(src, cfg)
-				}
-				s.sources = append(s.sources, src)
-				continue
+	// The caches are read all at once (each is a manifest and a config, a few
+	// round trips to its registry), then taken in the order given: the first that
+	// holds a key wins.
+	type loaded struct {
+		src *source
+		err error
+	}
+	got := make([]loaded, len(from))
+	var wg sync.WaitGroup
+	for i, spec := range from {
+		wg.Go(func() {
+			be, err := newBackend(ctx, spec, o.Insecure, o.Client)
+			if err == nil {
+				got[i].src, err = load(ctx, spec, be, o.KeyVersion, o.SourceDateEpoch, o.Note)
 			}
+			got[i].err = err
+		})
+	}
+	wg.Wait()
+	for i, spec := range from {
+		src, err := got[i].src, got[i].err
+		if err == nil {
+			o.Note(fmt.Sprintf("cache-from %s: %d records, %d layers", spec, len(src.records), len(src.layers)))
+			if cfg := src.memosRaw; cfg != nil {
+				s.loadMemos(src, cfg)
+			}
+			s.sources = append(s.sources, src)
+			continue
 		}
 		if !spec.IgnoreError {
 			return nil, fmt.Errorf("%w (add ignore-error=true to the --cache-from to build without it)", err)

@@ -5,12 +5,17 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -303,5 +308,67 @@ func TestPrefetch(t *testing.T) {
 				t.Errorf("blob of the cache layer downloaded: %v, want %v", got, tc.fetched)
 			}
 		})
+	}
+}
+
+// TestOpenReadsCachesAtOnce: several --cache-from are read at the same time, and
+// still taken in the order given. The registry holds each cache's manifest until
+// both have been asked for; read one after the other, the first would wait out
+// the barrier and fail.
+func TestOpenReadsCachesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var armed atomic.Bool
+	var asked atomic.Int32
+	both := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if armed.Load() && strings.Contains(r.URL.Path, "/manifests/") {
+			if asked.Add(1) == 2 {
+				close(both)
+			}
+			select {
+			case <-both:
+			case <-time.After(5 * time.Second):
+				// Not found, which is not retried: the cache fails at once.
+				http.Error(w, "the other cache was not asked for meanwhile", http.StatusNotFound)
+				return
+			}
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+
+	// Two caches of one key, each with its own layer.
+	var want *cache.Entry
+	for _, repo := range []string{"first", "second"} {
+		local, e := localWithStep(t, "k1", []byte("the layer of "+repo))
+		if want == nil {
+			want = e
+		}
+		src, err := Open(ctx, local, nil, StoreOptions{KeyVersion: "v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := Spec{Type: "registry", Ref: host + "/" + repo + ":cache", Mode: ModeMax, OCIMediaTypes: true}
+		if err := Export(ctx, spec, src, []string{"k1"}, ExportOptions{KeyVersion: "v1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	armed.Store(true)
+	s, err := Open(ctx, emptyLocal(t), []Spec{
+		{Type: "registry", Ref: host + "/first:cache"},
+		{Type: "registry", Ref: host + "/second:cache"},
+	}, StoreOptions{KeyVersion: "v1"})
+	if err != nil {
+		t.Fatalf("Open of two caches: %v", err)
+	}
+	e, ok, err := s.GetStep(ctx, "k1")
+	if err != nil || !ok {
+		t.Fatalf("GetStep: %v, %v; want a hit", ok, err)
+	}
+	if e.Layer.Digest != want.Layer.Digest {
+		t.Errorf("k1 came with layer %s, want the first cache's %s", e.Layer.Digest, want.Layer.Digest)
 	}
 }
