@@ -69,9 +69,9 @@ type StoreOptions struct {
 	MemoPrefix string
 }
 
-// Open reads every --cache-from, all at once, and puts them behind local in order. A cache that
-// cannot be read fails Open unless its spec says ignore-error=true (then Warn).
-// ctx bounds the blob downloads of the whole build.
+// Open reads every --cache-from, all at once, and puts them behind local in order.
+// A cache that cannot be read fails Open unless its spec says ignore-error=true
+// (then Warn). ctx bounds the blob downloads of the whole build.
 func Open(ctx context.Context, local *cache.Store, from []Spec, o StoreOptions) (*Store, error) {
 	if o.Note == nil {
 		o.Note = func(string) {}

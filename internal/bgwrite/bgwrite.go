@@ -18,8 +18,7 @@ type Writer struct {
 	free   chan []byte // buffers w is done with
 	cur    []byte      // the buffer being filled
 	done   chan struct{}
-	err    error // w's first error, read after done
-	failed atomic.Pointer[error]
+	failed atomic.Pointer[error] // w's first error
 }
 
 const (
@@ -45,9 +44,8 @@ func New(w io.Writer) *Writer {
 func (b *Writer) run() {
 	defer close(b.done)
 	for buf := range b.full {
-		if b.err == nil {
-			if _, b.err = b.w.Write(buf); b.err != nil {
-				err := b.err
+		if b.failed.Load() == nil {
+			if _, err := b.w.Write(buf); err != nil {
 				b.failed.Store(&err)
 			}
 		}
@@ -112,5 +110,8 @@ func (b *Writer) Close() error {
 	b.cur = nil
 	close(b.full)
 	<-b.done
-	return b.err
+	if err := b.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
