@@ -2,8 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -25,10 +23,10 @@ import (
 
 // memberRecord is where a member's compressed bytes lie.
 type memberRecord struct {
-	Blob   string  `json:"blob"` // the blob's digest
-	Offset int64   `json:"offset"`
-	Size   int64   `json:"size"`
-	Sum    v1.Hash `json:"sum"` // sha256 of the compressed bytes
+	Blob   string         `json:"blob"` // the blob's digest
+	Offset int64          `json:"offset"`
+	Size   int64          `json:"size"`
+	Sum    layers.PartSum `json:"sum"` // digest of the compressed bytes
 }
 
 // memberIndex is the members bucket, read into memory on first use (one
@@ -69,22 +67,22 @@ func (s *Store) memberRecord(key string) (memberRecord, bool) {
 
 // Member implements layers.MemberSource: the compressed bytes of member key, read
 // from the blob its record names and verified against the record's sum.
-func (s *Store) Member(key string, buf []byte) ([]byte, v1.Hash, bool) {
+func (s *Store) Member(key string, buf []byte) ([]byte, layers.PartSum, bool) {
 	r, ok := s.memberRecord(key)
 	if !ok || r.Size <= 0 || r.Size > maxMemberSize || r.Offset < 0 {
-		return nil, v1.Hash{}, false
+		return nil, layers.PartSum{}, false
 	}
 	h, err := v1.NewHash(r.Blob)
 	if err != nil {
-		return nil, v1.Hash{}, false
+		return nil, layers.PartSum{}, false
 	}
 	p := s.BlobPath(h)
 	if p == "" {
-		return nil, v1.Hash{}, false
+		return nil, layers.PartSum{}, false
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, v1.Hash{}, false
+		return nil, layers.PartSum{}, false
 	}
 	defer f.Close()
 	b := buf[:0]
@@ -93,11 +91,10 @@ func (s *Store) Member(key string, buf []byte) ([]byte, v1.Hash, bool) {
 	}
 	b = b[:r.Size]
 	if _, err := f.ReadAt(b, r.Offset); err != nil {
-		return nil, v1.Hash{}, false
+		return nil, layers.PartSum{}, false
 	}
-	sum := sha256.Sum256(b)
-	if r.Sum.Algorithm != "sha256" || hex.EncodeToString(sum[:]) != r.Sum.Hex {
-		return nil, v1.Hash{}, false
+	if layers.SumPart(b) != r.Sum {
+		return nil, layers.PartSum{}, false
 	}
 	return b, r.Sum, true
 }

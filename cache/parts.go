@@ -2,9 +2,7 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	bolt "go.etcd.io/bbolt"
@@ -13,9 +11,9 @@ import (
 )
 
 // Part tables: for a blob kiln wrote in pieces (a gzip layer cut into members by
-// package layers), the size and sha256 of each consecutive piece, recorded from the
-// same bytes, in the same pass, that gave the blob its digest. A blob with a table
-// is checked as it leaves the store a part at a time, on every core (package image),
+// package layers), the size and digest (BLAKE3, layers.PartSum) of each consecutive
+// piece, recorded from the same bytes, in the same pass, that gave the blob its
+// digest. A blob with a table is checked as it leaves the store a part at a time, on every core (package image),
 // where one sha256 of the whole runs on one core: W6's 1.6 GB layer takes 1.4 s of
 // sha256 on this machine's kind, most of its warm rebuild.
 //
@@ -24,28 +22,34 @@ import (
 // size, is no table (the blob is hashed whole); one whose sums do not match the
 // bytes marks the blob damaged, which costs its rebuild, never a wrong byte.
 
-// BlobPart is one consecutive piece of a blob: its length and the sha256 of its bytes.
+// BlobPart is one consecutive piece of a blob: its length and the digest of its
+// bytes, BLAKE3 (layers.PartSum) unless SHA256 says the table is of the first format.
 type BlobPart struct {
-	Size int64
-	Sum  [sha256.Size]byte
+	Size   int64
+	Sum    [32]byte
+	SHA256 bool
 }
 
-// partsVersion starts an encoded table: another encoding is no table.
-const partsVersion = 1
+// Table formats: the version byte that starts an encoded table says which digest
+// its sums are. Version 1 (sha256) is still read, so the blobs of an older store
+// keep their tables; another encoding is no table.
+const (
+	partsSHA256 = 1
+	partsBLAKE3 = 2
+)
 
 // encodeParts is the table of a blob made of members, which must lie end to end from
 // the blob's first byte; false when they do not (no table is kept).
 func encodeParts(members []layers.Member) ([]byte, bool) {
-	out := make([]byte, 1, 1+len(members)*(binary.MaxVarintLen64+sha256.Size))
-	out[0] = partsVersion
+	out := make([]byte, 1, 1+len(members)*(binary.MaxVarintLen64+len(layers.PartSum{})))
+	out[0] = partsBLAKE3
 	var at int64
 	for _, m := range members {
-		sum, err := hex.DecodeString(m.Sum.Hex)
-		if m.Offset != at || m.Size <= 0 || m.Sum.Algorithm != "sha256" || err != nil || len(sum) != sha256.Size {
+		if m.Offset != at || m.Size <= 0 {
 			return nil, false
 		}
 		out = binary.AppendUvarint(out, uint64(m.Size))
-		out = append(out, sum...)
+		out = append(out, m.Sum[:]...)
 		at += m.Size
 	}
 	return out, len(members) > 0
@@ -53,20 +57,21 @@ func encodeParts(members []layers.Member) ([]byte, bool) {
 
 // decodeParts reads what encodeParts wrote; false for anything else.
 func decodeParts(b []byte) ([]BlobPart, bool) {
-	if len(b) < 1 || b[0] != partsVersion {
+	if len(b) < 1 || (b[0] != partsSHA256 && b[0] != partsBLAKE3) {
 		return nil, false
 	}
+	isSHA256 := b[0] == partsSHA256
 	b = b[1:]
 	var parts []BlobPart
 	for len(b) > 0 {
 		size, n := binary.Uvarint(b)
-		if n <= 0 || size == 0 || size > maxMemberSize || len(b) < n+sha256.Size {
+		if n <= 0 || size == 0 || size > maxMemberSize || len(b) < n+32 {
 			return nil, false
 		}
-		p := BlobPart{Size: int64(size)}
-		copy(p.Sum[:], b[n:n+sha256.Size])
+		p := BlobPart{Size: int64(size), SHA256: isSHA256}
+		copy(p.Sum[:], b[n:n+len(p.Sum)])
 		parts = append(parts, p)
-		b = b[n+sha256.Size:]
+		b = b[n+len(p.Sum):]
 	}
 	return parts, len(parts) > 0
 }

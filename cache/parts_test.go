@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
 	"os"
 	"testing"
 
@@ -28,7 +27,7 @@ func TestBlobParts(t *testing.T) {
 	}
 	var at int64
 	for i, p := range parts {
-		if sha256.Sum256(data[at:at+p.Size]) != p.Sum {
+		if layers.SumPart(data[at:at+p.Size]) != p.Sum || p.SHA256 {
 			t.Fatalf("part %d (bytes %d+%d) does not hash to its sum", i, at, p.Size)
 		}
 		at += p.Size
@@ -52,7 +51,13 @@ func TestBlobParts(t *testing.T) {
 	if _, ok := s.BlobParts(ctx, gap); ok {
 		t.Error("members with a gap between them made a part table")
 	}
-	for name, v := range map[string][]byte{"version": {9, 1}, "short": {partsVersion, 5, 1, 2}, "empty": {partsVersion}} {
+	// A table of the first format (sha256 sums) is still read, as such.
+	v1table := append([]byte{partsSHA256, 7}, make([]byte, 32)...)
+	v1table[2] = 0xab
+	if got, ok := decodeParts(v1table); !ok || len(got) != 1 || !got[0].SHA256 || got[0].Size != 7 || got[0].Sum[0] != 0xab {
+		t.Errorf("a sha256 table decoded as %v, %v", got, ok)
+	}
+	for name, v := range map[string][]byte{"version": {9, 1}, "short": {partsBLAKE3, 5, 1, 2}, "empty": {partsBLAKE3}} {
 		if err := s.db.update(ctx, func(tx *bolt.Tx) error {
 			return tx.Bucket(bucketBlobParts).Put([]byte(gap.String()), v)
 		}); err != nil {

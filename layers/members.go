@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/gzip"
 )
 
@@ -59,9 +58,10 @@ const (
 	memberMax    = 1 << 20
 )
 
-// memberFormat versions the cut rule and the member encoding: a change to either
-// must change it, so that no member of another rule is ever reused.
-const memberFormat = "kiln.layer.gzip-member.v2"
+// memberFormat versions the cut rule, the member encoding and the digest of a
+// member's bytes in its key: a change to any must change it, so that no member of
+// another rule is ever reused (v3: BLAKE3 for that digest, partsum.go).
+const memberFormat = "kiln.layer.gzip-member.v3"
 
 // MemberSource finds the compressed bytes of a gzip member written before, by its
 // key (Member.Key): the store implements it over the blobs it holds. It reads them
@@ -70,7 +70,7 @@ const memberFormat = "kiln.layer.gzip-member.v2"
 // against the member's own uncompressed bytes too (gzip's CRC-32 and length
 // trailer) before it uses them. It is called from several goroutines at once.
 type MemberSource interface {
-	Member(key string, buf []byte) (compressed []byte, sum v1.Hash, ok bool)
+	Member(key string, buf []byte) (compressed []byte, sum PartSum, ok bool)
 }
 
 // Member is one gzip member of a written blob.
@@ -78,7 +78,7 @@ type Member struct {
 	Key    string  `json:"key"`    // digest of memberIdentity: what the member holds and how it was compressed
 	Offset int64   `json:"offset"` // where its compressed bytes start in the blob
 	Size   int64   `json:"size"`   // its compressed length
-	Sum    v1.Hash `json:"sum"`    // sha256 of its compressed bytes
+	Sum    PartSum `json:"sum"`    // digest of its compressed bytes
 }
 
 // memberIdentity is what a member's key is the digest of: its uncompressed bytes,
@@ -88,7 +88,7 @@ type memberIdentity struct {
 	Format string `json:"format"`
 	Codec  string `json:"codec"` // the compressor's module and version
 	Level  int    `json:"level"`
-	Raw    string `json:"raw"` // sha256 of the uncompressed bytes
+	Raw    string `json:"raw"` // BLAKE3 of the uncompressed bytes (partsum.go)
 }
 
 // gzipCodec names the gzip implementation whose output members hold: another
@@ -109,8 +109,7 @@ var gzipCodec = sync.OnceValue(func() string {
 })
 
 func memberKey(level int, raw []byte) string {
-	sum := sha256.Sum256(raw)
-	b, _ := json.Marshal(memberIdentity{Format: memberFormat, Codec: gzipCodec(), Level: level, Raw: fmt.Sprintf("sha256:%x", sum)})
+	b, _ := json.Marshal(memberIdentity{Format: memberFormat, Codec: gzipCodec(), Level: level, Raw: rawSum(raw)})
 	return fmt.Sprintf("sha256:%x", sha256.Sum256(b))
 }
 
@@ -129,7 +128,7 @@ type memberJob struct {
 	done   chan struct{}
 	comp   []byte
 	key    string
-	sum    v1.Hash
+	sum    PartSum
 	reused bool
 	err    error
 }
@@ -336,7 +335,7 @@ func (m *memberWriter) worker() {
 			j.err = err
 		}
 		j.comp = buf.Bytes()
-		j.sum = v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(j.comp))}
+		j.sum = SumPart(j.comp)
 		close(j.done)
 	}
 }
