@@ -13,9 +13,10 @@ import (
 // Part tables: for a blob kiln wrote in pieces (a gzip layer cut into members by
 // package layers), the size and digest (BLAKE3, layers.PartSum) of each consecutive
 // piece, recorded from the same bytes, in the same pass, that gave the blob its
-// digest. A blob with a table is checked as it leaves the store a part at a time, on every core (package image),
-// where one sha256 of the whole runs on one core: W6's 1.6 GB layer takes 1.4 s of
-// sha256 on this machine's kind, most of its warm rebuild.
+// digest. A blob with a table is checked as it leaves the store a part at a time,
+// on every core (package image), where one sha256 of the whole runs on one core:
+// W6's 1.6 GB layer takes 1.4 s of sha256 on this machine's kind, most of its warm
+// rebuild.
 //
 // A table is trusted as the rest of the index is, and checked for what damage could
 // do to it: one that does not decode, or whose parts do not add up to the blob's
@@ -65,7 +66,7 @@ func decodeParts(b []byte) ([]BlobPart, bool) {
 	var parts []BlobPart
 	for len(b) > 0 {
 		size, n := binary.Uvarint(b)
-		if n <= 0 || size == 0 || size > maxMemberSize || len(b) < n+32 {
+		if n <= 0 || size == 0 || size > maxMemberSize || len(b) < n+len(BlobPart{}.Sum) {
 			return nil, false
 		}
 		p := BlobPart{Size: int64(size), SHA256: isSHA256}

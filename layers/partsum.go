@@ -49,5 +49,5 @@ func (s *PartSum) UnmarshalText(b []byte) error {
 // rawSum is the BLAKE3-256 digest of a member's uncompressed bytes, in its key.
 func rawSum(raw []byte) string {
 	s := blake3.Sum256(raw)
-	return "blake3:" + hex.EncodeToString(s[:])
+	return partSumPrefix + hex.EncodeToString(s[:])
 }
