@@ -107,6 +107,9 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	dest := b.copyDest(sc.st, cs.sd.DestPath)
 	parts, err := b.copyParts(ctx, sc, cs, source.CopyOptions{
 		Dest: dest, Chmod: mode, Add: cs.add, Excludes: cs.excludes, Line: sc.cmd.Line,
+		// Whether dest is a directory is known only in the tree the copy goes
+		// into (source.Copy checks it there).
+		ManySources: len(cs.sd.SourcePaths)+len(cs.sd.SourceContents) > 1,
 	})
 	defer func() {
 		for _, p := range parts {
@@ -214,9 +217,6 @@ func (b *build) checkCopyFlags(sc *stepCtx, cs copySpec) error {
 			return sc.errorf(b.opts.Filename, "checksum requires HTTP(S) or Git sources")
 		}
 	}
-	if n := len(cs.sd.SourcePaths) + len(cs.sd.SourceContents); n > 1 && !cs.parents && !isDirSyntax(cs.sd.DestPath) {
-		return sc.errorf(b.opts.Filename, "%s: when using more than one source, the destination must be a directory and end with a /: %s", cs.name, cs.sd.DestPath)
-	}
 	return nil
 }
 
@@ -234,11 +234,6 @@ func chownByName(chown string) bool {
 		}
 	}
 	return false
-}
-
-// isDirSyntax reports whether dest names a directory by its spelling.
-func isDirSyntax(dest string) bool {
-	return strings.HasSuffix(dest, "/") || dest == "." || strings.HasSuffix(dest, "/.")
 }
 
 // copyParts prepares what a COPY/ADD reads, in source order, the heredocs last (as

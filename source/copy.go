@@ -40,9 +40,6 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 		return copyParents(ctx, src, destRoot, opts)
 	}
 	dirSyntax := isDirSyntax(opts.Dest)
-	if len(opts.Sources) > 1 && !dirSyntax {
-		return fmt.Errorf("when using more than one source, the destination must be a directory and end with a /: %s", opts.Dest)
-	}
 	sels, err := selectSources(ctx, src, opts)
 	if err != nil {
 		return err
@@ -71,10 +68,16 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if err != nil {
 		return err
 	}
-	if len(sels) > 1 && !dirSyntax {
-		// BuildKit would copy each match over the previous one; the classic builder
-		// refused. Refuse unless dest is a directory already, where both agree.
+	if many := len(opts.Sources) > 1 || opts.ManySources; (many || len(sels) > 1) && !dirSyntax {
+		// Docker's reference: with more than one source, dest must be a
+		// directory. BuildKit copies them all into a directory that exists
+		// already, and each over the previous one where none does; the classic
+		// builder refused both. kiln copies into the existing directory, as
+		// BuildKit, and refuses instead of keeping only the last source.
 		if fi, err := os.Stat(destHost); err != nil || !fi.IsDir() {
+			if many {
+				return fmt.Errorf("when using more than one source, the destination must be a directory and end with a /: %s", opts.Dest)
+			}
 			return fmt.Errorf("the sources match %d files, so the destination must be a directory and end with a /: %s", len(sels), opts.Dest)
 		}
 	}

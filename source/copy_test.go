@@ -14,6 +14,7 @@ func TestCopyRules(t *testing.T) {
 		sources []string
 		dest    string
 		exclude []string
+		many    bool              // CopyOptions.ManySources
 		want    map[string]string // whole destination rootfs after the copy
 		wantErr string
 	}{
@@ -79,6 +80,31 @@ func TestCopyRules(t *testing.T) {
 			name: "wildcard matching several needs a directory", ctx: map[string]string{"a.txt": "A", "b.txt": "B"},
 			sources: []string{"*.txt"}, dest: "/app",
 			wantErr: "must be a directory and end with a /",
+		},
+		{
+			// BuildKit's rule: an existing directory takes them all.
+			name: "several sources into an existing dir without slash", ctx: map[string]string{"a": "A", "b": "B"},
+			image:   map[string]string{"app/": ""},
+			sources: []string{"a", "b"}, dest: "/app",
+			want: map[string]string{"app/": "", "app/a": "A", "app/b": "B"},
+		},
+		{
+			name: "several sources onto an existing file", ctx: map[string]string{"a": "A", "b": "B"},
+			image:   map[string]string{"app": "old"},
+			sources: []string{"a", "b"}, dest: "/app",
+			wantErr: "must be a directory and end with a /",
+		},
+		{
+			// One part of a COPY whose other sources are in other parts (a heredoc).
+			name: "one source of many needs a directory", ctx: map[string]string{"a": "A"},
+			sources: []string{"a"}, dest: "/app", many: true,
+			wantErr: "when using more than one source, the destination must be a directory",
+		},
+		{
+			name: "one source of many into an existing dir", ctx: map[string]string{"a": "A"},
+			image:   map[string]string{"app/": ""},
+			sources: []string{"a"}, dest: "/app", many: true,
+			want: map[string]string{"app/": "", "app/a": "A"},
 		},
 		{
 			name: "missing source names it", ctx: map[string]string{"a": "A"},
@@ -248,7 +274,7 @@ func TestCopyRules(t *testing.T) {
 			writeTree(t, ctxDir, tc.ctx)
 			writeTree(t, root, tc.image)
 			c := openCtx(t, ctxDir)
-			opts := CopyOptions{Sources: tc.sources, Dest: tc.dest, Excludes: tc.exclude, Line: 7}
+			opts := CopyOptions{Sources: tc.sources, Dest: tc.dest, Excludes: tc.exclude, ManySources: tc.many, Line: 7}
 			err := Copy(context.Background(), Source{Root: ctxDir, Context: c}, root, opts)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

@@ -382,3 +382,29 @@ func TestCopyGlobCharacterInName(t *testing.T) {
 		t.Error("COPY a[*]b copied axb")
 	}
 }
+
+// COPY of several sources to a destination without a trailing "/" copies them into
+// it when the image has it as a directory, as BuildKit does; where it is not a
+// directory kiln refuses, as Docker's reference says (BuildKit would keep only the
+// last source). A heredoc counts as a source.
+func TestCopySeveralSourcesIntoExistingDir(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nRUN mkdir -p /out/d\nCOPY a b /out/d\nCOPY a* <<EOF /out/d\nheredoc\nEOF\n",
+		map[string]string{"a": "A", "b": "B", "a2": "A2"})
+	files := flatten(t, c.build(dir))
+	for p, want := range map[string]string{"/out/d/a": "A", "/out/d/b": "B", "/out/d/a2": "A2", "/out/d/EOF": "heredoc\n"} {
+		if got := files[p].content; got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+	for _, df := range []string{
+		"FROM BASE\nCOPY a b /out\n",
+		"FROM BASE\nRUN touch /out\nCOPY a b /out\n",
+		"FROM BASE\nCOPY a <<EOF /out\nheredoc\nEOF\n",
+	} {
+		r, _ := c.run(c.project(df, map[string]string{"a": "A", "b": "B"}))
+		if r.code == 0 || !strings.Contains(r.stderr, "when using more than one source, the destination must be a directory and end with a /: /out") {
+			t.Errorf("%q: exit %d, want the several-sources error\n%s", df, r.code, r.stderr)
+		}
+	}
+}
