@@ -148,15 +148,12 @@ func (b *build) dispatch(ctx context.Context, sc *stepCtx) error {
 		b.history(st, fmt.Sprintf("SHELL %v", c.Shell))
 	case *instructions.HealthCheckCommand:
 		h := c.Health
-		if h.StartInterval != 0 {
-			// The image config type kiln writes has no StartInterval field yet;
-			// refusing is better than dropping it silently.
-			return sc.errorf(b.opts.Filename, "HEALTHCHECK --start-interval is not supported by kiln yet")
-		}
 		st.cfg.Config.Healthcheck = &v1.HealthConfig{
 			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
 			StartPeriod: h.StartPeriod, Retries: h.Retries,
 		}
+		// v1.HealthConfig has no StartInterval: it travels beside the config.
+		st.cfgExtras.HealthStartInterval = h.StartInterval
 		b.history(st, fmt.Sprintf("HEALTHCHECK %+v", *h))
 	case *instructions.OnbuildCommand:
 		st.cfg.Config.OnBuild = append(st.cfg.Config.OnBuild, c.Expression)

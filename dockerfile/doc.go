@@ -20,6 +20,6 @@
 //
 // It runs nothing itself and reaches the store only through the engine (temp dirs,
 // cache-mount dirs, the digest memo). Not supported: RUN --security=insecure (kiln
-// cannot run a step with every capability yet), HEALTHCHECK --start-interval, and
-// RUN flags other than --mount, --network and --security.
+// cannot run a step with every capability yet) and RUN flags other than --mount,
+// --network and --security.
 package dockerfile

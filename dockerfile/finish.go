@@ -24,5 +24,5 @@ func (b *build) finish(ctx context.Context, st *stageState) (*solver.Result, err
 		cfg.OS = b.opts.Platform.OS
 		cfg.Architecture = b.opts.Platform.Architecture
 	}
-	return st.eng.Export(ctx, st.fs, cfg, b.opts.NeedRootfs)
+	return st.eng.Export(ctx, st.fs, cfg, st.cfgExtras, b.opts.NeedRootfs)
 }

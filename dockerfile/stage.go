@@ -14,6 +14,7 @@ import (
 	dfparser "github.com/moby/buildkit/frontend/dockerfile/parser"
 	specs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/image"
 	"github.com/kiln-build/kiln/parser"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source"
@@ -28,6 +29,9 @@ type stageState struct {
 	err  error
 
 	cfg *v1.ConfigFile
+	// cfgExtras are the members of the config that cfg cannot hold, inherited
+	// with it (HEALTHCHECK --start-interval).
+	cfgExtras image.ConfigExtras
 	// platform is the stage's: FROM --platform, else its base stage's, else the
 	// target's. eng is the engine for it: every op of the stage is of that platform.
 	platform v1.Platform
@@ -185,6 +189,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 	switch {
 	case parent != nil:
 		st.cfg = cloneConfig(parent.cfg)
+		st.cfgExtras = parent.cfgExtras
 		st.cfg.Config.OnBuild = nil
 		st.fs = parent.fs // a value: ops return new states
 		st.env = append([]string(nil), parent.env...)
@@ -210,6 +215,7 @@ func (b *build) initStage(ctx context.Context, s *parser.Stage, st *stageState) 
 			return nil, &parser.Error{File: b.opts.Filename, Line: s.Line, Msg: err.Error(), Err: err}
 		}
 		st.cfg = cloneConfig(base.Config)
+		st.cfgExtras = base.ConfigExtras
 		st.fs = base.State
 		triggerExprs = st.cfg.Config.OnBuild
 		st.cfg.Config.OnBuild = nil

@@ -20,13 +20,21 @@ import (
 // bytes and digests; Docker layer media types are renamed to their OCI equivalents, as
 // BuildKit's OCI export does, since an OCI manifest must not list Docker types.
 func Assemble(cfg *v1.ConfigFile, layers []v1.Layer) (v1.Image, error) {
-	return AssembleWithConfigField(cfg, layers, "", nil)
+	return AssembleWith(cfg, layers, AssembleOptions{})
 }
 
-// AssembleWithConfigField is Assemble with one more member in the config JSON, key
-// with the JSON value value (BuildKit's inline cache, "moby.buildkit.cache.v0", is
-// one), which v1.ConfigFile has no field for. An empty key adds nothing.
-func AssembleWithConfigField(cfg *v1.ConfigFile, layers []v1.Layer, key string, value json.RawMessage) (v1.Image, error) {
+// AssembleOptions add to the config JSON what v1.ConfigFile cannot hold.
+type AssembleOptions struct {
+	// Extras are the Docker config members v1.ConfigFile lacks.
+	Extras ConfigExtras
+	// Field, when not empty, is one more top-level member, with the JSON value
+	// FieldValue (BuildKit's inline cache, "moby.buildkit.cache.v0", is one).
+	Field      string
+	FieldValue json.RawMessage
+}
+
+// AssembleWith is Assemble with the config members of opts.
+func AssembleWith(cfg *v1.ConfigFile, layers []v1.Layer, opts AssembleOptions) (v1.Image, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("assemble image: no config")
 	}
@@ -44,8 +52,11 @@ func AssembleWithConfigField(cfg *v1.ConfigFile, layers []v1.Layer, key string, 
 	if err != nil {
 		return nil, fmt.Errorf("assemble image: config: %w", err)
 	}
-	if key != "" {
-		if rawCfg, err = withMember(rawCfg, key, value); err != nil {
+	if rawCfg, err = opts.Extras.write(rawCfg, &c); err != nil {
+		return nil, fmt.Errorf("assemble image: config: %w", err)
+	}
+	if opts.Field != "" {
+		if rawCfg, err = withMember(rawCfg, opts.Field, opts.FieldValue); err != nil {
 			return nil, fmt.Errorf("assemble image: config: %w", err)
 		}
 	}

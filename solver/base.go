@@ -36,9 +36,11 @@ type RunAhead struct {
 // created when the image says, or at SOURCE_DATE_EPOCH). Config is shared by every
 // caller of one ref: clone it before changing it.
 type Base struct {
-	Config   *v1.ConfigFile
-	State    State
-	Manifest v1.Hash
+	Config *v1.ConfigFile
+	// ConfigExtras are the members of its config that Config cannot hold.
+	ConfigExtras image.ConfigExtras
+	State        State
+	Manifest     v1.Hash
 }
 
 // id names ref in the engine's pull memo.
@@ -106,11 +108,19 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 	if err != nil {
 		return nil, fmt.Errorf("read config of %s: %w", ref, err)
 	}
+	rawCfg, err := pulled.Image.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("read config of %s: %w", ref, err)
+	}
+	extras, err := image.ReadConfigExtras(rawCfg)
+	if err != nil {
+		return nil, fmt.Errorf("read config of %s: %w", ref, err)
+	}
 	ls, err := pulled.Image.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("read layers of %s: %w", ref, err)
 	}
-	base := &Base{Config: cfg, Manifest: pulled.ManifestDigest, State: State{
+	base := &Base{Config: cfg, ConfigExtras: extras, Manifest: pulled.ManifestDigest, State: State{
 		Key: digestOf("image", pulled.ManifestDigest.String()), Created: e.epochOr(cfg.Created.Time),
 	}}
 	base.State.Layers = make([]Layer, len(ls))

@@ -151,10 +151,10 @@ func (e *Engine) storedLayer(tl *cache.Layer) (v1.Layer, v1.Hash, error) {
 }
 
 // Export assembles the image of st with config cfg (whose diff IDs are st's layers
-// as the steps made them): step layers get the build's export transform, and with
-// needRootfs every layer is given its snapshot, for outputs that read the files
-// (Result.Snapshots).
-func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needRootfs bool) (*Result, error) {
+// as the steps made them) and the config members cfg cannot hold (extras): step
+// layers get the build's export transform, and with needRootfs every layer is given
+// its snapshot, for outputs that read the files (Result.Snapshots).
+func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, extras image.ConfigExtras, needRootfs bool) (*Result, error) {
 	if len(st.Layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("internal error: %d layers but %d diff_ids", len(st.Layers), len(cfg.RootFS.DiffIDs))
 	}
@@ -163,7 +163,7 @@ func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needR
 	if err != nil {
 		return nil, fmt.Errorf("export layers: %w", err)
 	}
-	img, err := image.Assemble(cfg, ls)
+	img, err := image.AssembleWith(cfg, ls, image.AssembleOptions{Extras: extras})
 	if err != nil {
 		return nil, fmt.Errorf("assemble image: %w", err)
 	}
@@ -175,13 +175,15 @@ func (e *Engine) Export(ctx context.Context, st State, cfg *v1.ConfigFile, needR
 	e.mu.Lock()
 	steps := slices.Clone(e.steps)
 	e.mu.Unlock()
-	return &Result{Image: img, Config: cfg, Snapshots: st.Snapshots(), Steps: steps, StepDiffIDs: stepDiffIDs}, nil
+	return &Result{Image: img, Config: cfg, ConfigExtras: extras, Snapshots: st.Snapshots(), Steps: steps, StepDiffIDs: stepDiffIDs}, nil
 }
 
 // Result is a built image.
 type Result struct {
 	Image  v1.Image
 	Config *v1.ConfigFile
+	// ConfigExtras are the members of the image's config that Config cannot hold.
+	ConfigExtras image.ConfigExtras
 	// Snapshots are the committed snapshot ids of the final rootfs, lowest first, for
 	// outputs that need the flattened filesystem (snapshot.View).
 	Snapshots []string

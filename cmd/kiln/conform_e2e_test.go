@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	osexec "os/exec"
@@ -406,5 +407,47 @@ func TestCopySeveralSourcesIntoExistingDir(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, "when using more than one source, the destination must be a directory and end with a /: /out") {
 			t.Errorf("%q: exit %d, want the several-sources error\n%s", df, r.code, r.stderr)
 		}
+	}
+}
+
+// HEALTHCHECK --start-interval is written as the config's Healthcheck.StartInterval,
+// as BuildKit writes it, though go-containerregistry's config type has no field for
+// it (image.ConfigExtras): a child stage and an image built FROM the pushed one
+// inherit it, and a later HEALTHCHECK without the flag (or NONE) drops it.
+func TestHealthcheckStartInterval(t *testing.T) {
+	c := newConform(t)
+	startInterval := func(img v1.Image) (time.Duration, []string) {
+		t.Helper()
+		raw, err := img.RawConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg struct {
+			Config struct {
+				Healthcheck *struct {
+					Test          []string
+					StartInterval time.Duration
+				}
+			} `json:"config"`
+		}
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Config.Healthcheck == nil {
+			return 0, nil
+		}
+		return cfg.Config.Healthcheck.StartInterval, cfg.Config.Healthcheck.Test
+	}
+	dir := c.project("FROM BASE AS a\nHEALTHCHECK --interval=5s --start-interval=2s CMD true\nFROM a AS b\nRUN true\nFROM b AS c\nHEALTHCHECK CMD false\nFROM b AS d\nHEALTHCHECK NONE\n", nil)
+	for target, want := range map[string]time.Duration{"a": 2 * time.Second, "b": 2 * time.Second, "c": 0, "d": 0} {
+		if got, test := startInterval(c.build(dir, "--target", target)); got != want || test == nil {
+			t.Errorf("--target %s: Healthcheck %v StartInterval %v, want %v", target, test, got, want)
+		}
+	}
+
+	mustBuildLimited(t, dir, "--root", c.root, "--target", "a", "-t", c.host+"/health:v1", "--push", ".")
+	child := c.project("FROM "+c.host+"/health:v1\nRUN true\n", nil)
+	if got, _ := startInterval(c.build(child)); got != 2*time.Second {
+		t.Errorf("FROM the pushed image: StartInterval %v, want 2s", got)
 	}
 }

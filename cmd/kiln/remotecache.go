@@ -80,7 +80,7 @@ func (rc remoteCaches) inline(ctx context.Context, rs *remote.Store, res *solver
 			var ls []v1.Layer
 			if ls, err = res.Image.Layers(); err == nil {
 				var img v1.Image
-				if img, err = image.AssembleWithConfigField(res.Config, ls, remote.InlineField, val); err == nil {
+				if img, err = image.AssembleWith(res.Config, ls, image.AssembleOptions{Extras: res.ConfigExtras, Field: remote.InlineField, FieldValue: val}); err == nil {
 					res.Image = img
 					prog.Info(fmt.Sprintf("cache-to inline: %d records in the image config", n))
 					return nil
