@@ -95,15 +95,17 @@ func MaybeInit() { sandboxinit.Main() }
 
 // Isolate puts the kiln process in a private mount namespace, so that every mount it
 // makes (the overlay of each step) disappears with it even on kill -9. Call it at the
-// start of a command that mounts, as root. The first call re-executes /proc/self/exe
-// with the same arguments and environment in a new mount namespace, forwards SIGINT,
-// SIGTERM and SIGHUP to it, and exits with its exit code: it never returns, except
-// with an error when the child could not be started. In the re-executed child,
-// Isolate makes "/" recursively private (so no mount propagates back to the host) and
-// returns nil.
+// start of a command that mounts, as root. When kiln is built with cgo, a constructor
+// made the namespace, with "/" recursively private, before the Go runtime started
+// (preisolate_cgo_linux.go), and Isolate returns nil at once. Otherwise the first call
+// re-executes /proc/self/exe with the same arguments and environment in a new mount
+// namespace, forwards SIGINT, SIGTERM and SIGHUP to it, and exits with its exit code:
+// it never returns, except with an error when the child could not be started. In the
+// re-executed child, Isolate makes "/" recursively private (so no mount propagates
+// back to the host) and returns nil.
 //
-// A re-exec is needed because unshare(CLONE_NEWNS) only moves the calling thread of
-// a multi-threaded Go process.
+// A re-exec is needed there because unshare(CLONE_NEWNS) only moves the calling
+// thread of a multi-threaded Go process.
 func Isolate() error { return isolate() }
 
 // RemoveStaleCgroups removes the step cgroups that kiln processes killed with SIGKILL

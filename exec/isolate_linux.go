@@ -15,6 +15,9 @@ import (
 const isolateEnv = "_KILN_ISOLATED"
 
 func isolate() error {
+	if isolatedAtStart() {
+		return nil
+	}
 	if os.Getenv(isolateEnv) == "1" {
 		// Not passed on: a kiln started by this one isolates itself again.
 		os.Unsetenv(isolateEnv)
