@@ -140,7 +140,7 @@ func (l *streamedLayer) Compressed() (io.ReadCloser, error) {
 			rc.Close()
 			return nil, err
 		}
-		return &keepingReader{rc: rc, w: w, pl: l.keep}, nil
+		return newKeepingReader(rc, w, l.keep), nil
 	}
 	return rc, nil
 }

@@ -9,6 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/internal/bgwrite"
 )
 
 // A streamed pull (PullOptions.Stream) is the eager pull of a build that unpacks the
@@ -143,16 +145,24 @@ func (sp *streamPull) finish(ctx context.Context) error {
 // when the stream ends, the blob is verified and committed in the background
 // (Fetch and Finish wait for it); any failure leaves no blob, for them to fetch.
 type keepingReader struct {
-	rc     io.ReadCloser
-	w      *blobWriter // nil once given up or handed to the commit
+	rc io.ReadCloser
+	w  *blobWriter // nil once given up or handed to the commit
+	// bw hashes and writes what is read into w on a goroutine of its own: on the
+	// reader's, a base layer's unpack (whose inflating is the longest path of a
+	// cold pull) waited for them, 0.11 of W5's 0.78 CPU-s there.
+	bw     *bgwrite.Writer
 	pl     *pullLayer
 	closed bool
+}
+
+func newKeepingReader(rc io.ReadCloser, w *blobWriter, pl *pullLayer) *keepingReader {
+	return &keepingReader{rc: rc, w: w, bw: bgwrite.New(w), pl: pl}
 }
 
 func (k *keepingReader) Read(p []byte) (int, error) {
 	n, err := k.rc.Read(p)
 	if n > 0 && k.w != nil {
-		if _, werr := k.w.Write(p[:n]); werr != nil {
+		if _, werr := k.bw.Write(p[:n]); werr != nil {
 			// The store's disk failed, not the stream: the reader still gets its
 			// bytes; the blob is fetched again by Finish.
 			k.abort()
@@ -161,6 +171,10 @@ func (k *keepingReader) Read(p []byte) (int, error) {
 	if errors.Is(err, io.EOF) && k.w != nil {
 		w := k.w
 		k.w = nil
+		if werr := k.bw.Close(); werr != nil {
+			w.Abort() // as a failed Write: the reader's bytes are good
+			return n, err
+		}
 		if verr := w.Verify(); verr != nil {
 			w.Abort()
 			return n, verr
@@ -181,6 +195,7 @@ func (k *keepingReader) Read(p []byte) (int, error) {
 
 func (k *keepingReader) abort() {
 	if k.w != nil {
+		_ = k.bw.Close() // the blob is dropped, whatever its writes did
 		k.w.Abort()
 		k.w = nil
 	}
