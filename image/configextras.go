@@ -25,8 +25,8 @@ func ReadConfigExtras(raw []byte) (ConfigExtras, error) {
 	var c struct {
 		Config struct {
 			Healthcheck *struct {
-				StartInterval time.Duration `json:",omitempty"`
-			} `json:",omitempty"`
+				StartInterval time.Duration
+			}
 		} `json:"config"`
 	}
 	if err := json.Unmarshal(raw, &c); err != nil {
