@@ -128,7 +128,7 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*Res
 		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
 		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
 		KeepFileTimes: opts.KeepFileTimes,
-		Jobs:          opts.Jobs, Progress: opts.Progress,
+		Jobs:          opts.Jobs, Progress: opts.Progress, Warn: opts.Warn,
 	})
 	eg, egctx := errgroup.WithContext(ctx)
 	builds := make([]*build, len(targets))

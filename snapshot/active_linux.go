@@ -159,7 +159,7 @@ func (a *Active) Commit(ctx context.Context, id string) error {
 	if err := a.unmountLocked(ctx); err != nil {
 		return fmt.Errorf("commit %s: %w", id, err)
 	}
-	if err := a.s.publish(a.Upper, id); err != nil {
+	if err := a.s.publish(ctx, a.w, a.Upper, id); err != nil {
 		return err
 	}
 	a.done = true

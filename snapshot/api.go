@@ -33,6 +33,7 @@ import (
 // Layout under the root dir:
 //
 //	committed/<id>/                 a layer's files in overlay format
+//	seals/<id>                      the lstat digest of committed/<id> (seal_linux.go)
 //	active/<pid>-<rand>/{upper,work,merged}   Prepare and View
 //	tmp/<pid>-<rand>/               Ingest, Remove and the overlay probe
 //	empty/                          an always-empty lower for scratch
@@ -101,7 +102,7 @@ func New(ctx context.Context, dir string, opts ...Option) (*Snapshotter, error) 
 		return nil, fmt.Errorf("snapshot root %s: %w", dir, err)
 	}
 	s := &Snapshotter{root: abs, overlay: true}
-	for _, d := range []string{s.root, s.dir("committed"), s.dir("active"), s.dir("tmp"), s.dir("empty")} {
+	for _, d := range []string{s.root, s.dir("committed"), s.dir("seals"), s.dir("active"), s.dir("tmp"), s.dir("empty")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("snapshot root: %w", err)
 		}
@@ -199,20 +200,29 @@ func (s *Snapshotter) Ingest(ctx context.Context, id string, fill func(dir strin
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ingest %s: %w", id, err)
 	}
-	return s.publish(data, id)
+	return s.publish(ctx, w, data, id)
 }
 
-// publish renames dir to committed/id. When id exists already, another build
-// committed the same content first: dir is left for its owner to remove.
-func (s *Snapshotter) publish(dir, id string) error {
-	err := os.Rename(dir, s.Path(id))
+// publish seals dir (seal_linux.go) and renames it to committed/id, then puts its
+// seal in place; w is the work dir dir is in, which holds the seal until then. When id
+// exists already, another build committed the same content first: dir is left for its
+// owner to remove, and the seal of the snapshot in place is that build's.
+func (s *Snapshotter) publish(ctx context.Context, w *workDir, dir, id string) error {
+	seal, err := treeSeal(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	if err := os.WriteFile(w.sub("seal"), seal, 0o644); err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	err = os.Rename(dir, s.Path(id))
 	if err != nil && s.Exists(id) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("commit snapshot %s: %w", id, err)
 	}
-	return nil
+	return s.placeSeal(w.sub("seal"), id)
 }
 
 // Remove deletes committed snapshot id. It first renames the dir out of committed/,
@@ -230,6 +240,12 @@ func (s *Snapshotter) Remove(ctx context.Context, id string) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
+		return fmt.Errorf("remove snapshot %s: %w", id, err)
+	}
+	// The seal goes after the dir: a seal left without its snapshot is replaced
+	// when the id is committed again, where a snapshot left without its seal
+	// would be trusted as it is (Verify).
+	if err := os.Remove(s.sealPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove snapshot %s: %w", id, err)
 	}
 	return w.remove()

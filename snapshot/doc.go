@@ -13,6 +13,10 @@
 // the kernel when the owner dies) so several processes can share one root and New only
 // clears what dead processes left.
 //
+// Every committed snapshot is sealed as it is published (seal_linux.go): the digest of
+// its entries' lstat, ctime included, which Verify compares with the tree's, so that a
+// tree changed after the fact is found before anything builds on it.
+//
 // Inside a user namespace (rootless kiln) the probe mounts with "userxattr" (Linux >=
 // 5.11), so overlay's bookkeeping lives in user.overlay.* instead (internal/xattr
 // reads both); Mode says which was chosen and why overlay was not.

@@ -50,6 +50,8 @@ type Options struct {
 	// Jobs bounds how many ops execute at once, across every caller of the engine.
 	Jobs     int
 	Progress Progress
+	// Warn shows what the build repaired on its way (nil: nothing is shown).
+	Warn func(string)
 }
 
 // Engine runs ops for one build: each op is keyed, looked up in the Store and, on a
@@ -78,6 +80,9 @@ type shared struct {
 	steps   []UsedStep            // entries used, for Result.Steps
 	ops     map[string]*opOnce    // ops resolved in this build, by key (merge.go)
 	reports map[string]bool       // what FirstReport has seen
+	// checked are the snapshots this build found intact, made or is checking
+	// (intact), by id.
+	checked map[string]*snapCheck
 }
 
 // UsedStep is one step entry a build used (hit or made).

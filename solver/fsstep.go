@@ -227,6 +227,7 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 		if err := active.Commit(ctx, snap); err != nil {
 			return nil, fmt.Errorf("commit snapshot: %w", err)
 		}
+		e.madeIntact(snap)
 	}
 	ent.Layer = &cache.Layer{
 		Digest: blob.Digest.String(), DiffID: blob.DiffID.String(), Size: blob.Size,

@@ -2,8 +2,12 @@ package solver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // A COPY whose files nothing in the build reads makes its layer straight from the
@@ -20,19 +24,98 @@ import (
 // the target's files); the engine adds that overlay is in use (the copy fallback
 // diffs the rootfs, which would miss the files) and that the op is not an ADD.
 
-// materialize makes sure every layer of ls has its snapshot, unpacking the missing
-// ones from their blobs (a COPY that wrote only its layer, or a snapshot removed by
-// prune while its blob was kept).
+// materialize makes sure every layer of ls has its snapshot, intact: it unpacks the
+// missing ones from their blobs (a COPY that wrote only its layer, or a snapshot
+// removed by prune while its blob was kept), and checks the others once a build
+// against their seals (intact), so that no step reads a tree changed since it was
+// committed.
 func (e *Engine) materialize(ctx context.Context, ls []Layer) error {
 	eg, egctx := errgroup.WithContext(ctx)
 	eg.SetLimit(max(e.opts.Jobs, 1))
 	seen := map[string]bool{}
 	for _, l := range ls {
-		if seen[l.Snapshot] || e.opts.Snapshots.Exists(l.Snapshot) {
+		if seen[l.Snapshot] {
 			continue
 		}
 		seen[l.Snapshot] = true
-		eg.Go(func() error { return e.opts.Snapshots.IngestLayer(egctx, l.Snapshot, l.Layer) })
+		eg.Go(func() error { return e.intact(egctx, l) })
 	}
 	return eg.Wait()
+}
+
+// snapCheck is one snapshot's check in a build: done is closed when err is known.
+type snapCheck struct {
+	done chan struct{}
+	err  error
+}
+
+// madeIntact records that this build made snapshot id (committed or unpacked it):
+// its tree needs no check.
+func (e *Engine) madeIntact(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.checked == nil {
+		e.checked = map[string]*snapCheck{}
+	}
+	c := &snapCheck{done: make(chan struct{})}
+	close(c.done)
+	e.checked[id] = c
+}
+
+// intact makes l's snapshot exist and checks it, once a build: the steps and stages
+// that need it at the same time wait for one check.
+func (e *Engine) intact(ctx context.Context, l Layer) error {
+	e.mu.Lock()
+	if e.checked == nil {
+		e.checked = map[string]*snapCheck{}
+	}
+	c, ok := e.checked[l.Snapshot]
+	if !ok {
+		c = &snapCheck{done: make(chan struct{})}
+		e.checked[l.Snapshot] = c
+	}
+	e.mu.Unlock()
+	if ok {
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c.err = e.checkSnapshot(ctx, l)
+	if c.err != nil {
+		// Not kept: another caller (with a live context) tries again.
+		e.mu.Lock()
+		delete(e.checked, l.Snapshot)
+		e.mu.Unlock()
+	}
+	close(c.done)
+	return c.err
+}
+
+// checkSnapshot unpacks l's snapshot if it is missing, and otherwise verifies it; a
+// damaged one is removed and unpacked again from the layer, which is the source of
+// truth (its blob is verified as it is read).
+func (e *Engine) checkSnapshot(ctx context.Context, l Layer) error {
+	snaps := e.opts.Snapshots
+	if !snaps.Exists(l.Snapshot) {
+		return snaps.IngestLayer(ctx, l.Snapshot, l.Layer)
+	}
+	err := snaps.Verify(ctx, l.Snapshot)
+	var damaged *snapshot.DamagedError
+	if !errors.As(err, &damaged) {
+		return err
+	}
+	d, _ := l.Layer.Digest()
+	if err := snaps.Remove(ctx, l.Snapshot); err != nil {
+		return fmt.Errorf("%v, and removing it failed: %w", damaged, err)
+	}
+	if err := snaps.IngestLayer(ctx, l.Snapshot, l.Layer); err != nil {
+		return fmt.Errorf("%v; rebuild it from layer %s: %w", damaged, d, err)
+	}
+	if e.opts.Warn != nil {
+		e.opts.Warn(fmt.Sprintf("%v; rebuilt it from the layer (%s)", damaged, d))
+	}
+	return nil
 }

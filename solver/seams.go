@@ -147,6 +147,11 @@ type Snapshotter interface {
 	IngestLayer(ctx context.Context, id string, l v1.Layer) error
 	// Exists reports whether committed snapshot id is there.
 	Exists(id string) bool
+	// Verify checks that committed snapshot id's tree is as it was committed: a
+	// *snapshot.DamagedError if not.
+	Verify(ctx context.Context, id string) error
+	// Remove deletes committed snapshot id.
+	Remove(ctx context.Context, id string) error
 	// Overlay reports whether layers stack with overlayfs (its upper dir is the
 	// step's diff as it happens), not by copying.
 	Overlay() bool

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -155,5 +156,71 @@ func TestCheckFindsDamagedBaseSnapshot(t *testing.T) {
 	}
 	if r := kiln(t, dir, "check", "--root", root); r.code != 0 || strings.Contains(r.stdout, "damaged") {
 		t.Fatalf("check after the rebuild: code %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A step that runs again (its context file changed) over a snapshot changed after the
+// fact, in a step's snapshot or a base image's, size and mtime kept, runs over the tree
+// the snapshot's layer holds: the build finds the damage from the snapshot's seal, says
+// so, rebuilds the snapshot from its layer, and makes the image a fresh root makes.
+func TestDamagedLowerIsRebuiltBeforeAStepRunsOverIt(t *testing.T) {
+	host := busyboxRegistry(t)
+	for _, tc := range []struct{ name, glob, rel string }{
+		{"step snapshot", "s-*", "one.txt"},
+		{"base snapshot", "l-*", "etc/passwd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, out := e2e(t)
+			dir := project(t, map[string]string{
+				"Dockerfile": "FROM " + host + "/busybox\nRUN echo one > /one.txt\nCOPY c.txt /c.txt\n" +
+					"RUN cat /one.txt /c.txt /etc/passwd | sha256sum > /sum\n",
+				"c.txt": "first\n",
+			})
+			args := func(root, dest string) []string {
+				return []string{"--root", root, "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
+					"-o", "type=oci,dest=" + dest, "."}
+			}
+			mustBuild(t, dir, args(root, filepath.Join(out, "a.tar"))...)
+
+			// The damage: one byte flipped, the size and the mtime as they were.
+			ps, err := filepath.Glob(filepath.Join(root, "snapshots", "committed", tc.glob, tc.rel))
+			if err != nil || len(ps) != 1 {
+				t.Fatalf("%s in snapshot %s: %v %v", tc.rel, tc.glob, ps, err)
+			}
+			fi, err := os.Stat(ps[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			good, err := os.ReadFile(ps[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := slices.Clone(good)
+			bad[0] ^= 0x20
+			if err := os.WriteFile(ps[0], bad, fi.Mode()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(ps[0], fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := os.WriteFile(filepath.Join(dir, "c.txt"), []byte("second\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := mustBuild(t, dir, args(root, filepath.Join(out, "b.tar"))...)
+			if !strings.Contains(r.stderr, "were changed after it was committed") || !strings.Contains(r.stderr, "rebuilt it from the layer") {
+				t.Errorf("the build did not report the damaged snapshot:\n%s", r.stderr)
+			}
+			if b, _ := os.ReadFile(ps[0]); string(b) != string(good) {
+				t.Errorf("the snapshot was not rebuilt: %s holds %q, want %q", tc.rel, b, good)
+			}
+			mustBuild(t, dir, args(filepath.Join(out, "fresh-root"), filepath.Join(out, "fresh.tar"))...)
+			got, want := readOCI(t, filepath.Join(out, "b.tar")), readOCI(t, filepath.Join(out, "fresh.tar"))
+			gd, _ := got.Digest()
+			wd, _ := want.Digest()
+			if gd != wd {
+				t.Errorf("the image built over the damaged snapshot is %s, a fresh root's is %s", gd, wd)
+			}
+		})
 	}
 }

@@ -1,0 +1,202 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Why committed snapshots are sealed.
+//
+// A committed snapshot's tree never changes: overlay mounts it as a read-only lower,
+// steps write only into their own upper dir, and outputs only read it. So the lstat of
+// each of its entries is the same every time it is read, unless something outside kiln
+// changed the tree. A write that keeps a file's size and puts its mtime back still
+// moves the file's ctime, which no user-space call can set back. publish records that
+// state, a digest of every entry's lstat, as the snapshot's seal (seals/<id>), and
+// Verify compares it with the tree's: a damaged snapshot is found before a step runs
+// over it, at the cost of one lstat per entry and no read of content. (The full check,
+// a fresh tar of the tree against the layer, is TreeDiffID, for outputs and kiln check.)
+//
+// The snapshot's own root dir is sealed without its times: renaming the dir into
+// committed/ moves its ctime.
+
+// sealFormat versions the encoding the seal is the digest of.
+const sealFormat = "kiln.snapshot.seal.v1"
+
+// DamagedError says a committed snapshot's tree changed since it was committed.
+type DamagedError struct {
+	ID string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("snapshot %s was damaged: its files were changed after it was committed", e.ID)
+}
+
+// Verify checks committed snapshot id against its seal: a *DamagedError if its tree
+// changed since it was committed. A snapshot without a seal (committed by a kiln
+// before seals, or when publishing was cut short) is sealed as it is now: it is
+// trusted once, as it was before.
+func (s *Snapshotter) Verify(ctx context.Context, id string) error {
+	if !s.Exists(id) {
+		return fmt.Errorf("snapshot %s does not exist", id)
+	}
+	want, err := os.ReadFile(s.sealPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.sealExisting(ctx, id)
+	}
+	if err != nil {
+		return fmt.Errorf("read the seal of snapshot %s: %w", id, err)
+	}
+	got, err := treeSeal(ctx, s.Path(id))
+	if err != nil {
+		return fmt.Errorf("verify snapshot %s: %w", id, err)
+	}
+	if !bytes.Equal(got, want) {
+		return &DamagedError{ID: id}
+	}
+	return nil
+}
+
+// sealExisting seals committed snapshot id as its tree is now.
+func (s *Snapshotter) sealExisting(ctx context.Context, id string) error {
+	w, err := newWorkDir(s.dir("tmp"))
+	if err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	defer w.remove()
+	seal, err := treeSeal(ctx, s.Path(id))
+	if err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	if err := os.WriteFile(w.sub("seal"), seal, 0o644); err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	return s.placeSeal(w.sub("seal"), id)
+}
+
+func (s *Snapshotter) sealPath(id string) string { return filepath.Join(s.dir("seals"), id) }
+
+// placeSeal renames the seal file at p to id's: like a snapshot's files, a seal is not
+// fsynced (a seal lost to power loss only makes the snapshot sealed again as it is).
+func (s *Snapshotter) placeSeal(p, id string) error {
+	if err := os.Rename(p, s.sealPath(id)); err != nil {
+		return fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	return nil
+}
+
+// treeSeal is the digest of the lstat of every entry under dir: a Merkle tree, each
+// directory's digest over its entries' records, in name order, and its
+// subdirectories' digests. Subdirectories are walked on two goroutines when one is
+// free (lstat is kernel time: 6,800 entries of a Debian base took 15-25 ms on one).
+func treeSeal(ctx context.Context, dir string) ([]byte, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return nil, err
+	}
+	var g errgroup.Group
+	g.SetLimit(sealWorkers - 1) // the caller's goroutine walks too
+	sum, err := dirSeal(ctx, &g, dir, "")
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write([]byte(sealFormat))
+	h.Write(entryRecord(nil, "", &st, false))
+	h.Write(sum)
+	return h.Sum(nil), nil
+}
+
+const sealWorkers = 2
+
+// entryRecord appends the record of one entry to b: its path, then the fields of its
+// lstat, times only if times.
+func entryRecord(b []byte, rel string, st *unix.Stat_t, times bool) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(len(rel)))
+	b = append(b, rel...)
+	for _, v := range [...]uint64{uint64(st.Mode), uint64(st.Uid), uint64(st.Gid), uint64(st.Size),
+		st.Ino, uint64(st.Nlink), st.Rdev} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	if times {
+		for _, t := range [...]unix.Timespec{st.Mtim, st.Ctim} {
+			b = binary.BigEndian.AppendUint64(b, uint64(t.Nano()))
+		}
+	}
+	return b
+}
+
+// dirSeal is the digest of directory rel under root: its entries' records, then each
+// subdirectory's digest, both in name order. A subdirectory is walked on g when g has
+// a goroutine free, else here.
+func dirSeal(ctx context.Context, g *errgroup.Group, root, rel string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	full := filepath.Join(root, rel)
+	f, err := os.Open(full)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	var rec []byte
+	var st unix.Stat_t
+	type sub struct {
+		sum  []byte
+		err  error
+		done chan struct{}
+	}
+	var subs []*sub
+	for _, n := range names {
+		if err := unix.Fstatat(int(f.Fd()), n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return nil, &fs.PathError{Op: "lstat", Path: filepath.Join(full, n), Err: err}
+		}
+		p := n
+		if rel != "" {
+			p = rel + "/" + n
+		}
+		rec = entryRecord(rec[:0], p, &st, true)
+		h.Write(rec)
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		s := &sub{done: make(chan struct{})}
+		subs = append(subs, s)
+		walk := func() error {
+			defer close(s.done)
+			s.sum, s.err = dirSeal(ctx, g, root, p)
+			return nil // s.err is the parent's to return
+		}
+		if !g.TryGo(walk) {
+			walk()
+		}
+	}
+	for _, s := range subs {
+		<-s.done
+		if s.err != nil {
+			return nil, s.err
+		}
+		h.Write(s.sum)
+	}
+	return h.Sum(nil), nil
+}
