@@ -107,9 +107,6 @@ func (b *build) dispatchCopy(ctx context.Context, sc *stepCtx, cs copySpec) erro
 	dest := b.copyDest(sc.st, cs.sd.DestPath)
 	parts, err := b.copyParts(ctx, sc, cs, source.CopyOptions{
 		Dest: dest, Chmod: mode, Add: cs.add, Excludes: cs.excludes, Line: sc.cmd.Line,
-		// Whether dest is a directory is known only in the tree the copy goes
-		// into (source.Copy checks it there).
-		ManySources: len(cs.sd.SourcePaths)+len(cs.sd.SourceContents) > 1,
 	})
 	defer func() {
 		for _, p := range parts {

@@ -24,10 +24,6 @@ type CopyOptions struct {
 	Add      bool     // ADD: local tar archives are extracted
 	Excludes []string // --exclude patterns
 	Line     int      // Dockerfile line, for errors
-	// ManySources says the instruction names more than one source in all (its
-	// parts are copied one by one): Dest must then be a directory.
-	ManySources bool
-
 	// KeepArchives copies archives as they are even for ADD (ADD --unpack=false, and
 	// ADD of a URL without --unpack=true).
 	KeepArchives bool

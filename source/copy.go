@@ -68,19 +68,13 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if err != nil {
 		return err
 	}
-	if many := len(opts.Sources) > 1 || opts.ManySources; (many || len(sels) > 1) && !dirSyntax {
-		// Docker's reference: with more than one source, dest must be a
-		// directory. BuildKit copies them all into a directory that exists
-		// already, and each over the previous one where none does; the classic
-		// builder refused both. kiln copies into the existing directory, as
-		// BuildKit, and refuses instead of keeping only the last source.
-		if fi, err := os.Stat(destHost); err != nil || !fi.IsDir() {
-			if many {
-				return fmt.Errorf("when using more than one source, the destination must be a directory and end with a /: %s", opts.Dest)
-			}
-			return fmt.Errorf("the sources match %d files, so the destination must be a directory and end with a /: %s", len(sels), opts.Dest)
-		}
-	}
+	// Several sources, or a wildcard's several matches, with a destination that is
+	// not spelt as a directory: each is copied by the one-source rule against the tree
+	// the sources before it left, as BuildKit copies them. An existing directory
+	// takes them all; otherwise the first file makes the destination and each later
+	// one replaces it (a directory after it cannot be copied onto it). Docker's
+	// reference asks for a directory ending in "/", and the classic builder refused
+	// the rest; kiln matches BuildKit, which conformance is measured against.
 	for _, sel := range sels {
 		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
 			ok, err := layers.IsArchive(sel.host)
@@ -187,6 +181,10 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 	}
 	target, targetImg := destHost, destImg
 	if sel.fi.IsDir() {
+		if fiDest == nil && c.opts.Pending != nil && c.opts.Pending.has(destHost) {
+			// An earlier source of this COPY is at dest, recorded but not written.
+			return fmt.Errorf("cannot copy directory %s to non-directory %s", sel.name, destImg)
+		}
 		if fiDest == nil {
 			if _, err := MkdirAll(c.destRoot, destImg, c.createdDir()); err != nil {
 				return err

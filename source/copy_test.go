@@ -14,7 +14,6 @@ func TestCopyRules(t *testing.T) {
 		sources []string
 		dest    string
 		exclude []string
-		many    bool              // CopyOptions.ManySources
 		want    map[string]string // whole destination rootfs after the copy
 		wantErr string
 	}{
@@ -71,18 +70,19 @@ func TestCopyRules(t *testing.T) {
 			sources: []string{"*.none"}, dest: "/app/",
 			want: map[string]string{},
 		},
+		// Several sources with a destination not spelt as a directory: each by the
+		// one-source rule, over what the ones before it left (BuildKit v0.32).
 		{
-			name: "several sources need a trailing slash", ctx: map[string]string{"a": "A", "b": "B"},
+			name: "several sources onto a new path: the last one stays", ctx: map[string]string{"a": "A", "b": "B"},
 			sources: []string{"a", "b"}, dest: "/app",
-			wantErr: "must be a directory and end with a /",
+			want: map[string]string{"app": "B"},
 		},
 		{
-			name: "wildcard matching several needs a directory", ctx: map[string]string{"a.txt": "A", "b.txt": "B"},
+			name: "wildcard matching several onto a new path: the last match stays", ctx: map[string]string{"a.txt": "A", "b.txt": "B"},
 			sources: []string{"*.txt"}, dest: "/app",
-			wantErr: "must be a directory and end with a /",
+			want: map[string]string{"app": "B"},
 		},
 		{
-			// BuildKit's rule: an existing directory takes them all.
 			name: "several sources into an existing dir without slash", ctx: map[string]string{"a": "A", "b": "B"},
 			image:   map[string]string{"app/": ""},
 			sources: []string{"a", "b"}, dest: "/app",
@@ -92,19 +92,17 @@ func TestCopyRules(t *testing.T) {
 			name: "several sources onto an existing file", ctx: map[string]string{"a": "A", "b": "B"},
 			image:   map[string]string{"app": "old"},
 			sources: []string{"a", "b"}, dest: "/app",
-			wantErr: "must be a directory and end with a /",
+			want: map[string]string{"app": "B"},
 		},
 		{
-			// One part of a COPY whose other sources are in other parts (a heredoc).
-			name: "one source of many needs a directory", ctx: map[string]string{"a": "A"},
-			sources: []string{"a"}, dest: "/app", many: true,
-			wantErr: "when using more than one source, the destination must be a directory",
+			name: "a dir after a file cannot be copied onto it", ctx: map[string]string{"a": "A", "d/x": "X"},
+			sources: []string{"a", "d"}, dest: "/app",
+			wantErr: "cannot copy directory d to non-directory /app",
 		},
 		{
-			name: "one source of many into an existing dir", ctx: map[string]string{"a": "A"},
-			image:   map[string]string{"app/": ""},
-			sources: []string{"a"}, dest: "/app", many: true,
-			want: map[string]string{"app/": "", "app/a": "A"},
+			name: "a file after a dir goes into it", ctx: map[string]string{"a": "A", "d/x": "X"},
+			sources: []string{"d", "a"}, dest: "/app",
+			want: map[string]string{"app/": "", "app/x": "X", "app/a": "A"},
 		},
 		{
 			name: "missing source names it", ctx: map[string]string{"a": "A"},
@@ -274,7 +272,7 @@ func TestCopyRules(t *testing.T) {
 			writeTree(t, ctxDir, tc.ctx)
 			writeTree(t, root, tc.image)
 			c := openCtx(t, ctxDir)
-			opts := CopyOptions{Sources: tc.sources, Dest: tc.dest, Excludes: tc.exclude, ManySources: tc.many, Line: 7}
+			opts := CopyOptions{Sources: tc.sources, Dest: tc.dest, Excludes: tc.exclude, Line: 7}
 			err := Copy(context.Background(), Source{Root: ctxDir, Context: c}, root, opts)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
