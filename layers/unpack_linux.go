@@ -220,9 +220,19 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		u.dirs = append(u.dirs, dirTime{rel: rel, atime: hdr.AccessTime, mtime: hdr.ModTime})
 	case tar.TypeLink:
-		// The inode's metadata came with the entry that created it.
 		u.markCreated(target, true)
-		return nil
+		// The link's header applies to the inode it shares, as containerd's and
+		// moby's unpackers apply it (so BuildKit's ADD and layers): an archive whose
+		// link entry says 0644 0:0 over a 0600 5:6 file gives both names 0644 0:0.
+		// Not through a link to a symlink: chmod and utimes would follow it.
+		fi, err := os.Lstat(target)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		return u.setMetadata(-1, target, hdr)
 	}
 	u.markCreated(target, true)
 	if made >= 0 {

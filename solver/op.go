@@ -12,7 +12,9 @@ import (
 // opKeyVersion is part of every step key. Bump it when the meaning of a field
 // changes (not when a field is added: an added field changes every key by itself,
 // since the encoding has no omitempty).
-const opKeyVersion = "kiln-op-v4"
+// v5: ADD applies a tar hard link's header to the inode and makes dest's directories
+// without --chmod's mode when its first source is an archive (BuildKit's results).
+const opKeyVersion = "kiln-op-v5"
 
 // Op is a filesystem step (RUN, COPY/ADD, WORKDIR) as a plain value: everything that
 // can change the tree the step leaves or what it sees while it runs. Its key is the

@@ -117,3 +117,41 @@ func TestCopyDoesNotExtract(t *testing.T) {
 	}
 	sameTree(t, readTree(t, root), map[string]string{"x/": "", "x/a.tar": string(tarball)})
 }
+
+// The directories on the way to dest are made by the first source, as BuildKit
+// makes them (each source is a copy of its own there): without --chmod's mode when
+// it is an archive ADD extracts, with it when it is a file ADD copies.
+func TestAddChmodDirsFollowTheFirstSource(t *testing.T) {
+	testenv.RequireRoot(t)
+	chmod, err := ParseChmod("0600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sources []string
+		want    os.FileMode
+	}{
+		{[]string{"a.tar"}, 0o755},
+		{[]string{"a.tar", "readme"}, 0o755},
+		{[]string{"readme", "a.tar"}, 0o600},
+	} {
+		ctxDir, root := t.TempDir(), t.TempDir()
+		writeTree(t, ctxDir, map[string]string{"a.tar": string(testTar(t)), "readme": "text"})
+		opts := CopyOptions{Sources: tc.sources, Dest: "/new/d/", Add: true, Chmod: chmod}
+		if err := Copy(context.Background(), Source{Root: ctxDir, Context: openCtx(t, ctxDir)}, root, opts); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"new", "new/d"} {
+			fi, err := os.Stat(filepath.Join(root, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tc.want {
+				t.Errorf("ADD --chmod=0600 %v /new/d/: /%s is %v, want %v", tc.sources, d, fi.Mode().Perm(), tc.want)
+			}
+		}
+		if fi, err := os.Stat(filepath.Join(root, "new/d/top/f")); err != nil || fi.Mode().Perm() != 0o644 {
+			t.Errorf("an extracted file's mode: %v %v, want the archive's 0644", fi, err)
+		}
+	}
+}

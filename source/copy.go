@@ -61,7 +61,23 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	if !dirSyntax {
 		parent = path.Dir(destImg)
 	}
-	if _, err := MkdirAll(destRoot, parent, c.createdDir()); err != nil {
+	// ADD extracts a local archive instead of copying it.
+	archives := make([]bool, len(sels))
+	for i, sel := range sels {
+		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
+			if archives[i], err = layers.IsArchive(sel.host); err != nil {
+				return fmt.Errorf("%s: %w", sel.name, err)
+			}
+		}
+	}
+	// The directories on the way are made by the first source, as in BuildKit,
+	// where each source is a copy of its own: an extracted archive makes them
+	// without the --chmod mode (0755), a copied file or directory with it.
+	dirs := c.createdDir()
+	if archives[0] {
+		dirs = NewDir(c.createdOwner())
+	}
+	if _, err := MkdirAll(destRoot, parent, dirs); err != nil {
 		return err
 	}
 	destHost, err := rootpath.Resolve(destRoot, destImg)
@@ -75,18 +91,12 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	// one replaces it (a directory after it cannot be copied onto it). Docker's
 	// reference asks for a directory ending in "/", and the classic builder refused
 	// the rest; kiln matches BuildKit, which conformance is measured against.
-	for _, sel := range sels {
-		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
-			ok, err := layers.IsArchive(sel.host)
-			if err != nil {
-				return fmt.Errorf("%s: %w", sel.name, err)
+	for i, sel := range sels {
+		if archives[i] {
+			if err := c.unpack(ctx, sel, destImg); err != nil {
+				return fmt.Errorf("extract %s: %w", sel.name, err)
 			}
-			if ok {
-				if err := c.unpack(ctx, sel, destImg); err != nil {
-					return fmt.Errorf("extract %s: %w", sel.name, err)
-				}
-				continue
-			}
+			continue
 		}
 		if err := c.copySelection(ctx, sel, destImg, destHost); err != nil {
 			return err
