@@ -137,6 +137,10 @@ type FileOwner struct{ UID, GID int }
 // image's /etc/passwd or /etc/group lacks.
 var ErrNotInImage = errors.New("no matching entries in the image's passwd or group file")
 
+// ErrNoIDFile is the error of ResolveFileOwner, beside ErrNotInImage, for a name
+// looked up in an /etc/passwd or /etc/group the image does not have.
+var ErrNoIDFile = errors.New("the image has no /etc/passwd or /etc/group to look names up in")
+
 // ResolveFileOwner resolves a "user[:group]" (names or numbers) against rootfs as
 // BuildKit's file operations do (COPY --chown, the directory WORKDIR creates),
 // which differs from ResolveUser (a RUN's USER): a numeric user is the gid too

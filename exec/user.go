@@ -217,11 +217,17 @@ func atoi(s string) int {
 // the directory WORKDIR creates): a number, or "root", is taken as is and, for the
 // user part, as the gid too; a user name gives its passwd uid and primary gid; a
 // group name its gid. A name the files lack (or a missing file) leaves 0 for a user
-// and the user's gid for a group, and is reported as ErrNotInImage.
+// and the user's gid for a group, and is reported as ErrNotInImage; a missing file
+// also as ErrNoIDFile.
 func resolveFileOwner(rootfs, spec string) (FileOwner, error) {
 	usr, grp, _ := strings.Cut(spec, ":")
 	var o FileOwner
 	var missing []string
+	noFile := false
+	exists := func(name string) bool {
+		b, err := readUserFile(rootfs, name)
+		return b != nil || err != nil
+	}
 	u, err := fileOwnerArg(usr)
 	if err != nil {
 		return FileOwner{}, err
@@ -238,6 +244,7 @@ func resolveFileOwner(rootfs, spec string) (FileOwner, error) {
 		i := slices.IndexFunc(passwd, func(p passwdEntry) bool { return p.name == u.name })
 		if i < 0 {
 			missing = append(missing, "user "+u.name)
+			noFile = noFile || (passwd == nil && !exists("/etc/passwd"))
 		} else {
 			o.UID, o.GID = passwd[i].uid, passwd[i].gid
 		}
@@ -258,9 +265,13 @@ func resolveFileOwner(rootfs, spec string) (FileOwner, error) {
 		i := slices.IndexFunc(group, func(e groupEntry) bool { return e.name == g.name })
 		if i < 0 {
 			missing = append(missing, "group "+g.name)
+			noFile = noFile || (group == nil && !exists("/etc/group"))
 		} else {
 			o.GID = group[i].gid
 		}
+	}
+	if noFile {
+		return o, fmt.Errorf("unable to find %s: %w: %w", strings.Join(missing, " and "), ErrNotInImage, ErrNoIDFile)
 	}
 	if len(missing) > 0 {
 		return o, fmt.Errorf("unable to find %s: %w", strings.Join(missing, " and "), ErrNotInImage)

@@ -99,6 +99,7 @@ func TestResolveFileOwner(t *testing.T) {
 		rootfs, spec string
 		want         FileOwner
 		missing      bool // the error wraps ErrNotInImage and want is BuildKit's fallback
+		noFile       bool // it wraps ErrNoIDFile too: the name was looked up in a file the image lacks
 		err          string
 	}{
 		{rootfs: full, spec: "app", want: FileOwner{1000, 1000}},
@@ -113,15 +114,16 @@ func TestResolveFileOwner(t *testing.T) {
 		{rootfs: empty, spec: "12", want: FileOwner{12, 12}},
 		{rootfs: full, spec: "ghost", want: FileOwner{0, 0}, missing: true, err: "unable to find user ghost"},
 		{rootfs: full, spec: "app:ghosts", want: FileOwner{1000, 1000}, missing: true, err: "unable to find group ghosts"},
-		{rootfs: empty, spec: "app", want: FileOwner{0, 0}, missing: true, err: "unable to find user app"},
+		{rootfs: empty, spec: "app", want: FileOwner{0, 0}, missing: true, noFile: true, err: "unable to find user app"},
+		{rootfs: empty, spec: "0:staff", want: FileOwner{0, 0}, missing: true, noFile: true, err: "unable to find group staff"},
 		{rootfs: full, spec: "-1", err: "uids and gids must be in range"},
 	}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.rootfs)+"/"+tt.spec, func(t *testing.T) {
 			got, err := ResolveFileOwner(tt.rootfs, tt.spec)
 			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) || errors.Is(err, ErrNotInImage) != tt.missing {
-					t.Fatalf("error = %v, want %q (not in image: %v)", err, tt.err, tt.missing)
+				if err == nil || !strings.Contains(err.Error(), tt.err) || errors.Is(err, ErrNotInImage) != tt.missing || errors.Is(err, ErrNoIDFile) != tt.noFile {
+					t.Fatalf("error = %v, want %q (not in image: %v, no file: %v)", err, tt.err, tt.missing, tt.noFile)
 				}
 				if !tt.missing {
 					return

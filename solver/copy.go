@@ -37,8 +37,10 @@ type CopyPart struct {
 }
 
 // Copy executes a COPY/ADD op (s.Op.Copy) on st: the op's --chown is resolved in
-// the tree it copies into (BuildKit's file-op rules: --chown=UID is UID:UID, a name
-// the image lacks fails), then every part is copied with package source.
+// the tree it copies into (BuildKit's file-op rules: --chown=UID is UID:UID; a name
+// the image's /etc/passwd or /etc/group lacks is 0, or the user's gid, with a
+// warning; a name looked up in a file the image lacks fails, as Docker documents),
+// then every part is copied with package source.
 func (e *Engine) Copy(ctx context.Context, st State, s Step, in CopyInputs) (StepResult, error) {
 	chown := s.Op.Copy.Chown
 	pendingOK := in.Pending && !s.Op.Copy.Add && e.opts.Snapshots.Overlay()
@@ -47,7 +49,13 @@ func (e *Engine) Copy(ctx context.Context, st State, s Step, in CopyInputs) (Ste
 		var owner *source.Owner
 		if chown != "" {
 			u, err := exec.ResolveFileOwner(root, chown)
-			if err != nil {
+			switch {
+			case errors.Is(err, exec.ErrNotInImage) && !errors.Is(err, exec.ErrNoIDFile):
+				// BuildKit v0.32 copies with the ids it has, without a word.
+				if e.opts.Warn != nil {
+					e.opts.Warn(fmt.Sprintf("%s --chown=%s: %v; the files are owned by %d:%d, as BuildKit does", in.Name, chown, err, u.UID, u.GID))
+				}
+			case err != nil:
 				return fmt.Errorf("%s --chown=%s: %w", in.Name, chown, err)
 			}
 			owner = &source.Owner{UID: u.UID, GID: u.GID}

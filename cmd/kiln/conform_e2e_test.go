@@ -452,3 +452,29 @@ func TestHealthcheckStartInterval(t *testing.T) {
 		t.Errorf("FROM the pushed image: StartInterval %v, want 2s", got)
 	}
 }
+
+// COPY --chown with a name the image's /etc/passwd or /etc/group lacks copies with
+// the ids BuildKit v0.32 uses (0 for the user, the user's gid for the group) and says
+// so; a name looked up in a file the image does not have fails, as Docker documents.
+func TestCopyChownNameNotInImage(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nCOPY --chown=nosuchuser a /a1\nCOPY --chown=app:nosuchgroup a /a2\n"+
+		"COPY --chown=1000:nosuchgroup a /a3\nCOPY --chown=nosuchuser:app a /a4\n", map[string]string{"a": "A"})
+	r, dest := c.run(dir)
+	if r.code != 0 {
+		t.Fatalf("kiln build: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "COPY --chown=nosuchuser: unable to find user nosuchuser") || !strings.Contains(r.stderr, "the files are owned by 0:0") {
+		t.Errorf("no warning about the unknown user:\n%s", r.stderr)
+	}
+	files := flatten(t, readOCI(t, dest))
+	for p, want := range map[string][2]int{"/a1": {0, 0}, "/a2": {1000, 1000}, "/a3": {1000, 1000}, "/a4": {0, 1000}} {
+		wantEntry(t, files, p, tar.TypeReg, 0o644, want[0], want[1])
+	}
+
+	r, _ = c.run(c.project("FROM scratch\nCOPY --chown=nosuchuser a /a\n", map[string]string{"a": "A"}))
+	if r.code == 0 || !strings.Contains(r.stderr, "COPY --chown=nosuchuser: unable to find user nosuchuser") ||
+		!strings.Contains(r.stderr, "no /etc/passwd or /etc/group") {
+		t.Errorf("FROM scratch: exit %d, want the error about the missing passwd file\n%s", r.code, r.stderr)
+	}
+}
