@@ -464,7 +464,8 @@ func (b *build) stageIndex(ref string) int {
 		}
 		return -1
 	}
-	for _, s := range b.g.Stages {
+	// The last stage of that name, as BuildKit resolves --from (and the parser).
+	for _, s := range slices.Backward(b.g.Stages) {
 		if s.Name != "" && strings.EqualFold(s.Name, ref) {
 			return s.Index
 		}

@@ -88,11 +88,18 @@ func (b *graphBuilder) runChecks(raw []*rawStage, env argEnv) {
 		}
 	}
 	known := make([]*stageCheck, len(raw))
+	names := map[string]bool{}
 	for i, rs := range raw {
 		st := b.g.Stages[i]
 		sl := lint.WithMergedConfigFromComments(rs.from.Comments)
 		if slices.Contains(reservedStageNames(), rs.from.Name) {
 			sl.Run(&linter.RuleReservedStageName, rs.from.Location, linter.RuleReservedStageName.Format(rs.from.Name))
+		}
+		if n := rs.from.Name; n != "" {
+			if names[n] {
+				sl.Run(&linter.RuleDuplicateStageName, rs.from.Location, linter.RuleDuplicateStageName.Format(n))
+			}
+			names[n] = true
 		}
 		b.checkFrom(rs, env, sl)
 

@@ -48,16 +48,14 @@ func (b *graphBuilder) build(raw []*rawStage, metaArgs []*instructions.ArgComman
 	}
 	b.g.BuildArgs = b.buildArgs()
 
+	// A name two stages have is the later one's wherever the whole file is read
+	// (--from, mounts, --target), as in BuildKit, which warns (DuplicateStageName,
+	// runChecks); a FROM builds on the latest earlier stage of that name.
 	b.byName = map[string]int{}
 	for i, rs := range raw {
-		name := rs.from.Name // buildkit lower-cases and validates it
-		if name == "" {
-			continue
+		if name := rs.from.Name; name != "" { // buildkit lower-cases and validates it
+			b.byName[name] = i
 		}
-		if j, dup := b.byName[name]; dup {
-			return b.src.errorf(rs.line, "duplicate stage name %q: the stage on line %d already uses it", name, raw[j].line)
-		}
-		b.byName[name] = i
 	}
 
 	for i, rs := range raw {
@@ -107,11 +105,10 @@ func (b *graphBuilder) stage(i int, rs *rawStage, env argEnv) (*Stage, error) {
 
 	// Like BuildKit, only an earlier stage's exact name counts: `FROM alpine AS
 	// alpine` builds on the image, and so does a name only a later stage has.
-	if j, ok := b.byName[st.Base]; ok {
-		switch {
-		case j < i:
-			st.BaseStage = j
-		case j > i:
+	if j, ok := b.stageBefore(st.Base, i); ok {
+		st.BaseStage = j
+	} else if j, ok := b.byName[st.Base]; ok {
+		if j > i {
 			b.g.Warnings = append(b.g.Warnings, fmt.Sprintf(
 				"%s:%d: FROM %s names the stage defined on line %d, after this one; it is pulled as an image instead (stages can only build on earlier stages)",
 				b.src.file, rs.line, st.Base, b.raw[j].line))
@@ -202,6 +199,17 @@ func (b *graphBuilder) commandDeps(st *Stage, cmd instructions.Command, line int
 		}
 	}
 	return nil
+}
+
+// stageBefore is the latest stage before stage i named name: what a FROM of stage i
+// builds on (BuildKit resolves a FROM against the stages added so far).
+func (b *graphBuilder) stageBefore(name string, i int) (int, bool) {
+	for j := i - 1; j >= 0; j-- {
+		if b.raw[j].from.Name == name {
+			return j, true
+		}
+	}
+	return 0, false
 }
 
 // addDep records that st reads stage j, which must come before it: stages build

@@ -478,3 +478,30 @@ func TestCopyChownNameNotInImage(t *testing.T) {
 		t.Errorf("FROM scratch: exit %d, want the error about the missing passwd file\n%s", r.code, r.stderr)
 	}
 }
+
+// Two stages with one name, as BuildKit v0.32 takes them: a FROM builds on the latest
+// earlier stage of the name, COPY --from and --target name the last one, and the build
+// warns (DuplicateStageName); reading the later one from a stage before it fails.
+func TestDuplicateStageNames(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE AS dup\nRUN echo one > /which\nFROM dup AS mid\nRUN cp /which /mid\n"+
+		"FROM BASE AS dup\nRUN echo two > /which\nFROM scratch\nCOPY --from=mid /mid /mid\nCOPY --from=dup /which /which\n", nil)
+	r, dest := c.run(dir)
+	if r.code != 0 {
+		t.Fatalf("kiln build: exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, `Duplicate stage name "dup"`) {
+		t.Errorf("no DuplicateStageName warning:\n%s", r.stderr)
+	}
+	files := flatten(t, readOCI(t, dest))
+	if files["/mid"].content != "one\n" || files["/which"].content != "two\n" {
+		t.Errorf("/mid = %q, /which = %q; want the first dup under mid and the last for --from", files["/mid"].content, files["/which"].content)
+	}
+	if got := flatten(t, c.build(dir, "--target", "dup"))["/which"].content; got != "two\n" {
+		t.Errorf("--target dup: /which = %q, want the last dup's", got)
+	}
+	r, _ = c.run(c.project("FROM BASE AS dup\nFROM BASE AS mid\nCOPY --from=dup /etc/passwd /p\nFROM BASE AS dup\nFROM mid\n", nil))
+	if r.code == 0 || !strings.Contains(r.stderr, `cannot read stage "dup", it is defined after it`) {
+		t.Errorf("--from the later dup before it: exit %d, want the stage order error\n%s", r.code, r.stderr)
+	}
+}
