@@ -153,6 +153,15 @@ var basePairs = []cachePair{
 		hit:  []string{"*"},
 	},
 	{
+		// Two stages of one name: --from reads the last, and a change to the first
+		// reaches only the stage that builds on it.
+		name: "from/duplicate-stage-name",
+		df: "FROM {base} AS dup\nCOPY a.txt /which\nFROM dup AS mid\nRUN cat /which > /mid\n" +
+			"FROM {base} AS dup\nCOPY b.txt /which\nFROM {base}\nCOPY --from=mid /mid /mid\nCOPY --from=dup /which /which\n",
+		ctx: map[string]string{"a.txt": "a\n", "b.txt": "b\n"},
+		mut: []ctxMut{{"write", "a.txt", "changed\n"}},
+	},
+	{
 		name: "from/platform-flag-of-host",
 		df:   "FROM {base}\nRUN echo hi > /hi\n",
 		dfB:  "FROM --platform=$BUILDPLATFORM {base}\nRUN echo hi > /hi\n",

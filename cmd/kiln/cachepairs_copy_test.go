@@ -358,4 +358,25 @@ var pendingPairs = []cachePair{
 		ctx:  map[string]string{"d/x": "x\n", "d/sub/y": "y\n", "e/sub/z": "z\n"},
 		hit:  []string{"COPY d/"},
 	},
+	{
+		// Several sources onto a path that is no directory: each over the one before.
+		name: "copy/several-sources-onto-one-path",
+		df:   "FROM {base}\nCOPY a.txt b.txt /out\nRUN cat /out > /seen\n",
+		ctx:  map[string]string{"a.txt": "a\n", "b.txt": "b\n"},
+		mut:  []ctxMut{{"write", "b.txt", "changed\n"}},
+	},
+	{
+		name: "copy/several-sources-onto-one-path-order",
+		df:   "FROM {base}\nCOPY a.txt b.txt /out\n",
+		dfB:  "FROM {base}\nCOPY b.txt a.txt /out\n",
+		ctx:  map[string]string{"a.txt": "a\n", "b.txt": "b\n"},
+	},
+	{
+		// A --chown name the image lacks is uid 0; the same COPY over an image that
+		// has it is not the same step.
+		name: "copy/chown-name-missing-then-in-image",
+		df:   "FROM {base}\nCOPY --chown=svc a.txt /a.txt\nRUN stat -c '%u %g' /a.txt > /owner\n",
+		dfB:  "FROM {base}\nRUN echo 'svc:x:3000:3000::/:/bin/sh' >> /etc/passwd\nCOPY --chown=svc a.txt /a.txt\nRUN stat -c '%u %g' /a.txt > /owner\n",
+		ctx:  map[string]string{"a.txt": "a\n"},
+	},
 }
