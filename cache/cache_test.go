@@ -16,6 +16,7 @@ import (
 
 	cfs "github.com/containerd/continuity/fs"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // childEnv makes the test binary run writerLoop instead of the tests (see TestMain).
@@ -373,5 +374,52 @@ func TestPruneKeepStorage(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Error("cache mount kept by prune all")
+	}
+}
+
+// A step entry whose stored bytes changed (a byte of its config, as a flipped bit
+// inside a bbolt page would change it: bbolt checks only its meta pages) is a miss,
+// not an entry that makes another image; a sound entry beside it still hits.
+func TestStepEntryWithChangedBytesIsDropped(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	blob, _ := s.WriteBlob([]byte("layer"))
+	for _, k := range []string{"damaged", "sound"} {
+		e := &Entry{Key: k, Layer: &Layer{Digest: blob.String(), Size: 5}, Config: []byte(`{"env":["A=1"]}`)}
+		if err := s.PutStep(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(root, "meta.db"), 0o644, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSteps)
+		// The config is stored in base64: "QT0x" is "A=1", "QT0y" "A=2".
+		v := bytes.Clone(b.Get([]byte("damaged")))
+		i := bytes.Index(v, []byte("QT0x"))
+		if i < 0 {
+			return fmt.Errorf("the config is not in the stored entry: %q", v)
+		}
+		v[i+3] = 'y'
+		return b.Put([]byte("damaged"), v)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, root)
+	if e, ok, err := s.GetStep(ctx, "damaged"); err != nil || ok {
+		t.Errorf("the changed entry: GetStep = %+v, %v, %v; want a miss", e, ok, err)
+	}
+	if _, ok, err := s.GetStep(ctx, "sound"); err != nil || !ok {
+		t.Errorf("the sound entry: GetStep = %v, %v; want a hit", ok, err)
 	}
 }

@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,7 +37,7 @@ func (s *Store) GetStep(ctx context.Context, key string) (e *Entry, ok bool, err
 		return nil, false, nil
 	}
 	e = &Entry{}
-	if json.Unmarshal(raw, e) != nil || !s.entryUsable(e) {
+	if decodeEntry(raw, e) != nil || !s.entryUsable(e) {
 		if err := s.deleteStep(ctx, key); err != nil {
 			return nil, false, err
 		}
@@ -97,7 +100,35 @@ func (s *Store) deleteStep(ctx context.Context, key string) error {
 	return nil
 }
 
-// encodeEntry is e as it is stored: its times default to now.
+// A step entry is stored as its JSON followed by the sha256 of that JSON. bbolt checks
+// only its meta pages: a byte changed inside a stored entry (a digest's hex digit, a
+// config's env value) would otherwise read as a valid entry that names another layer
+// or makes another config. An entry whose sum does not match is dropped as damaged,
+// as one that does not parse is, and the step is made again.
+const entrySumSize = sha256.Size
+
+// sealEntry appends the sum of b, an entry's JSON.
+func sealEntry(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+// errDamagedEntry is decodeEntry's error for an entry whose bytes fail their sum.
+var errDamagedEntry = errors.New("step entry is damaged: its bytes do not match their sum")
+
+// decodeEntry checks a stored entry against its sum and decodes it into e.
+func decodeEntry(v []byte, e *Entry) error {
+	if len(v) < entrySumSize {
+		return errDamagedEntry
+	}
+	b, sum := v[:len(v)-entrySumSize], v[len(v)-entrySumSize:]
+	if got := sha256.Sum256(b); !bytes.Equal(got[:], sum) {
+		return errDamagedEntry
+	}
+	return json.Unmarshal(b, e)
+}
+
+// encodeEntry is e as it is stored (sealEntry): its times default to now.
 func encodeEntry(e *Entry) (Entry, []byte, error) {
 	if e.Key == "" {
 		return Entry{}, nil, fmt.Errorf("put step: empty key")
@@ -114,7 +145,7 @@ func encodeEntry(e *Entry) (Entry, []byte, error) {
 	if err != nil {
 		return Entry{}, nil, fmt.Errorf("put step: %w", err)
 	}
-	return c, b, nil
+	return c, sealEntry(b), nil
 }
 
 // PutStep records e (its blob and snapshot must already be committed).
@@ -145,7 +176,7 @@ func (s *Store) PutStepIfAbsent(ctx context.Context, e *Entry) (*Entry, error) {
 		bucket := tx.Bucket(bucketSteps)
 		if v := bucket.Get([]byte(c.Key)); v != nil {
 			prev := &Entry{}
-			if json.Unmarshal(v, prev) == nil && s.entryUsable(prev) {
+			if decodeEntry(v, prev) == nil && s.entryUsable(prev) {
 				found = prev
 				return nil
 			}
@@ -182,7 +213,7 @@ func (s *Store) flushUsed(ctx context.Context) error {
 				continue // pruned meanwhile
 			}
 			var e Entry
-			if json.Unmarshal(v, &e) != nil || !e.Used.Before(t.Add(-usedResolution)) {
+			if decodeEntry(v, &e) != nil || !e.Used.Before(t.Add(-usedResolution)) {
 				continue
 			}
 			e.Used = t
@@ -190,7 +221,7 @@ func (s *Store) flushUsed(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(key), nv); err != nil {
+			if err := b.Put([]byte(key), sealEntry(nv)); err != nil {
 				return err
 			}
 		}
@@ -209,7 +240,7 @@ func (s *Store) entries(ctx context.Context) ([]*Entry, error) {
 		out = out[:0] // a retry on a fresh index after damage starts over
 		return tx.Bucket(bucketSteps).ForEach(func(k, v []byte) error {
 			e := &Entry{}
-			if json.Unmarshal(v, e) != nil {
+			if decodeEntry(v, e) != nil {
 				e = &Entry{} // unreadable: keeps nothing alive, pruned as oldest
 			}
 			e.Key = string(k)
