@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -423,3 +424,45 @@ func TestStepEntryWithChangedBytesIsDropped(t *testing.T) {
 		t.Errorf("the sound entry: GetStep = %v, %v; want a hit", ok, err)
 	}
 }
+
+// kiln check reports a step entry whose bytes fail their sum; --repair drops it.
+func TestCheckFindsDamagedEntry(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := openStore(t, root)
+	blob, _ := s.WriteBlob([]byte("layer"))
+	if err := s.PutStep(ctx, &Entry{Key: "k", Layer: &Layer{Digest: blob.String(), Size: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.db.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSteps)
+		v := bytes.Clone(b.Get([]byte("k")))
+		v[len(v)/2] ^= 1
+		return b.Put([]byte("k"), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, repair := range []bool{false, true} {
+		r, err := s.Check(ctx, noSnapshotChecks{}, repair)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.DamagedEntries) != 1 || r.DamagedEntries[0] != "k" {
+			t.Errorf("repair %v: DamagedEntries = %q, want [k]", repair, r.DamagedEntries)
+		}
+	}
+	if r, err := s.Check(ctx, noSnapshotChecks{}, false); err != nil || len(r.DamagedEntries) != 0 {
+		t.Errorf("after --repair: DamagedEntries = %q, %v", r.DamagedEntries, err)
+	}
+}
+
+// noSnapshotChecks is a SnapshotChecker of a store without snapshots.
+type noSnapshotChecks struct{}
+
+func (noSnapshotChecks) Exists(string) bool { return false }
+func (noSnapshotChecks) TreeDiffID(context.Context, string) (v1.Hash, error) {
+	return v1.Hash{}, errors.New("no snapshots")
+}
+func (noSnapshotChecks) Usage(context.Context, string) (int64, error) { return 0, nil }
+func (noSnapshotChecks) Remove(context.Context, string) error         { return nil }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // BlobCheck is what CheckBlobs found.
@@ -102,10 +103,15 @@ type Report struct {
 	SnapshotBytes    int64 // their disk usage
 	SnapshotTime     time.Duration
 	DamagedSnapshots []SnapshotDamage
+	// DamagedEntries are the keys of step entries whose bytes fail their sum
+	// (sealEntry): a build drops them as it meets them.
+	DamagedEntries []string
 }
 
 // Damaged is how many objects Check found damaged.
-func (r Report) Damaged() int { return len(r.Blobs.Damaged) + len(r.DamagedSnapshots) }
+func (r Report) Damaged() int {
+	return len(r.Blobs.Damaged) + len(r.DamagedSnapshots) + len(r.DamagedEntries)
+}
 
 // Check verifies blobs by digest (CheckBlobs) and step snapshots by the diffID of
 // their tree against their layer's. With repair what is damaged is removed, so that
@@ -120,6 +126,17 @@ func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (
 		return r, err
 	}
 	r.Blobs, r.BlobTime = bc, time.Since(start)
+
+	if r.DamagedEntries, err = s.damagedEntries(ctx); err != nil {
+		return r, err
+	}
+	if repair {
+		for _, k := range r.DamagedEntries {
+			if err := s.deleteStep(ctx, k); err != nil {
+				return r, err
+			}
+		}
+	}
 
 	start = time.Now()
 	entries, err := s.Entries(ctx)
@@ -180,4 +197,22 @@ func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (
 	}
 	r.SnapshotTime = time.Since(start)
 	return r, nil
+}
+
+// damagedEntries lists the step entries that fail their sum or do not parse.
+func (s *Store) damagedEntries(ctx context.Context) ([]string, error) {
+	var keys []string
+	err := s.db.view(ctx, func(tx *bolt.Tx) error {
+		keys = keys[:0] // a retry on a fresh index after damage starts over
+		return tx.Bucket(bucketSteps).ForEach(func(k, v []byte) error {
+			if decodeEntry(v, &Entry{}) != nil {
+				keys = append(keys, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check step entries: %w", err)
+	}
+	return keys, nil
 }

@@ -18,7 +18,7 @@ func newCheckCmd() *cobra.Command {
 	var repair bool
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Verify every blob and step snapshot in the store (--repair removes what is damaged)",
+		Short: "Verify every blob, step snapshot and step entry in the store (--repair removes what is damaged)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd.Context(), root, cmd.ErrOrStderr(), func(store *cache.Store, snaps *snapshot.Snapshotter) error {
@@ -36,7 +36,7 @@ func newCheckCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&root, "root", defaultRoot(), "directory of kiln's cache and state")
-	cmd.Flags().BoolVar(&repair, "repair", false, "remove damaged blobs and snapshots")
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove damaged blobs, snapshots and step entries")
 	return cmd
 }
 
@@ -54,6 +54,9 @@ func printCheck(w io.Writer, r cache.Report, repair bool) {
 		fmt.Fprintf(w, "snapshot %s: its tree makes layer %s, it must make %s: %s\n", d.ID, d.Got, d.Want, action)
 	}
 	report(w, "step snapshots", r.Snapshots, r.SnapshotBytes, r.SnapshotTime)
+	for _, k := range r.DamagedEntries {
+		fmt.Fprintf(w, "step entry %s: its bytes do not match their sum: %s\n", k, action)
+	}
 }
 
 func report(w io.Writer, what string, n int, bytes int64, d time.Duration) {
