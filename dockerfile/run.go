@@ -30,6 +30,11 @@ func (b *build) runNetwork(c *instructions.RunCommand) (exec.NetworkMode, error)
 	case "none":
 		return exec.NetworkNone, nil
 	case "host":
+		// Docker's reference and BuildKit: the network.host entitlement, granted
+		// with --allow (buildx's --network=host for the whole build grants it).
+		if !slices.Contains(b.opts.Entitlements, EntitlementNetworkHost) {
+			return "", fmt.Errorf("RUN --network=host is not allowed: it needs the network.host entitlement (kiln build --allow network.host)")
+		}
 		return exec.NetworkHost, nil
 	default:
 		return "", fmt.Errorf("RUN --network=%s is not supported (use default, none or host)", n)

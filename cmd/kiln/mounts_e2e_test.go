@@ -251,6 +251,26 @@ func TestSecurityInsecure(t *testing.T) {
 	}
 }
 
+// RUN --network=host needs --allow network.host, as Docker documents and BuildKit
+// enforces; granted, the step shares the host's network.
+func TestNetworkHostEntitlement(t *testing.T) {
+	root, out := e2e(t)
+	host := busyboxRegistry(t)
+	dir := mountsProject(t, host, "RUN --network=host cat /proc/net/dev > /dev.txt\n")
+	r := kiln(t, dir, "build", "--root", root, ".")
+	if r.code != 1 || !strings.Contains(r.stderr, "RUN --network=host is not allowed") || !strings.Contains(r.stderr, "--allow network.host") {
+		t.Fatalf("without --allow: exit %d\n%s", r.code, r.stderr)
+	}
+	dest := filepath.Join(out, "img.tar")
+	r = kiln(t, dir, "build", "--root", root, "--allow", "network.host", "-o", "type=tar,dest="+dest, ".")
+	if r.code != 0 {
+		t.Fatalf("with --allow: exit %d\n%s", r.code, r.stderr)
+	}
+	if f := readTar(t, dest)["/dev.txt"]; !strings.Contains(f.content, "lo:") {
+		t.Errorf("the step did not see a network: %q", f.content)
+	}
+}
+
 // kiln build --check prints each finding with its line and fails; a clean file passes.
 func TestBuildCheck(t *testing.T) {
 	dir := project(t, map[string]string{
