@@ -108,7 +108,8 @@ func (b *build) runMounts(ctx context.Context, sc *stepCtx, specs []*instruction
 // digests: a stage or image is shown as its committed tree (read-only) or a private
 // copy of the selection (rw, whose writes are discarded); the build context and other
 // directories are always shown as a copy of the selection, as COPY would make it
-// (.dockerignore applied, owners 0:0, no sockets), never as the live host directory.
+// (.dockerignore applied, owners 0:0, a socket as an empty file), never as the live
+// host directory.
 func (b *build) bindMount(ctx context.Context, sc *stepCtx, m *instructions.Mount, target string, rm *runMounts) (solver.MountOp, error) {
 	src, err := b.copySource(ctx, sc, copySpec{from: m.From, name: "RUN --mount=type=bind"})
 	if err == nil {

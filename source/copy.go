@@ -293,7 +293,7 @@ func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error)
 					if err := c.copyLinked(j, source, linkBuf); err != nil {
 						return err
 					}
-				case m.IsRegular() && c.opts.Pending != nil:
+				case m.IsRegular() && c.opts.Pending != nil && !isSocket(e.fi):
 					if err := c.opts.Pending.add(c, j); err != nil {
 						return err
 					}
@@ -303,8 +303,6 @@ func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error)
 					case <-gctx.Done():
 						return gctx.Err()
 					}
-				case m&fs.ModeSocket != 0:
-					// Sockets cannot be copied; BuildKit's context transfer drops them too.
 				default:
 					if err := c.copySpecial(j); err != nil {
 						return err
@@ -381,11 +379,15 @@ type (
 const copyBufSize = 128 << 10
 
 func (c *copier) copyFile(j fileJob, buf []byte) error {
-	in, err := os.OpenFile(j.e.host, os.O_RDONLY|osNoFollow, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", j.e.rel, err)
+	var in io.Reader = strings.NewReader("") // a socket is an empty file (asCopied)
+	if !isSocket(j.e.fi) {
+		f, err := os.OpenFile(j.e.host, os.O_RDONLY|osNoFollow, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", j.e.rel, err)
+		}
+		defer f.Close()
+		in = f
 	}
-	defer in.Close()
 	// Most targets are new: try to create first and clear only on EEXIST, which saves
 	// an lstat per file.
 	create := func() (*os.File, error) {

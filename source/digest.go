@@ -145,9 +145,6 @@ type digestItem struct {
 func (d *digester) add(ctx context.Context, prefix string, es []entry, source int) error {
 	items := make([]digestItem, 0, len(es))
 	for _, e := range es {
-		if e.fi.Mode()&fs.ModeSocket != 0 {
-			continue // Copy skips sockets
-		}
 		p := join(prefix, e.rel)
 		it := digestItem{path: p, host: e.host, fi: e.fi}
 		if st := statOf(e.fi); e.fi.Mode().IsRegular() && st.Nlink > 1 {
@@ -282,7 +279,9 @@ func dataDigest(host string, fi fs.FileInfo, buf []byte) (string, error) {
 	switch {
 	case m.IsRegular():
 		ch := sha256.New()
-		if err := hashFile(host, ch, buf, fi.Size()); err != nil {
+		if isSocket(fi) {
+			// an empty file (asCopied)
+		} else if err := hashFile(host, ch, buf, fi.Size()); err != nil {
 			return "", err
 		}
 		writeField(h, "file")

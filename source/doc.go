@@ -18,10 +18,12 @@
 // --build-context values (named.go: ParseNamedContext, FetchNamed). Base images are
 // not here: pulling is package image's, unpacking into snapshots the solver's.
 //
-// Not supported: COPY --link (the solver copies into an empty
-// snapshot; to this package it is a plain copy), hard links across two sources of
-// one COPY (as in BuildKit, each source is copied on its own; within a source they
-// are kept), sockets (skipped), and
+// A socket is copied as an empty regular file with its permission bits, as BuildKit's
+// context transfer sends it (walk.go, asCopied).
+//
+// Not supported: COPY --link (the solver copies into an empty snapshot; to this
+// package it is a plain copy), hard links across two sources of one COPY (as in
+// BuildKit, each source is copied on its own; within a source they are kept), and
 // user or group names for --chown (the solver resolves them to numbers first). Paths
 // are resolved with filepath-securejoin; a concurrent writer renaming directories inside
 // the destination rootfs while a copy runs is out of scope, since kiln owns that tree.

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -160,5 +161,59 @@ func TestCopyKeepsXattrsAndLinkOwners(t *testing.T) {
 	}
 	if got := metaOf(t, filepath.Join(root, "x/l")); got.uid != 3 || got.gid != 4 {
 		t.Errorf("link owner %d:%d, want 3:4", got.uid, got.gid)
+	}
+}
+
+// A socket in the context is copied as an empty regular file with its permission bits,
+// as BuildKit's context transfer sends it, and digests as that file does; with the
+// copy's files left pending too.
+func TestSocketIsCopiedAsEmptyFile(t *testing.T) {
+	testenv.RequireRoot(t)
+	withSocket, withFile := t.TempDir(), t.TempDir()
+	for _, dir := range []string{withSocket, withFile} {
+		writeTree(t, dir, map[string]string{"regular": "r"})
+	}
+	l, err := net.Listen("unix", filepath.Join(withSocket, "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.WriteFile(filepath.Join(withFile, "s.sock"), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{withSocket, withFile} {
+		if err := os.Chmod(filepath.Join(dir, "s.sock"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := CopyOptions{Sources: []string{"."}, Dest: "/app/"}
+	sums := map[string]string{}
+	for name, dir := range map[string]string{"socket": withSocket, "file": withFile} {
+		sum, err := Digest(context.Background(), Source{Root: dir, Context: openCtx(t, dir)}, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums[name] = sum.Digest
+	}
+	if sums["socket"] != sums["file"] {
+		t.Errorf("a socket digests as %s, an empty 0640 file as %s", sums["socket"], sums["file"])
+	}
+	for _, pending := range []bool{false, true} {
+		root := t.TempDir()
+		o := opts
+		if pending {
+			o.Pending = NewPending(root)
+		}
+		if err := Copy(context.Background(), Source{Root: withSocket, Context: openCtx(t, withSocket)}, root, o); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(root, "app", "s.sock")
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatalf("pending %v: %v", pending, err)
+		}
+		if !fi.Mode().IsRegular() || fi.Size() != 0 || metaOf(t, p).mode != 0o640 {
+			t.Errorf("pending %v: the socket was copied as %v, size %d; want an empty -rw-r----- file", pending, fi.Mode(), fi.Size())
+		}
 	}
 }

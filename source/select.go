@@ -165,7 +165,7 @@ func resolveSelection(ctx context.Context, root, name string, pm *patternmatcher
 	if rel == "." {
 		rel = ""
 	}
-	sel := selection{name: name, host: host, ctxRel: rel, fi: fi}
+	sel := selection{name: name, host: host, ctxRel: rel, fi: asCopied(fi)}
 	if pm != nil && rel != "" {
 		excluded, mi, err := pm.MatchesUsingParentResults(rel, patternmatcher.MatchInfo{})
 		if err != nil {

@@ -29,6 +29,33 @@ type entry struct {
 	listed bool
 }
 
+// socketFile is a socket as a copy sees it: BuildKit's context transfer (fsutil)
+// sends a socket as an empty regular file with the socket's permission bits, so COPY
+// makes one (measured with buildctl: srw-r----- becomes -rw-r----- of size 0), a bind
+// mount of the context shows one, and the digest records one. Its content is never
+// read: opening a socket fails.
+type socketFile struct{ fs.FileInfo }
+
+func (s socketFile) Mode() fs.FileMode {
+	return s.FileInfo.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+}
+
+func (s socketFile) Size() int64 { return 0 }
+
+// asCopied is fi as a copy takes it: a socket is an empty regular file.
+func asCopied(fi fs.FileInfo) fs.FileInfo {
+	if fi.Mode()&fs.ModeSocket != 0 {
+		return socketFile{fi}
+	}
+	return fi
+}
+
+// isSocket reports whether fi is a socket taken as an empty file (asCopied).
+func isSocket(fi fs.FileInfo) bool {
+	_, ok := fi.(socketFile)
+	return ok
+}
+
 // filters are the rules that drop paths below a selection. Each walk builds its own
 // matchers because patternmatcher is not safe for concurrent use.
 type filters struct {
@@ -228,7 +255,7 @@ func statAll(ctx context.Context, es []entry, xattrs bool) error {
 					if err != nil {
 						return fmt.Errorf("stat %s: %w", es[i].rel, err)
 					}
-					es[i].fi, es[i].de = fi, nil
+					es[i].fi, es[i].de = asCopied(fi), nil
 					if xattrs && fi.Mode().IsRegular() {
 						es[i].xattrs, _ = listXattrs(es[i].host)
 						es[i].listed = true

@@ -10,14 +10,15 @@ import (
 )
 
 // A bind mount of the context shows exactly what its key digests, as COPY would make
-// it: no .dockerignore'd file, owners 0:0 whatever they are on the host, no sockets;
-// and writes to an rw mount never reach the host.
+// it: no .dockerignore'd file, owners 0:0 whatever they are on the host, a socket as
+// an empty file (as BuildKit's context transfer sends it); and writes to an rw mount
+// never reach the host.
 func TestBindMountOfContextIsTheFilteredView(t *testing.T) {
 	root, out := e2e(t)
 	host := busyboxRegistry(t)
 	dir := project(t, map[string]string{
 		"Dockerfile": "FROM " + host + "/busybox\n" +
-			"RUN --mount=type=bind,target=/ctx ls -a /ctx | sort > /listing && stat -c '%u:%g' /ctx/a.txt > /owner\n" +
+			"RUN --mount=type=bind,target=/ctx ls -a /ctx | sort > /listing && stat -c '%u:%g' /ctx/a.txt > /owner && stat -c '%F %s' /ctx/sock > /sock\n" +
 			"RUN --mount=type=bind,target=/w,rw echo scribble > /w/a.txt && cat /w/a.txt > /wrote\n",
 		".dockerignore": "secret.txt\n",
 		"a.txt":         "a\n",
@@ -35,13 +36,16 @@ func TestBindMountOfContextIsTheFilteredView(t *testing.T) {
 	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+tarPath, ".")
 	files := flatten(t, readOCI(t, tarPath))
 	listing := files["/listing"].content
-	for _, hidden := range []string{"secret.txt", "sock"} {
+	for _, hidden := range []string{"secret.txt"} {
 		if strings.Contains(listing, hidden) {
 			t.Errorf("the bind mount shows %s:\n%s", hidden, listing)
 		}
 	}
 	if !strings.Contains(listing, "a.txt") || !strings.Contains(listing, "Dockerfile") {
 		t.Errorf("the bind mount lacks context files:\n%s", listing)
+	}
+	if got := files["/sock"].content; got != "regular empty file 0\n" {
+		t.Errorf("the context's socket shows in the bind mount as %q, want an empty regular file", got)
 	}
 	if got := files["/owner"].content; got != "0:0\n" {
 		t.Errorf("a context file in the bind mount is owned by %q, want 0:0 (as BuildKit)", got)
