@@ -18,9 +18,10 @@ import (
 )
 
 // proxyArgs are passed to RUN when given as build args, without being declared, and
-// never persisted (BuildKit's llb.WithProxy).
-var proxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+// never persisted (BuildKit's llb.WithProxy). Each is given in either spelling and
+// set in both, as BuildKit's executor sets HTTP_PROXY and http_proxy from one value;
+// where a build gives both spellings, the upper-case one is the value.
+var proxyArgs = []string{"HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"}
 
 // runNetwork is the network mode of RUN c: its --network, else the build's.
 func (b *build) runNetwork(c *instructions.RunCommand) (exec.NetworkMode, error) {
@@ -95,8 +96,16 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	// As BuildKit's llb.WithProxy: proxy build args reach the process but not the
 	// key, so a build behind a proxy shares its cache with one without.
 	var proxyEnv []string
-	for _, k := range proxyArgs {
-		if v, ok := b.g.BuildArgs[k]; ok {
+	for _, upper := range proxyArgs {
+		lower := strings.ToLower(upper)
+		v, ok := b.g.BuildArgs[upper]
+		if !ok {
+			v, ok = b.g.BuildArgs[lower]
+		}
+		if !ok {
+			continue
+		}
+		for _, k := range []string{upper, lower} {
 			if _, set := lookupEnv(env, k); !set {
 				proxyEnv = append(proxyEnv, k+"="+v)
 			}

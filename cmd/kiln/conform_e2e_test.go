@@ -505,3 +505,23 @@ func TestDuplicateStageNames(t *testing.T) {
 		t.Errorf("--from the later dup before it: exit %d, want the stage order error\n%s", r.code, r.stderr)
 	}
 }
+
+// A proxy build arg reaches RUN in both spellings, as BuildKit's executor sets
+// HTTP_PROXY and http_proxy from one value, and never the image's config.
+func TestProxyArgsInBothSpellings(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nRUN echo \"[$http_proxy][$HTTP_PROXY][$no_proxy][$NO_PROXY][$ftp_proxy]\" > /p\n", nil)
+	img := c.build(dir, "--build-arg", "http_proxy=hp", "--build-arg", "NO_PROXY=np")
+	if got := flatten(t, img)["/p"].content; got != "[hp][hp][np][np][]\n" {
+		t.Errorf("RUN saw %q, want [hp][hp][np][np][]", got)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range cf.Config.Env {
+		if strings.Contains(strings.ToLower(e), "proxy") {
+			t.Errorf("a proxy reached the image's Env: %s", e)
+		}
+	}
+}
