@@ -247,6 +247,20 @@ func TestRunMounts(t *testing.T) {
 	}
 }
 
+// A step's own mount on /dev/shm replaces the default one (as in BuildKit's spec):
+// /proc/mounts lists one /dev/shm, the step's.
+func TestRunMountOnDevShmReplacesDefault(t *testing.T) {
+	fs := newSandboxFS(t)
+	out := fs.mustRun(t, Spec{Mounts: []Mount{{Type: "tmpfs", Target: "/dev/shm", Options: []string{"size=128m"}}}},
+		"grep ' /dev/shm ' /proc/mounts | grep -o 'size=[0-9]*k'")
+	if out != "size=131072k\n" {
+		t.Errorf("/dev/shm mounts: %q, want one of size=131072k", out)
+	}
+	if out := fs.mustRun(t, Spec{}, "grep ' /dev/shm ' /proc/mounts | grep -o 'size=[0-9]*k'"); out != "size=65536k\n" {
+		t.Errorf("default /dev/shm: %q, want size=65536k", out)
+	}
+}
+
 func TestRunLimits(t *testing.T) {
 	fs := newSandboxFS(t)
 	_, _, err := fs.run(t, context.Background(), Spec{Limits: Limits{MemoryBytes: 32 << 20}},

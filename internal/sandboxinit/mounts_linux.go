@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -142,6 +143,12 @@ func mountDev(cfg *Config) error {
 		{"mqueue", "mqueue", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 	}
 	for _, m := range mounts {
+		if m.name == "shm" && mountsAt(cfg, "/dev/shm") {
+			// A step's own mount there replaces the default, as a mount of the same
+			// destination replaces it in BuildKit's OCI spec: one /dev/shm, not
+			// the default under it.
+			continue
+		}
 		err := unix.Mount(m.fstype, filepath.Join(dev, m.name), m.fstype, m.flags, m.data)
 		if errors.Is(err, unix.EINVAL) && m.fstype == "devpts" {
 			// gid 5 (tty) is not mapped in a single-id user namespace.
@@ -229,6 +236,16 @@ func mountMasks(cfg *Config) error {
 		}
 	}
 	return nil
+}
+
+// mountsAt reports whether one of the step's mounts has target p.
+func mountsAt(cfg *Config, p string) bool {
+	for _, m := range cfg.Mounts {
+		if path.Clean(m.Target) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // shmKiB is /dev/shm's size in KiB: size bytes rounded up, 64 MiB by default.
