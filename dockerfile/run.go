@@ -17,6 +17,9 @@ import (
 	"github.com/kiln-build/kiln/solver"
 )
 
+// sandboxHostnameArg is the build arg that sets every RUN's hostname (BuildKit's).
+const sandboxHostnameArg = "BUILDKIT_SANDBOX_HOSTNAME"
+
 // proxyArgs are passed to RUN when given as build args, without being declared, and
 // never persisted (BuildKit's llb.WithProxy). Each is given in either spelling and
 // set in both, as BuildKit's executor sets HTTP_PROXY and http_proxy from one value;
@@ -122,6 +125,9 @@ func (b *build) dispatchRun(ctx context.Context, sc *stepCtx, c *instructions.Ru
 	op := &solver.Op{Run: &solver.RunOp{
 		Args: args, Env: env, User: st.cfg.Config.User, Workdir: workdir,
 		Network: string(network), Security: security, Mounts: mounts.ops,
+		// BuildKit's dockerfile frontend takes the steps' hostname from this build
+		// arg, which needs no ARG and reaches neither the env nor the image.
+		Hostname: b.g.BuildArgs[sandboxHostnameArg],
 	}}
 	createdBy := "RUN " + runCommandString(args, st.args, st.env) + " # buildkit"
 	r, err := st.eng.Run(ctx, st.fs, b.step(ctx, sc, op, nil), solver.RunInputs{

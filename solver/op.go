@@ -57,6 +57,9 @@ type RunOp struct {
 	ExtraHosts []string `json:"extraHosts,omitempty"`
 	ShmSize    int64    `json:"shmSize,omitempty"`
 	Ulimits    []string `json:"ulimits,omitempty"`
+	// Hostname is the step's hostname when the build sets one (BuildKit's
+	// BUILDKIT_SANDBOX_HOSTNAME build arg); "" is exec.DefaultHostname.
+	Hostname string `json:"hostname,omitempty"`
 }
 
 // LimitsOp is exec.Limits as key material (CPUs in thousandths: no floats in keys).

@@ -53,7 +53,7 @@ func (e *Engine) Run(ctx context.Context, st State, s Step, in RunInputs) (StepR
 			Rootfs: root, Args: run.Args, Env: slices.Concat(run.Env, in.Env), Cwd: run.Workdir, User: run.User,
 			Network: exec.NetworkMode(run.Network), Mounts: in.Mounts, Limits: e.opts.Limits,
 			ExtraHosts: e.opts.ExtraHosts, ShmSize: e.opts.ShmSize, Ulimits: e.opts.Ulimits,
-			Arch: e.opts.Platform.Architecture, Stdout: out, Stderr: errOut,
+			Hostname: run.Hostname, Arch: e.opts.Platform.Architecture, Stdout: out, Stderr: errOut,
 		})
 		if err == nil {
 			return nil

@@ -214,6 +214,11 @@ var runFlagPairs = []cachePair{
 		argsB: []string{"--allow", "network.host", "--network", "none"},
 	},
 	{
+		name:  "build/sandbox-hostname-arg",
+		df:    "FROM {base}\nRUN hostname > /h\n",
+		argsB: []string{"--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=other"},
+	},
+	{
 		name: "build/pids-limit", sample: true,
 		df:    "FROM {base}\nRUN (for i in $(seq 40); do sleep 2 & done; wait) 2>/dev/null && echo ok > /forks || echo failed > /forks\n",
 		argsB: []string{"--pids-limit", "20"},

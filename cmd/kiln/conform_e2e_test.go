@@ -525,3 +525,20 @@ func TestProxyArgsInBothSpellings(t *testing.T) {
 		}
 	}
 }
+
+// The BUILDKIT_SANDBOX_HOSTNAME build arg is every RUN's hostname, in /etc/hosts too,
+// as BuildKit's frontend takes it; without it the hostname is buildkitsandbox.
+func TestSandboxHostnameArg(t *testing.T) {
+	c := newConform(t)
+	dir := c.project("FROM BASE\nRUN hostname > /h && grep -c \"$(hostname)\" /etc/hosts > /hosts\n", nil)
+	for arg, want := range map[string]string{"foo": "foo\n", "": "buildkitsandbox\n"} {
+		var args []string
+		if arg != "" {
+			args = []string{"--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=" + arg}
+		}
+		files := flatten(t, c.build(dir, args...))
+		if files["/h"].content != want || files["/hosts"].content != "1\n" {
+			t.Errorf("hostname arg %q: hostname %q, /etc/hosts lines with it %q; want %q, 1", arg, files["/h"].content, files["/hosts"].content, want)
+		}
+	}
+}
