@@ -67,6 +67,10 @@ type Options struct {
 	// Warn receives the build checks' findings that need the build's state
 	// (UndefinedVar), formatted as "FILE:LINE: Rule: message".
 	Warn func(string)
+	// Notice receives what the engine repaired or chose on its way (a damaged
+	// snapshot rebuilt, a --chown name the image lacks): shown, never counted as
+	// a build check's finding. It is called from several goroutines.
+	Notice func(string)
 
 	// ScanStage, when set, is given the tree of every stage other than the target
 	// whose SBOM the build asks for (BUILDKIT_SBOM_SCAN_STAGE, or every stage the
@@ -128,7 +132,7 @@ func BuildPlatforms(ctx context.Context, opts Options, targets []Target) ([]*Res
 		Compression: opts.Compression, CompressionLevel: opts.CompressionLevel,
 		ForceCompression: opts.ForceCompression, SourceDateEpoch: opts.SourceDateEpoch,
 		KeepFileTimes: opts.KeepFileTimes,
-		Jobs:          opts.Jobs, Progress: opts.Progress, Warn: opts.Warn,
+		Jobs:          opts.Jobs, Progress: opts.Progress, Warn: opts.Notice,
 	})
 	eg, egctx := errgroup.WithContext(ctx)
 	builds := make([]*build, len(targets))

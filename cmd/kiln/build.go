@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -399,6 +400,7 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 	}()
 	err = store.RepairBlobs(maxRepairs, prog.Warn, func() error {
 		checkFindings = parseFindings
+		var runFindings atomic.Int64
 		if attest.stages != nil {
 			attest.stages.reset()
 		}
@@ -417,13 +419,16 @@ func runBuild(ctx context.Context, o buildOptions, contextDir string, stdout, st
 			Secrets:  secrets, SSH: sshAgents, Entitlements: o.allow,
 			ScanStage: scanStage, ScanAllStages: attest.sbom != nil && attest.sbom.scanStage,
 			ScanContext: attest.sbom != nil && attest.sbom.scanContext,
-			Warn:        func(w string) { checkFindings++; prog.Warn(w) },
+			// Stages report from goroutines of their own.
+			Warn:   func(w string) { runFindings.Add(1); prog.Warn(w) },
+			Notice: prog.Warn,
 		}, targets)
 		// Removing it (and the cgroups of the last steps) overlaps the outputs; the
 		// build waits for it before it returns.
 		closing := make(chan error, 1)
 		go func() { closing <- sandboxes.Close() }()
 		closeSandboxes = append(closeSandboxes, closing)
+		checkFindings += int(runFindings.Load())
 		if err == nil && checkFindings > 0 && parser.CheckErrors(graph.CheckDirective) {
 			return fmt.Errorf("build checks found %d problem(s) and the check directive says error=true", checkFindings)
 		}

@@ -472,6 +472,13 @@ func TestCopyChownNameNotInImage(t *testing.T) {
 		wantEntry(t, files, p, tar.TypeReg, 0o644, want[0], want[1])
 	}
 
+	// The warning is the engine's, not a build check's finding: check=error=true
+	// does not fail the build for it.
+	r, _ = c.run(c.project("# check=error=true\nFROM BASE\nCOPY --chown=nosuchuser a /checked\n", map[string]string{"a": "A"}))
+	if r.code != 0 || !strings.Contains(r.stderr, "unable to find user nosuchuser") {
+		t.Errorf("with check=error=true: exit %d, want a warning and success\n%s", r.code, r.stderr)
+	}
+
 	r, _ = c.run(c.project("FROM scratch\nCOPY --chown=nosuchuser a /a\n", map[string]string{"a": "A"}))
 	if r.code == 0 || !strings.Contains(r.stderr, "COPY --chown=nosuchuser: unable to find user nosuchuser") ||
 		!strings.Contains(r.stderr, "no /etc/passwd or /etc/group") {
