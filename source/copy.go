@@ -64,7 +64,7 @@ func Copy(ctx context.Context, src Source, destRoot string, opts CopyOptions) er
 	// ADD extracts a local archive instead of copying it.
 	archives := make([]bool, len(sels))
 	for i, sel := range sels {
-		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() {
+		if opts.Add && !opts.KeepArchives && sel.fi.Mode().IsRegular() && !isSocket(sel.fi) {
 			if archives[i], err = layers.IsArchive(sel.host); err != nil {
 				return fmt.Errorf("%s: %w", sel.name, err)
 			}

@@ -198,11 +198,16 @@ func TestSocketIsCopiedAsEmptyFile(t *testing.T) {
 	if sums["socket"] != sums["file"] {
 		t.Errorf("a socket digests as %s, an empty 0640 file as %s", sums["socket"], sums["file"])
 	}
-	for _, pending := range []bool{false, true} {
+	for _, mode := range []string{"copy", "pending", "add"} {
+		pending := mode == "pending"
 		root := t.TempDir()
 		o := opts
 		if pending {
 			o.Pending = NewPending(root)
+		}
+		if mode == "add" {
+			// A socket selected by name is no archive to look into.
+			o.Add, o.Sources = true, []string{"*"}
 		}
 		if err := Copy(context.Background(), Source{Root: withSocket, Context: openCtx(t, withSocket)}, root, o); err != nil {
 			t.Fatal(err)
@@ -210,10 +215,10 @@ func TestSocketIsCopiedAsEmptyFile(t *testing.T) {
 		p := filepath.Join(root, "app", "s.sock")
 		fi, err := os.Lstat(p)
 		if err != nil {
-			t.Fatalf("pending %v: %v", pending, err)
+			t.Fatalf("%s: %v", mode, err)
 		}
 		if !fi.Mode().IsRegular() || fi.Size() != 0 || metaOf(t, p).mode != 0o640 {
-			t.Errorf("pending %v: the socket was copied as %v, size %d; want an empty -rw-r----- file", pending, fi.Mode(), fi.Size())
+			t.Errorf("%s: the socket was copied as %v, size %d; want an empty -rw-r----- file", mode, fi.Mode(), fi.Size())
 		}
 	}
 }
