@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -125,6 +126,42 @@ func TestSealFindsChangedTree(t *testing.T) {
 		var damaged *DamagedError
 		if err := s.Verify(ctx, "step"); !errors.As(err, &damaged) {
 			t.Errorf("Verify of the changed step snapshot = %v, want a DamagedError", err)
+		}
+	})
+
+	t.Run("restored copy", func(t *testing.T) {
+		// A root restored from a copy (cp -a, a CI cache) has new inodes and ctimes
+		// everywhere: sealed again, not damaged; a change after that is found.
+		ingest(t, s, "copied", files)
+		p := s.Path("copied")
+		if out, err := exec.Command("cp", "-a", p, p+".copy").CombinedOutput(); err != nil {
+			t.Fatalf("cp -a: %v\n%s", err, out)
+		}
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(p+".copy", p); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(ctx, "copied"); err != nil {
+			t.Fatalf("a restored copy: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "a.txt"), []byte("ALPHA\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var damaged *DamagedError
+		if err := s.Verify(ctx, "copied"); !errors.As(err, &damaged) {
+			t.Errorf("Verify after a change to the restored copy = %v, want a DamagedError", err)
+		}
+	})
+
+	t.Run("seal cut short", func(t *testing.T) {
+		ingest(t, s, "cut", files)
+		if err := os.Truncate(s.sealPath("cut"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(ctx, "cut"); err != nil {
+			t.Errorf("an empty seal (power loss): %v, want it sealed again", err)
 		}
 	})
 
