@@ -217,3 +217,71 @@ func dirSeal(ctx context.Context, g *errgroup.Group, root, rel string) ([]byte, 
 	}
 	return h.Sum(nil), nil
 }
+
+// Rebuild makes committed snapshot id again with fill, when it is damaged: the new
+// tree is filled beside it and exchanged with the old one in one rename
+// (RENAME_EXCHANGE), so the id never names a missing or half-made tree, and a fill
+// that fails leaves the old tree where it was. The old tree is removed after. Rebuilds
+// on one root are serialised by a lock, and the snapshot is verified again under it:
+// one that another process has just rebuilt is kept (rebuilt is false). A snapshot
+// that is not there is made as Ingest makes it. (A build of another process running
+// a step over the old tree at that moment loses it under its mount: it was building
+// on the damaged tree already, which its own check would have found.)
+func (s *Snapshotter) Rebuild(ctx context.Context, id string, fill func(dir string) error) (rebuilt bool, err error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	unlock, err := s.lockRebuilds()
+	if err != nil {
+		return false, fmt.Errorf("rebuild snapshot %s: %w", id, err)
+	}
+	defer unlock()
+	if !s.Exists(id) {
+		return true, s.Ingest(ctx, id, fill)
+	}
+	var damaged *DamagedError
+	if err := s.Verify(ctx, id); err == nil {
+		return false, nil
+	} else if !errors.As(err, &damaged) && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	w, err := newWorkDir(s.dir("tmp"))
+	if err != nil {
+		return false, fmt.Errorf("rebuild snapshot %s: %w", id, err)
+	}
+	defer w.remove() // after the exchange, the old tree
+	data := w.sub("data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		return false, fmt.Errorf("rebuild snapshot %s: %w", id, err)
+	}
+	if err := fill(data); err != nil {
+		return false, fmt.Errorf("rebuild snapshot %s: %w", id, err)
+	}
+	seal, err := treeSeal(ctx, data)
+	if err != nil {
+		return false, fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	if err := os.WriteFile(w.sub("seal"), seal, 0o644); err != nil {
+		return false, fmt.Errorf("seal snapshot %s: %w", id, err)
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, data, unix.AT_FDCWD, s.Path(id), unix.RENAME_EXCHANGE); err != nil {
+		return false, fmt.Errorf("rebuild snapshot %s: put the new tree in place: %w", id, err)
+	}
+	// A kill here leaves the new tree with the old seal, whose root inode is not
+	// the new tree's: Verify seals it again as it is.
+	return true, s.placeSeal(w.sub("seal"), id)
+}
+
+// lockRebuilds takes the root's rebuild lock (an flock, dropped by the kernel if
+// this process dies) and returns its release.
+func (s *Snapshotter) lockRebuilds() (func(), error) {
+	f, err := os.OpenFile(s.dir("rebuild.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}

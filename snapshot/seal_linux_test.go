@@ -224,3 +224,54 @@ func TestTreeSealIsStable(t *testing.T) {
 		t.Error("renaming a dir left the seal as it was")
 	}
 }
+
+// Rebuild puts a new tree in place of a damaged one in one rename, keeps an intact
+// one (another build rebuilt it first), and leaves the old tree where it was when the
+// new one cannot be made.
+func TestRebuild(t *testing.T) {
+	ctx := context.Background()
+	s := newTestSnapshotter(t)
+	files := map[string]string{"a.txt": "alpha\n", "d/b.txt": "bravo\n"}
+	fill := func(dir string) error {
+		for name, content := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ingest(t, s, "snap", files)
+	called := false
+	if rebuilt, err := s.Rebuild(ctx, "snap", func(string) error { called = true; return nil }); err != nil || rebuilt || called {
+		t.Fatalf("an intact snapshot: rebuilt %v, %v, fill called %v; want it kept", rebuilt, err, called)
+	}
+	p := filepath.Join(s.Path("snap"), "d/b.txt")
+	if err := os.WriteFile(p, []byte("BRAVO\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Rebuild(ctx, "snap", func(string) error { return errors.New("no layer") }); err == nil {
+		t.Fatal("a fill that fails: no error")
+	}
+	if b, _ := os.ReadFile(p); string(b) != "BRAVO\n" {
+		t.Fatalf("a failed rebuild did not leave the old tree: %q", b)
+	}
+	if rebuilt, err := s.Rebuild(ctx, "snap", fill); err != nil || !rebuilt {
+		t.Fatalf("a damaged snapshot: rebuilt %v, %v", rebuilt, err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "bravo\n" {
+		t.Errorf("after the rebuild: %q", b)
+	}
+	if err := s.Verify(ctx, "snap"); err != nil {
+		t.Errorf("the rebuilt snapshot does not verify: %v", err)
+	}
+	if entries, err := os.ReadDir(filepath.Join(s.root, "tmp")); err != nil || len(entries) != 0 {
+		t.Errorf("the old tree was left in tmp/: %v %v", entries, err)
+	}
+	if rebuilt, err := s.Rebuild(ctx, "missing", fill); err != nil || !rebuilt || s.Verify(ctx, "missing") != nil {
+		t.Errorf("a missing snapshot: rebuilt %v, %v", rebuilt, err)
+	}
+}

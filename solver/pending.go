@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"golang.org/x/sync/errgroup"
 
@@ -95,8 +96,8 @@ func (e *Engine) intact(ctx context.Context, l Layer) error {
 }
 
 // checkSnapshot unpacks l's snapshot if it is missing, and otherwise verifies it; a
-// damaged one is removed and unpacked again from the layer, which is the source of
-// truth (its blob is verified as it is read).
+// damaged one is unpacked again from the layer, which is the source of truth (its
+// blob is verified as it is read), and put in place of the old tree in one rename.
 func (e *Engine) checkSnapshot(ctx context.Context, l Layer) error {
 	snaps := e.opts.Snapshots
 	if !snaps.Exists(l.Snapshot) {
@@ -104,18 +105,17 @@ func (e *Engine) checkSnapshot(ctx context.Context, l Layer) error {
 	}
 	err := snaps.Verify(ctx, l.Snapshot)
 	var damaged *snapshot.DamagedError
-	if !errors.As(err, &damaged) {
+	if !errors.As(err, &damaged) && !errors.Is(err, fs.ErrNotExist) {
+		// (A tree that vanished under the walk: another build rebuilding it.)
 		return err
 	}
 	d, _ := l.Layer.Digest()
-	if err := snaps.Remove(ctx, l.Snapshot); err != nil {
-		return fmt.Errorf("%v, and removing it failed: %w", damaged, err)
+	rebuilt, rerr := snaps.Rebuild(ctx, l.Snapshot, func(dir string) error { return snapshot.UnpackLayer(ctx, l.Layer, dir) })
+	if rerr != nil {
+		return fmt.Errorf("%v; rebuild it from layer %s: %w", err, d, rerr)
 	}
-	if err := snaps.IngestLayer(ctx, l.Snapshot, l.Layer); err != nil {
-		return fmt.Errorf("%v; rebuild it from layer %s: %w", damaged, d, err)
-	}
-	if e.opts.Warn != nil {
-		e.opts.Warn(fmt.Sprintf("%v; rebuilt it from the layer (%s)", damaged, d))
+	if rebuilt && e.opts.Warn != nil {
+		e.opts.Warn(fmt.Sprintf("%v; rebuilt it from the layer (%s)", err, d))
 	}
 	return nil
 }

@@ -150,8 +150,10 @@ type Snapshotter interface {
 	// Verify checks that committed snapshot id's tree is as it was committed: a
 	// *snapshot.DamagedError if not.
 	Verify(ctx context.Context, id string) error
-	// Remove deletes committed snapshot id.
-	Remove(ctx context.Context, id string) error
+	// Rebuild makes damaged snapshot id again with fill, in place of the old tree
+	// in one rename; rebuilt is false when it was intact by then (another build
+	// rebuilt it).
+	Rebuild(ctx context.Context, id string, fill func(dir string) error) (rebuilt bool, err error)
 	// Overlay reports whether layers stack with overlayfs (its upper dir is the
 	// step's diff as it happens), not by copying.
 	Overlay() bool
