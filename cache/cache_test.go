@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -466,3 +467,48 @@ func (noSnapshotChecks) TreeDiffID(context.Context, string) (v1.Hash, error) {
 }
 func (noSnapshotChecks) Usage(context.Context, string) (int64, error) { return 0, nil }
 func (noSnapshotChecks) Remove(context.Context, string) error         { return nil }
+
+// An entry is stored so that an older kiln's decoder (plain JSON into Entry) still
+// reads it, and an older kiln's entry, without a sum, is a miss for this one but no
+// damage: kiln check does not report it, and GC still sees what it holds.
+func TestEntrySumAndOlderEntries(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	blob, _ := s.WriteBlob([]byte("layer"))
+	e := &Entry{Key: "new", Layer: &Layer{Digest: blob.String(), Size: 5}, Config: []byte(`{"a":1}`)}
+	if err := s.PutStep(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := json.Marshal(&Entry{Key: "old", Layer: &Layer{Digest: blob.String(), Size: 5}})
+	var stored []byte
+	err := s.db.update(ctx, func(tx *bolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket(bucketSteps).Get([]byte("new")))
+		return tx.Bucket(bucketSteps).Put([]byte("old"), old)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asOlder Entry
+	if err := json.Unmarshal(stored, &asOlder); err != nil || asOlder.Layer == nil || asOlder.Layer.Digest != blob.String() {
+		t.Errorf("an older kiln cannot read the stored entry: %+v, %v", asOlder, err)
+	}
+	r, err := s.Check(ctx, noSnapshotChecks{}, false)
+	if err != nil || len(r.DamagedEntries) != 0 {
+		t.Errorf("kiln check: DamagedEntries %q, %v; an entry without a sum is not damage", r.DamagedEntries, err)
+	}
+	all, err := s.Entries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range all {
+		if got.Key == "old" && (got.Layer == nil || got.Layer.Digest != blob.String()) {
+			t.Errorf("GC's listing lost what the older entry holds: %+v", got)
+		}
+	}
+	if _, ok, err := s.GetStep(ctx, "old"); ok || err != nil {
+		t.Errorf("an older kiln's entry: hit %v, %v; want a miss", ok, err)
+	}
+	if _, ok, err := s.GetStep(ctx, "new"); !ok || err != nil {
+		t.Errorf("the sealed entry: hit %v, %v", ok, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -199,13 +200,14 @@ func (s *Store) Check(ctx context.Context, snaps SnapshotChecker, repair bool) (
 	return r, nil
 }
 
-// damagedEntries lists the step entries that fail their sum or do not parse.
+// damagedEntries lists the step entries that fail their sum or do not parse (not
+// those of an older kiln, without a sum).
 func (s *Store) damagedEntries(ctx context.Context) ([]string, error) {
 	var keys []string
 	err := s.db.view(ctx, func(tx *bolt.Tx) error {
 		keys = keys[:0] // a retry on a fresh index after damage starts over
 		return tx.Bucket(bucketSteps).ForEach(func(k, v []byte) error {
-			if decodeEntry(v, &Entry{}) != nil {
+			if errors.Is(decodeEntry(v, &Entry{}), errDamagedEntry) {
 				keys = append(keys, string(k))
 			}
 			return nil

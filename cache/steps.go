@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,32 +101,58 @@ func (s *Store) deleteStep(ctx context.Context, key string) error {
 	return nil
 }
 
-// A step entry is stored as its JSON followed by the sha256 of that JSON. bbolt checks
-// only its meta pages: a byte changed inside a stored entry (a digest's hex digit, a
-// config's env value) would otherwise read as a valid entry that names another layer
-// or makes another config. An entry whose sum does not match is dropped as damaged,
-// as one that does not parse is, and the step is made again.
-const entrySumSize = sha256.Size
+// A step entry is stored as its JSON with one more member at its end, "sum": the
+// sha256 of the JSON without it. bbolt checks only its meta pages: a byte changed
+// inside a stored entry (a digest's hex digit, a config's env value) would otherwise
+// read as a valid entry that names another layer or makes another config. An entry
+// whose sum does not match is dropped as damaged, as one that does not parse is, and
+// the step is made again. The member is one an older kiln's decoder ignores, so a
+// root shared with one stays readable to it (its GC keeps what these entries hold).
 
-// sealEntry appends the sum of b, an entry's JSON.
+// entrySumOpen and entrySumClose frame the sum member at the end of the JSON.
+const (
+	entrySumOpen  = `,"sum":"`
+	entrySumClose = `"}`
+	entrySumLen   = len(entrySumOpen) + 2*sha256.Size + len(entrySumClose)
+)
+
+// sealEntry adds the sum member to b, an entry's JSON object.
 func sealEntry(b []byte) []byte {
 	sum := sha256.Sum256(b)
-	return append(b, sum[:]...)
+	out := append(b[:len(b)-1:len(b)-1], entrySumOpen...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, entrySumClose...)
 }
 
-// errDamagedEntry is decodeEntry's error for an entry whose bytes fail their sum.
-var errDamagedEntry = errors.New("step entry is damaged: its bytes do not match their sum")
+var (
+	// errDamagedEntry is decodeEntry's error for an entry whose bytes fail their sum.
+	errDamagedEntry = errors.New("step entry is damaged: its bytes do not match their sum")
+	// errUnsealedEntry is decodeEntry's error for an entry without a sum, an older
+	// kiln's, which it decodes all the same.
+	errUnsealedEntry = errors.New("step entry has no sum (an older kiln's)")
+)
 
 // decodeEntry checks a stored entry against its sum and decodes it into e.
 func decodeEntry(v []byte, e *Entry) error {
-	if len(v) < entrySumSize {
+	n := len(v) - entrySumLen
+	if n < 1 || string(v[n:n+len(entrySumOpen)]) != entrySumOpen || string(v[len(v)-len(entrySumClose):]) != entrySumClose {
+		if json.Unmarshal(v, e) != nil {
+			return errDamagedEntry
+		}
+		return errUnsealedEntry
+	}
+	want, err := hex.DecodeString(string(v[n+len(entrySumOpen) : len(v)-len(entrySumClose)]))
+	if err != nil {
 		return errDamagedEntry
 	}
-	b, sum := v[:len(v)-entrySumSize], v[len(v)-entrySumSize:]
-	if got := sha256.Sum256(b); !bytes.Equal(got[:], sum) {
+	b := append(v[:n:n], '}')
+	if got := sha256.Sum256(b); !bytes.Equal(got[:], want) {
 		return errDamagedEntry
 	}
-	return json.Unmarshal(b, e)
+	if json.Unmarshal(b, e) != nil {
+		return errDamagedEntry
+	}
+	return nil
 }
 
 // encodeEntry is e as it is stored (sealEntry): its times default to now.
@@ -240,7 +267,7 @@ func (s *Store) entries(ctx context.Context) ([]*Entry, error) {
 		out = out[:0] // a retry on a fresh index after damage starts over
 		return tx.Bucket(bucketSteps).ForEach(func(k, v []byte) error {
 			e := &Entry{}
-			if decodeEntry(v, e) != nil {
+			if err := decodeEntry(v, e); err != nil && !errors.Is(err, errUnsealedEntry) {
 				e = &Entry{} // unreadable: keeps nothing alive, pruned as oldest
 			}
 			e.Key = string(k)
