@@ -167,6 +167,8 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 			if err != nil {
 				return fmt.Errorf("%s: %w", ref, err)
 			}
+			// Absent a moment ago and unpacked now: no check needed in this build.
+			e.madeIntact(id)
 			return nil
 		})
 	}

@@ -64,35 +64,42 @@ func (e *Engine) madeIntact(id string) {
 }
 
 // intact makes l's snapshot exist and checks it, once a build: the steps and stages
-// that need it at the same time wait for one check.
+// that need it at the same time wait for one check. A check that failed is not kept,
+// so a caller whose own context is live checks again where the first one's was
+// cancelled.
 func (e *Engine) intact(ctx context.Context, l Layer) error {
-	e.mu.Lock()
-	if e.checked == nil {
-		e.checked = map[string]*snapCheck{}
-	}
-	c, ok := e.checked[l.Snapshot]
-	if !ok {
-		c = &snapCheck{done: make(chan struct{})}
-		e.checked[l.Snapshot] = c
-	}
-	e.mu.Unlock()
-	if ok {
+	for {
+		e.mu.Lock()
+		if e.checked == nil {
+			e.checked = map[string]*snapCheck{}
+		}
+		c, ok := e.checked[l.Snapshot]
+		if !ok {
+			c = &snapCheck{done: make(chan struct{})}
+			e.checked[l.Snapshot] = c
+		}
+		e.mu.Unlock()
+		if !ok {
+			c.err = e.checkSnapshot(ctx, l)
+			if c.err != nil {
+				e.mu.Lock()
+				if e.checked[l.Snapshot] == c {
+					delete(e.checked, l.Snapshot)
+				}
+				e.mu.Unlock()
+			}
+			close(c.done)
+			return c.err
+		}
 		select {
 		case <-c.done:
-			return c.err
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if c.err == nil || ctx.Err() != nil || !(errors.Is(c.err, context.Canceled) || errors.Is(c.err, context.DeadlineExceeded)) {
+			return c.err
+		}
 	}
-	c.err = e.checkSnapshot(ctx, l)
-	if c.err != nil {
-		// Not kept: another caller (with a live context) tries again.
-		e.mu.Lock()
-		delete(e.checked, l.Snapshot)
-		e.mu.Unlock()
-	}
-	close(c.done)
-	return c.err
 }
 
 // checkSnapshot unpacks l's snapshot if it is missing, and otherwise verifies it; a
