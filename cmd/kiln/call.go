@@ -71,7 +71,14 @@ type outlineArg struct {
 func printOutline(w io.Writer, target string, stages []instructions.Stage, metaArgs []instructions.ArgCommand) error {
 	ti := len(stages) - 1
 	if target != "" {
-		ti = slices.IndexFunc(stages, func(s instructions.Stage) bool { return s.Name == target })
+		// The last stage of the name, as the build takes --target (parser).
+		ti = -1
+		for i, s := range slices.Backward(stages) {
+			if s.Name == target {
+				ti = i
+				break
+			}
+		}
 		if ti < 0 {
 			return fmt.Errorf("--target %s: no stage of that name", target)
 		}
@@ -211,6 +218,16 @@ func neededStages(stages []instructions.Stage, ti int) []int {
 		}
 		return 0, false
 	}
+	// A FROM builds on the latest earlier stage of the name; --from names the last
+	// stage of the name, which must come before (parser/stages.go).
+	fromRef := func(name string, before int) (int, bool) {
+		for j := before - 1; j >= 0; j-- {
+			if stages[j].Name == name {
+				return j, true
+			}
+		}
+		return ref(name, before)
+	}
 	need := map[int]bool{}
 	var visit func(i int)
 	visit = func(i int) {
@@ -218,7 +235,7 @@ func neededStages(stages []instructions.Stage, ti int) []int {
 			return
 		}
 		need[i] = true
-		if j, ok := ref(stages[i].BaseName, i); ok {
+		if j, ok := fromRef(stages[i].BaseName, i); ok {
 			visit(j)
 		}
 		for _, cmd := range stages[i].Commands {

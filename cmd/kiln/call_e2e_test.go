@@ -53,6 +53,12 @@ func TestCallTargetsAndOutline(t *testing.T) {
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("--call outline: exit %d\n%q\nwant:\n%q\nstderr: %s", r.code, r.stdout, want, r.stderr)
 	}
+	// Two stages of one name: --target names the last, as the build takes it.
+	dup := project(t, map[string]string{"Dockerfile": "FROM scratch AS dup\nARG FIRST=1\nLABEL a=$FIRST\nFROM scratch AS dup\nARG SECOND=2\nLABEL b=$SECOND\nFROM scratch\n"})
+	if r := kiln(t, dup, "build", "--call", "outline", "--target", "dup", "."); r.code != 0 ||
+		!strings.Contains(r.stdout, "SECOND") || strings.Contains(r.stdout, "FIRST") {
+		t.Errorf("--call outline --target of a name two stages have: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if r := kiln(t, dir, "build", "--call", "frob", "."); r.code == 0 || !strings.Contains(r.stderr, "use build, check, outline or targets") {
 		t.Errorf("--call frob: exit %d %s", r.code, r.stderr)
 	}
