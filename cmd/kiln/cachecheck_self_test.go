@@ -48,7 +48,10 @@ func TestCacheDifferentialHarness(t *testing.T) {
 			io.WriteString(tw, e.content)
 		}
 		tw.Close()
-		l, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
+		// LayerFromOpener, not LayerFromReader: that one buffers the layer in a
+		// temp file of its own in $TMPDIR and never removes it.
+		b := buf.Bytes()
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 		if err != nil {
 			t.Fatal(err)
 		}
