@@ -54,7 +54,7 @@ func (e *DamagedError) Error() string {
 // trusted once, as it was before.
 func (s *Snapshotter) Verify(ctx context.Context, id string) error {
 	if !s.Exists(id) {
-		return fmt.Errorf("snapshot %s does not exist", id)
+		return fmt.Errorf("verify snapshot %s: %w", id, fs.ErrNotExist)
 	}
 	want, err := os.ReadFile(s.sealPath(id))
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(want) != sealSize) {
@@ -113,10 +113,10 @@ func (s *Snapshotter) placeSeal(p, id string) error {
 }
 
 // treeSeal is dir's seal: its inode number, then the digest of the lstat of every
-// entry under it: a Merkle tree, each
-// directory's digest over its entries' records, in name order, and its
-// subdirectories' digests. Subdirectories are walked on two goroutines when one is
-// free (lstat is kernel time: 6,800 entries of a Debian base took 15-25 ms on one).
+// entry under it, as a Merkle tree: each directory's digest is over its entries'
+// records, in name order, then its subdirectories' digests. Subdirectories are walked
+// on two goroutines when one is free (lstat is kernel time: the 6,800 entries of a
+// Debian base took 15-25 ms on one).
 func treeSeal(ctx context.Context, dir string) ([]byte, error) {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
