@@ -14,6 +14,13 @@ import (
 	"github.com/kiln-build/kiln/image"
 )
 
+// baseSnapshotPrefix names a base image layer's snapshot, before its diffID. It carries
+// the version of the unpack that makes the tree: u2 applies a tar hard link's header
+// to the inode it shares (layers.Unpack), so a tree an older kiln unpacked from the
+// same layer may be another tree, and is not taken for this one (its tree record,
+// kept under the id, neither).
+const baseSnapshotPrefix = "l-u2-"
+
 // ImageRef is a base image to pull: a registry reference, or an image in an OCI
 // layout dir (path[:tag|@digest]), for the platform (the build's when zero).
 type ImageRef struct {
@@ -141,7 +148,7 @@ func (e *Engine) unpackBase(ctx context.Context, ref string, pulled *image.Pulle
 		if err != nil {
 			return nil, fmt.Errorf("layer %d of %s: %w", i, ref, err)
 		}
-		id := "l-" + diffID.Hex
+		id := baseSnapshotPrefix + diffID.Hex
 		base.State.Layers[i] = Layer{Layer: l, Snapshot: id}
 		keepBlobs = append(keepBlobs, d.String())
 		keepSnaps = append(keepSnaps, id)
