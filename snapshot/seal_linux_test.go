@@ -73,10 +73,7 @@ func TestSealFindsChangedTree(t *testing.T) {
 				t.Fatalf("a fresh snapshot does not verify: %v", err)
 			}
 			fn(t, s.Path(id))
-			var damaged *DamagedError
-			if err := s.Verify(ctx, id); !errors.As(err, &damaged) || damaged.ID != id {
-				t.Fatalf("Verify after the damage = %v, want a DamagedError for %s", err, id)
-			}
+			wantDamaged(t, s, id, "after the damage")
 			if err := s.Remove(ctx, id); err != nil {
 				t.Fatal(err)
 			}
@@ -123,10 +120,7 @@ func TestSealFindsChangedTree(t *testing.T) {
 		if err := os.WriteFile(p, []byte("RUN\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var damaged *DamagedError
-		if err := s.Verify(ctx, "step"); !errors.As(err, &damaged) {
-			t.Errorf("Verify of the changed step snapshot = %v, want a DamagedError", err)
-		}
+		wantDamaged(t, s, "step", "the changed step snapshot")
 	})
 
 	t.Run("restored copy", func(t *testing.T) {
@@ -149,10 +143,7 @@ func TestSealFindsChangedTree(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(p, "a.txt"), []byte("ALPHA\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		var damaged *DamagedError
-		if err := s.Verify(ctx, "copied"); !errors.As(err, &damaged) {
-			t.Errorf("Verify after a change to the restored copy = %v, want a DamagedError", err)
-		}
+		wantDamaged(t, s, "copied", "after a change to the restored copy")
 	})
 
 	t.Run("seal cut short", func(t *testing.T) {
@@ -180,11 +171,17 @@ func TestSealFindsChangedTree(t *testing.T) {
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(s.Path("legacy"), "d"), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			t.Fatal(err)
 		}
-		var damaged *DamagedError
-		if err := s.Verify(ctx, "legacy"); !errors.As(err, &damaged) {
-			t.Errorf("Verify after a dir's mtime changed = %v, want a DamagedError", err)
-		}
+		wantDamaged(t, s, "legacy", "after a dir's mtime changed")
 	})
+}
+
+// wantDamaged fails the test unless Verify reports snapshot id damaged.
+func wantDamaged(t *testing.T, s *Snapshotter, id, when string) {
+	t.Helper()
+	var damaged *DamagedError
+	if err := s.Verify(context.Background(), id); !errors.As(err, &damaged) || damaged.ID != id {
+		t.Errorf("Verify %s = %v, want a DamagedError for %s", when, err, id)
+	}
 }
 
 // The seal does not depend on how the walk is spread over goroutines: the same tree
@@ -232,18 +229,7 @@ func TestRebuild(t *testing.T) {
 	ctx := context.Background()
 	s := newTestSnapshotter(t)
 	files := map[string]string{"a.txt": "alpha\n", "d/b.txt": "bravo\n"}
-	fill := func(dir string) error {
-		for name, content := range files {
-			p := filepath.Join(dir, name)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	fill := fillWith(files)
 	ingest(t, s, "snap", files)
 	called := false
 	if rebuilt, err := s.Rebuild(ctx, "snap", func(string) error { called = true; return nil }); err != nil || rebuilt || called {

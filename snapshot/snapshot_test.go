@@ -47,7 +47,14 @@ func newTestSnapshotter(t *testing.T, opts ...Option) *Snapshotter {
 
 func ingest(t *testing.T, s *Snapshotter, id string, files map[string]string) {
 	t.Helper()
-	err := s.Ingest(context.Background(), id, func(dir string) error {
+	if err := s.Ingest(context.Background(), id, fillWith(files)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillWith is an Ingest or Rebuild fill that writes files (path → content).
+func fillWith(files map[string]string) func(dir string) error {
+	return func(dir string) error {
 		for name, content := range files {
 			p := filepath.Join(dir, name)
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -58,9 +65,6 @@ func ingest(t *testing.T, s *Snapshotter, id string, files map[string]string) {
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -279,10 +279,10 @@ func dataDigest(host string, fi fs.FileInfo, buf []byte) (string, error) {
 	switch {
 	case m.IsRegular():
 		ch := sha256.New()
-		if isSocket(fi) {
-			// an empty file (asCopied)
-		} else if err := hashFile(host, ch, buf, fi.Size()); err != nil {
-			return "", err
+		if !isSocket(fi) { // a socket is an empty file (asCopied)
+			if err := hashFile(host, ch, buf, fi.Size()); err != nil {
+				return "", err
+			}
 		}
 		writeField(h, "file")
 		writeField(h, hex.EncodeToString(ch.Sum(nil)))
