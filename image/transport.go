@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/readahead"
 )
 
 // DefaultStallTimeout is how long a registry may send nothing before kiln gives up on
@@ -48,8 +50,16 @@ func (s *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = newStallReader(resp.Body, s.stall)
+	if req.Method == http.MethodGet && resp.StatusCode == http.StatusOK && resp.ContentLength >= readAheadFrom {
+		// A blob: its reader (ggcr's, hashing it) no longer waits for the socket's reads.
+		resp.Body = readahead.New(resp.Body)
+	}
 	return limitManifest(req, resp)
 }
+
+// readAheadFrom is the size of a response body from which it is read ahead: layers,
+// not manifests, configs or the small blobs of a remote cache.
+const readAheadFrom = 1 << 20
 
 // stallReader closes its body when no Read has returned data for stall, so a Read
 // blocked on a silent connection returns an error instead of waiting forever.
