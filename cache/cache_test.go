@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -121,6 +123,37 @@ func TestBlobs(t *testing.T) {
 	os.WriteFile(s.BlobPath(h), []byte("jello"), 0o644)
 	if s.VerifyBlob(h) == nil || s.HasBlob(h) {
 		t.Error("corrupt blob passed VerifyBlob or was kept")
+	}
+}
+
+// TestUnhashedBlobWriter: the bytes of an unhashed writer are verified by their
+// source, so Commit with verify refuses (it cannot), and without it stores them.
+func TestUnhashedBlobWriter(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	h, _, _ := v1.SHA256(strings.NewReader("verified elsewhere"))
+	for _, verify := range []bool{true, false} {
+		w, err := s.NewUnhashedBlobWriter()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "verified elsewhere")
+		if d := w.Digest(); d.Hex != "" {
+			t.Errorf("Digest of an unhashed writer: %s, want none", d)
+		}
+		err = w.Commit(h, verify)
+		w.Abort()
+		if verify && (err == nil || s.HasBlob(h)) {
+			t.Fatalf("Commit with verify: %v, stored %v; want it refused", err, s.HasBlob(h))
+		}
+		if !verify && (err != nil || !s.HasBlob(h)) {
+			t.Fatalf("Commit without verify: %v, stored %v", err, s.HasBlob(h))
+		}
+	}
+	if b, _ := os.ReadFile(s.BlobPath(h)); string(b) != "verified elsewhere" {
+		t.Errorf("blob content %q", b)
+	}
+	if left := tempEntries(s); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
 	}
 }
 

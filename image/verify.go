@@ -35,6 +35,9 @@ func (e *CorruptBlobError) Error() string {
 	if e.Got.Hex == "" && e.Part[1] > 0 {
 		return fmt.Sprintf("store blob %s is damaged (its bytes %d to %d do not hash to what was recorded when it was written)", e.Digest, e.Part[0], e.Part[1])
 	}
+	if e.Got.Hex == "" {
+		return fmt.Sprintf("blob %s is damaged (its bytes do not hash to it)", e.Digest)
+	}
 	return fmt.Sprintf("store blob %s is damaged (its bytes hash to %s)", e.Digest, e.Got)
 }
 

@@ -16,15 +16,19 @@ import (
 // branch, not a failure.
 var errNoCache = errors.New("no cache there yet")
 
-// backend is where one cache lives: a registry repository or an OCI layout. It moves
-// bytes only; what they mean (and whether they hash to their names) is checked by
-// the callers.
+// backend is where one cache lives: a registry repository, an OCI layout or an S3
+// bucket. It moves bytes only; what they mean is checked by the callers, and whether
+// they hash to their names too, unless verifiesBlobs.
 type backend interface {
 	// manifest is the cache's root: an image manifest or an index. errNoCache when
 	// there is none.
 	manifest(ctx context.Context) ([]byte, types.MediaType, error)
-	// blob opens blob d (the caller verifies it).
+	// blob opens blob d (the caller verifies it, unless verifiesBlobs).
 	blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error)
+	// verifiesBlobs says whether blob's readers fail the read that reaches their
+	// end unless the bytes are d's (go-containerregistry's do): a copy into the
+	// store then need not hash them again.
+	verifiesBlobs() bool
 	// hasBlob reports whether the cache holds blob d already.
 	hasBlob(ctx context.Context, d v1.Hash) bool
 	// putLayer stores layer l (of digest d); a registry mounts a layer marked

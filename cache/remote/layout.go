@@ -53,6 +53,9 @@ func (b *layoutBackend) manifest(ctx context.Context) ([]byte, types.MediaType, 
 	return nil, "", errNoCache
 }
 
+// verifiesBlobs: a layout's blob is a plain file.
+func (b *layoutBackend) verifiesBlobs() bool { return false }
+
 func (b *layoutBackend) blob(ctx context.Context, d v1.Hash) (io.ReadCloser, error) {
 	rc, err := layout.Path(b.dir).Blob(d)
 	if err != nil {

@@ -47,7 +47,7 @@ func (s *Store) stream(src *source, d v1.Hash, size int64) (rc io.ReadCloser, ok
 	if err != nil {
 		return nil, true, sr.end(err)
 	}
-	if sr.bw, err = s.Store.NewBlobWriter(); err != nil {
+	if sr.bw, err = s.newBlobWriter(src); err != nil {
 		body.Close()
 		return nil, true, sr.end(err)
 	}
@@ -90,7 +90,7 @@ func (sr *storingReader) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF):
 		err := sr.stopWriting()
 		if err == nil {
-			err = commitBlob(sr.bw, sr.d, sr.size, sr.n)
+			err = commitBlob(sr.bw, sr.d, sr.size, sr.n, sr.src.be.verifiesBlobs())
 		}
 		if err := sr.end(err); err != nil {
 			return n, err

@@ -326,7 +326,7 @@ func (s *Store) copyBlob(src *source, d v1.Hash, size int64) (v1.Hash, int64, er
 		return v1.Hash{}, 0, err
 	}
 	defer rc.Close()
-	bw, err := s.Store.NewBlobWriter()
+	bw, err := s.newBlobWriter(src)
 	if err != nil {
 		return v1.Hash{}, 0, err
 	}
@@ -335,7 +335,16 @@ func (s *Store) copyBlob(src *source, d v1.Hash, size int64) (v1.Hash, int64, er
 	if err != nil {
 		return bw.Digest(), n, fmt.Errorf("download: %w", err)
 	}
-	return bw.Digest(), n, commitBlob(bw, d, size, n)
+	return bw.Digest(), n, commitBlob(bw, d, size, n, src.be.verifiesBlobs())
+}
+
+// newBlobWriter is a local blob for a download from src: one that does not hash
+// what src's reader verifies already.
+func (s *Store) newBlobWriter(src *source) (cache.BlobWriter, error) {
+	if src.be.verifiesBlobs() {
+		return s.Store.NewUnhashedBlobWriter()
+	}
+	return s.Store.NewBlobWriter()
 }
 
 // limitBlob reads at most one byte more than a blob of size should have (all of it
@@ -348,10 +357,16 @@ func limitBlob(r io.Reader, size int64) io.Reader {
 }
 
 // commitBlob keeps the n bytes written to bw as blob d if they are size bytes (when
-// the record gave one) and hash to d.
-func commitBlob(bw cache.BlobWriter, d v1.Hash, size, n int64) error {
+// the record gave one) and hash to d: checked here, or, when verified, by the
+// source's reader, whose end the caller has read without an error. An end read
+// through limitBlob is the reader's own when n is size: the limit allows one byte
+// more.
+func commitBlob(bw cache.BlobWriter, d v1.Hash, size, n int64, verified bool) error {
 	if size > 0 && n != size {
 		return fmt.Errorf("it has %d bytes, the cache said %d", n, size)
+	}
+	if verified {
+		return bw.Commit(d, false)
 	}
 	if got := bw.Digest(); got != d {
 		return fmt.Errorf("its bytes hash to %s", got)

@@ -79,8 +79,14 @@ func exportOne(t *testing.T, dir, key, version string) *cache.Entry {
 // layer of its step k1, still remote; note gets the store's progress lines (nil: none).
 func hitLayer(t *testing.T, local *cache.Store, dir string, note func(string)) (*Store, v1.Layer) {
 	t.Helper()
+	return hitLayerFrom(t, local, Spec{Type: "local", Dir: dir, Tag: "latest"}, note)
+}
+
+// hitLayerFrom is hitLayer for the cache of spec.
+func hitLayerFrom(t *testing.T, local *cache.Store, spec Spec, note func(string)) (*Store, v1.Layer) {
+	t.Helper()
 	ctx := context.Background()
-	s, err := Open(ctx, local, []Spec{{Type: "local", Dir: dir, Tag: "latest"}}, StoreOptions{KeyVersion: "v1", Note: note})
+	s, err := Open(ctx, local, []Spec{spec}, StoreOptions{KeyVersion: "v1", Note: note})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,44 +155,107 @@ func TestStoreHitIsLazyAndVerified(t *testing.T) {
 	}
 }
 
+// TestStorePoisonedAndMissingBlobs: a cache whose layer blob is missing, or whose
+// bytes are not the blob's, fails the read of the layer with a CorruptBlobError,
+// keeps nothing locally and takes back the step's hit. For a layout the store hashes
+// what it reads; for a registry ggcr's reader does, and the store trusts the end it
+// reports (verifiesBlobs). Both reads: Compressed streams the blob (lazystream.go),
+// Uncompressed downloads it first (copyBlob).
 func TestStorePoisonedAndMissingBlobs(t *testing.T) {
 	ctx := context.Background()
-	for _, damage := range []string{"poisoned", "missing"} {
-		t.Run(damage, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), "cache")
-			want := exportOne(t, dir, "k1", "v1")
-			d, _ := v1.NewHash(want.Layer.Digest)
-			blob := filepath.Join(dir, "blobs", "sha256", d.Hex)
-			if damage == "missing" {
-				os.Remove(blob)
-			} else {
-				data, _ := os.ReadFile(blob)
-				data[len(data)-1] ^= 1
-				os.WriteFile(blob, data, 0o644)
+	for _, where := range []string{"local", "registry"} {
+		for _, damage := range []string{"poisoned", "missing"} {
+			for _, read := range []string{"Compressed", "Uncompressed"} {
+				t.Run(where+"/"+damage+"/"+read, func(t *testing.T) {
+					spec, d := damagedCache(t, where, damage)
+					local := emptyLocal(t)
+					s, l := hitLayerFrom(t, local, spec, nil) // a hit before the blob is read
+					// A missing blob fails at once, a poisoned one at the read
+					// that reaches its end.
+					open := l.Compressed
+					if read == "Uncompressed" {
+						open = l.Uncompressed
+					}
+					rc, err := open()
+					if err == nil {
+						_, err = io.Copy(io.Discard, rc)
+						rc.Close()
+					}
+					if _, corrupt := image.AsCorruptBlob(err); !corrupt {
+						t.Fatalf("reading a %s blob: %v, want a CorruptBlobError", damage, err)
+					}
+					if _, err := l.Uncompressed(); err == nil {
+						t.Error("a refused blob was read again")
+					}
+					if local.HasBlob(d) {
+						t.Error("the damaged blob reached the local store")
+					}
+					if _, ok, _ := s.GetStep(ctx, "k1"); ok {
+						t.Error("the step still hits after its blob was refused")
+					}
+				})
 			}
-			local := emptyLocal(t)
-			s, l := hitLayer(t, local, dir, nil) // a hit before the blob is read
-			// Compressed streams the blob: a missing one fails at once, a poisoned
-			// one at the read that reaches its end.
-			rc, err := l.Compressed()
-			if err == nil {
-				_, err = io.Copy(io.Discard, rc)
-				rc.Close()
-			}
-			if _, corrupt := image.AsCorruptBlob(err); !corrupt {
-				t.Fatalf("reading a %s blob: %v, want a CorruptBlobError", damage, err)
-			}
-			if _, err := l.Uncompressed(); err == nil {
-				t.Error("a refused blob was read again")
-			}
-			if local.HasBlob(d) {
-				t.Error("the damaged blob reached the local store")
-			}
-			if _, ok, _ := s.GetStep(ctx, "k1"); ok {
-				t.Error("the step still hits after its blob was refused")
-			}
-		})
+		}
 	}
+}
+
+// damagedCache exports step k1 to a cache (a layout, or a registry behind a proxy)
+// whose layer blob is then missing or poisoned: one byte flipped, its length kept. It
+// returns the cache's spec and the layer's digest.
+func damagedCache(t *testing.T, where, damage string) (Spec, v1.Hash) {
+	t.Helper()
+	if where == "local" {
+		dir := filepath.Join(t.TempDir(), "cache")
+		want := exportOne(t, dir, "k1", "v1")
+		d, _ := v1.NewHash(want.Layer.Digest)
+		blob := filepath.Join(dir, "blobs", "sha256", d.Hex)
+		if damage == "missing" {
+			os.Remove(blob)
+		} else {
+			data, _ := os.ReadFile(blob)
+			data[len(data)-1] ^= 1
+			os.WriteFile(blob, data, 0o644)
+		}
+		return Spec{Type: "local", Dir: dir, Tag: "latest"}, d
+	}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	var armed atomic.Pointer[string] // the blob path to damage, once exported
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := armed.Load(); p == nil || r.Method != http.MethodGet || r.URL.Path != *p {
+			reg.ServeHTTP(w, r)
+			return
+		}
+		if damage == "missing" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}`)
+			return
+		}
+		rec := httptest.NewRecorder()
+		reg.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		body[len(body)-1] ^= 1
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	spec := Spec{Type: "registry", Ref: strings.TrimPrefix(srv.URL, "http://") + "/cache:latest", Mode: ModeMax, OCIMediaTypes: true}
+	ctx := context.Background()
+	local, e := localWithStep(t, "k1", []byte("a tar, as far as the cache cares"))
+	src, err := Open(ctx, local, nil, StoreOptions{KeyVersion: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Export(ctx, spec, src, []string{"k1"}, ExportOptions{KeyVersion: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := v1.NewHash(e.Layer.Digest)
+	p := "/v2/cache/blobs/" + d.String()
+	armed.Store(&p)
+	return Spec{Type: "registry", Ref: spec.Ref}, d
 }
 
 // TestStoreStreamsLayer: Compressed of a remote layer streams its bytes and keeps
