@@ -48,10 +48,16 @@ type WriteOptions struct {
 	Pending PendingFiles
 	// NormalizeTree makes the tree hold exactly what its layer holds, so that a
 	// step's tree is the same whether it was executed or unpacked from its layer:
-	// sub-second mtimes are cut to whole seconds in the tree too, and sockets
-	// (which no layer carries) are removed. Only for a tree that is about to become
+	// sub-second mtimes are cut to whole seconds in the tree too, sockets (which no
+	// layer carries) are removed, and ".wh." names become what readers take them
+	// for (whiteoutnames_linux.go). Only for a tree that is about to become
 	// a snapshot (an upper dir); never for a tree the writer does not own.
 	NormalizeTree bool
+	// Below, for NormalizeTree, says whether the layers under the upper dir show
+	// something at rel: a ".wh.NAME" the step left becomes a whiteout only where
+	// they show NAME, since overlayfs lists a whiteout with nothing under it as a
+	// name that cannot be looked up. nil: nothing is under the tree.
+	Below func(rel string) (bool, error)
 	// Members, when set, gives the compressed bytes of gzip members written before:
 	// a member whose uncompressed bytes an earlier layer held is copied, not
 	// compressed again (members.go). The blob is the same either way.
@@ -72,8 +78,9 @@ type PendingFile struct {
 }
 
 // ErrReservedName is returned by WriteUpperDiff for a file whose name starts with
-// ".wh.": such a name cannot be stored in a layer, because readers take it for a
-// whiteout and delete its namesake from the layers below.
+// ".wh.", unless NormalizeTree turns it into the whiteout it means: such a name
+// cannot be stored in a layer as a file, because readers take it for a whiteout and
+// delete its namesake from the layers below.
 var ErrReservedName = errors.New(`names starting with ".wh." are reserved for whiteouts in image layers`)
 
 // WriteUpperDiff walks an overlayfs upper dir and writes it as an OCI layer to w,

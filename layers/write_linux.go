@@ -39,6 +39,7 @@ func writeLayer(ctx context.Context, root string, w io.Writer, opts WriteOptions
 		epoch:   opts.SourceDateEpoch,
 		modTime: opts.ModTime,
 		norm:    opts.NormalizeTree,
+		below:   opts.Below,
 		links:   map[fileID]string{},
 		buf:     make([]byte, 128<<10),
 	}
@@ -75,6 +76,7 @@ type treeWriter struct {
 	epoch   *time.Time
 	modTime *time.Time
 	norm    bool              // NormalizeTree
+	below   func(rel string) (bool, error)
 	links   map[fileID]string // first tar name of each multiply-linked inode
 	buf     []byte
 	entries int
@@ -156,6 +158,11 @@ func (t *treeWriter) walkDir(dir, rel string) error {
 	if err != nil {
 		return err
 	}
+	if t.norm && t.overlay && hasWhiteoutName(names) {
+		if names, err = t.applyWhiteoutNames(dir, rel, names, pending); err != nil {
+			return err
+		}
+	}
 	var real map[string]bool // the names the upper dir has, when pending files join them
 	if len(pending) > 0 {
 		real = make(map[string]bool, len(names))
@@ -222,10 +229,12 @@ func (t *treeWriter) add(p, name string) (isDir bool, err error) {
 }
 
 func (t *treeWriter) addStat(p, name string, st *unix.Stat_t) error {
-	// A file named .wh.* cannot be stored in a layer: every reader takes it for a
-	// whiteout and would delete its namesake from the layers below (an ADDed archive
-	// or a RUN could otherwise remove /bin with a file named /.wh.bin). The overlay
-	// whiteouts this writer makes are char devices and come through writeWhiteout.
+	// A file named .wh.* cannot be stored in a layer as a file: every reader takes
+	// it for a whiteout. A step's are made whiteouts first (applyWhiteoutNames,
+	// under NormalizeTree); one met here is in a tree the writer does not own (a
+	// snapshot tarred again to check it), which a step's tree never holds. The
+	// overlay whiteouts this writer makes are char devices and come through
+	// writeWhiteout.
 	if base := path.Base(name); t.overlay && strings.HasPrefix(base, whiteoutPrefix) && !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0) {
 		return reservedName(name)
 	}

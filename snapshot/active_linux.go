@@ -30,6 +30,20 @@ type Active struct {
 	pruneFiles bool
 }
 
+// Below reports whether the merged view shows something at rel (slash-separated,
+// relative to the root) that comes from a's parents: what removing rel there leaves
+// a whiteout for. The upper dir is looked at first, for an opaque directory on the
+// way that hides the parents. For the layer writer (layers.WriteOptions.Below),
+// after Unmount.
+func (a *Active) Below(rel string) (bool, error) {
+	layers := append([]string{a.Upper}, a.lowers...)
+	if _, ok, err := lowerPath(rel, layers, true); err != nil || ok {
+		return ok, err
+	}
+	_, ok, err := lowerPath(rel, layers, false)
+	return ok, err
+}
+
 // PruneUnchangedFiles has Unmount also remove from the upper dir the files overlayfs
 // copied up that the step left as they were, as BuildKit's overlay differ leaves
 // them out of the layer (see pruneCopyUps). It is for a RUN step, whose files all

@@ -233,6 +233,8 @@ func lowerDir(rel string, lowers []string) (string, bool, error) {
 // lowerPath finds what the overlay of lowers (top first) shows at rel, a dir when
 // dir is true and a non-dir otherwise: the topmost layer's entry at rel, unless a
 // layer above hides it with a whiteout, a non-dir in its path or an opaque ancestor.
+// Every component before the last has been seen to be a directory (lstat, not
+// followed) before the next is looked up below it.
 func lowerPath(rel string, lowers []string, dir bool) (string, bool, error) {
 	parts := strings.Split(filepath.ToSlash(rel), "/")
 	for _, l := range lowers {
@@ -242,11 +244,13 @@ func lowerPath(rel string, lowers []string, dir bool) (string, bool, error) {
 			var st unix.Stat_t
 			err := unix.Lstat(cur, &st)
 			if errors.Is(err, fs.ErrNotExist) {
-				// Not in this layer; an opaque dir above it hides the layers below.
-				if i > 0 {
-					if opaque, _ := xattr.IsOpaque(filepath.Dir(cur)); opaque {
+				// Not in this layer; an opaque dir above it (any of the
+				// ancestors this layer has) hides the layers below.
+				for a := filepath.Dir(cur); i > 0; i-- {
+					if opaque, _ := xattr.IsOpaque(a); opaque {
 						return "", false, nil
 					}
+					a = filepath.Dir(a)
 				}
 				goto next
 			}

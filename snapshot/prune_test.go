@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/testenv"
 )
 
 // countdownCtx is cancelled after its Err has been asked n times: it stops a walk
@@ -186,5 +188,79 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBelow: what Active.Below reports is what overlayfs's lookup finds under the
+// upper dir: the topmost layer's entry, hidden by a whiteout, by a non-directory on
+// the way, or by an opaque directory on the way in any layer above, the upper dir's
+// own included. Checked against a real mount of the same layers.
+func TestBelow(t *testing.T) {
+	testenv.RequireRoot(t)
+	base := t.TempDir()
+	upper, top, bottom := filepath.Join(base, "upper"), filepath.Join(base, "top"), filepath.Join(base, "bottom")
+	mk := func(p string) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whiteout := func(p string) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opaque := func(p string) {
+		os.MkdirAll(p, 0o755)
+		if err := unix.Setxattr(p, "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"a/f", "b/f", "c/f", "d/deep/f", "e/f", "g/h/f", "g2/h/f", "plain"} {
+		mk(filepath.Join(bottom, p))
+	}
+	mk(filepath.Join(top, "t"))
+	whiteout(filepath.Join(top, "b"))             // b deleted above
+	opaque(filepath.Join(top, "c"))               // c emptied above
+	mk(filepath.Join(top, "c/new"))               //   and refilled
+	mk(filepath.Join(top, "e"))                   // e is a file above: e/f is hidden
+	opaque(filepath.Join(top, "g"))               // g opaque above, g/h not there
+	opaque(filepath.Join(top, "g2"))              // g2 opaque above, g2/h there
+	mk(filepath.Join(top, "g2/h/other"))          //   without g2/h/f
+	os.MkdirAll(filepath.Join(upper, "d"), 0o755) // the upper dir's own path
+	opaque(filepath.Join(upper, "a"))             // a emptied by the step itself
+	a := &Active{Upper: upper, lowers: []string{top, bottom}}
+	cases := map[string]bool{
+		"plain": true, "t": true, "a/f": false, "b": false, "b/f": false, "c/f": false, "c/new": true,
+		"d/deep/f": true, "d/deep": true, "e": true, "e/f": false, "g/h/f": false, "g/h": false, "none": false,
+		"g2/h/f": false, "g2/h/other": true,
+	}
+	for rel, want := range cases {
+		got, err := a.Below(rel)
+		if err != nil || got != want {
+			t.Errorf("Below(%q) = %v, %v; want %v", rel, got, err, want)
+		}
+	}
+	// None of those paths is in the upper dir itself, so the merged view shows
+	// each exactly when Below says the layers under it do.
+	work, merged := filepath.Join(base, "work"), filepath.Join(base, "merged")
+	for _, d := range []string{work, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := "lowerdir=" + top + ":" + bottom + ",upperdir=" + upper + ",workdir=" + work + ",index=off,metacopy=off,redirect_dir=off"
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount overlay: %v", err)
+	}
+	defer unix.Unmount(merged, unix.MNT_DETACH)
+	for rel, want := range cases {
+		_, err := os.Lstat(filepath.Join(merged, rel))
+		if got := err == nil; got != want {
+			t.Errorf("the merged view has %q: %v, the table says %v", rel, got, want)
+		}
 	}
 }

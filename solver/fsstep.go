@@ -185,6 +185,7 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	defer bw.Abort()
 	opts := layers.WriteOptions{
 		Compression: e.opts.Compression, Level: e.opts.CompressionLevel, Pending: pending, NormalizeTree: true,
+		Below: active.Below,
 	}
 	members, _ := e.opts.Store.(MemberStore)
 	if members != nil {

@@ -14,7 +14,10 @@ import (
 // since the encoding has no omitempty).
 // v5: ADD applies a tar hard link's header to the inode and makes dest's directories
 // without --chmod's mode when its first source is an archive (BuildKit's results).
-const opKeyVersion = "kiln-op-v5"
+// v6: a copied-up directory whose lower the layers below hide under an opaque
+// ancestor stays in the layer (snapshot.lowerPath looked at the nearest ancestor
+// only), and ".wh." names become whiteouts.
+const opKeyVersion = "kiln-op-v6"
 
 // Op is a filesystem step (RUN, COPY/ADD, WORKDIR) as a plain value: everything that
 // can change the tree the step leaves or what it sees while it runs. Its key is the

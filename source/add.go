@@ -12,10 +12,12 @@ import (
 )
 
 // unpack extracts a local archive for ADD into the directory destImg, as BuildKit does:
-// dest is created (0755, --chown owner) whatever its spelling, ".wh." names are plain
-// files (an archive must never delete from the image), and entries keep the archive's
-// owners unless --chown is given, in which case every extracted entry gets that owner.
-// --chmod does not apply to extracted entries (BuildKit ignores it there too).
+// dest is created (0755, --chown owner) whatever its spelling, and entries keep the
+// archive's owners unless --chown is given, in which case every extracted entry gets
+// that owner. --chmod does not apply to extracted entries (BuildKit ignores it there
+// too). ".wh." names are extracted as plain files; the step's layer then makes them
+// the whiteouts every reader takes them for (layers/whiteoutnames_linux.go), as
+// BuildKit's image has them.
 func (c *copier) unpack(ctx context.Context, sel selection, destImg string) error {
 	destHost, err := MkdirAll(c.destRoot, destImg, NewDir(c.createdOwner()))
 	if err != nil {

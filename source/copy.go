@@ -293,7 +293,7 @@ func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error)
 					if err := c.copyLinked(j, source, linkBuf); err != nil {
 						return err
 					}
-				case m.IsRegular() && c.opts.Pending != nil && !isSocket(e.fi):
+				case m.IsRegular() && c.opts.Pending != nil && !isSocket(e.fi) && !whiteoutName(j.dst):
 					if err := c.opts.Pending.add(c, j); err != nil {
 						return err
 					}

@@ -269,6 +269,13 @@ func (l *pendingList) InDir(dir string) []layers.PendingFile {
 	return out
 }
 
+// whiteoutName says whether the file at host is named ".wh.*". Such a file is copied,
+// not left pending: the layer writer turns it into the whiteout every reader takes it
+// for, in the tree (layers.WriteOptions.NormalizeTree), which a pending file is not in.
+func whiteoutName(host string) bool {
+	return strings.HasPrefix(filepath.Base(host), ".wh.")
+}
+
 // key is the index key of the file at host, and whether its directory holds any
 // pending file (else no file at host is pending).
 func (p *Pending) key(host string) (pendingKey, bool) {

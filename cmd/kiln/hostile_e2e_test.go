@@ -187,20 +187,79 @@ WORKDIR /w/made-by-workdir
 	}
 }
 
-// A RUN that creates a file named .wh.NAME fails on its line instead of producing a
-// layer that would delete NAME from the image.
-func TestRunCannotStoreWhiteoutNames(t *testing.T) {
+// A file named .wh.NAME that a step leaves (a RUN's, a context file a COPY brings,
+// an ADDed archive's entry) is what every reader takes it for, as in BuildKit's
+// image: NAME is gone from the image and so is the file. kiln's later steps see the
+// image's files too: the step's tree is what its layer holds. A ".wh." name with
+// nothing under it leaves no trace.
+func TestWhiteoutNamesAreWhiteouts(t *testing.T) {
 	root, out := e2e(t)
 	host := busyboxRegistry(t)
-	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox:latest\nRUN touch /.wh.bin\n"})
-	r := kiln(t, dir, "build", "--root", root, "-o", "type=oci,dest="+filepath.Join(out, "wh.tar"), ".")
-	if r.code == 0 {
-		t.Fatal("a layer with /.wh.bin was written")
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	for _, name := range []string{"tgone/", "tgone/.wh.f", ".wh.tfile"} {
+		h := &tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg}
+		if strings.HasSuffix(name, "/") {
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !strings.Contains(r.stderr, "Dockerfile:2") || !strings.Contains(r.stderr, "reserved for whiteouts") {
-		t.Errorf("error does not name the line and the reason:\n%s", r.stderr)
+	tw.Close()
+	dir := project(t, map[string]string{
+		"Dockerfile": "FROM " + host + `/busybox:latest
+RUN echo r > /victim && echo k > /keep && mkdir -p /whd /tgone && echo old > /whd/gone && echo f > /tgone/f && echo t > /tfile
+RUN touch /.wh.victim /.wh.nothing /whd/.wh.gone && mkdir -p /opq && touch /opq/.wh..wh..opq
+COPY ctx/ /
+ADD wh.tar /
+RUN ls -a / /whd /tgone > /seen.txt
+`,
+		"ctx/.wh.keep": "",
+		"ctx/ok":       "ok\n",
+		"wh.tar":       archive.String(),
+	})
+	dest := filepath.Join(out, "wh.tar")
+	mustBuild(t, dir, "--root", root, "-o", "type=oci,dest="+dest, ".")
+	img := readOCI(t, dest)
+	files := flatten(t, img)
+	for _, p := range []string{"/victim", "/keep", "/whd/gone", "/tgone/f", "/tfile", "/.wh.victim", "/.wh.nothing", "/.wh.keep",
+		"/whd/.wh.gone", "/opq/.wh..wh..opq", "/tgone/.wh.f", "/.wh.tfile", "/nothing"} {
+		if f, ok := files[p]; ok {
+			t.Errorf("the image has %s (%+v)", p, f)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(out, "wh.tar")); err == nil {
-		t.Error("an image was written")
+	for _, p := range []string{"/bin/sh", "/ok", "/whd", "/opq", "/tgone"} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("the image lacks %s", p)
+		}
+	}
+	seen := map[string]bool{}
+	for _, name := range strings.Fields(files["/seen.txt"].content) {
+		seen[name] = true
+	}
+	for name := range seen {
+		if strings.HasPrefix(name, ".wh.") {
+			t.Errorf("the last RUN saw %s", name)
+		}
+	}
+	for _, name := range []string{"victim", "keep", "gone", "f", "tfile", "nothing"} {
+		if seen[name] {
+			t.Errorf("the last RUN saw %s: %q", name, files["/seen.txt"].content)
+		}
+	}
+	if !seen["ok"] || !seen["bin"] {
+		t.Errorf("the last RUN did not see /ok and /bin: %q", files["/seen.txt"].content)
+	}
+	// The RUN's layer holds the whiteouts, as the overlay made them for an rm, and
+	// nothing for the name with nothing under it.
+	run := layerEntries(t, img, 2)
+	for _, p := range []string{"/.wh.victim", "/whd/.wh.gone", "/opq/.wh..wh..opq"} {
+		if f, ok := run[p]; !ok || f.typ != tar.TypeReg || f.content != "" {
+			t.Errorf("the RUN's layer lacks the whiteout %s: %+v", p, f)
+		}
+	}
+	if _, ok := run["/.wh.nothing"]; ok {
+		t.Error("the RUN's layer has a whiteout of a name nothing below has")
 	}
 }
