@@ -75,9 +75,9 @@ type treeWriter struct {
 	overlay bool
 	epoch   *time.Time
 	modTime *time.Time
-	norm    bool              // NormalizeTree
-	below   func(rel string) (bool, error)
-	links   map[fileID]string // first tar name of each multiply-linked inode
+	norm    bool                           // NormalizeTree
+	below   func(rel string) (bool, error) // WriteOptions.Below
+	links   map[fileID]string              // first tar name of each multiply-linked inode
 	buf     []byte
 	entries int
 
