@@ -5,6 +5,24 @@ package main
 
 var ctxPairs = []cachePair{
 	{
+		// A context file named .wh.NAME hides NAME in the image (as in BuildKit's),
+		// and the RUN after the COPY sees the image's files: added in B, the
+		// COPY and the RUN run again, and B's /victim is gone in both builds.
+		name: "whiteout-name/context-file-added", sample: true,
+		df:   "FROM {base}\nRUN echo r > /victim\nCOPY ctx/ /\nRUN ls -a / > /seen\n",
+		ctx:  map[string]string{"ctx/ok": "ok\n"},
+		mut:  []ctxMut{{"write", "ctx/.wh.victim", ""}},
+		hit:  []string{"RUN echo r > /victim"},
+		miss: []string{"COPY ctx/ /", "RUN ls -a / > /seen"},
+		want: map[string]string{"/victim": "<absent>", "/.wh.victim": "<absent>", "/ok": "ok\n"},
+	},
+	{
+		name:  "whiteout-name/run-name-from-arg",
+		df:    "FROM {base}\nARG N=victim\nRUN echo r > /victim && echo k > /keep\nRUN touch /.wh.$N\nRUN ls -a / > /seen\n",
+		argsB: []string{"--build-arg", "N=keep"},
+		want:  map[string]string{"/victim": "r\n", "/keep": "<absent>", "/.wh.keep": "<absent>"},
+	},
+	{
 		name: "ignore/ignored-file-changed", sample: true,
 		df:  "FROM {base}\nCOPY . /app/\nRUN ls -A /app > /ls\n",
 		ctx: map[string]string{"keep.txt": "keep\n", "debug.log": "one\n", "tmp/x": "x\n", ".dockerignore": "*.log\ntmp/\n"},
