@@ -73,9 +73,10 @@ func userBusyboxProject(t *testing.T, u testenv.TestUser, files map[string]strin
 }
 
 // A busybox build as an ordinary user (RUN, COPY --chown, RUN --mount=type=cache,
-// a chown to another uid) gives the same image, byte for byte, as the same build as
-// root, with SOURCE_DATE_EPOCH set: owners in layers are the image's ids, never the
-// host's subordinate ones.
+// a chown to another uid, ".wh." names a RUN leaves, which become a whiteout and an
+// opaque dir in the namespace too) gives the same image, byte for byte, as the same
+// build as root, with SOURCE_DATE_EPOCH set: owners in layers are the image's ids,
+// never the host's subordinate ones.
 func TestRootlessBuildMatchesRoot(t *testing.T) {
 	u := testenv.NewTestUser(t)
 	kilnBin := rootlessKiln(t, u)
@@ -83,6 +84,9 @@ func TestRootlessBuildMatchesRoot(t *testing.T) {
 RUN echo hi > /hi && id -u > /uid && chown 1000:1000 /hi
 COPY --chown=1000:1000 f /f
 RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /fromcache && ls -ln /f /hi
+RUN echo v > /victim && mkdir /o && echo x > /o/x
+RUN touch /.wh.victim /o/.wh..wh..opq && echo y > /o/y
+RUN ls -a / /o > /seen
 `
 	base, ctx := userBusyboxProject(t, u, map[string]string{"Dockerfile": df, "f": "data\n"})
 	chownTree(t, u.Home, u)
@@ -117,6 +121,13 @@ RUN --mount=type=cache,target=/cache echo cached > /cache/c && cat /cache/c > /f
 	}
 	if string(rl) != string(rt) {
 		t.Fatalf("rootless image %s differs from root image %s", rl, rt)
+	}
+	files := flatten(t, readOCI(t, filepath.Join(rootDir, "rt.tar")))
+	if _, ok := files["/victim"]; ok || files["/o/y"].content != "y\n" {
+		t.Errorf("the .wh. names were not applied: /victim %v, /o/y %q", ok, files["/o/y"].content)
+	}
+	if _, ok := files["/o/x"]; ok {
+		t.Error("/o/x is in the image: .wh..wh..opq did not make /o opaque")
 	}
 	// The step ran as uid 0 of the namespace, and the image says so.
 	ociOut, err := exec.Command("skopeo", "inspect", "oci-archive:"+filepath.Join(rootDir, "rt.tar")).CombinedOutput()
