@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/agext/levenshtein"
 	"github.com/spf13/cobra"
@@ -44,6 +45,7 @@ func withDockerfile(err error, file string, data []byte) error {
 //	--------------------
 //	ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1
 func printError(w io.Writer, err error) {
+	defer printHint(w, err)
 	var perr *parser.Error
 	var src *dockerfileError
 	if errors.As(err, &perr) && perr.Line > 0 && errors.As(err, &src) {
@@ -61,6 +63,14 @@ func printError(w io.Writer, err error) {
 	fmt.Fprintln(w, "ERROR:", err)
 	if perr != nil && perr.Src != "" {
 		fmt.Fprintf(w, "%5d | %s\n", perr.Line, perr.Src)
+	}
+}
+
+// printHint says what to do next about an error whose cause the message alone does
+// not make plain: a full filesystem (the store's or the output's).
+func printHint(w io.Writer, err error) {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		fmt.Fprintln(w, "HINT: the filesystem of the path above is full. Free space there; for kiln's own store, `kiln du` shows what the cache takes and `kiln prune` (--keep-storage SIZE, --filter until=DURATION) removes the least recently used")
 	}
 }
 

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"math/rand"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Errors are shown as buildx shows them: the failed step's ERROR line with the
@@ -78,5 +83,39 @@ func TestDockerfileMissingAndNoOutput(t *testing.T) {
 	r = kiln(t, dir, "build", "--root", root, "--progress", "fancy", ".")
 	if r.code == 0 || !strings.Contains(r.stderr, "--progress=fancy is not a progress mode: use one of auto, plain, tty, rawjson, quiet") {
 		t.Errorf("--progress fancy: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A store on a full filesystem fails the step with the path that filled up, says
+// what to do, writes no output and leaves nothing in the store's tmp/.
+func TestFullDiskSaysWhatToDo(t *testing.T) {
+	_, out := e2e(t)
+	host := busyboxRegistry(t)
+	root := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount a small tmpfs: %v", err)
+	}
+	defer unix.Unmount(root, unix.MNT_DETACH)
+	big := make([]byte, 8<<20)
+	rand.New(rand.NewSource(1)).Read(big) // does not compress below the tmpfs's size
+	dir := project(t, map[string]string{"Dockerfile": "FROM " + host + "/busybox\nCOPY big /big\n", "big": string(big)})
+	dest := filepath.Join(out, "img.tar")
+	r := kiln(t, dir, "build", "--root", filepath.Join(root, "store"), "--progress", "plain", "-o", "type=oci,dest="+dest, ".")
+	if r.code == 0 {
+		t.Fatal("the build succeeded on a full disk")
+	}
+	for _, want := range []string{"Dockerfile:2", "no space left on device", "HINT: the filesystem of the path above is full", "kiln prune"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Error("an output was written")
+	}
+	if left, _ := os.ReadDir(filepath.Join(root, "store", "tmp")); len(left) > 0 {
+		t.Errorf("the store's tmp/ holds %d entries after the build", len(left))
 	}
 }
