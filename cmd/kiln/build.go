@@ -530,6 +530,9 @@ func (o buildOptions) parseOutputs() ([]outputSpec, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkDest(out); err != nil {
+			return nil, err
+		}
 		outs = append(outs, out)
 	}
 	if o.push {

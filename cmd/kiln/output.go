@@ -2,9 +2,13 @@ package main
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // outputSpec is one -o/--output value: type=oci|docker|local|tar|registry,dest=...
@@ -117,6 +121,28 @@ func parseOutput(s string) (outputSpec, error) {
 		return outputSpec{}, fmt.Errorf("--output %q: compression-level=%d is above %s's highest, %d", s, o.Level, codecName(o.Compression), max)
 	}
 	return o, nil
+}
+
+// checkDest refuses, before anything is built, a dest the output could not be
+// written to: a directory where one file goes (oci, docker, tar), a file where a
+// directory goes (local), a path under a file. A dest that does not exist yet is
+// made, with its parent directories.
+func checkDest(o outputSpec) error {
+	if o.Dest == "" || o.Dest == "-" {
+		return nil
+	}
+	fi, err := os.Stat(o.Dest)
+	switch {
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("--output type=%s,dest=%s: a parent of the path is a file, not a directory", o.Type, o.Dest)
+	case err != nil:
+		return nil // made by the output (or its error names the path)
+	case o.Type == "local" && !fi.IsDir():
+		return fmt.Errorf("--output type=local,dest=%s: %s is a file, and type=local writes a directory: name a directory, or use type=tar for one file", o.Dest, o.Dest)
+	case o.Type != "local" && fi.IsDir():
+		return fmt.Errorf("--output type=%s,dest=%s: %s is a directory, and type=%s writes one file: name the file (dest=%s), or use type=local for a directory", o.Type, o.Dest, o.Dest, o.Type, filepath.Join(o.Dest, "image.tar"))
+	}
+	return nil
 }
 
 func codecName(c string) string {
