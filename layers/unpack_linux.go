@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -211,6 +212,13 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 				return err
 			}
 			made, err = u.make(hdr, target, linkSrc, r)
+			if err == nil && hdr.Typeflag == tar.TypeDir && u.opts.Whiteouts == OverlayWhiteouts && isWhiteout(fi) {
+				// ".wh.NAME" then "NAME/" in one layer: the directory holds only
+				// what this layer puts in it (readers delete the lower NAME, then
+				// make it again), which overlayfs records as an opaque directory,
+				// as it does for a directory created over a whiteout.
+				err = xattr.SetOpaque(target)
+			}
 		}
 	}
 	if err != nil {
@@ -239,6 +247,12 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return u.setFileMetadata(made, target, hdr)
 	}
 	return u.setMetadata(-1, target, hdr)
+}
+
+// isWhiteout says whether fi is an overlay whiteout: a 0/0 character device.
+func isWhiteout(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode()&fs.ModeCharDevice != 0 && st.Rdev == 0
 }
 
 // hardlinkSource resolves a hard link's target inside root. Its parent is resolved

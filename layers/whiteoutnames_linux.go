@@ -37,9 +37,12 @@ func hasWhiteoutName(names []string) bool {
 // its listing, pending the pending files that join it) into what readers make of
 // them, as overlayfs records it:
 //   - ".wh.NAME" hides NAME of the layers below: a 0/0 character device NAME, which
-//     the walk then writes as the whiteout entry ".wh.NAME". When the directory
-//     has NAME itself, nothing: a whiteout applies only to the layers below (OCI
-//     image spec, "Whiteouts"). Nor when they have no NAME (WriteOptions.Below).
+//     the walk then writes as the whiteout entry ".wh.NAME". Nothing when they
+//     have no NAME (WriteOptions.Below). When the directory has NAME itself, the
+//     whiteout applies only to what is below it (OCI image spec, "Whiteouts"): a
+//     file NAME stays as it is; a directory NAME loses what the layers below put
+//     in it, so it becomes opaque (what a reader makes of ".wh.NAME" followed by
+//     "NAME/", and what overlayfs makes of a directory created over a whiteout).
 //   - ".wh..wh..opq" makes dir opaque. The directory's entry is written already,
 //     so the marker entry is written here: it comes next, before the children, as
 //     for a directory that was opaque from the start.
@@ -74,6 +77,15 @@ func (t *treeWriter) applyWhiteoutNames(dir, rel string, names []string, pending
 		case strings.HasPrefix(n, whiteoutMeta), target == "", target == ".", target == "..":
 		case !has[target] && pending[target] == nil:
 			hide = append(hide, target)
+		case has[target]:
+			// Its entry is still to come, so the xattr is enough: the walk
+			// writes the marker after it.
+			p := filepath.Join(dir, target)
+			if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+				if err := xattr.SetOpaque(p); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	for _, n := range hide {

@@ -23,7 +23,7 @@ import (
 func TestWhiteoutNamesBecomeWhiteouts(t *testing.T) {
 	testenv.RequireRoot(t)
 	lower, upper := t.TempDir(), t.TempDir()
-	for _, p := range []string{"victim", "keep", "d/x", "d2/gone", "d2/stay"} {
+	for _, p := range []string{"victim", "keep", "d/x", "d2/gone", "d2/stay", "m/old"} {
 		writeFile(t, filepath.Join(lower, p), "lower", 0o644)
 	}
 	merged, unmount := mountOverlay(t, lower, upper)
@@ -39,6 +39,8 @@ func TestWhiteoutNamesBecomeWhiteouts(t *testing.T) {
 		"n/.wh..wh..opq":  "",     // a new dir made opaque
 		"n/f":             "f",
 		"d2/sub/.wh.none": "",
+		".wh.m":           "", // the layer has m/ itself: m loses what is below
+		"m/mine":          "mine",
 	} {
 		writeFile(t, filepath.Join(merged, p), content, 0o644)
 	}
@@ -61,7 +63,7 @@ func TestWhiteoutNamesBecomeWhiteouts(t *testing.T) {
 	}
 	blob, _, raw := writeUpper(t, upper, WriteOptions{Compression: Uncompressed, NormalizeTree: true, Below: below})
 	got := strings.Join(entryNames(readTar(t, raw)), " ")
-	want := "d/ d/.wh..wh..opq d/new d2/ d2/.wh.gone d2/sub/ keep n/ n/.wh..wh..opq n/f .wh.victim"
+	want := "d/ d/.wh..wh..opq d/new d2/ d2/.wh.gone d2/sub/ keep m/ m/.wh..wh..opq m/mine n/ n/.wh..wh..opq n/f .wh.victim"
 	if got != want {
 		t.Errorf("layer entries\n %q, want\n %q", got, want)
 	}
@@ -86,7 +88,7 @@ func TestWhiteoutNamesBecomeWhiteouts(t *testing.T) {
 			t.Errorf("%s: %v, want nothing", p, err)
 		}
 	}
-	for _, d := range []string{"d", "n"} {
+	for _, d := range []string{"d", "n", "m"} {
 		if ok, err := xattr.IsOpaque(filepath.Join(upper, d)); err != nil || !ok {
 			t.Errorf("%s is not opaque: %v", d, err)
 		}
@@ -111,7 +113,29 @@ func TestWhiteoutNamesBecomeWhiteouts(t *testing.T) {
 	if m, a := describeNames(t, merged), describeNames(t, applied); m != a {
 		t.Errorf("a later step sees %q, a reader of the image %q", m, a)
 	}
-	if got, want := describeNames(t, applied), "d d/new d2 d2/stay d2/sub keep n n/f"; got != want {
+	if got, want := describeNames(t, applied), "d d/new d2 d2/stay d2/sub keep m m/mine n n/f"; got != want {
 		t.Errorf("the image holds %q, want %q", got, want)
+	}
+}
+
+// A layer with ".wh.NAME" and then "NAME/" (BuildKit writes such a layer for a step
+// that left .wh.NAME beside a directory NAME) unpacks into a snapshot whose NAME is
+// opaque: over its lower, the merged view holds only what the layer put in NAME,
+// which is what a reader that applies the layer gets.
+func TestUnpackDirAfterItsWhiteoutIsOpaque(t *testing.T) {
+	testenv.RequireRoot(t)
+	lower, snap := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(lower, "m/old"), "lower", 0o644)
+	blob := buildTar(t, hdrs(hdrReg(".wh.m"), hdrDir("m/"), hdrReg("m/mine")), map[string]string{"m/mine": "mine"})
+	must(t, Unpack(context.Background(), bytes.NewReader(blob), snap, UnpackOptions{Whiteouts: OverlayWhiteouts, KeepOwners: true}))
+	if ok, err := xattr.IsOpaque(filepath.Join(snap, "m")); err != nil || !ok {
+		t.Fatalf("m is not opaque: %v", err)
+	}
+	merged, _ := mountOverlay(t, lower, snap)
+	applied := t.TempDir()
+	must(t, os.CopyFS(applied, os.DirFS(lower)))
+	must(t, Unpack(context.Background(), bytes.NewReader(blob), applied, UnpackOptions{Whiteouts: ApplyWhiteouts, KeepOwners: true}))
+	if m, a := describeNames(t, merged), describeNames(t, applied); m != a || a != "m m/mine" {
+		t.Errorf("over its lower the snapshot shows %q, a reader gets %q; want \"m m/mine\"", m, a)
 	}
 }

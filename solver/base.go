@@ -15,11 +15,12 @@ import (
 )
 
 // baseSnapshotPrefix names a base image layer's snapshot, before its diffID. It carries
-// the version of the unpack that makes the tree: u2 applies a tar hard link's header
-// to the inode it shares (layers.Unpack), so a tree an older kiln unpacked from the
-// same layer may be another tree, and is not taken for this one (its tree record,
-// kept under the id, neither).
-const baseSnapshotPrefix = "l-u2-"
+// the version of the unpack that makes the tree, so a tree an older kiln unpacked
+// from the same layer may be another tree, and is not taken for this one (its tree
+// record, kept under the id, neither). u2 applies a tar hard link's header to the
+// inode it shares (layers.Unpack); u3 makes a directory that follows its own
+// whiteout in one layer opaque.
+const baseSnapshotPrefix = "l-u3-"
 
 // ImageRef is a base image to pull: a registry reference, or an image in an OCI
 // layout dir (path[:tag|@digest]), for the platform (the build's when zero).
