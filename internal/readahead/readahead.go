@@ -5,9 +5,13 @@
 package readahead
 
 import (
+	"errors"
 	"io"
 	"sync"
 )
+
+// errClosed is what Read returns once the Reader is closed.
+var errClosed = errors.New("read of a closed read-ahead stream")
 
 // Reader is an io.ReadCloser that returns what its goroutine has read from rc, in
 // order, and rc's error (io.EOF included) after the last byte. At most buffers of
@@ -91,7 +95,17 @@ func (r *Reader) Read(p []byte) (int, error) {
 			r.free <- r.buf
 			r.buf = nil
 		}
-		c := <-r.full
+		var c chunk
+		select {
+		case c = <-r.full:
+		case <-r.done:
+			// Closed, or ended: what it read last is still there to take.
+			select {
+			case c = <-r.full:
+			default:
+				return 0, errClosed
+			}
+		}
 		r.cur, r.buf, r.err = c.b, c.b[:cap(c.b)], c.err
 		if len(p) == 0 {
 			return 0, nil

@@ -96,3 +96,27 @@ func TestCloseEndsAReadAheadWithEveryBufferFull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Read waiting for the stream returns an error when the Reader is closed from
+// another goroutine, instead of waiting for ever; so does a Read after Close.
+func TestReadBlockedWhenClosedReturns(t *testing.T) {
+	r := New(&blocking{closed: make(chan struct{})})
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 8))
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	r.Close()
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("the blocked Read returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Read blocked on the stream did not return when the Reader was closed")
+	}
+	if _, err := r.Read(make([]byte, 8)); err == nil {
+		t.Fatal("a Read after Close returned no error")
+	}
+}
