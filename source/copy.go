@@ -134,11 +134,13 @@ type copier struct {
 	links    map[linkKey]string // first destination of each multiply-linked source inode
 }
 
-// linkKey names a source inode within one source as written: BuildKit copies each
-// source of a COPY with its own copier, so hard links are kept within a source (a
-// directory, or a wildcard's matches) but not across two sources.
+// linkKey names a source inode within one selection (selection.copier): BuildKit
+// copies each source of a COPY, and each match of a wildcard, with a copier of its
+// own, so hard links are kept within a directory's tree but not across two
+// selections: two matches of "[xy]" that are links are two files (BuildKit v0.32).
+// Across them a link would also name a path a later match may have replaced.
 type linkKey struct {
-	source   int
+	copier   int
 	dev, ino uint64
 }
 
@@ -225,7 +227,7 @@ func (c *copier) copySelection(ctx context.Context, sel selection, destImg, dest
 			return fn(es)
 		})
 	}
-	return c.copyEntries(ctx, walk, target, targetImg, sel.source)
+	return c.copyEntries(ctx, walk, target, targetImg, sel.copier)
 }
 
 // entriesOf hands a listed set of entries to copyEntries.
@@ -241,7 +243,7 @@ type fileJob struct {
 // copyEntries writes entries under target: directories, links and nodes in order on
 // this goroutine, regular files on a few workers, and directory metadata last (deepest
 // first) so adding children does not disturb the directories' mtimes.
-func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error) error, target, targetImg string, source int) error {
+func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error) error, target, targetImg string, copier int) error {
 	g, gctx := errgroup.WithContext(ctx)
 	jobs := make(chan fileJob)
 	for range copyWorkers {
@@ -290,7 +292,7 @@ func (c *copier) copyEntries(ctx context.Context, walk func(func([]entry) error)
 					if linkBuf == nil {
 						linkBuf = make([]byte, copyBufSize)
 					}
-					if err := c.copyLinked(j, source, linkBuf); err != nil {
+					if err := c.copyLinked(j, copier, linkBuf); err != nil {
 						return err
 					}
 				case m.IsRegular() && c.opts.Pending != nil && !isSocket(e.fi) && !whiteoutName(j.dst):
@@ -417,12 +419,12 @@ func (c *copier) copyFile(j fileJob, buf []byte) error {
 // does: the first of them the copy reaches is written (here, on the walking
 // goroutine, and never left pending, so that it exists to be linked to), the others
 // become hard links to it. The layer then records them as one file and hard links.
-func (c *copier) copyLinked(j fileJob, source int, buf []byte) error {
+func (c *copier) copyLinked(j fileJob, copier int, buf []byte) error {
 	if c.opts.Pending != nil {
 		c.opts.Pending.drop(j.dst)
 	}
 	st := statOf(j.e.fi)
-	k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
+	k := linkKey{copier: copier, dev: uint64(st.Dev), ino: st.Ino}
 	first, ok := c.links[k]
 	if !ok {
 		if err := c.copyFile(j, buf); err != nil {

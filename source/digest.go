@@ -74,7 +74,7 @@ func digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache, bat
 		// walk order.
 		type walked struct {
 			prefix string
-			source int
+			copier int
 			es     []entry
 		}
 		g, gctx := errgroup.WithContext(ctx)
@@ -84,7 +84,7 @@ func digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache, bat
 			for _, sel := range sels {
 				err := f.walkEach(gctx, sel, func(es []entry) error {
 					select {
-					case batches <- walked{sel.name, sel.source, es}:
+					case batches <- walked{sel.name, sel.copier, es}:
 						return nil
 					case <-gctx.Done():
 						return context.Cause(gctx)
@@ -98,7 +98,7 @@ func digest(ctx context.Context, src Source, opts CopyOptions, hc HashCache, bat
 		})
 		g.Go(func() error {
 			for b := range batches {
-				if err := d.add(gctx, b.prefix, b.es, b.source); err != nil {
+				if err := d.add(gctx, b.prefix, b.es, b.copier); err != nil {
 					return err
 				}
 			}
@@ -142,13 +142,13 @@ type digestItem struct {
 // add digests one batch of walked entries, in walk order (the first path of a hard
 // link's inode is the one Copy copies; the others become links to it). Each path is
 // prefix joined with the entry's rel.
-func (d *digester) add(ctx context.Context, prefix string, es []entry, source int) error {
+func (d *digester) add(ctx context.Context, prefix string, es []entry, copier int) error {
 	items := make([]digestItem, 0, len(es))
 	for _, e := range es {
 		p := join(prefix, e.rel)
 		it := digestItem{path: p, host: e.host, fi: e.fi}
 		if st := statOf(e.fi); e.fi.Mode().IsRegular() && st.Nlink > 1 {
-			k := linkKey{source: source, dev: uint64(st.Dev), ino: st.Ino}
+			k := linkKey{copier: copier, dev: uint64(st.Dev), ino: st.Ino}
 			if first, ok := d.firstLink[k]; ok {
 				it.linkTo = first
 			} else {

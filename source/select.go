@@ -23,7 +23,10 @@ type selection struct {
 	fi       fs.FileInfo // Lstat of host
 	ignoreMI patternmatcher.MatchInfo
 	wildcard bool // selected by a wildcard (so --exclude applies to it too)
-	source   int  // index in CopyOptions.Sources of the source that selected it
+	// copier numbers the selection among all of them: BuildKit's file op copies each
+	// source, and each match of a wildcard, on its own, so hard links are kept
+	// within a selection (a directory's tree) and not across two (linkKey).
+	copier int
 }
 
 // cleanSource turns a source as written into a clean slash path relative to the root.
@@ -63,7 +66,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 		return nil, err
 	}
 	var out []selection
-	for i, s := range opts.Sources {
+	for _, s := range opts.Sources {
 		rel := cleanSource(s)
 		if !containsWildcards(rel) {
 			sel, ok, err := resolveSelection(ctx, src.Root, rel, pm)
@@ -73,7 +76,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 			if !ok {
 				return nil, notFound(src, opts, rel)
 			}
-			sel.source = i
+			sel.copier = len(out)
 			out = append(out, sel)
 			continue
 		}
@@ -97,7 +100,7 @@ func selectSources(ctx context.Context, src Source, opts CopyOptions) ([]selecti
 				}
 				continue
 			}
-			sel.wildcard, sel.source = true, i
+			sel.wildcard, sel.copier = true, len(out)
 			out = append(out, sel)
 		}
 	}
