@@ -5,6 +5,16 @@ package main
 
 var copyPairs = []cachePair{
 	{
+		// Two matches of a wildcard holding links of one inode are two copies
+		// (BuildKit v0.32.2); kiln linked across them, to a path being written
+		// (A failed) or one a later match had replaced (b got d2/a's content).
+		name: "copy/wildcard-matches-share-an-inode",
+		df:   "FROM {base}\nCOPY d* /c1/\nCOPY * /c2/\n",
+		ctx:  map[string]string{"d1/a": "one\n", "d2/a": "two\n", "d3/b|=>": "d1/a"},
+		mut:  []ctxMut{{"write", "d2/a", "three\n"}},
+		want: map[string]string{"/c1/a": "three\n", "/c1/b": "one\n"},
+	},
+	{
 		name: "copy/content", sample: true,
 		df:  "FROM {base}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n",
 		ctx: map[string]string{"a.txt": "a\n"},
