@@ -35,8 +35,10 @@ type Options struct {
 	Ulimits    []exec.Ulimit
 
 	Compression layers.Compression
-	// CompressionLevel is the codec's level for the layers this build compresses
-	// (0: the codec's default); layers taken from the cache keep theirs.
+	// CompressionLevel is the codec's level of the step layers the outputs get (0:
+	// the codec's default). A step's cached layer is made at the default level and
+	// another level is an export transform, so that an image does not depend on the
+	// level of the build that first made a step (BuildKit keeps a cached layer's).
 	CompressionLevel int
 	// ForceCompression recompresses every layer of the image, base layers too, with
 	// Compression and CompressionLevel (BuildKit's force-compression=true).

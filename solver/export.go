@@ -16,8 +16,9 @@ import (
 )
 
 // A step's cached layer is its tree as it is: whole-second mtimes, no clamping, in the
-// codec of the build that first made it. What an output asks for beyond that
-// (another codec, mtimes clamped to SOURCE_DATE_EPOCH) is an export transform: made
+// codec of the build that first made it, at the codec's default level. What an output
+// asks for beyond that (another codec, another level, mtimes clamped to
+// SOURCE_DATE_EPOCH) is an export transform: made
 // from the cached layer at export, kept in the store beside it and reused by later
 // builds, never part of a step's key or tree. So a rebuild with another
 // compression= or SOURCE_DATE_EPOCH reuses every step, as BuildKit does, and a
@@ -59,7 +60,7 @@ func (e *Engine) exportLayers(ctx context.Context, st State, cfg *v1.ConfigFile)
 		if err != nil {
 			return nil, err
 		}
-		if t.NoEpoch && layers.CompressionOf(string(mt)) == t.Compression && !e.opts.ForceCompression {
+		if t.NoEpoch && layers.CompressionOf(string(mt)) == t.Compression && t.Level == 0 && !e.opts.ForceCompression {
 			continue
 		}
 		nl, diffID, err := e.transformLayer(ctx, l.Layer, t)

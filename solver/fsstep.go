@@ -184,7 +184,10 @@ func (e *Engine) execStep(ctx context.Context, st State, x *stepExec, key string
 	}
 	defer bw.Abort()
 	opts := layers.WriteOptions{
-		Compression: e.opts.Compression, Level: e.opts.CompressionLevel, Pending: pending, NormalizeTree: true,
+		// At the codec's default level whatever the output asks: a level is an
+		// export transform (export.go), so a cached layer's bytes never depend on
+		// which build made it first.
+		Compression: e.opts.Compression, Pending: pending, NormalizeTree: true,
 		Below: active.Below,
 	}
 	members, _ := e.opts.Store.(MemberStore)

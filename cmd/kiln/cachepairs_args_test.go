@@ -166,6 +166,30 @@ var argPairs = []cachePair{
 		hit: []string{"*"},
 	},
 	{
+		// A step's cached layer is made at the codec's default level and an
+		// output's level is an export transform: B's layers are at B's level
+		// whichever level A asked for (kiln kept A's, as BuildKit does).
+		name: "output/compression-level-changed", sample: true,
+		df:   "FROM {base}\nCOPY a.txt /a\nRUN seq 1 3000 > /n\n",
+		ctx:  map[string]string{"a.txt": "@repeat:100000:abcdefgh"},
+		outA: ",compression-level=1", outB: ",compression-level=9",
+		hit: []string{"*"},
+	},
+	{
+		name: "output/zstd-level-changed",
+		df:   "FROM {base}\nCOPY a.txt /a\nRUN seq 1 3000 > /n\n",
+		ctx:  map[string]string{"a.txt": "@repeat:100000:abcdefgh"},
+		outA: ",compression=zstd,compression-level=1", outB: ",compression=zstd,compression-level=19",
+		hit: []string{"*"},
+	},
+	{
+		name: "output/level-then-default",
+		df:   "FROM {base}\nCOPY a.txt /a\n",
+		ctx:  map[string]string{"a.txt": "@repeat:100000:abcdefgh"},
+		outA: ",compression-level=1", outB: ",compression=gzip",
+		hit: []string{"*"},
+	},
+	{
 		name: "output/compression-with-epoch",
 		df:   "FROM {base}\nRUN echo hi > /hi\n",
 		outA: ",compression=gzip", outB: ",compression=zstd",
