@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DEMO    := .demo
 SHARED  ?= ../shared
 
-.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless bench-multiplatform conformance fuzz cachecheck clean
+.PHONY: build test test-unit test-race deps demo lint bench bench-ephemeral bench-rootless bench-multiplatform conformance fuzz cachecheck cachefuzz clean
 
 # kiln-init (the RUN sandbox's init alone, static) first: kiln records its digest
 # and starts it only when the file beside it has that digest (exec.InitBinary).
@@ -28,6 +28,12 @@ deps:
 # test` runs a sample of them. As root.
 cachecheck: deps
 	KILN_CACHECHECK=all $(GO) test -count=1 -timeout 60m -run TestCacheDifferential ./cmd/kiln
+
+# The harness over random pairs (cmd/kiln/cachefuzz_test.go): N of them (default 100,
+# about 45 s a hundred), of seed SEED (default 1); a failure prints how to rerun it
+# alone and the pair as a Go literal. `go test ./cmd/kiln` runs 3. As root.
+cachefuzz: deps
+	KILN_CACHEFUZZ=$${N:-100} KILN_CACHEFUZZ_SEED=$${SEED:-1} $(GO) test -count=1 -timeout 60m -run TestCacheDifferentialRandom ./cmd/kiln
 
 # Builds examples/demo on a busybox base made from Debian's busybox-static and bundled
 # as an OCI layout: no registry, no network.
