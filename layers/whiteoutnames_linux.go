@@ -16,7 +16,7 @@ import (
 // A step can leave a file whose name starts with ".wh." in its upper dir: a RUN
 // that creates one, an ADDed archive's entry, a context file a COPY brings. Every
 // reader of a layer takes such a name for a whiteout, and BuildKit stores the file as
-// it is, so its image lacks the namesake (kaniko's whiteout tests, buildah's too).
+// it is, so its image lacks the namesake (kaniko's whiteout tests).
 // kiln makes the same image, and keeps its rule that a step's tree is exactly what
 // its layer holds (NormalizeTree): the name is turned, in the tree, into what it
 // means to a reader, and the layer is what a walk of that tree writes. So a later
@@ -89,13 +89,14 @@ func (t *treeWriter) applyWhiteoutNames(dir, rel string, names []string, pending
 		}
 	}
 	for _, n := range hide {
-		if t.below == nil {
-			continue
-		}
-		if under, err := t.below(path.Join(rel, n)); err != nil || !under {
-			if err != nil {
+		under := false
+		if t.below != nil {
+			var err error
+			if under, err = t.below(path.Join(rel, n)); err != nil {
 				return nil, fmt.Errorf("%s: %w", path.Join(rel, n), err)
 			}
+		}
+		if !under {
 			continue
 		}
 		if err := unix.Mknod(filepath.Join(dir, n), unix.S_IFCHR, 0); err != nil {
